@@ -1,0 +1,44 @@
+# SAR LULC: every target bootstraps what it needs (QGIS from Debian when root, the venv, pip).
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.bootstrapped
+export QT_QPA_PLATFORM ?= offscreen
+ARGS    ?=
+
+.PHONY: test demo deploy package bench simulate pretrain train export train-bundled clean
+
+$(STAMP): requirements-dev.txt tools/bootstrap.sh
+	bash tools/bootstrap.sh
+
+test: $(STAMP)
+	$(PY) -m pytest tests $(ARGS)
+
+demo: $(STAMP)
+	bash tools/demo.sh
+
+deploy: $(STAMP)
+	bash tools/deploy.sh
+
+package: $(STAMP)
+	$(PY) tools/package.py
+
+bench: $(STAMP)
+	$(PY) tools/bench.py $(ARGS)
+
+simulate: $(STAMP)
+	$(PY) -m model.simulate $(ARGS)
+
+pretrain: $(STAMP)
+	$(PY) -m model.net.pretrain $(ARGS)
+
+train: $(STAMP)
+	$(PY) -m model.net.train $(ARGS)
+
+export: $(STAMP)
+	$(PY) -m model.net.export $(ARGS)
+
+train-bundled: $(STAMP)
+	bash tools/train_bundled.sh
+
+clean:
+	rm -rf build dist demo_output bench_output .pytest_cache

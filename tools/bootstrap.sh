@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Make a fresh Debian 12 machine ready: QGIS from Debian (when root and missing),
+# then the project venv on the system Python so PyQGIS and GDAL import in it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+
+if ! /usr/bin/python3 -c "import qgis.core, osgeo.gdal" 2>/dev/null || [ ! -x /usr/bin/qgis_process.bin ]; then
+    if [ "$(id -u)" = 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update
+        apt-get install -y --no-install-recommends qgis python3-qgis qgis-providers python3-venv python3-pip xauth
+    else
+        echo "QGIS 3.22 is missing: run as root, or: sudo apt-get install qgis python3-qgis qgis-providers python3-venv" >&2
+        exit 1
+    fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -r requirements-dev.txt
+touch "$VENV/.bootstrapped"
