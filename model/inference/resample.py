@@ -1,0 +1,235 @@
+"""Reading an input on the model's metric grid and writing results back on the input's grid.
+
+The model sees sigma0 at its native GSD (10 m). Inputs at another pixel size, or in degrees,
+are read through a warped VRT (GDAL resamples each window on request: nothing is copied),
+and results computed on that grid are warped back onto the input's exact grid.
+
+Downsampling speckled SAR is done by averaging linear power (multi-looking), not dB or
+amplitude: the mean of dB values is biased low (by up to 2.5 dB for single-look speckle)
+and bilinear interpolation of a finer grid drops most input pixels, keeping their speckle.
+The view therefore converts the band to linear power (a VRT with a DN^2 scaling or a dB→power
+lookup table) before the warper averages it; the view holds linear power with nodata 0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from osgeo import gdal, osr
+
+from .errors import CancelledError, InputRasterError, OutputError
+from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, ground_pixel_size_m
+
+gdal.UseExceptions()
+
+RESAMPLING_TO_MODEL = ("average", "bilinear")
+RESAMPLING_TO_INPUT = ("nearest", "bilinear")
+DEFAULT_CREATION_OPTIONS = ("TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER")
+
+_DB_LUT_STEP = 0.1          # dB; linear interpolation of 10^(x/10) between knots: < 0.0003 dB error
+_DB_LUT_RANGE = (-80.0, 40.0)
+
+
+@dataclass(frozen=True)
+class ModelGrid:
+    """A north-up grid at the model's GSD in a metric CRS; `reason` is a line for the log."""
+
+    srs_wkt: str
+    geotransform: tuple[float, ...]
+    width: int
+    height: int
+    reason: str
+
+
+def _open(dataset_or_path) -> gdal.Dataset:
+    if isinstance(dataset_or_path, gdal.Dataset):
+        return dataset_or_path
+    try:
+        return gdal.Open(os.fspath(dataset_or_path))
+    except RuntimeError as error:
+        raise InputRasterError(f"Cannot open the input raster '{dataset_or_path}': {error}") from error
+
+
+def utm_epsg(longitude: float, latitude: float) -> int:
+    """WGS 84 UTM zone of a point (UPS beyond 84°N / 80°S; the Norway/Svalbard zone exceptions are ignored)."""
+    if latitude > 84:
+        return 32661
+    if latitude < -80:
+        return 32761
+    zone = int((longitude + 180) // 6) % 60 + 1
+    return (32600 if latitude >= 0 else 32700) + zone
+
+
+def _gis_order(srs: osr.SpatialReference) -> osr.SpatialReference:
+    """A copy whose x axis is easting / longitude, as in GDAL geotransforms."""
+    srs = srs.Clone()
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return srs
+
+
+def _centre_lon_lat(dataset: gdal.Dataset) -> tuple[float, float]:
+    gt = dataset.GetGeoTransform()
+    x = gt[0] + gt[1] * dataset.RasterXSize / 2 + gt[2] * dataset.RasterYSize / 2
+    y = gt[3] + gt[4] * dataset.RasterXSize / 2 + gt[5] * dataset.RasterYSize / 2
+    wgs84 = osr.SpatialReference()
+    wgs84.ImportFromEPSG(4326)
+    transform = osr.CoordinateTransformation(_gis_order(dataset.GetSpatialRef()), _gis_order(wgs84))
+    longitude, latitude, _ = transform.TransformPoint(x, y)
+    return longitude, latitude
+
+
+def _footprint_bounds(dataset: gdal.Dataset, target: osr.SpatialReference, per_edge: int = 33):
+    """(left, bottom, right, top) in `target` of points spread along the raster's four edges."""
+    gt = dataset.GetGeoTransform()
+    width, height = dataset.RasterXSize, dataset.RasterYSize
+    steps = np.linspace(0.0, 1.0, per_edge)
+    pixels = np.concatenate([np.stack([steps * width, np.zeros_like(steps)], 1),
+                             np.stack([steps * width, np.full_like(steps, height)], 1),
+                             np.stack([np.zeros_like(steps), steps * height], 1),
+                             np.stack([np.full_like(steps, width), steps * height], 1)])
+    xs = gt[0] + pixels[:, 0] * gt[1] + pixels[:, 1] * gt[2]
+    ys = gt[3] + pixels[:, 0] * gt[4] + pixels[:, 1] * gt[5]
+    transform = osr.CoordinateTransformation(_gis_order(dataset.GetSpatialRef()), _gis_order(target))
+    points = np.array(transform.TransformPoints(np.stack([xs, ys], 1).tolist()))
+    return points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max()
+
+
+def model_grid(dataset: gdal.Dataset, gsd_m: float) -> ModelGrid:
+    """The grid at `gsd_m` covering the raster: its own CRS when projected, else the UTM zone of its centre."""
+    srs = dataset.GetSpatialRef()
+    if srs is None:
+        raise InputRasterError("The input raster has no coordinate reference system; assign one "
+                               "(Raster ▸ Projections ▸ Assign Projection) and run again.")
+    dx_m, dy_m = ground_pixel_size_m(dataset)
+    if srs.IsProjected():
+        target = srs.Clone()
+        step = gsd_m / srs.GetLinearUnits()
+        crs_name = target.GetName()
+    else:
+        epsg = utm_epsg(*_centre_lon_lat(dataset))
+        target = osr.SpatialReference()
+        target.ImportFromEPSG(epsg)
+        step = gsd_m
+        crs_name = f"EPSG:{epsg} ({target.GetName()})"
+    left, bottom, right, top = _footprint_bounds(dataset, target)
+    left, bottom = math.floor(left / step + 1e-9) * step, math.floor(bottom / step + 1e-9) * step
+    right, top = math.ceil(right / step - 1e-9) * step, math.ceil(top / step - 1e-9) * step
+    reason = (f"input pixels are {dx_m:.2f} x {dy_m:.2f} m on the ground; reading them resampled to the model's "
+              f"{gsd_m:g} m grid in {crs_name}")
+    return ModelGrid(target.ExportToWkt(), (left, step, 0.0, top, 0.0, -step), round((right - left) / step),
+                     round((top - bottom) / step), reason)
+
+
+def decide_model_grid(dataset: gdal.Dataset, gsd_m: float, tolerance: float = 0.1) -> ModelGrid | None:
+    """None when the raster is already north-up, projected and within ±tolerance of the model GSD."""
+    srs = dataset.GetSpatialRef()
+    gt = dataset.GetGeoTransform()
+    if srs is not None and srs.IsProjected() and gt[2] == 0 and gt[4] == 0:
+        dx_m, dy_m = ground_pixel_size_m(dataset)
+        if all(abs(size - gsd_m) <= tolerance * gsd_m for size in (dx_m, dy_m)):
+            return None
+    return model_grid(dataset, gsd_m)
+
+
+def _xml_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def power_view(dataset: gdal.Dataset, band: int, units: InputUnits,
+               calibration_factor: float = ALOS2_CALIBRATION_FACTOR_DB) -> gdal.Dataset:
+    """A one-band VRT of the band as linear power (float32, nodata 0), computed on read."""
+    units = InputUnits(units)
+    if units is InputUnits.AUTO:
+        raise ValueError("power_view needs resolved units; run detect_units for INPUT_UNITS=auto")
+    source = dataset.GetRasterBand(band)
+    nodata = source.GetNoDataValue()
+    if units is InputUnits.DN:
+        nodata = 0 if nodata is None else nodata          # DN 0 maps to power 0 = nodata anyway
+        top = 65535.0
+        scaling = (f"<Exponent>2</Exponent><SrcMin>0</SrcMin><SrcMax>{top!r}</SrcMax><DstMin>0</DstMin>"
+                   f"<DstMax>{top * top * 10 ** (calibration_factor / 10)!r}</DstMax>")
+    elif units is InputUnits.DB:
+        knots = np.arange(_DB_LUT_RANGE[0], _DB_LUT_RANGE[1] + _DB_LUT_STEP / 2, _DB_LUT_STEP)
+        scaling = "<LUT>" + ",".join(f"{k:.4f}:{10 ** (k / 10):.9g}" for k in knots) + "</LUT>"
+    else:
+        scaling = ""
+    nodata_xml = "" if nodata is None else f"<NODATA>{nodata!r}</NODATA>"
+    gt = ",".join(repr(v) for v in dataset.GetGeoTransform())
+    xml = (f'<VRTDataset rasterXSize="{dataset.RasterXSize}" rasterYSize="{dataset.RasterYSize}">'
+           f"<SRS>{_xml_escape(dataset.GetProjection())}</SRS><GeoTransform>{gt}</GeoTransform>"
+           f'<VRTRasterBand dataType="Float32" band="1"><NoDataValue>0</NoDataValue><ComplexSource>'
+           f'<SourceFilename relativeToVRT="0">{_xml_escape(dataset.GetDescription())}</SourceFilename>'
+           f"<SourceBand>{band}</SourceBand>{nodata_xml}{scaling}</ComplexSource></VRTRasterBand></VRTDataset>")
+    return gdal.Open(xml)
+
+
+def open_on_model_grid(dataset_or_path, band: int, gsd_m: float, units: InputUnits,
+                       resampling: str = "average", calibration_factor: float = ALOS2_CALIBRATION_FACTOR_DB,
+                       grid: ModelGrid | None = None) -> gdal.Dataset:
+    """Warped VRT of the band as linear power on the model grid (float32, nodata 0), resampled window by window.
+
+    `average` (default) multi-looks when reducing resolution; `bilinear` suits upsampling
+    coarser inputs. Nodata and out-of-footprint pixels are 0 and never enter averages.
+    """
+    if resampling not in RESAMPLING_TO_MODEL:
+        raise ValueError(f"resampling must be one of {RESAMPLING_TO_MODEL}, not {resampling!r}")
+    dataset = _open(dataset_or_path)
+    grid = grid or model_grid(dataset, gsd_m)
+    gt = grid.geotransform
+    bounds = (gt[0], gt[3] + gt[5] * grid.height, gt[0] + gt[1] * grid.width, gt[3])
+    view = power_view(dataset, band, units, calibration_factor)
+    warped = gdal.Warp("", view, format="VRT", dstSRS=grid.srs_wkt, outputBounds=bounds, width=grid.width,
+                       height=grid.height, resampleAlg=resampling, srcNodata=0, dstNodata=0,
+                       outputType=gdal.GDT_Float32)
+    return warped
+
+
+def warp_back_to_input_grid(model_grid_path, input_dataset, output_path, resampling: str = "nearest",
+                            creation_options=DEFAULT_CREATION_OPTIONS, warp_memory_mb: int = 256,
+                            progress=None, is_cancelled=None) -> str:
+    """Write a model-grid raster onto the input's exact grid (size, geotransform, CRS), nodata kept.
+
+    Streams with GDAL's warper in chunks of at most `warp_memory_mb`; `nearest` for class
+    rasters, `bilinear` for probabilities. A cancel removes the partial file.
+    """
+    if resampling not in RESAMPLING_TO_INPUT:
+        raise ValueError(f"resampling must be one of {RESAMPLING_TO_INPUT}, not {resampling!r}")
+    source = _open(model_grid_path)
+    target_grid = _open(input_dataset)
+    source_band = source.GetRasterBand(1)
+    nodata = source_band.GetNoDataValue()
+    try:
+        target = gdal.GetDriverByName("GTiff").Create(
+            os.fspath(output_path), target_grid.RasterXSize, target_grid.RasterYSize, source.RasterCount,
+            source_band.DataType, list(creation_options))
+    except RuntimeError as error:
+        raise OutputError(f"Cannot create '{output_path}': {error}. Choose a writable folder.") from error
+    target.SetGeoTransform(target_grid.GetGeoTransform())
+    target.SetProjection(target_grid.GetProjection())
+    for index in range(1, source.RasterCount + 1):
+        band = target.GetRasterBand(index)
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+        band.SetDescription(source.GetRasterBand(index).GetDescription())
+
+    def callback(complete, _message, _data):
+        if progress is not None:
+            progress(100.0 * complete)
+        return 0 if is_cancelled is not None and is_cancelled() else 1
+
+    try:
+        gdal.Warp(target, source, resampleAlg=resampling, warpMemoryLimit=warp_memory_mb * 1024 * 1024,
+                  warpOptions=["INIT_DEST=NO_DATA"] if nodata is not None else [], callback=callback,
+                  srcNodata=nodata, dstNodata=nodata)
+        target.FlushCache()
+        target = None
+    except RuntimeError as error:
+        target = None
+        gdal.Unlink(os.fspath(output_path))
+        if is_cancelled is not None and is_cancelled():
+            raise CancelledError("Cancelled while writing the result on the input grid; the partial file was removed.") from error
+        raise OutputError(f"Cannot write '{output_path}': {error}") from error
+    return os.fspath(output_path)
