@@ -1,0 +1,234 @@
+"""The ALOS-2-like scene simulator: layout, backscatter physics, speckle, units, georeferencing."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+from scipy import ndimage
+
+from model.classes import LULC_CLASSES
+from model.inference.sar_input import InputUnits, to_db
+from model.simulate import HH_L_BAND, metres_per_degree, simulate_scene, write_scene
+from model.simulate.__main__ import main as simulate_cli
+from model.simulate.demo import DEMO_SEED, DEMO_SIZE, write_demo
+from model.simulate.geotiff import NODATA
+
+CODE = {name: code for code, name, _ in LULC_CLASSES}
+FOREST = (CODE["Broadleaf forest"], CODE["Needleleaf forest"])
+RARE = (CODE["Bare land"], CODE["Solar panel"])
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    """A small held-out-like set: 8 scenes of 256² from one set seed."""
+    return [simulate_scene(256, (101, i)) for i in range(8)]
+
+
+def class_fractions(scenes) -> np.ndarray:
+    counts = sum(np.bincount(s.labels[s.valid], minlength=10) for s in scenes)
+    return counts / counts.sum()
+
+
+def test_same_seed_same_scene_other_seed_other_scene():
+    a, b, c = simulate_scene(128, (3, 0)), simulate_scene(128, (3, 0)), simulate_scene(128, (4, 0))
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.sigma0_db, b.sigma0_db)
+    assert (a.labels != c.labels).mean() > 0.2
+
+
+def test_labels_use_the_legend_codes_and_nodata_zero(scenes):
+    for scene in scenes:
+        assert scene.labels.dtype == np.uint8
+        assert set(np.unique(scene.labels)) <= {0} | set(CODE.values())
+        assert not scene.valid.all(), "default scenes have a nodata swath margin"
+        assert np.isnan(scene.sigma0_db[~scene.valid]).all() and np.isfinite(scene.sigma0_db[scene.valid]).all()
+
+
+def test_class_frequencies_are_long_tailed_like_japan(scenes):
+    fractions = class_fractions(scenes)
+    forest = fractions[list(FOREST)].sum()
+    assert 0.5 < forest < 0.75
+    assert all(fractions[c] < forest for c in CODE.values() if c not in FOREST)
+    assert 0.01 < fractions[CODE["Water"]] < 0.15
+    for code in RARE:
+        assert 0 < fractions[code] < 0.02
+        assert all((s.labels == code).any() for s in scenes), "rare classes appear in every scene"
+
+
+def test_rivers_and_roads_are_thin_sinuous_lines(scenes):
+    assert sum(s.layers["road"].sum() for s in scenes) > 2 * 256 * len(scenes), "roads in most scenes"
+    for scene in scenes:
+        river, road = scene.layers["river"], scene.layers["road"]
+        assert (scene.labels[river & scene.valid] == CODE["Water"]).all()
+        assert (scene.labels[road & scene.valid] == CODE["Built-up"]).all()
+        assert river.sum() > 256, "at least one river crossing the scene"
+        square = np.ones((3, 3), bool)
+        assert not ndimage.binary_erosion(river, square, iterations=3).any(), "rivers are at most ~70 m wide"
+        assert not ndimage.binary_erosion(road, square, iterations=2).any(), "roads are at most ~30 m wide"
+
+
+def test_class_mean_backscatter_ordered_as_l_band_physics(scenes):
+    """Mean sigma0 (linear power, in dB): calm water darkest, built-up (double bounce) brightest,
+    forest (volume scattering) brighter than grass, paddy and bare soil."""
+    def mean_db(code):
+        values = np.concatenate([s.sigma0_db[s.labels == code] for s in scenes])
+        return 10 * np.log10(np.mean(10 ** (values / 10)))
+
+    means = {code: mean_db(code) for code in CODE.values()}
+    assert min(means, key=means.get) == CODE["Water"]
+    assert max(means, key=means.get) == CODE["Built-up"]
+    for forest in FOREST:
+        for darker in ("Grassland", "Paddy field", "Bare land", "Cropland"):
+            assert means[forest] > means[CODE[darker]] + 2
+    lo, hi = HH_L_BAND[CODE["Water"]].mean_db
+    assert lo - 1 < means[CODE["Water"]] < hi + HH_L_BAND[CODE["Water"]].region_sd_db + 6
+
+
+@pytest.mark.parametrize("looks", [1.0, 4.0])
+def test_speckle_is_gamma_with_the_configured_looks(looks):
+    scene = simulate_scene(256, 7, looks=looks)
+    valid = scene.valid
+    speckle = 10 ** ((scene.sigma0_db[valid] - scene.reflectivity_db[valid]) / 10)
+    assert speckle.mean() == pytest.approx(1.0, abs=0.01)
+    assert speckle.std() / speckle.mean() == pytest.approx(1 / math.sqrt(looks), rel=0.03)
+
+
+def test_homogeneous_forest_window_has_the_speckle_contrast():
+    """A window of one forest stand on flat ground: std/mean of linear power ~ 1/sqrt(L)."""
+    scene = simulate_scene(256, 7, looks=4.0)
+    power = 10 ** (scene.sigma0_db / 10)
+    flat = 10 ** (scene.reflectivity_db / 10)
+    best = None
+    for y in range(0, 240, 8):
+        for x in range(0, 240, 8):
+            window = (slice(y, y + 16), slice(x, x + 16))
+            if scene.labels[window].min() in FOREST and scene.labels[window].max() == scene.labels[window].min():
+                spread = np.nanstd(flat[window]) / np.nanmean(flat[window])
+                if best is None or spread < best[0]:
+                    best = (spread, window)
+    assert best is not None and best[0] < 0.1
+    window = power[best[1]]
+    assert window.std() / window.mean() == pytest.approx(0.5, abs=0.1)
+
+
+def test_units_round_trip_through_the_plugin_reader(tmp_path):
+    scene = simulate_scene(128, 5, holes=True)
+    valid = scene.valid
+    for units, dtype in (("db", np.float32), ("linear", np.float32), ("dn", np.uint16)):
+        sar_path, _ = write_scene(scene, tmp_path, f"s_{units}", units=units)
+        dataset = gdal.Open(str(sar_path))
+        band = dataset.GetRasterBand(1)
+        raw = band.ReadAsArray()
+        assert raw.dtype == dtype
+        assert band.GetNoDataValue() == NODATA[units]
+        assert (raw[~valid] == NODATA[units]).all() and (raw[valid] != NODATA[units]).all()
+        reader_units = {"db": InputUnits.DB, "linear": InputUnits.LINEAR, "dn": InputUnits.DN}[units]
+        db = to_db(raw, reader_units)[valid]
+        tolerance = 0.05 if units == "dn" else 1e-4  # DN is rounded to integers
+        bright = scene.sigma0_db[valid] > -40
+        np.testing.assert_allclose(db[bright], scene.sigma0_db[valid][bright], atol=tolerance)
+
+
+def test_dn_formula_matches_alos2_calibration():
+    from model.simulate import db_to_dn
+
+    # DN = sqrt(10^((sigma0 + 83) / 10)): -23 dB -> 10^3 = 1000; -83 dB -> 1; 0 dB -> 14125.4
+    np.testing.assert_array_equal(db_to_dn(np.array([-23.0, -83.0, 0.0])), [1000, 1, 14125])
+
+
+def test_utm_scene_is_georeferenced_at_10_m(tmp_path):
+    scene = simulate_scene(64, 1)
+    sar_path, label_path = write_scene(scene, tmp_path, "utm", lon_lat=(140.5, 37.0))
+    for path in (sar_path, label_path):
+        ds = gdal.Open(str(path))
+        srs = osr.SpatialReference(wkt=ds.GetProjection())
+        assert srs.GetAuthorityCode(None) == "32654"
+        x0, dx, _, y0, _, dy = ds.GetGeoTransform()
+        assert (dx, dy) == (10.0, -10.0) and x0 % 10 == 0 and y0 % 10 == 0
+    wgs84 = osr.SpatialReference()
+    wgs84.ImportFromEPSG(4326)
+    wgs84.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    lon, lat, _ = osr.CoordinateTransformation(srs, wgs84).TransformPoint(x0, y0)
+    assert lon == pytest.approx(140.5, abs=1e-3) and lat == pytest.approx(37.0, abs=1e-3)
+
+
+def test_geographic_scene_has_degree_pixels_of_10_m(tmp_path):
+    scene = simulate_scene(64, 1)
+    sar_path, label_path = write_scene(scene, tmp_path, "geo", crs="EPSG:4326", lon_lat=(141.2, 43.0))
+    ds = gdal.Open(str(sar_path))
+    assert osr.SpatialReference(wkt=ds.GetProjection()).GetAuthorityCode(None) == "4326"
+    assert gdal.Open(str(label_path)).GetGeoTransform() == ds.GetGeoTransform()
+    lon0, dlon, _, lat0, _, dlat = ds.GetGeoTransform()
+    # Independent check: the scene's top and left edges measured in UTM 54N are 64 x 10 m long.
+    wgs84, utm = osr.SpatialReference(), osr.SpatialReference()
+    wgs84.ImportFromEPSG(4326)
+    utm.ImportFromEPSG(32654)
+    for srs in (wgs84, utm):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    to_utm = osr.CoordinateTransformation(wgs84, utm)
+    corner, east, south = (np.array(to_utm.TransformPoint(lon, lat)[:2])
+                           for lon, lat in ((lon0, lat0), (lon0 + 64 * dlon, lat0), (lon0, lat0 + 64 * dlat)))
+    assert np.linalg.norm(east - corner) == pytest.approx(640, rel=2e-3)
+    assert np.linalg.norm(south - corner) == pytest.approx(640, rel=2e-3)
+    assert metres_per_degree(0.0)[0] == pytest.approx(111319.5, abs=1)  # equator: 2*pi*a/360
+
+
+def test_label_raster_carries_the_legend_colours(tmp_path):
+    _, label_path = write_scene(simulate_scene(64, 2), tmp_path, "c")
+    dataset = gdal.Open(str(label_path))
+    band = dataset.GetRasterBand(1)
+    assert band.GetNoDataValue() == 0 and band.DataType == gdal.GDT_Byte
+    table = band.GetColorTable()
+    for code, _, colour in LULC_CLASSES:
+        assert table.GetColorEntry(code)[:3] == tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    assert table.GetColorEntry(0)[3] == 0
+
+
+def test_cli_writes_pairs_and_manifest_and_seeds_give_disjoint_sets(tmp_path):
+    assert simulate_cli(["--out", str(tmp_path / "train"), "--count", "2", "--size", "64", "--seed", "1"]) == 0
+    assert simulate_cli(["--out", str(tmp_path / "test"), "--count", "2", "--size", "64", "--seed", "2",
+                         "--units", "dn", "--crs", "EPSG:4326"]) == 0
+    train = json.loads((tmp_path / "train" / "manifest.json").read_text())
+    test = json.loads((tmp_path / "test" / "manifest.json").read_text())
+    assert [s["seed"] for s in train["scenes"]] == [[1, 0], [1, 1]] and test["units"] == "dn"
+    labels = {}
+    for folder, manifest in (("train", train), ("test", test)):
+        for entry in manifest["scenes"]:
+            sar = gdal.Open(str(tmp_path / folder / entry["sar"]))
+            label = gdal.Open(str(tmp_path / folder / entry["label"])).ReadAsArray()
+            assert (sar.RasterXSize, sar.RasterYSize) == label.shape == (64, 64)
+            assert sum(entry["class_fractions"].values()) == pytest.approx(1, abs=1e-3)
+            labels[folder, entry["name"]] = label
+    train_labels = [v for (f, _), v in labels.items() if f == "train"]
+    test_labels = [v for (f, _), v in labels.items() if f == "test"]
+    assert all(not np.array_equal(a, b) for a in train_labels for b in test_labels)
+
+
+def test_cli_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit):
+        simulate_cli(["--out", "unused", "--size", "8"])
+    assert "too small" in capsys.readouterr().err
+
+
+def test_shipped_demo_scene_is_the_simulator_output(tmp_path):
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parent.parent / "demo"
+    shipped_sar, shipped_label = demo / "demo_scene_hh_db.tif", demo / "demo_scene_label.tif"
+    assert shipped_sar.stat().st_size + shipped_label.stat().st_size < 1.5e6
+    sar = gdal.Open(str(shipped_sar))
+    assert (sar.RasterXSize, sar.RasterYSize) == (DEMO_SIZE, DEMO_SIZE)
+    assert sar.GetRasterBand(1).DataType == gdal.GDT_Float32
+    assert sar.GetMetadata("IMAGE_STRUCTURE")["COMPRESSION"] == "DEFLATE"
+    assert osr.SpatialReference(wkt=sar.GetProjection()).GetAuthorityCode(None) == "32654"
+    assert sar.GetGeoTransform()[1] == 10.0
+    values = sar.ReadAsArray()
+    assert (values == -9999).any(), "the demo has a nodata margin"
+    regenerated_sar, regenerated_label = write_demo(tmp_path)
+    np.testing.assert_array_equal(gdal.Open(str(regenerated_sar)).ReadAsArray(), values)
+    np.testing.assert_array_equal(gdal.Open(str(regenerated_label)).ReadAsArray(),
+                                  gdal.Open(str(shipped_label)).ReadAsArray())
+    assert DEMO_SEED == int(sar.GetMetadataItem("SEED"))
