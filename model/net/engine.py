@@ -1,0 +1,125 @@
+"""Training plumbing shared by pretraining and fine-tuning: device, DDP, AMP, schedule, checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import pathlib
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Runtime:
+    """Where this process trains: device, and its place in a torchrun job (rank 0 of 1 otherwise)."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    distributed: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def log(self, *args):
+        if self.is_main:
+            print(*args, flush=True)
+
+
+def setup_runtime(device_name: str = "auto") -> Runtime:
+    """Pick the device; under torchrun (LOCAL_RANK set) join the process group: NCCL on CUDA, gloo on CPU."""
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu.")
+    if "LOCAL_RANK" not in os.environ:
+        return Runtime(torch.device(device_name))
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if device_name.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Runtime(device, dist.get_rank(), dist.get_world_size(), distributed=True)
+
+
+def shutdown(runtime: Runtime):
+    if runtime.distributed:
+        dist.destroy_process_group()
+
+
+def autocast(runtime: Runtime, amp: str):
+    """Mixed-precision context (bf16/fp16 autocast on CUDA, bf16 on CPU), or a no-op for 'none'."""
+    dtype = AMP_DTYPES[amp]
+    if dtype is None:
+        return contextlib.nullcontext()
+    if runtime.device.type == "cpu" and dtype is torch.float16:
+        raise ValueError("--amp fp16 needs a CUDA GPU; on CPU use --amp bf16 or none.")
+    return torch.autocast(device_type=runtime.device.type, dtype=dtype)
+
+
+def grad_scaler(runtime: Runtime, amp: str) -> torch.amp.GradScaler:
+    """Loss scaling is needed for fp16 only; disabled (pass-through) otherwise."""
+    return torch.amp.GradScaler(runtime.device.type, enabled=amp == "fp16")
+
+
+def loader(dataset, batch_size: int, workers: int, runtime: Runtime, shuffle: bool, drop_last: bool) -> DataLoader:
+    """DataLoader that shards across DDP ranks; ``set_epoch`` is the caller's job each epoch."""
+    sampler = (DistributedSampler(dataset, runtime.world_size, runtime.rank, shuffle=shuffle, drop_last=drop_last)
+               if runtime.distributed else None)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=workers, drop_last=drop_last, pin_memory=runtime.device.type == "cuda",
+                      persistent_workers=False)
+
+
+def warmup_cosine(optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup to the base learning rate, then cosine decay to 0, stepped per iteration."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW without weight decay on norms, biases and the relative position bias tables."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim <= 1 or name.endswith("bias_table") else decay).append(parameter)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+def all_reduce_sum(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    if runtime.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def save_atomic(state: dict, path: pathlib.Path):
+    """torch.save through a temporary file, so an interrupted save never leaves a broken checkpoint."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def write_json(data, path: pathlib.Path):
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)

@@ -1,0 +1,245 @@
+"""Fine-tuning CLI: SAR/label GeoTIFF pairs -> best.pt / last.pt / metrics.json.
+
+    python -m model.net.train --train DATA/train --val DATA/val --out runs/lulc [options]
+    torchrun --nproc_per_node=4 -m model.net.train ... --device cuda --amp bf16
+
+See model/README.md for the data naming, the options and the ablation switches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..classes import LULC_CLASSES, WATER_CLASSES
+from . import engine
+from .configs import NAMED_CONFIGS, NetConfig, named_config
+from .data import (Normalisation, SarRaster, SegmentationCrops, SegmentationTiles, compute_normalisation,
+                   find_pairs, label_histogram, task_histogram)
+from .losses import IGNORE_INDEX, FocalDiceLoss, class_weights
+from .segmentor import Segmentor
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m model.net.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--train", nargs="+", required=True, help="folders of <name>_sar.tif/<name>_label.tif, or list files")
+    p.add_argument("--val", nargs="+", help="validation folders/list files (default: hold out --val-fraction of the files)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of training files held out when --val is absent")
+    p.add_argument("--out", required=True, type=pathlib.Path, help="output folder for checkpoints and metrics.json")
+    p.add_argument("--task", choices=("lulc", "water"), default="lulc")
+    p.add_argument("--config", choices=sorted(NAMED_CONFIGS), default="tiny-cpu", help="network size")
+    p.add_argument("--hr-injection", action=argparse.BooleanOptionalAction, default=None,
+                   help="high-resolution feature injection (default: the config's, on)")
+    p.add_argument("--refine-up", action=argparse.BooleanOptionalAction, default=None,
+                   help="progressive refine-up head (default: the config's, on)")
+    p.add_argument("--pretrained-encoder", type=pathlib.Path, help="encoder.pt written by model.net.pretrain")
+    p.add_argument("--alpha", type=float, default=0.5, help="class-weight tempering: 0 uniform, 1 inverse frequency")
+    p.add_argument("--gamma", type=float, default=2.0, help="focal loss focusing parameter")
+    p.add_argument("--focal-weight", type=float, default=1.0)
+    p.add_argument("--dice-weight", type=float, default=1.0)
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--samples-per-epoch", type=int, default=2000, help="random crops per epoch (all ranks together)")
+    p.add_argument("--batch-size", type=int, default=8, help="per process")
+    p.add_argument("--crop-size", type=int, default=256, help="training crop and validation tile edge, px")
+    p.add_argument("--lr", type=float, default=2e-4, help="AdamW peak learning rate")
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup length, epochs")
+    p.add_argument("--norm-mean", type=float, help="fix the input mean (dB) instead of computing it")
+    p.add_argument("--norm-std", type=float, help="fix the input std (dB) instead of computing it")
+    p.add_argument("--resume", type=pathlib.Path, help="last.pt to continue from")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    p.add_argument("--amp", choices=sorted(engine.AMP_DTYPES), default="none", help="mixed precision")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: PyTorch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.crop_size % 32:
+        p.error(f"--crop-size must be a multiple of 32, got {args.crop_size}")
+    if args.batch_size < 1 or args.epochs < 1 or args.samples_per_epoch < args.batch_size:
+        p.error("--batch-size and --epochs must be >= 1 and --samples-per-epoch >= --batch-size")
+    return args
+
+
+def class_legend(task: str) -> list[str]:
+    """Names of the training channels' classes (water: background + water)."""
+    return ["Not water", WATER_CLASSES[0][1]] if task == "water" else [name for _, name, _ in LULC_CLASSES]
+
+
+def split_pairs(args, runtime: engine.Runtime):
+    pairs = find_pairs(args.train)
+    if args.val:
+        return pairs, find_pairs(args.val)
+    if len(pairs) == 1:
+        runtime.log("warning: one training scene and no --val: validating on the training scene itself")
+        return pairs, pairs
+    held = max(1, round(len(pairs) * args.val_fraction))
+    order = np.random.default_rng(args.seed).permutation(len(pairs))
+    return [pairs[i] for i in order[held:]], [pairs[i] for i in order[:held]]
+
+
+def load_pretrained_encoder(model: Segmentor, path: pathlib.Path) -> dict:
+    """Load an encoder.pt from model.net.pretrain; returns its normalisation (or {})."""
+    checkpoint = torch.load(path, map_location="cpu")
+    if "encoder" not in checkpoint:
+        raise ValueError(f"'{path}' is not an encoder checkpoint of model.net.pretrain (no 'encoder' key).")
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["encoder_config"].items()}
+    current = model.config.encoder.__dict__
+    differing = [k for k in current if k != "drop_path" and saved.get(k) != current[k]]
+    if differing:
+        raise ValueError(f"The pretrained encoder '{path}' does not fit --config: {', '.join(differing)} differ "
+                         f"({', '.join(f'{k}={saved.get(k)} vs {current[k]}' for k in differing)}).")
+    model.encoder.load_state_dict(checkpoint["encoder"])
+    return checkpoint.get("normalisation", {})
+
+
+def evaluate(model, loader, num_channels: int, binary: bool, runtime, amp: str) -> np.ndarray:
+    """Confusion matrix (true x predicted) over all valid validation pixels, summed over ranks."""
+    size = 2 if binary else num_channels
+    confusion = torch.zeros(size * size, dtype=torch.int64, device=runtime.device)
+    model.eval()
+    with torch.no_grad():
+        for image, target in loader:
+            image, target = image.to(runtime.device), target.to(runtime.device)
+            with engine.autocast(runtime, amp):
+                logits = model(image)
+            predicted = (logits[:, 0] > 0).long() if binary else logits.argmax(1)
+            valid = target != IGNORE_INDEX
+            confusion += torch.bincount(target[valid] * size + predicted[valid], minlength=size * size)
+    return engine.all_reduce_sum(confusion, runtime).view(size, size).cpu().numpy()
+
+
+def iou_per_class(confusion: np.ndarray) -> np.ndarray:
+    """IoU per class; NaN for a class absent from both truth and prediction."""
+    inter = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, np.nan)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    runtime = engine.setup_runtime(args.device)
+    try:
+        run(args, runtime)
+    finally:
+        engine.shutdown(runtime)
+    return 0
+
+
+def run(args, runtime: engine.Runtime):
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    binary = args.task == "water"
+    names = class_legend(args.task)
+    resume = torch.load(args.resume, map_location="cpu") if args.resume else None
+    if resume is not None:
+        config = NetConfig.from_dict(resume["net_config"])
+        runtime.log(f"resuming from {args.resume} after epoch {resume['epoch']} (network config from the checkpoint)")
+    else:
+        overrides = {k: v for k, v in (("hr_injection", args.hr_injection), ("refine_up", args.refine_up)) if v is not None}
+        config = named_config(args.config, num_classes=1 if binary else len(LULC_CLASSES), **overrides)
+    model = Segmentor(config)
+    norm_source = {}
+    if args.pretrained_encoder and resume is None:
+        norm_source = load_pretrained_encoder(model, args.pretrained_encoder)
+        runtime.log(f"encoder initialised from {args.pretrained_encoder}")
+
+    train_pairs, val_pairs = split_pairs(args, runtime)
+    if resume is not None:
+        normalisation = Normalisation.from_dict(resume["normalisation"])
+    elif args.norm_mean is not None or args.norm_std is not None:
+        if args.norm_mean is None or args.norm_std is None or args.norm_std <= 0:
+            raise SystemExit("Give both --norm-mean and --norm-std (std > 0), or neither.")
+        normalisation = Normalisation(norm_mean=args.norm_mean, norm_std=args.norm_std)
+    elif norm_source:
+        normalisation = Normalisation.from_dict(norm_source)
+    else:
+        normalisation = compute_normalisation([SarRaster(sar) for sar, _ in train_pairs])
+    counts = task_histogram(label_histogram([label for _, label in train_pairs]), args.task)
+    weights = class_weights(counts, args.alpha)
+    runtime.log(f"{len(train_pairs)} training / {len(val_pairs)} validation scenes; input normalisation "
+                f"clip {normalisation.norm_clip} mean {normalisation.norm_mean:.3f} std {normalisation.norm_std:.3f} dB")
+    runtime.log("class weights (alpha=%g): " % args.alpha +
+                ", ".join(f"{n} {w:.2f}" for n, w in zip(names, weights.tolist())))
+
+    train_set = SegmentationCrops(train_pairs, normalisation, args.crop_size, args.samples_per_epoch, args.task, args.seed)
+    val_set = SegmentationTiles(val_pairs, normalisation, args.crop_size, args.task)
+    train_loader = engine.loader(train_set, args.batch_size, args.workers, runtime, shuffle=True, drop_last=True)
+    val_loader = engine.loader(val_set, args.batch_size, args.workers, runtime, shuffle=False, drop_last=False)
+
+    model.to(runtime.device)
+    if runtime.distributed:
+        if runtime.device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+    criterion = FocalDiceLoss(binary, weights, args.gamma, args.focal_weight, args.dice_weight).to(runtime.device)
+    optimizer = engine.adamw(model, args.lr, args.weight_decay)
+    steps_per_epoch = len(train_loader)
+    scheduler = engine.warmup_cosine(optimizer, args.epochs * steps_per_epoch, round(args.warmup_epochs * steps_per_epoch))
+    scaler = engine.grad_scaler(runtime, args.amp)
+    start_epoch, best, history = 0, -1.0, []
+    if resume is not None:
+        engine.unwrap(model).load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        start_epoch, best, history = resume["epoch"], resume["best_score"], resume["history"]
+
+    for epoch in range(start_epoch, args.epochs):
+        started = time.time()
+        train_set.set_epoch(epoch)
+        if runtime.distributed:
+            train_loader.sampler.set_epoch(epoch)
+        model.train()
+        total, batches = torch.zeros(2, device=runtime.device), 0
+        for image, target in train_loader:
+            image, target = image.to(runtime.device, non_blocking=True), target.to(runtime.device, non_blocking=True)
+            with engine.autocast(runtime, args.amp):
+                logits = model(image)
+            loss = criterion(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            total += torch.stack([loss.detach().float(), torch.ones((), device=runtime.device)])
+            batches += 1
+        total = engine.all_reduce_sum(total, runtime)
+        confusion = evaluate(model, val_loader, len(names), binary, runtime, args.amp)
+        ious = iou_per_class(confusion)
+        miou = float(np.nanmean(ious)) if np.isfinite(ious).any() else 0.0
+        score = float(ious[1]) if binary and np.isfinite(ious[1]) else miou
+        record = {"epoch": epoch + 1, "train_loss": float(total[0] / total[1]), "val_miou": miou,
+                  "val_iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, ious)},
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - started, 1)}
+        history.append(record)
+        improved = score > best
+        best = max(best, score)
+        runtime.log(f"epoch {epoch + 1}/{args.epochs}  loss {record['train_loss']:.4f}  val mIoU {miou:.4f}"
+                    + (f"  water IoU {score:.4f}" if binary else "") + ("  (best)" if improved else ""))
+        runtime.log("  per-class IoU: " + ", ".join(f"{n} {'-' if np.isnan(v) else f'{v:.3f}'}" for n, v in zip(names, ious)))
+        if runtime.is_main:
+            state = {"model": engine.unwrap(model).state_dict(), "net_config": config.to_dict(), "task": args.task,
+                     "normalisation": normalisation.to_dict(), "class_weights": weights.tolist(),
+                     "epoch": epoch + 1, "best_score": best, "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "history": history,
+                     "args": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()}}
+            engine.save_atomic(state, args.out / "last.pt")
+            if improved:
+                engine.save_atomic(state, args.out / "best.pt")
+            engine.write_json({"task": args.task, "classes": names, "best_score": best, "epochs": history},
+                              args.out / "metrics.json")
+    runtime.log(f"done: best {'water IoU' if binary else 'mIoU'} {best:.4f}; checkpoints in {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

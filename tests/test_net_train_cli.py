@@ -1,0 +1,127 @@
+"""Training data and the pretrain/train CLIs end to end on tiny GeoTIFF pairs (1 epoch, CPU)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from osgeo import gdal
+
+from model.net import pretrain, train
+from model.net.configs import named_config
+from model.net.data import (Normalisation, SegmentationCrops, SegmentationTiles, find_pairs, label_histogram,
+                            label_targets)
+from model.net.losses import IGNORE_INDEX
+from model.net.segmentor import Segmentor
+from tests.net_support import mini_config, write_pair
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ["--epochs", "1", "--samples-per-epoch", "4", "--batch-size", "2", "--crop-size", "64",
+        "--workers", "0", "--threads", "1"]
+
+
+@pytest.fixture
+def scenes(tmp_path):
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    write_pair(folder, "a", 96, seed=1)
+    write_pair(folder, "b", 80, seed=2)
+    return folder
+
+
+def test_pairs_from_folders_and_list_files(scenes, tmp_path):
+    pairs = find_pairs([scenes])
+    assert [(s.name, l.name) for s, l in pairs] == [("a_sar.tif", "a_label.tif"), ("b_sar.tif", "b_label.tif")]
+    listing = tmp_path / "train.txt"
+    listing.write_text("# one scene\nscenes/b_sar.tif\n")
+    assert find_pairs([listing]) == [pairs[1]]
+    (scenes / "b_label.tif").unlink()
+    with pytest.raises(FileNotFoundError, match="b_label.tif"):
+        find_pairs([scenes])
+
+
+def test_crops_use_the_contract_normalisation_and_ignore_nodata(scenes):
+    norm = Normalisation((-20.0, 0.0), -10.0, 4.0)
+    pairs = find_pairs([scenes])
+    tiles = SegmentationTiles(pairs[:1], norm, 64, "lulc")
+    assert len(tiles) == 4  # 96 px: tiles at 0 and 32 on each axis
+    image, target = tiles[0]
+    db = gdal.Open(str(pairs[0][0])).ReadAsArray(0, 0, 64, 64)
+    codes = gdal.Open(str(pairs[0][1])).ReadAsArray(0, 0, 64, 64)
+    nodata = db == -9999.0
+    expected = np.where(nodata, 0.0, (np.clip(db, -20.0, 0.0) + 10.0) / 4.0)
+    assert np.allclose(image[0].numpy(), expected, atol=1e-6)
+    assert (target.numpy()[nodata] == IGNORE_INDEX).all()
+    assert np.array_equal(target.numpy()[~nodata], codes[~nodata].astype(np.int64) - 1)
+    crops = SegmentationCrops(pairs, norm, 64, 3, "lulc", seed=5)
+    first = crops[1]
+    assert first[0].shape == (1, 64, 64) and first[1].shape == (64, 64)
+    assert torch.equal(crops[1][0], first[0])  # same (seed, epoch, index), same crop
+    crops.set_epoch(1)
+    assert not torch.equal(crops[1][0], first[0])
+
+
+def test_water_targets_and_label_histogram(scenes):
+    codes = np.array([[0, 1, 4], [6, 1, 9]], np.uint8)
+    valid = np.array([[True, True, True], [True, True, False]])
+    assert label_targets(codes, valid, "water").tolist() == [[IGNORE_INDEX, 1, 0], [0, 1, IGNORE_INDEX]]
+    counts = label_histogram([find_pairs([scenes])[0][1]])
+    assert counts.sum() == 96 * 96 and counts[0] == 100  # the 10 x 10 nodata corner
+    assert set(np.flatnonzero(counts[1:]) + 1) <= {1, 4, 6}
+
+
+def test_train_cli_writes_checkpoints_metrics_and_resumes(scenes, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(["--train", str(scenes), "--out", str(out), *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "val mIoU" in printed and "per-class IoU: Water" in printed and "Solar panel" in printed
+    for name in ("best.pt", "last.pt", "metrics.json"):
+        assert (out / name).is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "lulc" and len(metrics["epochs"]) == 1
+    assert set(metrics["epochs"][0]["val_iou"]) == set(metrics["classes"]) and len(metrics["classes"]) == 9
+    last = torch.load(out / "last.pt")
+    assert last["epoch"] == 1 and {"optimizer", "scheduler", "scaler", "normalisation"} <= set(last)
+
+    resumed = FAST.copy()
+    resumed[1] = "2"
+    train.main(["--train", str(scenes), "--out", str(out), *resumed, "--resume", str(out / "last.pt")])
+    assert "resuming" in capsys.readouterr().out
+    assert [e["epoch"] for e in json.loads((out / "metrics.json").read_text())["epochs"]] == [1, 2]
+
+
+def test_pretrained_encoder_feeds_an_ablation_run(scenes, tmp_path, capsys):
+    pre = tmp_path / "pre"
+    assert pretrain.main(["--data", str(scenes), "--out", str(pre), *FAST]) == 0
+    assert "SAR-W reconstruction loss" in capsys.readouterr().out
+    encoder = torch.load(pre / "encoder.pt")
+    assert {"encoder", "encoder_config", "normalisation"} <= set(encoder)
+    out = tmp_path / "ablation"
+    train.main(["--train", str(scenes), "--out", str(out), "--task", "water", "--alpha", "0",
+                "--no-hr-injection", "--no-refine-up", "--pretrained-encoder", str(pre / "encoder.pt"), *FAST])
+    printed = capsys.readouterr().out
+    assert "encoder initialised" in printed and "water IoU" in printed
+    checkpoint = torch.load(out / "best.pt")
+    assert checkpoint["net_config"]["hr_injection"] is False and checkpoint["net_config"]["refine_up"] is False
+    assert checkpoint["normalisation"] == encoder["normalisation"]  # the pretraining's input statistics
+    assert checkpoint["class_weights"] == [1.0, 1.0]
+
+    model = Segmentor(named_config("tiny-cpu"))
+    train.load_pretrained_encoder(model, pre / "encoder.pt")
+    for name, tensor in encoder["encoder"].items():
+        assert torch.equal(model.encoder.state_dict()[name], tensor)
+    with pytest.raises(ValueError, match="embed_dim"):
+        train.load_pretrained_encoder(Segmentor(mini_config()), pre / "encoder.pt")
+
+
+def test_torchrun_ddp_path_runs_on_cpu_with_gloo(scenes, tmp_path):
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", "-m", "model.net.train",
+         "--train", str(scenes), "--out", str(out), "--device", "cpu", *FAST],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "val mIoU" in result.stdout and (out / "best.pt").is_file()
