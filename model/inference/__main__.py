@@ -1,0 +1,66 @@
+"""Command line: python -m model.inference segment|water INPUT OUTPUT [options]."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from .engine import RunOptions, detect_water, segment
+from .errors import CancelledError, InferenceError
+from .session import DEVICES
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m model.inference",
+                                     description="Classify a SAR (HH sigma0 dB) GeoTIFF with a SAR LULC ONNX model.")
+    tasks = parser.add_subparsers(dest="task", required=True)
+    for name, help_text, extra, extra_help in (
+            ("segment", "land-use/land-cover class raster", "--confidence", "also write the max class probability"),
+            ("water", "water mask", "--probability", "also write the water probability")):
+        task = tasks.add_parser(name, help=help_text)
+        task.add_argument("input", help="input SAR raster (GeoTIFF or any GDAL raster with a CRS)")
+        task.add_argument("output", help="output GeoTIFF")
+        task.add_argument("--model", help="ONNX model (default: the plugin's bundled model)")
+        task.add_argument("--band", type=int, default=1, help="input band (default 1)")
+        task.add_argument("--device", choices=DEVICES, default="auto", help="execution device (default auto)")
+        task.add_argument("--tile-size", type=int, help="tile edge in pixels (default: the model's)")
+        task.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the model's)")
+        task.add_argument("--batch-size", type=int, help="tiles per model call (default 4)")
+        task.add_argument(extra, dest="extra", metavar="PATH", help=extra_help)
+        if name == "water":
+            task.add_argument("--threshold", type=float, help="water probability threshold (default: the model's)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    options = RunOptions(band=args.band, device=args.device, tile_size=args.tile_size, tile_overlap=args.overlap,
+                         batch_size=args.batch_size, water_threshold=getattr(args, "threshold", None))
+    interrupted = []
+    signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))  # Ctrl-C: cancel and clean up
+    shown = [-10.0]
+
+    def progress(percent: float) -> None:
+        if percent >= shown[0] + 10 or percent >= 100 > shown[0]:
+            shown[0] = percent
+            print(f"{percent:5.1f} %", file=sys.stderr, flush=True)
+
+    run = segment if args.task == "segment" else detect_water
+    try:
+        report = run(args.input, args.output, args.model, args.extra, options, progress=progress,
+                     is_cancelled=lambda: bool(interrupted), log=lambda message: print(message, file=sys.stderr))
+    except CancelledError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 130
+    except InferenceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report.output_path)
+    if report.extra_output_path:
+        print(report.extra_output_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

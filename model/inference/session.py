@@ -1,0 +1,85 @@
+"""One ONNX Runtime session per run, on the execution provider the user asked for."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from .errors import InferenceError, ModelContractError
+
+DEVICES = ("auto", "cpu", "cuda")
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+_CUDA_HELP = ("Install the GPU build of ONNX Runtime (pip install onnxruntime-gpu) with a matching CUDA, "
+              "on a machine with an NVIDIA CUDA GPU, or choose the 'cpu' device.")
+
+
+def providers_for(device: str) -> list[str]:
+    """Execution providers to request for ``device`` ("auto" = CUDA when this ONNX Runtime has it)."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    if device == "cuda":
+        if CUDA not in available:
+            raise InferenceError(f"The 'cuda' device is not available: this ONNX Runtime offers only "
+                                 f"{', '.join(available)}. {_CUDA_HELP}")
+        return [CUDA, CPU]
+    if device == "auto" and CUDA in available:
+        return [CUDA, CPU]
+    return [CPU]
+
+
+def load_session(path, providers: list[str], optimise: bool = True):
+    """An ONNX Runtime InferenceSession for ``path``, or a ModelContractError saying why not."""
+    import onnxruntime
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ModelContractError(f"The model file '{path}' does not exist. Check the path, or choose another model.")
+    options = onnxruntime.SessionOptions()
+    # intra_op_num_threads stays 0: ONNX Runtime then uses one thread per physical core.
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = (onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL if optimise
+                                        else onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=providers)
+    except Exception as error:  # ONNX Runtime raises several unrelated types for a bad file
+        raise ModelContractError(
+            f"The model file '{path}' could not be loaded as an ONNX model ({error}). "
+            f"Check that it is a complete .onnx file exported for this plugin.") from error
+
+
+class ModelSession:
+    """The model, loaded once and reused for every batch of tiles."""
+
+    def __init__(self, path, device: str):
+        self.path = str(path)
+        requested = providers_for(device)
+        self.session = load_session(path, requested)
+        self.providers = self.session.get_providers()
+        if device == "cuda" and CUDA not in self.providers:
+            raise InferenceError(f"ONNX Runtime could not start CUDA for this model and fell back to "
+                                 f"{', '.join(self.providers)}. {_CUDA_HELP}")
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 4:
+            raise ModelContractError(
+                f"The model '{self.path}' must have one input (N, 1, H, W) and one output (N, C, H, W); "
+                f"it has {len(inputs)} input(s) and {len(outputs)} output(s). See model/inference/CONTRACT.md.")
+        self.input_name = inputs[0].name
+        height, width = inputs[0].shape[2:]
+        # A fixed spatial size is an int in the graph; a dynamic one is a name or None.
+        fixed = isinstance(height, int), isinstance(width, int)
+        if fixed[0] != fixed[1] or (all(fixed) and height != width):
+            raise ModelContractError(
+                f"The model '{self.path}' has input size {height} x {width}; it must be square and fixed, "
+                f"or dynamic. See model/inference/CONTRACT.md.")
+        self.fixed_tile_size = height if all(fixed) else None
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Raw scores (N, C, H, W) for a float32 batch (N, 1, H, W)."""
+        return self.session.run(None, {self.input_name: batch})[0]

@@ -1,0 +1,53 @@
+"""The command line: outputs, progress, and exit code 2 with the message on errors."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from osgeo import gdal
+
+from .factories import expected_pixel_classes, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "model.inference", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def test_segment_writes_classes_and_confidence(tmp_path):
+    model = write_pixel_lulc_model(tmp_path / "m.onnx")
+    sar = write_sar_raster(tmp_path / "sar.tif", 120, 90)
+    result = cli("segment", sar, tmp_path / "out.tif", "--model", model, "--confidence", tmp_path / "conf.tif",
+                 "--tile-size", 32, "--overlap", 8, "--batch-size", 2, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(tmp_path / "out.tif"), str(tmp_path / "conf.tif")]
+    assert "CPUExecutionProvider" in result.stderr and "100.0 %" in result.stderr
+    dataset = gdal.Open(str(tmp_path / "out.tif"))
+    source = gdal.Open(sar)
+    np.testing.assert_array_equal(dataset.ReadAsArray(), expected_pixel_classes(source.ReadAsArray()))
+
+
+def test_water_threshold_option(tmp_path):
+    model = write_pixel_water_model(tmp_path / "w.onnx")
+    sar = write_sar_raster(tmp_path / "sar.tif", 80, 60)
+    result = cli("water", sar, tmp_path / "w.tif", "--model", model, "--threshold", "0.9",
+                 "--probability", tmp_path / "p.tif")
+    assert result.returncode == 0, result.stderr
+    mask, probability = gdal.Open(str(tmp_path / "w.tif")), gdal.Open(str(tmp_path / "p.tif"))
+    np.testing.assert_array_equal(mask.ReadAsArray(), probability.ReadAsArray() >= 0.9)
+
+
+def test_errors_exit_2_with_the_message_and_no_output(tmp_path):
+    model = write_pixel_lulc_model(tmp_path / "m.onnx")
+    sar = write_sar_raster(tmp_path / "sar.tif", 50, 40)
+    result = cli("segment", sar, tmp_path / "out.tif", "--model", model, "--band", 2)
+    assert result.returncode == 2
+    assert "error: Band 2 does not exist" in result.stderr and "has 1 band" in result.stderr
+    result = cli("water", sar, tmp_path / "out.tif", "--model", model)
+    assert result.returncode == 2 and "is a lulc model, but this algorithm needs a water model" in result.stderr
+    assert not (tmp_path / "out.tif").exists()
