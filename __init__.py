@@ -1,0 +1,16 @@
+"""SAR LULC: land-use/land-cover maps and water masks from L-band SAR, as a QGIS plugin.
+
+QGIS calls :func:`classFactory` on load. ext-libs/ (the plugin-local onnxruntime, see
+dependencies.py) goes on sys.path here, before any module of the plugin imports onnxruntime.
+"""
+
+from .dependencies import add_ext_libs_to_path
+
+add_ext_libs_to_path()
+
+
+def classFactory(iface):  # noqa: N802 (name fixed by QGIS)
+    """The plugin instance QGIS drives (initGui/unload; initProcessing under qgis_process)."""
+    from .plugin import SarLulcPlugin
+
+    return SarLulcPlugin(iface)

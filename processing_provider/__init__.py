@@ -1,0 +1,1 @@
+"""The SAR LULC Processing provider and its algorithms."""

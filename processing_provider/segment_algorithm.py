@@ -1,0 +1,44 @@
+"""SAR LULC Segment (sarlulc:segment): a land-use/land-cover class map from HH backscatter."""
+
+from ..model.classes import LULC_CLASSES
+from . import styling
+from .base_algorithm import SarLulcAlgorithm, help_text
+
+CLASS_LIST = ", ".join(f"{code} {name}" for code, name, _ in LULC_CLASSES)
+
+
+class SegmentAlgorithm(SarLulcAlgorithm):
+    """Runs the LULC model over the raster and writes the class map (+ optional confidence)."""
+
+    OUTPUT_CONFIDENCE = "OUTPUT_CONFIDENCE"
+    TASK = "lulc"
+    OUTPUT_DESCRIPTION = "Land-cover classes"
+    EXTRA_OUTPUT = OUTPUT_CONFIDENCE
+    EXTRA_OUTPUT_DESCRIPTION = "Confidence (max softmax probability, 0..1)"
+
+    def name(self):
+        return "segment"
+
+    def displayName(self):  # noqa: N802 (QGIS API)
+        return "SAR LULC Segment"
+
+    def shortHelpString(self):  # noqa: N802 (QGIS API)
+        return help_text(
+            "Maps land use / land cover from a single-polarisation L-band SAR backscatter raster "
+            "with a deep segmentation model run tile by tile.",
+            "<p><b>Land-cover classes</b>: GeoTIFF, uint8, one class code per pixel, 0 = nodata; "
+            f"loaded with the model's class names and colours as legend (bundled model: {CLASS_LIST}). "
+            "<b>Confidence</b> (optional): float32, the winning class's softmax probability, "
+            "0..1, -1 = nodata. Each output gets a .qml style file beside it.</p>",
+            self.TASK)
+
+    def run_model(self, engine, input_path, output_path, model_path, extra_path, options, **callbacks):
+        return engine.segment(input_path, output_path, model_path=model_path,
+                              confidence_path=extra_path, options=options, **callbacks)
+
+    def style_outputs(self, report):
+        classes = report.contract.classes
+        styling.write_style_sidecar(report.output_path, lambda layer: styling.class_renderer(layer, classes))
+        if report.extra_output_path:
+            styling.write_style_sidecar(
+                report.extra_output_path, lambda layer: styling.score_renderer(layer, styling.CONFIDENCE_RAMP))

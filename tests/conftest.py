@@ -1,0 +1,67 @@
+"""Shared fixtures of the plugin tests: the plugin imported as ``sar_lulc``, its provider registered.
+
+QGIS installs the plugin folder under the name ``sar_lulc``; the tests import it the same way
+(through a symlink in a temporary folder), so the plugin's relative imports are exercised.
+"""
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGIN_NAME = "sar_lulc"
+_PLUGIN_PARENT = Path(tempfile.mkdtemp(prefix="sarlulc-plugin-path-"))
+(_PLUGIN_PARENT / PLUGIN_NAME).symlink_to(REPO, target_is_directory=True)
+sys.path.insert(0, str(_PLUGIN_PARENT))
+_provider = None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_PLUGIN_PARENT, ignore_errors=True)
+
+
+@pytest.fixture
+def sarlulc_provider(qgis_processing):
+    """The SAR LULC provider in the initialised Processing registry (registered once, on first use)."""
+    from qgis.core import QgsApplication
+
+    from sar_lulc.processing_provider.provider import SarLulcProvider
+
+    global _provider
+    registry = QgsApplication.processingRegistry()
+    if registry.providerById("sarlulc") is None:
+        _provider = SarLulcProvider()  # the registry does not keep the Python object alive
+        assert registry.addProvider(_provider)
+    return registry.providerById("sarlulc")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def lulc_model(model_dir):
+    """A small LULC model (pixel rule, 64 px tiles) with the project's 9-class legend."""
+    from tests.factories import write_pixel_lulc_model
+
+    return write_pixel_lulc_model(model_dir / "lulc.onnx", tile_size=64, tile_overlap=16)
+
+
+@pytest.fixture(scope="session")
+def water_model(model_dir):
+    """A small water model: pixels darker than -18 dB are water."""
+    from tests.factories import write_pixel_water_model
+
+    return write_pixel_water_model(model_dir / "water.onnx", tile_size=64, tile_overlap=16)
+
+
+@pytest.fixture
+def sar_raster(tmp_path):
+    """A 150 x 110 px HH dB scene in UTM 54N (not a multiple of the tile size), nodata in one corner."""
+    from tests.factories import write_sar_raster
+
+    return write_sar_raster(tmp_path / "scene_hh_db.tif", 150, 110, nodata_box=(0, 0, 20, 15))

@@ -1,0 +1,90 @@
+"""The plugin ZIP installed into a fresh QGIS profile and run headless through qgis_process.
+
+This is the route of `make package` + "Install from ZIP" and of `qgis_process run` users: a
+real QGIS process loads the plugin from the profile, with onnxruntime found on PYTHONPATH as
+it would be in the plugin's ext-libs/.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from tests.factories import expected_pixel_classes
+
+REPO = Path(__file__).resolve().parent.parent
+QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
+
+pytestmark = pytest.mark.skipif(not QGIS_PROCESS.is_file(),
+                                reason=f"{QGIS_PROCESS} is absent (Debian's qgis package provides it)")
+
+
+@pytest.fixture
+def plugin_zip(tmp_path):
+    output = tmp_path / "sar_lulc.zip"
+    subprocess.run([sys.executable, str(REPO / "tools" / "package.py"), "--output", str(output),
+                    "--allow-missing-models"], check=True, capture_output=True)
+    return output
+
+
+def test_zip_holds_only_the_plugin_under_one_top_folder(plugin_zip):
+    names = zipfile.ZipFile(plugin_zip).namelist()
+    assert all(name.startswith("sar_lulc/") for name in names)
+    for required in ("metadata.txt", "__init__.py", "plugin.py", "dependencies.py", "requirements-runtime.txt",
+                     "processing_provider/provider.py", "ui/icon.svg", "model/inference/engine.py",
+                     "model/inference/CONTRACT.md", "model/classes.py"):
+        assert f"sar_lulc/{required}" in names
+    for excluded in ("tests/", "tools/", ".venv/", "ext-libs/", ".git/", "__pycache__", "model/net/",
+                     "model/simulate/"):
+        assert not any(excluded in name for name in names), excluded
+
+
+@pytest.fixture
+def qgis_env(tmp_path, plugin_zip):
+    """A fresh QGIS profile with the ZIP installed and enabled; onnxruntime on PYTHONPATH."""
+    import onnxruntime
+
+    config = tmp_path / "qgis-config"
+    plugins = config / "profiles" / "default" / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    zipfile.ZipFile(plugin_zip).extractall(plugins)
+    python_libs = tmp_path / "python-libs"
+    python_libs.mkdir()
+    (python_libs / "onnxruntime").symlink_to(Path(onnxruntime.__file__).parent)
+    env = dict(os.environ, QGIS_CUSTOM_CONFIG_PATH=str(config), QT_QPA_PLATFORM="offscreen",
+               PYTHONPATH=str(python_libs))
+    subprocess.run([str(QGIS_PROCESS), "plugins", "enable", "sar_lulc"], env=env, check=True, capture_output=True)
+    return env
+
+
+def qgis_process(env, *arguments):
+    return subprocess.run([str(QGIS_PROCESS), *arguments], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_qgis_process_runs_segment_from_the_installed_zip(qgis_env, lulc_model, sar_raster, tmp_path):
+    output = tmp_path / "classes.tif"
+    run = qgis_process(qgis_env, "--json", "run", "sarlulc:segment", "--",
+                       f"INPUT={sar_raster}", f"MODEL={lulc_model}", f"OUTPUT={output}", "DEVICE=cpu")
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads(run.stdout[run.stdout.index("{"):])["results"]
+    assert results["OUTPUT"] == str(output)
+    source = gdal.Open(sar_raster)
+    db, nodata = source.GetRasterBand(1).ReadAsArray(), source.GetRasterBand(1).GetNoDataValue()
+    valid = db != nodata
+    classes = gdal.Open(str(output)).ReadAsArray()
+    np.testing.assert_array_equal(classes[valid], expected_pixel_classes(db[valid]))
+    assert "paletteEntry" in output.with_suffix(".qml").read_text()
+
+
+def test_qgis_process_reports_a_bad_band_and_fails(qgis_env, lulc_model, sar_raster, tmp_path):
+    run = qgis_process(qgis_env, "run", "sarlulc:segment", "--", f"INPUT={sar_raster}", f"MODEL={lulc_model}",
+                       "BAND=3", f"OUTPUT={tmp_path / 'classes.tif'}")
+    assert run.returncode != 0
+    assert "Band 3 does not exist" in run.stdout + run.stderr
+    assert not (tmp_path / "classes.tif").exists()

@@ -1,0 +1,1 @@
+"""The plugin's Qt user interface: icons and dialogs."""
