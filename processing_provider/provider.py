@@ -4,13 +4,17 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .base_algorithm import ICON_PATH
+from .calibrate_algorithm import CalibrateAlgorithm
+from .evaluate_algorithm import EvaluateAlgorithm
 from .segment_algorithm import SegmentAlgorithm
 from .water_detect_algorithm import WaterDetectAlgorithm
 
-# The provider's algorithms: add a new one (evaluate, calibrate, ...) here.
+# The provider's algorithms: add a new one here.
 ALGORITHMS = (
     SegmentAlgorithm,
     WaterDetectAlgorithm,
+    CalibrateAlgorithm,
+    EvaluateAlgorithm,
 )
 
 

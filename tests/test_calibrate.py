@@ -87,49 +87,26 @@ def test_cancel_removes_the_partial_output(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dn.tif"]
 
 
-@pytest.fixture()
-def calibrate_provider(qgis_processing):
-    """A throwaway provider holding only the calibrate algorithm (the plugin's provider registers it too)."""
-    from qgis.core import QgsApplication, QgsProcessingProvider
-
-    from sar_lulc.processing_provider.calibrate_algorithm import CalibrateAlgorithm
-
-    class Provider(QgsProcessingProvider):
-        def id(self):
-            return "sarlulctestcal"
-
-        def name(self):
-            return "SAR LULC calibrate test"
-
-        def loadAlgorithms(self):  # noqa: N802 (QGIS API)
-            self.addAlgorithm(CalibrateAlgorithm())
-
-    provider = Provider()
-    assert QgsApplication.processingRegistry().addProvider(provider)
-    yield provider
-    QgsApplication.processingRegistry().removeProvider(provider)
-
-
-def test_processing_algorithm_writes_linear_sigma0(tmp_path, calibrate_provider):
+def test_processing_algorithm_writes_linear_sigma0(tmp_path, sarlulc_provider):
     import processing
     from qgis.core import QgsApplication
 
-    algorithm = QgsApplication.processingRegistry().algorithmById("sarlulctestcal:calibrate")
+    algorithm = QgsApplication.processingRegistry().algorithmById("sarlulc:calibrate")
     assert algorithm.displayName() == "Calibrate ALOS-2 DN to Backscatter"
     assert "10&middot;log10(DN&sup2;) + CF" in algorithm.shortHelpString()
     assert algorithm.parameterDefinition("CALIBRATION_FACTOR").defaultValue() == -83.0
     path, dn = _dn_raster(tmp_path / "dn.tif", width=30, height=20)
-    result = processing.run("sarlulctestcal:calibrate", {
+    result = processing.run("sarlulc:calibrate", {
         "INPUT": path, "BAND": 1, "OUTPUT_UNITS": 1, "OUTPUT": str(tmp_path / "linear.tif")})
     values = gdal.Open(result["OUTPUT"]).ReadAsArray()
     np.testing.assert_allclose(values[dn == 5000], 10 ** (-9.0206 / 10), rtol=2e-5)
     assert np.all(values[dn == 0] == OUTPUT_NODATA)
 
 
-def test_processing_algorithm_reports_core_errors(tmp_path, calibrate_provider):
+def test_processing_algorithm_reports_core_errors(tmp_path, sarlulc_provider):
     import processing
     from qgis.core import QgsProcessingException
 
     db = write_sar_raster(tmp_path / "db.tif", 20, 20)
     with pytest.raises(QgsProcessingException, match="calibrated already"):
-        processing.run("sarlulctestcal:calibrate", {"INPUT": db, "BAND": 1, "OUTPUT": str(tmp_path / "s.tif")})
+        processing.run("sarlulc:calibrate", {"INPUT": db, "BAND": 1, "OUTPUT": str(tmp_path / "s.tif")})

@@ -2,43 +2,14 @@
 
 import numpy as np
 import pytest
-from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingProvider
+from qgis.core import QgsApplication, QgsProcessingException
 
 from model.evaluation import evaluate
 from tests.factories import write_sar_raster
 
-PLUGIN_PROVIDER = "sarlulc"
-
-
-class _EvaluateOnlyProvider(QgsProcessingProvider):
-    """Stands in for the plugin provider until it lists the evaluate algorithm."""
-
-    def id(self):
-        return "sarlulceval"
-
-    def name(self):
-        return "SAR LULC evaluation (test)"
-
-    def loadAlgorithms(self):  # noqa: N802 (QGIS API)
-        from sar_lulc.processing_provider.evaluate_algorithm import EvaluateAlgorithm
-
-        self.addAlgorithm(EvaluateAlgorithm())
-
-
-_test_provider = None
-
-
 @pytest.fixture
 def algorithm_id(sarlulc_provider):
-    """'sarlulc:evaluate' once the plugin registers it, else the same class in a throwaway provider."""
-    global _test_provider
-    if sarlulc_provider.algorithm("evaluate") is not None:
-        return f"{PLUGIN_PROVIDER}:evaluate"
-    registry = QgsApplication.processingRegistry()
-    if registry.providerById("sarlulceval") is None:
-        _test_provider = _EvaluateOnlyProvider()
-        assert registry.addProvider(_test_provider)
-    return "sarlulceval:evaluate"
+    return "sarlulc:evaluate"
 
 
 def labels_raster(path, values, nodata=0, **grid):

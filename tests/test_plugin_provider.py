@@ -21,14 +21,16 @@ def algorithm(algorithm_id):
     return QgsApplication.processingRegistry().algorithmById(algorithm_id)
 
 
-def test_provider_registered_with_both_algorithms_in_one_group(sarlulc_provider):
+def test_provider_registered_with_its_algorithms_segment_and_water_in_one_group(sarlulc_provider):
     provider = QgsApplication.processingRegistry().providerById("sarlulc")
     assert provider is sarlulc_provider
     assert provider.name() == "SAR LULC"
     assert not provider.icon().isNull()
     names = {alg.id(): alg.displayName() for alg in provider.algorithms()}
-    assert names == {"sarlulc:segment": "SAR LULC Segment", "sarlulc:waterdetect": "Water Detect"}
-    assert len({alg.groupId() for alg in provider.algorithms()}) == 1
+    assert names == {"sarlulc:segment": "SAR LULC Segment", "sarlulc:waterdetect": "Water Detect",
+                     "sarlulc:calibrate": "Calibrate ALOS-2 DN to Backscatter",
+                     "sarlulc:evaluate": "Evaluate Against Reference"}
+    assert algorithm("sarlulc:segment").groupId() == algorithm("sarlulc:waterdetect").groupId()
     assert provider.supportedOutputRasterLayerExtensions() == ["tif"]
 
 
