@@ -19,17 +19,39 @@ from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
 
 from ..dependencies import PLUGIN_DIR, onnxruntime_problem
+from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter
 from ..model.inference.session import DEVICES  # imports onnxruntime only when a session starts
 from . import styling
 
 ICON_PATH = PLUGIN_DIR / "ui" / "icon.svg"
+# (option shown to users, RunOptions.output_grid)
+OUTPUT_GRIDS = (("input raster grid", "input"), ("model grid", "model"))
 
 INPUT_HELP = (
-    "<h3>Input</h3><p>A georeferenced single-polarisation L-band SAR raster: HH backscatter "
-    "(sigma0) in <b>dB</b>, terrain-corrected, at about <b>10 m</b> pixel size, like ALOS-2 "
-    "PALSAR-2 HH mosaics. Amplitude DN must be calibrated to dB first (PALSAR-2: "
-    "10&middot;log10(DN&sup2;) - 83.0). The raster needs a CRS; its nodata pixels stay nodata "
-    "in every output. The input is only read, never modified.</p>"
+    "<h3>Input</h3><p>A georeferenced single-polarisation L-band SAR raster of HH backscatter, "
+    "terrain-corrected, like ALOS-2 PALSAR-2 mosaic tiles and L2.1 products or sigma0/gamma0 "
+    "exported by SNAP. <b>Band</b>: the HH band of a multi-band raster (the log names the band "
+    "used). The raster needs a CRS; it is only read, never modified.</p>"
+    "<p><b>Input units</b>: <i>auto</i> tells ALOS-2 amplitude DN (integers), linear power and dB "
+    "apart from the data type, the values and the band's description, and writes its decision "
+    "and reason to the log; when it cannot tell, the run stops and asks you to set them. "
+    "<i>ALOS-2 DN</i> is calibrated on the fly: sigma0 = 10&middot;log10(DN&sup2;) + CF, with "
+    "the <b>calibration factor</b> CF = -83.0 dB of PALSAR-2 (advanced); DN 0 is nodata. "
+    "<i>Linear power</i> &le; 0 is nodata.</p>"
+    "<p><b>Pixel size and CRS</b>: the model works on a <b>10 m</b> grid. Inputs at another pixel "
+    "size (3 to 50 m), in degrees (EPSG:4326) or rotated are read through a resampled view on a "
+    "10 m grid (the raster's own CRS, or the UTM zone of its centre for degrees), averaging "
+    "linear power when the input is finer and interpolating when it is coarser; no resampled "
+    "copy is written. The results are brought back to the input's grid (nearest for classes, "
+    "bilinear for probabilities), or kept on the 10 m grid with <b>Output grid</b> = model grid "
+    "(advanced).</p>"
+    "<p><b>Nodata</b>: the band's nodata pixels (and DN 0) are masked before anything else, so "
+    "they never change their neighbours' results, and stay nodata in every output.</p>"
+    "<p><b>Speckle filter</b> (optional): Lee or refined Lee over a <b>filter window</b> of 7 "
+    "pixels by default (advanced; refined Lee: 5, 7, 9 or 11), applied in linear power before "
+    "the model, with the context it needs so the result does not depend on the tiling (on the "
+    "10 m grid when the input is resampled). The bundled models were trained on unfiltered "
+    "scenes, so it is off by default.</p>"
 )
 OPTIONS_HELP = (
     "<h3>Options</h3><p><b>Model</b>: leave empty for the bundled model, or choose an .onnx file "
@@ -52,6 +74,11 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
 
     INPUT = "INPUT"
     BAND = "BAND"
+    INPUT_UNITS = "INPUT_UNITS"
+    CALIBRATION_FACTOR = "CALIBRATION_FACTOR"
+    SPECKLE_FILTER = "SPECKLE_FILTER"
+    FILTER_SIZE = "FILTER_SIZE"
+    OUTPUT_GRID = "OUTPUT_GRID"
     MODEL = "MODEL"
     DEVICE = "DEVICE"
     TILE_SIZE = "TILE_SIZE"
@@ -82,31 +109,69 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
         return QUrl.fromLocalFile(str(PLUGIN_DIR / "README.md")).toString()
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
-        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR backscatter raster (HH, dB)"))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.INPUT, "SAR backscatter raster (HH: dB, linear power or ALOS-2 DN)"))
         # Optional so that it may be left out (qgis_process, Python): QGIS 3.22 refuses a missing
         # band value despite its default; an empty band means that default, band 1.
         self.addParameter(QgsProcessingParameterBand(
             self.BAND, "Band", defaultValue=1, parentLayerParameterName=self.INPUT, optional=True))
+        self.addParameter(self.choice(self.INPUT_UNITS, "Input units", [u.value for u in InputUnits]))
+        self.addParameter(self.advanced(QgsProcessingParameterNumber(
+            self.CALIBRATION_FACTOR, "Calibration factor CF of ALOS-2 DN (dB)", QgsProcessingParameterNumber.Double,
+            defaultValue=ALOS2_CALIBRATION_FACTOR_DB)))
+        self.addParameter(self.choice(self.SPECKLE_FILTER, "Speckle filter", [f.value for f in SpeckleFilter]))
+        self.addParameter(self.advanced(QgsProcessingParameterNumber(
+            self.FILTER_SIZE, "Speckle filter window in pixels (odd; refined Lee: 5, 7, 9 or 11)",
+            QgsProcessingParameterNumber.Integer, defaultValue=7, minValue=3, maxValue=31)))
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, "ONNX model (empty: the bundled model)", optional=True,
             fileFilter="ONNX models (*.onnx)"))
-        device = QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=list(DEVICES), defaultValue=DEVICES[0])
-        device.setUsesStaticStrings(True)
-        self.addParameter(device)
+        self.addParameter(self.choice(self.DEVICE, "Device", list(DEVICES)))
         for parameter in self.task_parameters():
             self.addParameter(parameter)
         for name, description in (
                 (self.TILE_SIZE, "Tile size in pixels (empty: the model's default)"),
                 (self.OVERLAP, "Tile overlap in pixels (empty: the model's default)"),
                 (self.BATCH_SIZE, "Tiles per batch (empty: 4)")):
-            parameter = QgsProcessingParameterNumber(
-                name, description, QgsProcessingParameterNumber.Integer, optional=True, minValue=0)
-            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(parameter)
+            self.addParameter(self.advanced(QgsProcessingParameterNumber(
+                name, description, QgsProcessingParameterNumber.Integer, optional=True, minValue=0)))
+        self.addParameter(self.advanced(self.choice(
+            self.OUTPUT_GRID, "Output grid of resampled inputs", [label for label, _ in OUTPUT_GRIDS])))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.OUTPUT_DESCRIPTION))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.EXTRA_OUTPUT, self.EXTRA_OUTPUT_DESCRIPTION, optional=True, createByDefault=False))
+
+    @staticmethod
+    def choice(name, description, options) -> QgsProcessingParameterEnum:
+        """An enum whose value is the option's text (the first option by default); `checkParameterValues`
+        also accepts an option's index, as most QGIS enums take."""
+        parameter = QgsProcessingParameterEnum(name, description, options=options, defaultValue=options[0])
+        parameter.setUsesStaticStrings(True)
+        return parameter
+
+    @staticmethod
+    def advanced(parameter):
+        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        return parameter
+
+    def with_option_texts(self, parameters) -> dict:
+        """``parameters`` with enum values given as an option index (0, "2") or in another letter
+        case ("db") replaced by the option's text, so both forms are accepted everywhere."""
+        resolved = dict(parameters)
+        for definition in self.parameterDefinitions():
+            value = parameters.get(definition.name())
+            if not isinstance(definition, QgsProcessingParameterEnum) or value is None or isinstance(value, bool):
+                continue
+            options = definition.options()
+            text = str(value).strip()
+            if text.isdigit() and int(text) < len(options) and text not in options:
+                resolved[definition.name()] = options[int(text)]
+            else:
+                resolved[definition.name()] = next((o for o in options if o.lower() == text.lower()), value)
+        return resolved
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
+        return super().checkParameterValues(self.with_option_texts(parameters), context)
 
     def task_parameters(self) -> list:
         """Parameters only this algorithm has (shown after the common ones)."""
@@ -131,9 +196,17 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
         from ..model.inference import engine
         from ..model.inference.errors import InferenceError
 
+        parameters = self.with_option_texts(parameters)
+        output_grid = self.parameterAsEnumString(parameters, self.OUTPUT_GRID, context)
         options = engine.RunOptions(
             band=self.parameterAsInt(parameters, self.BAND, context),
             device=self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0],
+            input_units=self.parameterAsEnumString(parameters, self.INPUT_UNITS, context) or InputUnits.AUTO.value,
+            calibration_factor=self.parameterAsDouble(parameters, self.CALIBRATION_FACTOR, context),
+            speckle_filter=(self.parameterAsEnumString(parameters, self.SPECKLE_FILTER, context)
+                            or SpeckleFilter.NONE.value),
+            filter_size=self.parameterAsInt(parameters, self.FILTER_SIZE, context),
+            output_grid=dict(OUTPUT_GRIDS).get(output_grid, OUTPUT_GRIDS[0][1]),
             tile_size=self.optional_number(parameters, self.TILE_SIZE, context, zero_is_default=True),
             tile_overlap=self.optional_number(parameters, self.OVERLAP, context),
             batch_size=self.optional_number(parameters, self.BATCH_SIZE, context, zero_is_default=True),

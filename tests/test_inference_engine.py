@@ -352,9 +352,10 @@ def test_missing_bundled_model_says_so(sar, tmp_path, monkeypatch):
 
 def test_float64_and_integer_inputs_are_read(models, tmp_path):
     db = np.round(np.linspace(-24, -2, 60 * 50)).reshape(50, 60)
-    for dtype in ("float64", "int16"):
+    # Integer dB is not auto-detected (integers are taken for DN), so it is declared.
+    for dtype, units in (("float64", "auto"), ("int16", "dB")):
         sar = write_sar_raster(tmp_path / f"{dtype}.tif", 60, 50, dtype=dtype, nodata=-999, values=db)
-        segment(sar, tmp_path / f"{dtype}_out.tif", models["lulc"])
+        segment(sar, tmp_path / f"{dtype}_out.tif", models["lulc"], options=RunOptions(input_units=units))
         np.testing.assert_array_equal(read(tmp_path / f"{dtype}_out.tif")[1], expected_pixel_classes(db))
 
 

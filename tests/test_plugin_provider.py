@@ -13,7 +13,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtWidgets import QMenu
 
-COMMON = {"INPUT", "BAND", "MODEL", "DEVICE", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "OUTPUT"}
+COMMON = {"INPUT", "BAND", "INPUT_UNITS", "CALIBRATION_FACTOR", "SPECKLE_FILTER", "FILTER_SIZE", "MODEL", "DEVICE",
+          "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "OUTPUT_GRID", "OUTPUT"}  # the input ones: test_real_inputs_plugin
 ADVANCED = {"TILE_SIZE", "OVERLAP", "BATCH_SIZE"}
 
 

@@ -6,14 +6,19 @@ import argparse
 import signal
 import sys
 
-from .engine import RunOptions, detect_water, segment
+from .engine import OUTPUT_GRIDS, RunOptions, detect_water, segment
 from .errors import CancelledError, InferenceError
+from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter
 from .session import DEVICES
+
+# Short command-line spellings of the units and filters (the engine takes the values after them).
+UNITS_FLAGS = {"auto": InputUnits.AUTO, "dn": InputUnits.DN, "linear": InputUnits.LINEAR, "db": InputUnits.DB}
+FILTER_FLAGS = {"none": SpeckleFilter.NONE, "lee": SpeckleFilter.LEE, "refined-lee": SpeckleFilter.REFINED_LEE}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m model.inference",
-                                     description="Classify a SAR (HH sigma0 dB) GeoTIFF with a SAR LULC ONNX model.")
+                                     description="Classify a SAR (HH backscatter) GeoTIFF with a SAR LULC ONNX model.")
     tasks = parser.add_subparsers(dest="task", required=True)
     for name, help_text, extra, extra_help in (
             ("segment", "land-use/land-cover class raster", "--confidence", "also write the max class probability"),
@@ -23,6 +28,17 @@ def _parser() -> argparse.ArgumentParser:
         task.add_argument("output", help="output GeoTIFF")
         task.add_argument("--model", help="ONNX model (default: the plugin's bundled model)")
         task.add_argument("--band", type=int, default=1, help="input band (default 1)")
+        task.add_argument("--input-units", choices=UNITS_FLAGS, default="auto",
+                          help="units of the input band: ALOS-2 amplitude DN, linear power or dB "
+                               "(default auto: detected, the decision is printed)")
+        task.add_argument("--calibration-factor", type=float, default=ALOS2_CALIBRATION_FACTOR_DB,
+                          help=f"ALOS-2 DN calibration factor in dB (default {ALOS2_CALIBRATION_FACTOR_DB:g})")
+        task.add_argument("--speckle-filter", choices=FILTER_FLAGS, default="none",
+                          help="speckle filter applied before the model (default none)")
+        task.add_argument("--filter-size", type=int, default=7, help="speckle filter window in pixels (default 7)")
+        task.add_argument("--output-grid", choices=OUTPUT_GRIDS, default="input",
+                          help="grid of the results when the input is read resampled to the model's pixel size: "
+                               "the input's (default) or the model's")
         task.add_argument("--device", choices=DEVICES, default="auto", help="execution device (default auto)")
         task.add_argument("--tile-size", type=int, help="tile edge in pixels (default: the model's)")
         task.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the model's)")
@@ -36,7 +52,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     options = RunOptions(band=args.band, device=args.device, tile_size=args.tile_size, tile_overlap=args.overlap,
-                         batch_size=args.batch_size, water_threshold=getattr(args, "threshold", None))
+                         batch_size=args.batch_size, water_threshold=getattr(args, "threshold", None),
+                         input_units=UNITS_FLAGS[args.input_units], calibration_factor=args.calibration_factor,
+                         speckle_filter=FILTER_FLAGS[args.speckle_filter], filter_size=args.filter_size,
+                         output_grid=args.output_grid)
     interrupted = []
     signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))  # Ctrl-C: cancel and clean up
     shown = [-10.0]

@@ -7,6 +7,8 @@ from osgeo import gdal
 
 from .errors import InputRasterError
 from .metadata import ModelContract
+from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, filter_halo, speckle_filter_db,
+                        to_db, valid_mask)
 from .windows import Window
 
 gdal.UseExceptions()
@@ -58,17 +60,57 @@ class BandReader:
         return values, valid
 
 
-def prepare_input(raw: np.ndarray, valid_mask: np.ndarray, contract: ModelContract) -> np.ndarray:
-    """Model input from raw band values: clip, standardise, then zero the invalid pixels.
+class BackscatterReader:
+    """Windows of sigma0 dB: units converted, unit-specific invalid pixels (DN 0, power <= 0) masked,
+    and optionally speckle filtered.
 
-    The one place input values are transformed; converting other input units to the contract's
-    must happen just before this.
+    The filter reads ``halo`` extra pixels around each window (clipped to the raster, whose outside
+    counts as invalid, as for the whole raster), so a pixel's value does not depend on the window
+    it is read in, hence not on the tiling or block size.
+    """
+
+    def __init__(self, band_reader: BandReader, units: InputUnits,
+                 calibration_factor: float = ALOS2_CALIBRATION_FACTOR_DB,
+                 speckle_filter: SpeckleFilter = SpeckleFilter.NONE, filter_size: int = 7):
+        self.band_reader = band_reader
+        self.units = InputUnits(units)
+        self.calibration_factor = calibration_factor
+        self.speckle_filter = SpeckleFilter(speckle_filter)
+        self.filter_size = filter_size
+        self.halo = filter_halo(self.speckle_filter, filter_size)
+        self.raster = Window(0, 0, band_reader.width, band_reader.height)
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """(sigma0 dB float32, valid bool) for ``window``; invalid pixels hold finite garbage."""
+        halo = self.halo
+        outer = Window(window.x - halo, window.y - halo, window.width + 2 * halo,
+                       window.height + 2 * halo).intersection(self.raster)
+        raw, valid = self.band_reader.read(outer)
+        valid &= valid_mask(raw, None, self.units)
+        db = to_db(raw, self.units, self.calibration_factor)
+        del raw
+        if halo:
+            db = speckle_filter_db(db, valid, self.speckle_filter, self.filter_size)
+        inner = window.slices_in(outer)
+        return db[inner], valid[inner]
+
+    def read_valid(self, window: Window) -> np.ndarray:
+        """Only the validity of ``window`` (nodata, mask, DN 0 or power <= 0), without filtering."""
+        raw, valid = self.band_reader.read(window)
+        return valid & valid_mask(raw, None, self.units)
+
+
+def prepare_input(db: np.ndarray, valid: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """Model input from sigma0 dB (the contract's units): clip, standardise, then zero the invalid pixels.
+
+    The one place input values are normalised; `BackscatterReader` converts other input units
+    to dB just before this.
     """
     low, high = contract.norm_clip
     # Invalid pixels are masked before normalising so nodata values (e.g. -9999, NaN) never leak in.
-    x = np.where(valid_mask, raw, contract.norm_mean).astype(np.float32, copy=False)
+    x = np.where(valid, db, contract.norm_mean).astype(np.float32, copy=False)
     np.clip(x, low, high, out=x)
     x -= np.float32(contract.norm_mean)
     x /= np.float32(contract.norm_std)
-    x[~valid_mask] = 0.0
+    x[~valid] = 0.0
     return x

@@ -10,6 +10,7 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import OutputError
+from .resample import warp_back_to_input_grid
 from .windows import Window
 
 gdal.UseExceptions()
@@ -38,20 +39,24 @@ def check_output_path(path, input_path, label: str = "output") -> pathlib.Path:
     return path
 
 
+def _creation_options(data_type: int) -> list[str]:
+    options = list(_BASE_OPTIONS)
+    if data_type in (gdal.GDT_Float32, gdal.GDT_Float64):
+        options.append("PREDICTOR=3")
+    return options
+
+
 class OutputRaster:
-    """One single-band GeoTIFF on the input's grid, written under a temporary name until committed."""
+    """One single-band GeoTIFF on the grid of ``like`` (the input, or the model grid when the input
+    is read resampled), written under a temporary name until committed."""
 
     def __init__(self, final_path: pathlib.Path, like: gdal.Dataset, data_type: int, nodata: float,
                  description: str):
-        self.final_path = pathlib.Path(final_path)
-        # A hidden, unique name beside the final file, so the rename stays on one file system.
-        self.temp_path = self.final_path.with_name(f".{self.final_path.stem}.{uuid.uuid4().hex[:8]}.partial.tif")
-        options = list(_BASE_OPTIONS)
-        if data_type in (gdal.GDT_Float32, gdal.GDT_Float64):
-            options.append("PREDICTOR=3")
+        self._start(final_path)
         try:
             self.dataset = gdal.GetDriverByName("GTiff").Create(
-                str(self.temp_path), like.RasterXSize, like.RasterYSize, 1, data_type, options)
+                str(self.temp_path), like.RasterXSize, like.RasterYSize, 1, data_type,
+                _creation_options(data_type))
         except RuntimeError as error:
             self.temp_path.unlink(missing_ok=True)
             raise OutputError(f"Could not create '{self.final_path}' ({error}). "
@@ -61,6 +66,34 @@ class OutputRaster:
         self.band = self.dataset.GetRasterBand(1)
         self.band.SetNoDataValue(nodata)
         self.band.SetDescription(description)
+
+    def _start(self, final_path) -> None:
+        self.final_path = pathlib.Path(final_path)
+        # A hidden, unique name beside the final file, so the rename stays on one file system.
+        self.temp_path = self.final_path.with_name(f".{self.final_path.stem}.{uuid.uuid4().hex[:8]}.partial.tif")
+        self.dataset = self.band = None
+
+    @classmethod
+    def warped(cls, source_path, final_path, like: gdal.Dataset, resampling: str, progress=None,
+               is_cancelled=None) -> "OutputRaster":
+        """The finished single-band raster ``source_path`` warped onto ``like``'s exact grid (GDAL's
+        warper, streamed; nodata and description kept), open for update under a temporary name.
+        The legend, kept in a sidecar, must be set again."""
+        output = cls.__new__(cls)
+        output._start(final_path)
+        try:
+            source = gdal.Open(str(source_path))
+            data_type = source.GetRasterBand(1).DataType
+            source = None
+            warp_back_to_input_grid(source_path, like, output.temp_path, resampling,
+                                    creation_options=_creation_options(data_type), progress=progress,
+                                    is_cancelled=is_cancelled)
+            output.dataset = gdal.Open(str(output.temp_path), gdal.GA_Update)
+        except BaseException:
+            output.discard()
+            raise
+        output.band = output.dataset.GetRasterBand(1)
+        return output
 
     def set_legend(self, entries: list[tuple[int, str, str]]) -> None:
         """Store (value, name, "#rrggbb") as a colour table, category names and an attribute table,
@@ -89,6 +122,9 @@ class OutputRaster:
 
     def write(self, array: np.ndarray, window: Window) -> None:
         self.band.WriteArray(array, window.x, window.y)
+
+    def read(self, window: Window) -> np.ndarray:
+        return self.band.ReadAsArray(window.x, window.y, window.width, window.height)
 
     def close(self) -> None:
         if self.dataset is not None:
