@@ -14,6 +14,8 @@ MENU_TITLE = "SAR LULC"
 ALGORITHM_ENTRIES = (
     ("sarlulc:segment", "SAR LULC Segment…"),
     ("sarlulc:waterdetect", "Water Detect…"),
+    ("sarlulc:calibrate", "Calibrate ALOS-2 DN to Backscatter…"),
+    ("sarlulc:evaluate", "Evaluate Against Reference…"),
 )
 INSTALL_DEPENDENCIES = "Install dependencies…"
 

@@ -105,12 +105,14 @@ def test_plugin_load_adds_menu_and_provider_and_unload_removes_them(qgis_iface, 
         menu = plugin_menu(qgis_iface.mainWindow())
         assert menu is not None
         actions = [a for a in menu.actions() if not a.isSeparator()]
-        assert [a.text() for a in actions] == ["SAR LULC Segment…", "Water Detect…", "Install dependencies…"]
+        assert [a.text() for a in actions] == ["SAR LULC Segment…", "Water Detect…",
+                                                "Calibrate ALOS-2 DN to Backscatter…",
+                                                "Evaluate Against Reference…", "Install dependencies…"]
         menu_titles = [a.text() for a in qgis_iface.mainWindow().menuBar().actions()]
         assert menu_titles.index("SAR LULC") == menu_titles.index("Help") - 1
-        actions[0].trigger()
-        actions[1].trigger()
-        assert opened == ["sarlulc:segment", "sarlulc:waterdetect"]
+        for action in actions[:4]:
+            action.trigger()
+        assert opened == ["sarlulc:segment", "sarlulc:waterdetect", "sarlulc:calibrate", "sarlulc:evaluate"]
     finally:
         plugin.unload()
         qgis_iface.mainWindow().menuBar().removeAction(help_menu.menuAction())
