@@ -26,6 +26,15 @@ class EncoderConfig:
     def stage_channels(self) -> tuple[int, ...]:
         return tuple(self.embed_dim * 2 ** i for i in range(len(self.depths)))
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "EncoderConfig":
+        """Inverse of dataclasses.asdict (checkpoints store tuples as lists)."""
+        return cls(**_tuples(data))
+
+
+def _tuples(data: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
 
 @dataclass(frozen=True)
 class NetConfig:
@@ -48,9 +57,7 @@ class NetConfig:
     def from_dict(cls, data: dict) -> "NetConfig":
         data = dict(data)
         encoder = data.pop("encoder")
-        encoder = EncoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in encoder.items()})
-        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(encoder=encoder, **data)
+        return cls(encoder=EncoderConfig.from_dict(encoder), **_tuples(data))
 
 
 NAMED_CONFIGS: dict[str, NetConfig] = {

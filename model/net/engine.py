@@ -57,6 +57,18 @@ def shutdown(runtime: Runtime):
         dist.destroy_process_group()
 
 
+def run_cli(args, run) -> int:
+    """Entry point shared by the train and pretrain CLIs: threads, device (and DDP) set up, always torn down."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    runtime = setup_runtime(args.device)
+    try:
+        run(args, runtime)
+    finally:
+        shutdown(runtime)
+    return 0
+
+
 def autocast(runtime: Runtime, amp: str):
     """Mixed-precision context (bf16/fp16 autocast on CUDA, bf16 on CPU), or a no-op for 'none'."""
     dtype = AMP_DTYPES[amp]

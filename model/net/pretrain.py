@@ -66,15 +66,7 @@ def encoder_state(model: MixMAE, config: EncoderConfig, normalisation: Normalisa
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    runtime = engine.setup_runtime(args.device)
-    try:
-        run(args, runtime)
-    finally:
-        engine.shutdown(runtime)
-    return 0
+    return engine.run_cli(parse_args(argv), run)
 
 
 def run(args, runtime: engine.Runtime):
@@ -83,7 +75,7 @@ def run(args, runtime: engine.Runtime):
     resume = torch.load(args.resume, map_location="cpu") if args.resume else None
     paths = find_images(args.data)
     if resume is not None:
-        config = EncoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in resume["encoder_config"].items()})
+        config = EncoderConfig.from_dict(resume["encoder_config"])
         normalisation = Normalisation.from_dict(resume["normalisation"])
     else:
         config = named_config(args.config).encoder

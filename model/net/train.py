@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..classes import LULC_CLASSES, WATER_CLASSES
 from . import engine
-from .configs import NAMED_CONFIGS, NetConfig, named_config
+from .configs import NAMED_CONFIGS, EncoderConfig, NetConfig, named_config
 from .data import (Normalisation, SarRaster, SegmentationCrops, SegmentationTiles, compute_normalisation,
                    find_pairs, label_histogram, task_histogram)
 from .losses import IGNORE_INDEX, FocalDiceLoss, class_weights
@@ -89,7 +89,7 @@ def load_pretrained_encoder(model: Segmentor, path: pathlib.Path) -> dict:
     checkpoint = torch.load(path, map_location="cpu")
     if "encoder" not in checkpoint:
         raise ValueError(f"'{path}' is not an encoder checkpoint of model.net.pretrain (no 'encoder' key).")
-    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["encoder_config"].items()}
+    saved = EncoderConfig.from_dict(checkpoint["encoder_config"]).__dict__
     current = model.config.encoder.__dict__
     differing = [k for k in current if k != "drop_path" and saved.get(k) != current[k]]
     if differing:
@@ -124,15 +124,7 @@ def iou_per_class(confusion: np.ndarray) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    runtime = engine.setup_runtime(args.device)
-    try:
-        run(args, runtime)
-    finally:
-        engine.shutdown(runtime)
-    return 0
+    return engine.run_cli(parse_args(argv), run)
 
 
 def run(args, runtime: engine.Runtime):
