@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Reproduce the bundled models from scratch: simulate ALOS-2-like scenes (train / val / held-out
-# test seeds never overlap), train the LULC and water models (tiny-cpu config, both refinements,
+# test seeds never overlap), pretrain the encoder with SAR-W-MixMAE on the training scenes
+# (labels unused), fine-tune the LULC and water models (tiny-cpu config, both refinements,
 # alpha-tempered focal+dice), export them to ONNX with the plugin's contract, and score them
 # end to end through the plugin's inference engine on the held-out set.
-# Knobs (environment): EPOCHS_LULC, EPOCHS_WATER, SAMPLES, CROP, THREADS, OUT.
+# Knobs (environment): PRETRAIN_EPOCHS, EPOCHS_LULC, EPOCHS_WATER, SAMPLES, CROP, THREADS, OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/bundled}
 DATA=${DATA:-data/sim}
+PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-5}
 EPOCHS_LULC=${EPOCHS_LULC:-12}
 EPOCHS_WATER=${EPOCHS_WATER:-8}
 SAMPLES=${SAMPLES:-2000}
@@ -27,10 +29,13 @@ train() {  # task epochs
     $PY -m model.net.train --task "$1" --train "$DATA/train" --val "$DATA/val" --out "$OUT/$1" \
         --config tiny-cpu --epochs "$2" --samples-per-epoch "$SAMPLES" --crop-size "$CROP" \
         --batch-size 8 --lr 6e-4 --alpha 0.5 --threads "$THREADS" --workers 1 --seed 0 \
-        > "$OUT/$1.train.log" 2>&1
+        --pretrained-encoder "$OUT/pretrain/encoder.pt" > "$OUT/$1.train.log" 2>&1
 }
 mkdir -p "$OUT"
 start=$(date +%s)
+[ -f "$OUT/pretrain/encoder.pt" ] || $PY -m model.net.pretrain --data "$DATA/train" --out "$OUT/pretrain" \
+    --config tiny-cpu --epochs "$PRETRAIN_EPOCHS" --samples-per-epoch 1000 --crop-size "$CROP" --batch-size 8 \
+    --threads 2 --workers 1 --seed 0 > "$OUT/pretrain.log" 2>&1
 train lulc "$EPOCHS_LULC" & lulc_pid=$!
 train water "$EPOCHS_WATER" & water_pid=$!
 wait $lulc_pid && wait $water_pid
