@@ -62,10 +62,12 @@ OPTIONS_HELP = (
     "overlap). Tiles overlap and are blended smoothly, so no seams appear at tile borders.</p>"
 )
 BUNDLED_MODEL_HELP = (
-    "<p><b>Bundled model</b>: model/weights/{task}.onnx, a deep segmentation network (Swin "
-    "encoder, UPerNet decoder) trained on <b>simulated ALOS-2-like scenes</b>, not on real "
-    "PALSAR-2 acquisitions: treat its maps on real data as indicative. Its name is printed in "
-    "the log.</p>"
+    "<p><b>Bundled model</b>: model/weights/{task}.onnx, a small refined segmentation network "
+    "(Swin encoder pretrained with SAR-W-MixMAE, UPerNet decoder with high-resolution injection "
+    "and a progressive refine-up head, 3.5 M parameters) trained on <b>simulated ALOS-2-like "
+    "scenes</b>, not on real PALSAR-2 acquisitions: treat its maps on real data as indicative. "
+    "Its scores on held-out simulated scenes and its limits are in model/MODEL_CARD.md; its name "
+    "is printed in the log.</p>"
 )
 
 

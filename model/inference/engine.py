@@ -28,7 +28,7 @@ from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, 
                         ground_pixel_size_m, sample_valid_values)
 from .session import DEVICES, ModelSession
 from .windows import TilePlan, Window
-from .writer import OutputRaster, check_output_path
+from .writer import OutputRaster, all_or_none, check_output_path
 
 DEFAULT_BATCH_SIZE = 4
 DEFAULT_BLOCK_SIZE = 2048
@@ -163,7 +163,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
         stream_paths = [scratch / f"{index}.tif" for index in range(len(specs))] if warp_back else \
             [spec.path for spec in specs]
         outputs = _create_outputs(specs, stream_paths, source.band_reader.dataset)
-        try:
+        with all_or_none(outputs):
             tiles_run, valid_pixels = _stream(task, plan, block_rows, source, session, contract, settings, outputs,
                                               lambda percent: progress(percent * stream_share / 100.0),
                                               is_cancelled)
@@ -171,12 +171,6 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
                 raise InputRasterError(
                     f"Band {options.band} of '{input_path}' has no valid pixel: every pixel is nodata "
                     f"({band_reader.nodata}) or masked. Check the band, and the raster's nodata value.")
-            for output in outputs:
-                output.commit()
-        except BaseException:
-            for output in outputs:
-                output.discard()
-            raise
         if warp_back:
             valid_pixels = _warp_back(specs, outputs, dataset,
                                       BackscatterReader(band_reader, units, options.calibration_factor),
@@ -345,7 +339,7 @@ def _warp_back(specs: list[_OutputSpec], model_grid_outputs: list[OutputRaster],
     """Warp the model-grid results onto the input grid into the final files, then make every input
     nodata pixel nodata there (interpolation may have spread values into it); returns the valid pixels."""
     finals: list[OutputRaster] = []
-    try:
+    with all_or_none(finals):
         for index, (spec, source) in enumerate(zip(specs, model_grid_outputs)):
             share = 80.0 / len(specs)
             final = OutputRaster.warped(source.final_path, spec.path, dataset, spec.resampling,
@@ -368,12 +362,6 @@ def _warp_back(specs: list[_OutputSpec], model_grid_outputs: list[OutputRaster],
                 final.write(np.where(valid, scores, spec.nodata).astype(scores.dtype), block)
             valid_pixels += int(valid.sum())
             progress(80.0 + 20.0 * done / len(blocks))
-        for final in finals:
-            final.commit()
-    except BaseException:
-        for final in finals:
-            final.discard()
-        raise
     return valid_pixels
 
 

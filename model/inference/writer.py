@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import uuid
@@ -149,3 +150,17 @@ class OutputRaster:
         finally:
             for path in (self.temp_path, pathlib.Path(str(self.temp_path) + _SIDECAR)):
                 path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def all_or_none(outputs: list[OutputRaster]):
+    """Commit every output (the list may grow inside the block) when the block succeeds; discard
+    them all when it raises, cancel included, so no partial file is left posing as a result."""
+    try:
+        yield outputs
+        for output in outputs:
+            output.commit()
+    except BaseException:
+        for output in outputs:
+            output.discard()
+        raise
