@@ -16,7 +16,7 @@ EPOCHS_WATER=${EPOCHS_WATER:-6}
 SAMPLES=${SAMPLES:-2000}
 CROP=${CROP:-128}
 THREADS=${THREADS:-1}
-TRAINED_ON="simulated ALOS-2-like HH scenes (model/simulate, seeds 1/2/3), not real ALOS-2 data"
+TRAINED_ON="simulated ALOS-2-like HH scenes (model/simulate, training seed 1), not real ALOS-2 data"
 
 simulate() {  # name seed count
     [ -f "$DATA/$1/manifest.json" ] || $PY -m model.simulate --out "$DATA/$1" --count "$3" --size 512 --seed "$2" --holes
