@@ -57,6 +57,18 @@ def shutdown(runtime: Runtime):
         dist.destroy_process_group()
 
 
+def add_runtime_arguments(parser) -> None:
+    """The options train and pretrain share: input normalisation, resuming, hardware, seed."""
+    parser.add_argument("--norm-mean", type=float, help="fix the input mean (dB) instead of computing it")
+    parser.add_argument("--norm-std", type=float, help="fix the input std (dB) instead of computing it")
+    parser.add_argument("--resume", type=pathlib.Path, help="last.pt to continue from")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none", help="mixed precision")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def run_cli(args, run) -> int:
     """Entry point shared by the train and pretrain CLIs: threads, device (and DDP) set up, always torn down."""
     if args.threads:
