@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 PLUGIN_NAME = "sar_lulc"
 # What the installed plugin needs, relative to the repository root (folders taken recursively).
 TOP_FILES = ("metadata.txt", "__init__.py", "plugin.py", "dependencies.py", "requirements-runtime.txt",
-             "README.md", "LICENSE")
-FOLDERS = ("processing_provider", "ui", "model/inference")
+             "README.md", "LICENSE", "model/MODEL_CARD.md")
+# demo/: the small simulated scene (and its reference map) to try the algorithms on.
+FOLDERS = ("processing_provider", "ui", "model/inference", "demo")
 # The model package's own modules (legend, evaluation...) but not its training subpackages
 # (model/net, model/simulate: torch, data generation), which the plugin never imports.
 MODEL_MODULES = "model/*.py"
