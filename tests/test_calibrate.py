@@ -66,7 +66,7 @@ def test_calibration_factor_shifts_db(tmp_path):
 
 def test_refusals_leave_no_output(tmp_path):
     path, _ = _dn_raster(tmp_path / "dn.tif", width=20, height=20)
-    with pytest.raises(OutputError, match="output path is the input"):
+    with pytest.raises(OutputError, match="output file .* is the input raster. Choose another file name"):
         calibrate_dn(path, path)
     with pytest.raises(OutputError, match="does not exist"):
         calibrate_dn(path, tmp_path / "missing" / "s.tif")

@@ -11,12 +11,11 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import OutputError
-from .resample import warp_back_to_input_grid
+from .resample import DEFAULT_CREATION_OPTIONS, warp_back_to_input_grid
 from .windows import Window
 
 gdal.UseExceptions()
 
-_BASE_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
 _SIDECAR = ".aux.xml"  # GDAL keeps category names and the attribute table there for GeoTIFFs
 
 
@@ -41,7 +40,7 @@ def check_output_path(path, input_path, label: str = "output") -> pathlib.Path:
 
 
 def _creation_options(data_type: int) -> list[str]:
-    options = list(_BASE_OPTIONS)
+    options = list(DEFAULT_CREATION_OPTIONS)
     if data_type in (gdal.GDT_Float32, gdal.GDT_Float64):
         options.append("PREDICTOR=3")
     return options
