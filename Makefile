@@ -10,8 +10,9 @@ ARGS    ?=
 $(STAMP): requirements-dev.txt tools/bootstrap.sh
 	bash tools/bootstrap.sh
 
+# ARGS selects: make test ARGS="tests/test_sar_input.py -k auto" (none: pytest.ini's testpaths, all tests)
 test: $(STAMP)
-	$(PY) -m pytest tests $(ARGS)
+	$(PY) -m pytest $(ARGS)
 
 demo: $(STAMP)
 	bash tools/demo.sh

@@ -4,9 +4,12 @@ QGIS calls :func:`classFactory` on load. ext-libs/ (the plugin-local onnxruntime
 dependencies.py) goes on sys.path here, before any module of the plugin imports onnxruntime.
 """
 
-from .dependencies import add_ext_libs_to_path
+if __package__:
+    # pytest imports this file as a bare module (no package) when the checkout's folder name is
+    # not a Python name (sar-lulc): there is no plugin to set up then.
+    from .dependencies import add_ext_libs_to_path
 
-add_ext_libs_to_path()
+    add_ext_libs_to_path()
 
 
 def classFactory(iface):  # noqa: N802 (name fixed by QGIS)

@@ -4,6 +4,7 @@ QGIS installs the plugin folder under the name ``sar_lulc``; the tests import it
 (through a symlink in a temporary folder), so the plugin's relative imports are exercised.
 """
 
+import gc
 import shutil
 import sys
 import tempfile
@@ -21,6 +22,22 @@ _provider = None
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_PLUGIN_PARENT, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def release_failed_test_before_qgis_exits(qgis_app):
+    """Drop the last failed test's traceback before pytest-qgis calls exitQgis.
+
+    pytest keeps it in sys.last_traceback for post-mortem debugging; its frames hold GDAL and
+    QGIS objects, which would otherwise be freed at interpreter exit, after exitQgis destroyed
+    GDAL's driver manager: a segmentation fault after the test report. Depending on qgis_app
+    makes this teardown run before QGIS's.
+    """
+    yield
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+        if hasattr(sys, name):
+            delattr(sys, name)
+    gc.collect()
 
 
 @pytest.fixture

@@ -228,7 +228,11 @@ def test_shipped_demo_scene_is_the_simulator_output(tmp_path):
     values = sar.ReadAsArray()
     assert (values == -9999).any(), "the demo has a nodata margin"
     regenerated_sar, regenerated_label = write_demo(tmp_path)
-    np.testing.assert_array_equal(gdal.Open(str(regenerated_sar)).ReadAsArray(), values)
+    regenerated = gdal.Open(str(regenerated_sar)).ReadAsArray()
+    # Same nodata pixels; backscatter equal to far below anything visible (0.001 dB): float32 math
+    # differs in its last bits between CPUs (AVX2 / AVX-512 code paths), never by more.
+    np.testing.assert_array_equal(regenerated == -9999, values == -9999)
+    np.testing.assert_allclose(regenerated, values, rtol=0, atol=1e-3)
     np.testing.assert_array_equal(gdal.Open(str(regenerated_label)).ReadAsArray(),
                                   gdal.Open(str(shipped_label)).ReadAsArray())
     assert DEMO_SEED == int(sar.GetMetadataItem("SEED"))
