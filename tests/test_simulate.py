@@ -1,5 +1,7 @@
-"""The ALOS-2-like scene simulator: layout, backscatter physics, speckle, units, georeferencing."""
+"""The ALOS-2-like scene simulator: layout, backscatter physics, speckle, units, georeferencing, and
+the realistic per-scene variability (calibration, looks, texture, water fraction, ...)."""
 
+import dataclasses
 import json
 import math
 
@@ -10,10 +12,11 @@ from scipy import ndimage
 
 from model.classes import LULC_CLASSES
 from model.inference.sar_input import InputUnits, to_db
-from model.simulate import HH_L_BAND, metres_per_degree, simulate_scene, write_scene
+from model.simulate import HH_L_BAND, draw_variation, metres_per_degree, simulate_scene, write_scene
 from model.simulate.__main__ import main as simulate_cli
 from model.simulate.demo import DEMO_SEED, DEMO_SIZE, write_demo
 from model.simulate.geotiff import NODATA
+from model.simulate.scene import SURFACES
 
 CODE = {name: code for code, name, _ in LULC_CLASSES}
 FOREST = (CODE["Broadleaf forest"], CODE["Needleleaf forest"])
@@ -22,8 +25,26 @@ RARE = (CODE["Bare land"], CODE["Solar panel"])
 
 @pytest.fixture(scope="module")
 def scenes():
-    """A small held-out-like set: 8 scenes of 256² from one set seed."""
-    return [simulate_scene(256, (101, i)) for i in range(8)]
+    """A small held-out-like set of the fixed world (variability off): 8 scenes of 256²."""
+    return [simulate_scene(256, (101, i), variability="none") for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def realistic_scenes():
+    """Scenes with realistic variability (the default): 16 of 128²."""
+    return [simulate_scene(128, (202, i)) for i in range(16)]
+
+
+def mean_db(values) -> float:
+    """Mean backscatter of pixels in dB, averaged in linear power."""
+    return float(10 * np.log10(np.mean(10 ** (np.asarray(values, np.float64) / 10))))
+
+
+def fixed(seed, **changes):
+    """The realistic draw of `seed` with some parameters fixed (flat, calm, dry, 10 m, no offset unless changed)."""
+    base = dict(relief_m=50.0, coast_side=None, lake_fraction=0.0, flooded_fraction=0.0, wind_db=0.0,
+                resolution_m=10.0, calibration_offset_db=0.0, incidence_span_deg=0.0)
+    return dataclasses.replace(draw_variation(seed, SURFACES), **{**base, **changes})
 
 
 def class_fractions(scenes) -> np.ndarray:
@@ -31,11 +52,17 @@ def class_fractions(scenes) -> np.ndarray:
     return counts / counts.sum()
 
 
-def test_same_seed_same_scene_other_seed_other_scene():
-    a, b, c = simulate_scene(128, (3, 0)), simulate_scene(128, (3, 0)), simulate_scene(128, (4, 0))
+@pytest.mark.parametrize("variability", ["realistic", "none"])
+def test_same_seed_same_scene_other_seed_other_scene(variability):
+    a, b, c = (simulate_scene(128, seed, variability=variability) for seed in ((3, 0), (3, 0), (4, 0)))
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(a.sigma0_db, b.sigma0_db)
+    assert a.variation == b.variation
     assert (a.labels != c.labels).mean() > 0.2
+    if variability == "realistic":
+        assert a.variation != c.variation
+    else:
+        assert a.variation is None and a.looks == 4.0
 
 
 def test_labels_use_the_legend_codes_and_nodata_zero(scenes):
@@ -72,11 +99,7 @@ def test_rivers_and_roads_are_thin_sinuous_lines(scenes):
 def test_class_mean_backscatter_ordered_as_l_band_physics(scenes):
     """Mean sigma0 (linear power, in dB): calm water darkest, built-up (double bounce) brightest,
     forest (volume scattering) brighter than grass, paddy and bare soil."""
-    def mean_db(code):
-        values = np.concatenate([s.sigma0_db[s.labels == code] for s in scenes])
-        return 10 * np.log10(np.mean(10 ** (values / 10)))
-
-    means = {code: mean_db(code) for code in CODE.values()}
+    means = {code: mean_db(np.concatenate([s.sigma0_db[s.labels == code] for s in scenes])) for code in CODE.values()}
     assert min(means, key=means.get) == CODE["Water"]
     assert max(means, key=means.get) == CODE["Built-up"]
     for forest in FOREST:
@@ -88,7 +111,7 @@ def test_class_mean_backscatter_ordered_as_l_band_physics(scenes):
 
 @pytest.mark.parametrize("looks", [1.0, 4.0])
 def test_speckle_is_gamma_with_the_configured_looks(looks):
-    scene = simulate_scene(256, 7, looks=looks)
+    scene = simulate_scene(256, 7, looks=looks, variability="none")
     valid = scene.valid
     speckle = 10 ** ((scene.sigma0_db[valid] - scene.reflectivity_db[valid]) / 10)
     assert speckle.mean() == pytest.approx(1.0, abs=0.01)
@@ -97,7 +120,7 @@ def test_speckle_is_gamma_with_the_configured_looks(looks):
 
 def test_homogeneous_forest_window_has_the_speckle_contrast():
     """A window of one forest stand on flat ground: std/mean of linear power ~ 1/sqrt(L)."""
-    scene = simulate_scene(256, 7, looks=4.0)
+    scene = simulate_scene(256, 7, looks=4.0, variability="none")
     power = 10 ** (scene.sigma0_db / 10)
     flat = 10 ** (scene.reflectivity_db / 10)
     best = None
@@ -236,3 +259,121 @@ def test_shipped_demo_scene_is_the_simulator_output(tmp_path):
     np.testing.assert_array_equal(gdal.Open(str(regenerated_label)).ReadAsArray(),
                                   gdal.Open(str(shipped_label)).ReadAsArray())
     assert DEMO_SEED == int(sar.GetMetadataItem("SEED"))
+
+
+def test_realistic_variability_spans_the_ranges():
+    """Over many scenes the draws cover the documented ranges: calibration ±4 dB and more, 1-16
+    looks, 5-30 m resolution, calm and windy water, flooded and dry scenes, heavy and no texture."""
+    draws = [draw_variation((11, i), SURFACES) for i in range(200)]
+    offsets = [d.calibration_offset_db for d in draws]
+    assert min(offsets) < -4 and max(offsets) > 4 and max(map(abs, offsets)) <= 5
+    looks = [d.looks for d in draws]
+    assert min(looks) < 1.5 and max(looks) > 12 and 1 <= min(looks) and max(looks) <= 16
+    resolutions = [d.resolution_m for d in draws]
+    assert min(resolutions) < 7 and max(resolutions) > 27
+    orders = [d.texture_order for d in draws]
+    assert None in orders and min(o for o in orders if o) < 2
+    assert min(d.wind_db for d in draws) < 1 and max(d.wind_db for d in draws) > 9
+    assert any(d.flooded_fraction == 0 for d in draws) and any(d.flooded_fraction > 0.3 for d in draws)
+    shifts = [d.class_shift_db[CODE["Cropland"]] for d in draws]
+    assert min(shifts) < -2 and max(shifts) > 2
+
+
+def test_water_fraction_spans_inland_to_mostly_sea(realistic_scenes):
+    """Coastal mosaic tiles are mostly ocean: some scenes are up to ~90 % water, others almost dry."""
+    water = [(s.labels[s.valid] == CODE["Water"]).mean() for s in realistic_scenes]
+    assert min(water) < 0.05 and max(water) > 0.6
+    coastal = [s for s in realistic_scenes if s.variation.coast_side is not None]
+    assert 0 < len(coastal) < len(realistic_scenes)
+
+
+def test_realistic_scenes_differ_in_level_and_calibration(realistic_scenes):
+    """The same class sits at different levels in different scenes (calibration offset and
+    per-scene class shift), so absolute dB alone cannot name it."""
+    forest = [mean_db(s.sigma0_db[np.isin(s.labels, FOREST)]) for s in realistic_scenes
+              if np.isin(s.labels, FOREST).sum() > 500]
+    assert max(forest) - min(forest) > 6
+    looks = {round(s.looks, 3) for s in realistic_scenes}
+    assert len(looks) == len(realistic_scenes)
+
+
+def test_realistic_class_order_stays_physical_on_average(realistic_scenes):
+    """Averaged over scenes (calibration offset removed; pixels away from class edges, which coarse
+    resolutions blur): calm water darkest, built-up brightest, forest above grass, paddy and bare
+    soil."""
+    per_class = {code: [] for code in CODE.values()}
+    calm = []
+    for scene in realistic_scenes:
+        db = scene.sigma0_db - scene.variation.calibration_offset_db
+        for code in CODE.values():
+            interior = ndimage.binary_erosion(scene.labels == code, iterations=2)
+            where = interior & ~scene.layers["flooded_vegetation"]
+            if code == CODE["Water"]:
+                where &= scene.layers["sea"] | scene.layers["lake"]
+                if where.sum() > 200 and scene.variation.wind_db < 1.5:
+                    calm.append(mean_db(db[where]))
+                continue
+            if where.sum() > 50:
+                per_class[code].append(mean_db(db[where]))
+    means = {code: np.mean(v) for code, v in per_class.items() if v}
+    assert calm and np.mean(calm) < min(means.values()) - 3
+    assert max(means, key=means.get) == CODE["Built-up"]
+    darker = [CODE[name] for name in ("Grassland", "Paddy field", "Bare land", "Cropland") if CODE[name] in means]
+    assert len(darker) >= 3
+    for forest in FOREST:
+        assert all(means[forest] > means[code] + 1 for code in darker)
+
+
+def test_wind_roughened_water_is_brighter_and_textured():
+    """The same coastal scene with calm and with wind-roughened sea: the windy sea is several dB
+    brighter and varies in gusts (block means spread), the calm sea stays dark and even."""
+    sea = {}
+    for wind_db in (0.0, 10.0):
+        scene = simulate_scene(256, 41, variability=fixed(41, coast_side=3, sea_fraction=0.6, wind_db=wind_db,
+                                                          looks=8.0, texture_order=None))
+        water = scene.layers["sea"] & scene.valid
+        assert water.mean() > 0.4
+        blocks = [mean_db(scene.reflectivity_db[y:y + 16, 200:216][water[y:y + 16, 200:216]]) for y in range(0, 256, 16)]
+        sea[wind_db] = mean_db(scene.sigma0_db[water]), np.std(blocks)
+    assert sea[10.0][0] > sea[0.0][0] + 5
+    assert sea[0.0][0] < -18
+    assert sea[10.0][1] > 2 * sea[0.0][1]
+
+
+def test_k_texture_has_heavier_tails_than_gamma_speckle():
+    """K-distributed clutter (Gamma texture x Gamma speckle): the intensity over its local level
+    has the K moments and a kurtosis well above that of L-look Gamma speckle."""
+    looks, order = 4.0, 2.0
+    ratios = {}
+    for texture_order in (None, order):
+        scene = simulate_scene(256, 31, variability=fixed(31, looks=looks, texture_order=texture_order))
+        forest = np.isin(scene.labels, FOREST)
+        ratios[texture_order] = 10 ** ((scene.sigma0_db[forest] - scene.reflectivity_db[forest]) / 10)
+
+    def kurtosis(x):
+        return float(np.mean((x - x.mean()) ** 4) / x.var() ** 2)
+
+    gamma_kurtosis = 3 + 6 / looks
+    assert kurtosis(ratios[None]) == pytest.approx(gamma_kurtosis, rel=0.15)
+    assert kurtosis(ratios[order]) > 2 * gamma_kurtosis
+    second_moment = np.mean(ratios[order] ** 2) / np.mean(ratios[order]) ** 2
+    assert second_moment == pytest.approx((1 + 1 / looks) * (1 + 1 / order), rel=0.05)
+
+
+def test_cli_variability_option(tmp_path):
+    """Default scenes draw their variation (recorded in the manifest); --variability none gives
+    the fixed world, identical to simulate_scene(..., variability="none")."""
+    assert simulate_cli(["--out", str(tmp_path / "r"), "--count", "2", "--size", "64", "--seed", "5"]) == 0
+    assert simulate_cli(["--out", str(tmp_path / "n"), "--count", "1", "--size", "64", "--seed", "5",
+                         "--variability", "none"]) == 0
+    realistic = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert realistic["variability"] == "realistic"
+    offsets = [entry["variation"]["calibration_offset_db"] for entry in realistic["scenes"]]
+    assert offsets[0] != offsets[1] and all(abs(o) <= 5 for o in offsets)
+    none = json.loads((tmp_path / "n" / "manifest.json").read_text())
+    assert none["scenes"][0]["variation"] is None and none["scenes"][0]["looks"] == 4.0
+    written = gdal.Open(str(tmp_path / "n" / none["scenes"][0]["sar"])).ReadAsArray()
+    expected = simulate_scene(64, (5, 0), variability="none").sigma0_db
+    np.testing.assert_allclose(written[np.isfinite(expected)], expected[np.isfinite(expected)], atol=1e-5)
+    with pytest.raises(SystemExit):
+        simulate_cli(["--out", str(tmp_path / "x"), "--variability", "wild"])

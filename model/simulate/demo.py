@@ -1,7 +1,8 @@
 """Regenerate the plugin's demo scene: python -m model.simulate.demo [--out demo]
 
 A 512 x 512 simulated scene (seed 2062: a coastal plain with the sea to the east, rivers, towns,
-paddies and wooded hills, all 9 classes) placed near Sendai, float32 dB, 4 looks, nodata margin.
+paddies and wooded hills, all 9 classes) placed near Sendai, float32 dB, 4 looks, nodata margin,
+variability off (the fixed world the demo has always shown, so it regenerates unchanged).
 """
 
 import argparse
@@ -17,7 +18,7 @@ SAR_NAME, LABEL_NAME = "demo_scene_hh_db.tif", "demo_scene_label.tif"
 
 
 def write_demo(out_dir) -> tuple[pathlib.Path, pathlib.Path]:
-    scene = simulate_scene(DEMO_SIZE, DEMO_SEED, looks=4.0, nodata_margin=True)
+    scene = simulate_scene(DEMO_SIZE, DEMO_SEED, looks=4.0, nodata_margin=True, variability="none")
     sar, label = write_scene(scene, out_dir, "demo_scene", units="db", crs="EPSG:32654",
                              lon_lat=DEMO_TOP_LEFT_LON_LAT)
     return sar.replace(sar.with_name(SAR_NAME)), label.replace(label.with_name(LABEL_NAME))

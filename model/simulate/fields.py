@@ -26,7 +26,7 @@ def spectral_fields(rng: np.random.Generator, shape: tuple[int, int], scales_px)
         amplitude = np.exp(-2.0 * (np.pi * scale / step) ** 2 * f2)
         coeffs = (rng.standard_normal(f2.shape) + 1j * rng.standard_normal(f2.shape)) * amplitude
         field = np.fft.irfft2(coeffs, s=(ph, pw))[:coarse_shape[0], :coarse_shape[1]]
-        field = _upsample(field, step, shape, 0.0) if step > 1 else field[:h, :w]
+        field = upsample(field, step, shape, 0.0) if step > 1 else field[:h, :w]
         field -= field.mean()
         out[i] = field / (field.std() + 1e-12)
     return out
@@ -41,7 +41,7 @@ def gaussian_blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
         padded = np.zeros((-(-h // step) * step, -(-w // step) * step), np.float32)
         padded[:h, :w] = image
         blocks = padded.reshape(padded.shape[0] // step, step, padded.shape[1] // step, step).mean(axis=(1, 3))
-        return _upsample(gaussian_blur(blocks, sigma_px / step), step, (h, w), (step - 1) / 2.0)
+        return upsample(gaussian_blur(blocks, sigma_px / step), step, (h, w), (step - 1) / 2.0)
     pad = int(3 * sigma_px) + 1
     ph, pw = h + 2 * pad, w + 2 * pad
     padded = np.zeros((ph, pw), np.float32)
@@ -52,7 +52,7 @@ def gaussian_blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
     return np.fft.irfft2(np.fft.rfft2(padded) * transfer, s=(ph, pw))[pad:pad + h, pad:pad + w].astype(np.float32)
 
 
-def _upsample(coarse: np.ndarray, step: int, shape: tuple[int, int], offset: float) -> np.ndarray:
+def upsample(coarse: np.ndarray, step: float, shape: tuple[int, int], offset: float) -> np.ndarray:
     """Bilinear upsampling of a grid whose sample (i, j) lies at fine pixel (i*step + offset, j*step + offset)."""
     def axis(n, size):
         position = np.clip((np.arange(n) - offset) / step, 0, size - 1)
