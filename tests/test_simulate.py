@@ -377,3 +377,89 @@ def test_cli_variability_option(tmp_path):
     np.testing.assert_allclose(written[np.isfinite(expected)], expected[np.isfinite(expected)], atol=1e-5)
     with pytest.raises(SystemExit):
         simulate_cli(["--out", str(tmp_path / "x"), "--variability", "wild"])
+
+
+def test_flooded_vegetation_is_bright_but_keeps_its_land_label():
+    """Forest standing in water shows double bounce (several dB above dry forest); its label stays
+    forest (LULC), and it is not open water for the water task."""
+    scene = simulate_scene(256, 53, variability=fixed(53, lake_fraction=0.1, flooded_fraction=0.5,
+                                                      flooded_forest_gain_db=6.0, texture_order=None))
+    flooded = scene.layers["flooded_vegetation"] & scene.valid
+    forest = np.isin(scene.labels, FOREST) & scene.valid
+    assert (flooded & forest).sum() > 200
+    assert np.isin(scene.labels[flooded], FOREST + (CODE["Paddy field"], CODE["Cropland"], CODE["Grassland"])).all()
+    water = scene.labels == CODE["Water"]
+    assert not (flooded & water).any()
+    wet, dry = mean_db(scene.sigma0_db[flooded & forest]), mean_db(scene.sigma0_db[forest & ~flooded])
+    assert wet > dry + 4
+    assert wet > mean_db(scene.sigma0_db[water]) + 15
+    near_water = ndimage.binary_dilation(water, iterations=60)
+    assert near_water[flooded].all(), "flooded vegetation lies next to rivers, lakes or the sea"
+
+
+def test_resolution_changes_blur_and_speckle_correlation():
+    """A 30 m product resampled to 10 m has speckle correlated between neighbours; a 5 m product
+    averaged to 10 m has 4x the looks per pixel (speckle contrast halved)."""
+    looks = 2.0
+    ratios = {}
+    for resolution in (5.0, 10.0, 30.0):
+        scene = simulate_scene(256, 61, variability=fixed(61, looks=looks, texture_order=None, resolution_m=resolution))
+        ratio = 10 ** ((scene.sigma0_db - scene.reflectivity_db) / 10)
+        ratio[~scene.valid | (scene.labels == CODE["Built-up"])] = np.nan  # built-up keeps its own texture
+        ratios[resolution] = ratio
+
+    def neighbour_correlation(ratio):
+        a, b = ratio[:, :-1].ravel(), ratio[:, 1:].ravel()
+        keep = np.isfinite(a) & np.isfinite(b)
+        return np.corrcoef(a[keep], b[keep])[0, 1]
+
+    def contrast(ratio):
+        return np.nanstd(ratio) / np.nanmean(ratio)
+
+    assert abs(neighbour_correlation(ratios[10.0])) < 0.05
+    assert neighbour_correlation(ratios[30.0]) > 0.5
+    assert contrast(ratios[10.0]) == pytest.approx(1 / math.sqrt(looks), rel=0.05)
+    assert contrast(ratios[5.0]) == pytest.approx(1 / math.sqrt(4 * looks), rel=0.05)
+
+
+def test_incidence_gradient_darkens_far_range():
+    """The same scene seen flat at 30 deg and across 30-38 deg: far range is darker by each class's
+    dB/degree slope (fields and grass about -0.25 dB/deg, forest barely); the look direction sets
+    which side is far."""
+    for look_east in (True, False):
+        flat = simulate_scene(128, 71, variability=fixed(71, incidence_near_deg=30.0, look_east=look_east))
+        ramp = fixed(71, incidence_near_deg=30.0, incidence_span_deg=8.0, look_east=look_east)
+        tilted = simulate_scene(128, 71, variability=ramp)
+        np.testing.assert_array_equal(flat.labels, tilted.labels)
+        far = slice(118, 128) if look_east else slice(0, 10)
+        near = slice(0, 10) if look_east else slice(118, 128)
+        change = tilted.reflectivity_db - flat.reflectivity_db
+        for code in (CODE["Grassland"], CODE["Cropland"], CODE["Broadleaf forest"]):
+            mask = flat.labels == code
+            slope = HH_L_BAND[code].incidence_db_per_deg
+            if mask[:, far].sum() > 20:
+                assert np.median(change[:, far][mask[:, far]]) == pytest.approx(slope * 8 * 123 / 127, abs=0.3)
+            if mask[:, near].sum() > 20:
+                assert np.median(change[:, near][mask[:, near]]) == pytest.approx(slope * 8 * 4 / 127, abs=0.3)
+        assert (ramp.incidence_deg(128)[0] < ramp.incidence_deg(128)[-1]) == look_east
+    assert HH_L_BAND[CODE["Grassland"]].incidence_db_per_deg < 3 * HH_L_BAND[CODE["Broadleaf forest"]].incidence_db_per_deg
+
+
+def test_steep_terrain_gives_layover_and_shadow_streaks_along_range():
+    """In steep terrain, layover is bright and smeared along range (one slant cell spread along its
+    run: streaks along x, not y) and shadow falls to the noise floor; gentle terrain has neither."""
+    steep = simulate_scene(256, 83, variability=fixed(83, relief_m=1500.0, incidence_near_deg=40.0,
+                                                      texture_order=None, looks=16.0))
+    gentle = simulate_scene(256, 83, variability=fixed(83, relief_m=150.0))
+    assert not gentle.layers["layover"].any() and not gentle.layers["shadow"].any()
+    layover, shadow = steep.layers["layover"] & steep.valid, steep.layers["shadow"] & steep.valid
+    assert layover.mean() > 0.01 and shadow.mean() > 0.002
+    inside = layover[:-1, :-1] & layover[:-1, 1:] & layover[1:, :-1]  # pixel, its range and azimuth neighbours
+    db = steep.reflectivity_db
+    along_x = np.abs(db[:-1, 1:] - db[:-1, :-1])[inside]
+    along_y = np.abs(db[1:, :-1] - db[:-1, :-1])[inside]
+    assert np.median(along_x) < 0.2 * np.median(along_y), "layover streaks run along range"
+    land = (steep.labels != CODE["Water"]) & steep.valid
+    assert mean_db(steep.reflectivity_db[layover & land]) > mean_db(steep.reflectivity_db[land & ~layover & ~shadow])
+    floor = steep.variation.noise_floor_db + steep.variation.calibration_offset_db
+    assert np.median(steep.reflectivity_db[shadow]) == pytest.approx(floor, abs=1.0)

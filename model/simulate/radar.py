@@ -1,6 +1,7 @@
 """Radar geometry and the observation of a simulated scene (used with realistic variability).
 
-`layover_and_shadow` finds where steep terrain folds or hides the ground along range;
+`layover_and_shadow` finds where steep terrain folds or hides the ground along range and
+`smear_along_range` spreads a layover cell along its run, as terrain-corrected products show it;
 `observe` turns the speckle-free level into a product: thermal noise, K-distributed texture times
 Gamma speckle, the product's resolution resampled onto the 10 m grid, and the calibration offset.
 """
@@ -37,6 +38,20 @@ def layover_and_shadow(elevation_m: np.ndarray, variation: SceneVariation) -> tu
     if not variation.look_east:
         layover, shadow = layover[:, ::-1], shadow[:, ::-1]
     return np.ascontiguousarray(layover), np.ascontiguousarray(shadow & ~layover)
+
+
+def smear_along_range(db: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Each run of `mask` pixels along a row (range) gets the run's mean power: terrain correction
+    maps one slant-range cell onto the whole layover run, which shows as streaks along range."""
+    flat = mask.ravel()
+    starts = flat & ~np.concatenate(([False], flat[:-1]))
+    starts.reshape(mask.shape)[:, 0] = flat.reshape(mask.shape)[:, 0]  # a run never continues onto the next row
+    run = np.cumsum(starts)[flat] - 1
+    power = db_to_power(db.ravel()[flat])
+    mean = np.bincount(run, power) / np.bincount(run)
+    out = db.copy()
+    out.ravel()[flat] = power_to_db(mean[run])
+    return out
 
 
 def observe(rng: np.random.Generator, level_db: np.ndarray, texture: np.ndarray,

@@ -19,7 +19,7 @@ import numpy as np
 from ..classes import LULC_CLASSES
 from ..inference.sar_input import db_to_power, power_to_db
 from .fields import draw_thick_line, gaussian_blur, sinuous_path, spectral_fields, warped_cells
-from .radar import layover_and_shadow, observe
+from .radar import layover_and_shadow, observe, smear_along_range
 from .variation import REFERENCE_INCIDENCE_DEG, VARIABILITY, SceneVariation, draw_variation
 
 _CODE = {name: code for code, name, _ in LULC_CLASSES}
@@ -355,6 +355,7 @@ def _levels(rng: np.random.Generator, labels, elevation_m, layers, road,
         db[flooded & np.isin(labels, FLOODABLE_FOREST)] += variation.flooded_forest_gain_db
         db[flooded & np.isin(labels, FLOODABLE_HERBACEOUS)] += variation.flooded_herbaceous_gain_db
         db[layers["layover"]] += LAYOVER_GAIN_DB
+        db = smear_along_range(db, layers["layover"])
         db[layers["shadow"]] = SHADOW_DB
     db += np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :] * rng.uniform(-1, 1)  # residual antenna pattern
     return db, texture

@@ -89,7 +89,7 @@ def draw_variation(seed, class_models: dict) -> SceneVariation:
         lake_fraction=rng.uniform(0.02, 0.25) if lakes else 0.0,
         wind_db=rng.uniform(3.0, 12.0) if windy else rng.uniform(0.0, 1.5),
         flooded_fraction=rng.uniform(0.1, 0.6) if flooded else 0.0,
-        flooded_forest_gain_db=rng.uniform(3.0, 8.0),
+        flooded_forest_gain_db=rng.uniform(3.0, 10.0),
         flooded_herbaceous_gain_db=rng.uniform(1.0, 6.0),
         class_shift_db={key: rng.uniform(-1.0, 1.0) * model.scene_shift_db for key, model in class_models.items()},
         spread_scale={key: rng.uniform(0.5, 1.8) for key in class_models},
