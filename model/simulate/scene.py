@@ -5,7 +5,10 @@ carve valleys and meander to the sea where a scene has a coast; roads attract bu
 small rare objects (solar-panel fields, bare patches, ponds) are sprinkled on land. Backscatter:
 per-class sigma0 ranges of L-band HH (model/simulate/README.md gives the sources), per-region
 means, a slope (local incidence) term, Gamma texture for built-up areas and multiplicative
-Gamma speckle with a configurable number of looks.
+Gamma speckle with a configurable number of looks. With realistic variability (the default) each
+scene also draws its acquisition and environment (variation.py) and is observed through radar.py:
+calibration offset, looks, resolution, K texture, noise floor, incidence gradient, wind, lakes and
+sea extent, flooded vegetation, layover and shadow.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 from ..classes import LULC_CLASSES
 from ..inference.sar_input import db_to_power, power_to_db
 from .fields import draw_thick_line, gaussian_blur, sinuous_path, spectral_fields, warped_cells
-from .radar import layover_and_shadow, observe, smear_along_range
+from .radar import PIXEL_M, layover_and_shadow, observe, smear_along_range
 from .variation import REFERENCE_INCIDENCE_DEG, VARIABILITY, SceneVariation, draw_variation
 
 _CODE = {name: code for code, name, _ in LULC_CLASSES}
@@ -28,7 +31,6 @@ CROPLAND, GRASSLAND, BARE, SOLAR = _CODE["Cropland"], _CODE["Grassland"], _CODE[
 BROADLEAF, NEEDLELEAF = _CODE["Broadleaf forest"], _CODE["Needleleaf forest"]
 NODATA_LABEL = 0
 
-PIXEL_M = 10.0
 INCIDENCE_DEG = REFERENCE_INCIDENCE_DEG  # mid-swath incidence of PALSAR-2 stripmap (about 30-44 deg)
 
 
@@ -329,6 +331,7 @@ def _levels(rng: np.random.Generator, labels, elevation_m, layers, road,
         mean = rng.uniform(*model.mean_db) + variation.class_shift_db[key]
         db[where] = (mean + model.region_sd_db * variation.spread_scale[key] * regions[where]
                      + model.incidence_db_per_deg * incidence_offset[where])
+        # built-up keeps its own (heavier) point-scatterer texture; natural surfaces get the K texture
         order = variation.urban_texture_order if model.texture_shape else variation.texture_order
         if order:
             texture[where] = rng.gamma(order, 1.0 / order, int(where.sum()))
