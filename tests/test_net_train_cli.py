@@ -12,8 +12,9 @@ from osgeo import gdal
 
 from model.net import pretrain, train
 from model.net.configs import named_config
-from model.net.data import (Normalisation, SegmentationCrops, SegmentationTiles, find_pairs, label_histogram,
-                            label_targets)
+from model.inference.windows import Window
+from model.net.data import (Normalisation, SarRaster, SegmentationCrops, SegmentationTiles, find_pairs, label_histogram,
+                            label_targets, normalisation_for, task_histogram)
 from model.net.losses import IGNORE_INDEX
 from model.net.segmentor import Segmentor
 from tests.net_support import mini_config, write_pair
@@ -34,7 +35,8 @@ def scenes(tmp_path):
 
 def test_pairs_from_folders_and_list_files(scenes, tmp_path):
     pairs = find_pairs([scenes])
-    assert [(s.name, l.name) for s, l in pairs] == [("a_sar.tif", "a_label.tif"), ("b_sar.tif", "b_label.tif")]
+    assert [(s.sar.name, s.label.name, s.profile) for s in pairs] == [
+        ("a_sar.tif", "a_label.tif", "sarlulc"), ("b_sar.tif", "b_label.tif", "sarlulc")]
     listing = tmp_path / "train.txt"
     listing.write_text("# one scene\nscenes/b_sar.tif\n")
     assert find_pairs([listing]) == [pairs[1]]
@@ -68,7 +70,7 @@ def test_water_targets_and_label_histogram(scenes):
     codes = np.array([[0, 1, 4], [6, 1, 9]], np.uint8)
     valid = np.array([[True, True, True], [True, True, False]])
     assert label_targets(codes, valid, "water").tolist() == [[IGNORE_INDEX, 1, 0], [0, 1, IGNORE_INDEX]]
-    counts = label_histogram([find_pairs([scenes])[0][1]])
+    counts = label_histogram(find_pairs([scenes])[:1], "lulc")
     assert counts.sum() == 96 * 96 and counts[0] == 100  # the 10 x 10 nodata corner
     assert set(np.flatnonzero(counts[1:]) + 1) <= {1, 4, 6}
 
@@ -125,3 +127,74 @@ def test_torchrun_ddp_path_runs_on_cpu_with_gloo(scenes, tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "val mIoU" in result.stdout and (out / "best.pt").is_file()
+
+
+def _etci_like(tmp_path):
+    """An ETCI-2021-like pair: uint8 stretched brightness without CRS (0 no chip, 255 saturated chip),
+    labels 0 not water / 1 flood / 2 permanent water / 255 nodata."""
+    rng = np.random.default_rng(3)
+    brightness = rng.integers(110, 200, (64, 64)).astype(np.uint8)
+    brightness[:, :16] = rng.integers(5, 60, (64, 16))  # dark water on the left
+    brightness[:8, 32:] = 255
+    brightness[56:, :] = 0
+    labels = np.zeros((64, 64), np.uint8)
+    labels[:, :12], labels[:, 12:16] = 1, 2
+    labels[56:, :] = 255
+    paths = []
+    for name, array in (("etci_vv.tif", brightness), ("etci_label.tif", labels)):
+        dataset = gdal.GetDriverByName("GTiff").Create(str(tmp_path / name), 64, 64, 1, gdal.GDT_Byte)
+        dataset.GetRasterBand(1).WriteArray(array)
+        if name.endswith("vv.tif"):
+            dataset.GetRasterBand(1).SetNoDataValue(0)
+        dataset = None
+        paths.append(tmp_path / name)
+    listing = tmp_path / "etci.txt"
+    listing.write_text(f"{paths[0].name} {paths[1].name} profile=etci2021\n")
+    return listing, brightness, labels
+
+
+def test_etci_profile_reads_uncalibrated_water_labels_in_place(tmp_path):
+    listing, brightness, labels = _etci_like(tmp_path)
+    (scene,) = find_pairs([listing])
+    assert scene.profile == "etci2021"
+    counts = label_histogram([scene], "water")
+    assert counts[1] == int(np.isin(labels, [1, 2]).sum())  # flood and permanent water are both water
+    assert task_histogram(counts, "water").tolist() == [int((labels == 0).sum()), int(np.isin(labels, [1, 2]).sum())]
+    with pytest.raises(ValueError, match="water task only"):
+        label_histogram([scene], "lulc")
+    with pytest.raises(ValueError, match="norm-mode scene"):
+        normalisation_for("fixed", [scene])
+    tiles = SegmentationTiles([scene], normalisation_for("scene", [scene]), 64, "water")
+    image, target = tiles[0]
+    assert (target[:8, 32:] == IGNORE_INDEX).all()  # saturated chip: no information
+    assert (target[56:] == IGNORE_INDEX).all() and (image[0, 56:] == 0).all()  # no chip: nodata
+    assert (target[:8, :12] == 1).all() and (target[10:50, 20:30] == 0).all()
+    assert image[0, 10:50, :12].mean() < -1 < 0 < image[0, 10:50, 20:].mean()  # standardised by the scene
+
+
+def test_scene_normalisation_ignores_calibration_and_jitter_moves_the_level(scenes):
+    from model.inference.reader import SceneStatistics, prepare_input
+    from model.net.data import SCENE_NORMALISATION, CalibrationJitter, SarRaster
+
+    sar = SarRaster(find_pairs([scenes])[0].sar)
+    db, valid = sar.read_db(Window(0, 0, 96, 96))
+    shifted = db - 7.5
+    a = prepare_input(db, valid, SCENE_NORMALISATION, SceneStatistics.of(db[valid]))
+    b = prepare_input(shifted, valid, SCENE_NORMALISATION, SceneStatistics.of(shifted[valid]))
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    rng = np.random.default_rng(0)
+    moved = [float(np.median(CalibrationJitter(level=1.0).apply(db, sar.scene, rng)[valid])) for _ in range(50)]
+    assert np.ptp(moved) > sar.scene.spread  # offsets spread over about +-1 scene spread
+    assert abs(np.mean(moved) - np.median(db[valid])) < 0.5 * sar.scene.spread
+    assert CalibrationJitter().apply(db, sar.scene, rng) is db
+
+
+def test_scene_normalised_model_records_its_training_distribution(scenes, tmp_path):
+    out = tmp_path / "scene"
+    assert train.main(["--train", str(scenes), "--val", str(scenes), "--out", str(out), "--task", "water", "--norm-mode", "scene",
+                       "--level-jitter", "0.5", *FAST]) == 0
+    checkpoint = torch.load(out / "best.pt")
+    assert checkpoint["normalisation"]["norm_mode"] == "scene"
+    low, high = checkpoint["input_distribution"]["scene_median_db"]
+    medians = [SarRaster(s.sar).scene.median for s in find_pairs([scenes])]
+    assert low < min(medians) <= max(medians) < high

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 
 from model.inference.engine import RunOptions, segment  # noqa: E402
 from model.inference.metadata import ModelContract, bundled_model_path  # noqa: E402
-from model.inference.reader import BandReader, open_raster, prepare_input  # noqa: E402
+from model.inference.reader import BandReader, SceneStatistics, open_raster, prepare_input  # noqa: E402
 from model.inference.session import ModelSession  # noqa: E402
 from model.inference.windows import TilePlan  # noqa: E402
 
@@ -66,7 +66,7 @@ def model_only(raster_path: str, model_path, batch_size: int, device: str) -> tu
     reader = BandReader(dataset, 1, raster_path)
     plan = TilePlan(reader.width, reader.height, contract.tile_size, contract.tile_overlap, reader.width)
     raw, valid = reader.read(plan.raster)
-    model_input = prepare_input(raw, valid, contract)
+    model_input = prepare_input(raw, valid, contract, SceneStatistics.of(raw[valid]))
     t = contract.tile_size
     tiles = [model_input[y:y + t, x:x + t][None] for y in plan.y_origins for x in plan.x_origins
              if valid[y:y + t, x:x + t].any()]

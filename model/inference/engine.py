@@ -21,8 +21,8 @@ from osgeo import gdal, osr
 
 from .blending import BlockAccumulator, blend_weights, to_probabilities
 from .errors import CancelledError, InputRasterError, ModelContractError, OptionError, OutputError
-from .metadata import TILE_MULTIPLE, ModelContract, bundled_model_path
-from .reader import BackscatterReader, BandReader, open_raster, prepare_input
+from .metadata import NORM_SCENE, TILE_MULTIPLE, ModelContract, bundled_model_path
+from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input
 from .resample import ModelGrid, decide_model_grid, open_on_model_grid
 from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, detect_band_units, filter_halo,
                         ground_pixel_size_m, sample_valid_values)
@@ -85,6 +85,7 @@ class _Settings:
     tile_overlap: int
     batch_size: int
     water_threshold: float | None
+    scene: SceneStatistics | None = None  # of the whole raster, for scene-normalised models
 
 
 @dataclass
@@ -145,6 +146,10 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     if speckle_filter is not SpeckleFilter.NONE:
         log(f"Speckle filter: {speckle_filter.value}, {options.filter_size} x {options.filter_size} px"
             + (" (on the model grid)" if grid is not None else ""))
+    if contract.norm_mode == NORM_SCENE:
+        settings.scene = _scene_statistics(source, input_path, options.band)
+        log(f"Scene normalisation: median {settings.scene.median:.2f} dB, spread {settings.scene.spread:.2f} dB "
+            f"(from {settings.scene.pixels} pixels sampled over the whole raster)")
     plan = TilePlan(source.band_reader.width, source.band_reader.height, settings.tile_size, settings.tile_overlap,
                     options.block_size)
     block_rows = plan.block_rows()
@@ -185,6 +190,15 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     return RunReport(output_path=str(output_path), extra_output_path=str(extra_path) if extra_path else None,
                      contract=contract, providers=list(session.providers), tiles=tiles_run, seconds=seconds,
                      valid_pixels=valid_pixels)
+
+
+def _scene_statistics(source: BackscatterReader, input_path, band: int) -> SceneStatistics:
+    sample = source.sample_db()
+    if sample.size == 0:
+        raise InputRasterError(
+            f"Band {band} of '{input_path}' has no valid pixel: every pixel is nodata or masked. Check the band, "
+            f"and the raster's nodata value.")
+    return SceneStatistics.of(sample)
 
 
 def _speckle_filter(options: RunOptions) -> SpeckleFilter:
@@ -380,7 +394,7 @@ def _stream(task, plan: TilePlan, block_rows, reader: BackscatterReader, session
                 raise CancelledError("Cancelled by the user; no output was written.")
             read_window = plan.read_window(block)
             db, valid = reader.read(read_window)
-            model_input = prepare_input(db, valid, contract)
+            model_input = prepare_input(db, valid, contract, settings.scene)
             del db
             accumulator = BlockAccumulator(block, channels, weights)
             pending = []

@@ -19,6 +19,8 @@ TASKS = ("lulc", "water")
 ACTIVATION_OF_TASK = {"lulc": "softmax", "water": "sigmoid"}
 SUPPORTED_INPUT_UNITS = ("db",)
 TILE_MULTIPLE = 32
+NORM_FIXED, NORM_SCENE = "fixed", "scene"
+NORM_MODES = (NORM_FIXED, NORM_SCENE)
 _REQUIRED_KEYS = ("sarlulc_contract", "task", "classes", "output_activation", "input_units",
                   "norm_clip", "norm_mean", "norm_std", "gsd_m", "tile_size", "tile_overlap")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -51,6 +53,7 @@ class ModelContract:
     water_threshold: float | None
     model_name: str
     trained_on: str
+    norm_mode: str = NORM_FIXED
 
     @classmethod
     def from_onnx(cls, path, expected_task: str | None = None) -> "ModelContract":
@@ -90,6 +93,9 @@ class ModelContract:
         if (not isinstance(clip, list) or len(clip) != 2 or not all(_is_number(v) for v in clip)
                 or not clip[0] < clip[1]):
             parser.fail("norm_clip", "expected [low, high] with low < high")
+        norm_mode = metadata.get("norm_mode", NORM_FIXED).strip().lower()
+        if norm_mode not in NORM_MODES:
+            parser.fail("norm_mode", f"expected one of {', '.join(NORM_MODES)}")
         tile_size = parser.integer("tile_size", minimum=TILE_MULTIPLE)
         if tile_size % TILE_MULTIPLE:
             parser.fail("tile_size", f"must be a multiple of {TILE_MULTIPLE}")
@@ -110,7 +116,7 @@ class ModelContract:
             norm_std=parser.number("norm_std", positive=True), gsd_m=parser.number("gsd_m", positive=True),
             tile_size=tile_size, tile_overlap=tile_overlap, water_threshold=water_threshold,
             model_name=metadata.get("model_name", "").strip() or pathlib.Path(source).stem,
-            trained_on=metadata.get("trained_on", "").strip())
+            trained_on=metadata.get("trained_on", "").strip(), norm_mode=norm_mode)
 
     def to_metadata(self) -> dict[str, str]:
         """The ``metadata_props`` mapping that :meth:`from_metadata` reads back into this contract."""
@@ -120,6 +126,7 @@ class ModelContract:
             "classes": json.dumps([{"code": c.code, "name": c.name, "color": c.color} for c in self.classes]),
             "output_activation": self.output_activation,
             "input_units": self.input_units,
+            "norm_mode": self.norm_mode,
             "norm_clip": json.dumps([float(v) for v in self.norm_clip]),
             "norm_mean": repr(float(self.norm_mean)),
             "norm_std": repr(float(self.norm_std)),

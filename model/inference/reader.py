@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from osgeo import gdal
 
 from .errors import InputRasterError
-from .metadata import ModelContract
-from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, filter_halo, speckle_filter_db,
-                        to_db, valid_mask)
+from .metadata import NORM_SCENE, ModelContract
+from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, filter_halo, sample_valid_values,
+                        speckle_filter_db, to_db, valid_mask)
 from .windows import Window
 
 gdal.UseExceptions()
@@ -33,18 +35,19 @@ class BandReader:
     Any dataset works, including a warped VRT, so resampling can be slotted in front of it.
     """
 
-    def __init__(self, dataset: gdal.Dataset, band_index: int, source_name: str):
+    def __init__(self, dataset: gdal.Dataset, band_index: int, source_name: str, require_crs: bool = True):
         count = dataset.RasterCount
         if not 1 <= band_index <= count:
             raise InputRasterError(
                 f"Band {band_index} does not exist: '{source_name}' has {count} band{'s' if count != 1 else ''}. "
                 f"Choose a band between 1 and {count}.")
-        if dataset.GetSpatialRef() is None:
+        if require_crs and dataset.GetSpatialRef() is None:
             raise InputRasterError(
                 f"The input raster '{source_name}' has no coordinate reference system, so the outputs could not "
                 f"be placed on a map. Assign one first (QGIS: Raster > Projections > Assign Projection; "
                 f"or gdal_edit.py -a_srs EPSG:XXXX).")
         self.dataset = dataset
+        self.band_index = band_index
         self.band = dataset.GetRasterBand(band_index)
         self.width, self.height = dataset.RasterXSize, dataset.RasterYSize
         self.nodata = self.band.GetNoDataValue()
@@ -94,21 +97,61 @@ class BackscatterReader:
         inner = window.slices_in(outer)
         return db[inner], valid[inner]
 
+    def sample_db(self) -> np.ndarray:
+        """sigma0 dB of a bounded sample of valid pixels spread over the whole raster (unfiltered)."""
+        reader = self.band_reader
+        raw = sample_valid_values(reader.dataset, reader.band_index, reader.nodata)
+        raw = raw[valid_mask(raw, None, self.units)]
+        return to_db(raw, self.units, self.calibration_factor)
+
     def read_valid(self, window: Window) -> np.ndarray:
         """Only the validity of ``window`` (nodata, mask, DN 0 or power <= 0), without filtering."""
         raw, valid = self.band_reader.read(window)
         return valid & valid_mask(raw, None, self.units)
 
 
-def prepare_input(db: np.ndarray, valid: np.ndarray, contract: ModelContract) -> np.ndarray:
+@dataclass(frozen=True)
+class SceneStatistics:
+    """Level and spread of a whole scene's backscatter, for models normalised per scene
+    (``norm_mode`` = scene): robust to nodata, speckle outliers and an unknown gain/offset."""
+
+    median: float
+    spread: float  # (p90 - p10) / 2.563: the standard deviation if the values were Gaussian
+    pixels: int
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> "SceneStatistics":
+        values = np.asarray(values, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            raise InputRasterError("No valid pixel to compute the scene statistics from; check the band and its "
+                                   "nodata value.")
+        p10, median, p90 = np.percentile(values, [10, 50, 90])
+        spread = max((p90 - p10) / _P90_P10_SIGMAS, _MIN_SCENE_SPREAD * max(1.0, abs(median)))
+        return cls(float(median), float(spread), int(values.size))
+
+
+_P90_P10_SIGMAS = 2.5631  # width of the 10..90 % range of a standard normal distribution
+_MIN_SCENE_SPREAD = 1e-3  # relative floor: a constant raster must not divide by zero
+
+
+def prepare_input(db: np.ndarray, valid: np.ndarray, contract: ModelContract,
+                  scene: SceneStatistics | None = None) -> np.ndarray:
     """Model input from sigma0 dB (the contract's units): clip, standardise, then zero the invalid pixels.
 
     The one place input values are normalised; `BackscatterReader` converts other input units
-    to dB just before this.
+    to dB just before this. Models with ``norm_mode`` = scene first have the scene's median
+    removed and are scaled by its spread (``scene``, computed once per raster, so the result does
+    not depend on the tiling); the clip and standardisation then apply to those values.
     """
     low, high = contract.norm_clip
+    x = np.asarray(db, dtype=np.float32)
+    if contract.norm_mode == NORM_SCENE:
+        if scene is None:
+            raise ValueError("a scene-normalised model needs the scene statistics")
+        x = (x - np.float32(scene.median)) / np.float32(scene.spread)
     # Invalid pixels are masked before normalising so nodata values (e.g. -9999, NaN) never leak in.
-    x = np.where(valid, db, contract.norm_mean).astype(np.float32, copy=False)
+    x = np.where(valid, x, contract.norm_mean).astype(np.float32, copy=False)
     np.clip(x, low, high, out=x)
     x -= np.float32(contract.norm_mean)
     x /= np.float32(contract.norm_std)

@@ -11,6 +11,7 @@ largest absolute difference of the logits is printed and must stay under --toler
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import sys
 import warnings
@@ -51,7 +52,7 @@ def contract_for(task: str, normalisation: Normalisation, tile_size: int, tile_o
         task=task, classes=tuple(ClassInfo(code, name, color) for code, name, color in legend),
         output_activation=ACTIVATION_OF_TASK[task], input_units="db",
         norm_clip=tuple(normalisation.norm_clip), norm_mean=normalisation.norm_mean, norm_std=normalisation.norm_std,
-        gsd_m=gsd_m, tile_size=tile_size, tile_overlap=tile_overlap,
+        norm_mode=normalisation.norm_mode, gsd_m=gsd_m, tile_size=tile_size, tile_overlap=tile_overlap,
         water_threshold=water_threshold if task == "water" else None, model_name=model_name, trained_on=trained_on)
 
 
@@ -65,8 +66,8 @@ def load_model(checkpoint_path: pathlib.Path) -> tuple[Segmentor, dict]:
     return model.eval(), checkpoint
 
 
-def export_onnx(model: Segmentor, contract: ModelContract, out: pathlib.Path) -> None:
-    """Write the graph (fixed tile size, dynamic batch) and the contract's metadata_props."""
+def export_onnx(model: Segmentor, contract: ModelContract, out: pathlib.Path, extra_metadata: dict | None = None) -> None:
+    """Write the graph (fixed tile size, dynamic batch) and the contract's metadata_props (+ ``extra_metadata``)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(1, 1, contract.tile_size, contract.tile_size)
     with warnings.catch_warnings():
@@ -79,7 +80,7 @@ def export_onnx(model: Segmentor, contract: ModelContract, out: pathlib.Path) ->
                           dynamic_axes={"sar": {0: "batch"}, "logits": {0: "batch"}})
     graph = onnx.load(str(out))
     del graph.metadata_props[:]
-    for key, value in contract.to_metadata().items():
+    for key, value in {**contract.to_metadata(), **(extra_metadata or {})}.items():
         graph.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(graph)
     onnx.save(graph, str(out))
@@ -114,7 +115,8 @@ def main(argv=None) -> int:
         ModelContract.from_metadata(contract.to_metadata(), str(args.out), task)  # refuse bad options before exporting
     except Exception as error:
         raise SystemExit(f"Cannot export: {error}")
-    export_onnx(model, contract, args.out)
+    distribution = checkpoint.get("input_distribution")
+    export_onnx(model, contract, args.out, {"input_distribution": json.dumps(distribution)} if distribution else None)
     ModelContract.from_onnx(args.out, expected_task=task)
     difference = parity(model, args.out, args.tile_size)
     size_mb = args.out.stat().st_size / 2**20

@@ -20,8 +20,9 @@ from torch.nn.parallel import DistributedDataParallel
 from ..classes import LULC_CLASSES, WATER_CLASSES
 from . import engine
 from .configs import NAMED_CONFIGS, EncoderConfig, NetConfig, named_config
-from .data import (Normalisation, SarRaster, SegmentationCrops, SegmentationTiles, compute_normalisation,
-                   find_pairs, label_histogram, task_histogram)
+from ..inference.metadata import NORM_FIXED, NORM_MODES
+from .data import (CalibrationJitter, Normalisation, SegmentationCrops, SegmentationTiles, find_pairs,
+                   input_distribution, label_histogram, normalisation_for, task_histogram)
 from .losses import IGNORE_INDEX, FocalDiceLoss, class_weights
 from .segmentor import Segmentor
 
@@ -44,6 +45,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gamma", type=float, default=2.0, help="focal loss focusing parameter")
     p.add_argument("--focal-weight", type=float, default=1.0)
     p.add_argument("--dice-weight", type=float, default=1.0)
+    p.add_argument("--norm-mode", choices=NORM_MODES,
+                   help="input normalisation: fixed (dB statistics of the training set) or scene (each raster's "
+                        "median and spread removed, robust to unknown calibration); default: the pretrained "
+                        "encoder's, else fixed")
+    p.add_argument("--level-jitter", type=float, default=0.0,
+                   help="random calibration offset per crop, up to this many scene spreads (0 = off)")
+    p.add_argument("--gain-jitter", type=float, default=0.0,
+                   help="random contrast gain per crop, up to exp(+-this) around the scene median (0 = off)")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--samples-per-epoch", type=int, default=2000, help="random crops per epoch (all ranks together)")
     p.add_argument("--batch-size", type=int, default=8, help="per process")
@@ -145,18 +154,22 @@ def run(args, runtime: engine.Runtime):
         if args.norm_mean is None or args.norm_std is None or args.norm_std <= 0:
             raise SystemExit("Give both --norm-mean and --norm-std (std > 0), or neither.")
         normalisation = Normalisation(norm_mean=args.norm_mean, norm_std=args.norm_std)
-    elif norm_source:
+    elif norm_source and args.norm_mode in (None, norm_source.get("norm_mode", NORM_FIXED)):
         normalisation = Normalisation.from_dict(norm_source)
     else:
-        normalisation = compute_normalisation([SarRaster(sar) for sar, _ in train_pairs])
-    counts = task_histogram(label_histogram([label for _, label in train_pairs]), args.task)
+        normalisation = normalisation_for(args.norm_mode or NORM_FIXED, train_pairs)
+    counts = task_histogram(label_histogram(train_pairs, args.task), args.task)
     weights = class_weights(counts, args.alpha)
     runtime.log(f"{len(train_pairs)} training / {len(val_pairs)} validation scenes; input normalisation "
-                f"clip {normalisation.norm_clip} mean {normalisation.norm_mean:.3f} std {normalisation.norm_std:.3f} dB")
+                f"{normalisation.norm_mode}: clip {normalisation.norm_clip} mean {normalisation.norm_mean:.3f} "
+                f"std {normalisation.norm_std:.3f}")
     runtime.log("class weights (alpha=%g): " % args.alpha +
                 ", ".join(f"{n} {w:.2f}" for n, w in zip(names, weights.tolist())))
 
-    train_set = SegmentationCrops(train_pairs, normalisation, args.crop_size, args.samples_per_epoch, args.task, args.seed)
+    jitter = CalibrationJitter(args.level_jitter, args.gain_jitter)
+    train_set = SegmentationCrops(train_pairs, normalisation, args.crop_size, args.samples_per_epoch, args.task,
+                                  args.seed, jitter)
+    distribution = resume.get("input_distribution", {}) if resume else input_distribution(train_set.sars, jitter)
     val_set = SegmentationTiles(val_pairs, normalisation, args.crop_size, args.task)
     train_loader = engine.loader(train_set, args.batch_size, args.workers, runtime, shuffle=True, drop_last=True)
     val_loader = engine.loader(val_set, args.batch_size, args.workers, runtime, shuffle=False, drop_last=False)
@@ -215,6 +228,7 @@ def run(args, runtime: engine.Runtime):
         if runtime.is_main:
             state = {"model": engine.unwrap(model).state_dict(), "net_config": config.to_dict(), "task": args.task,
                      "normalisation": normalisation.to_dict(), "class_weights": weights.tolist(),
+                     "input_distribution": distribution,
                      "epoch": epoch + 1, "best_score": best, "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "history": history,
                      "args": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()}}
