@@ -1,8 +1,15 @@
-"""Score an ONNX model on a folder of simulated (or real) SAR/label pairs, end to end.
+"""Score an ONNX model on held-out SAR/label pairs (simulated or real), end to end.
 
-Each `<name>_sar.tif` goes through the plugin's own inference engine (exactly what the
-Processing algorithms run); the confusion matrices of all scenes are summed, then written as
-CSV, HTML and a JSON summary. Used by `make train-bundled` and the ablation runs.
+Each SAR raster goes through the plugin's own inference engine (exactly what the Processing
+algorithms run); the confusion matrices of all scenes are summed, then written as CSV, HTML
+and a JSON summary. Used by `make train-bundled` and the ablation runs.
+
+Pairs come from folders or list files (model/net/data.py). A pair of another data profile
+(e.g. `profile=etci2021`) is first written as an engine-ready pair in a temporary folder: a
+nominal 10 m grid where the files have no georeferencing (ETCI chips carry none), labels mapped
+to the plugin's codes, and pixels without information (e.g. saturated ETCI chips) left out of
+the reference. The SAR values themselves are passed unchanged, in the profile's units.
+`--shift-db` adds a calibration error to calibrated inputs, to measure robustness.
 """
 
 from __future__ import annotations
@@ -13,22 +20,76 @@ import pathlib
 import sys
 import tempfile
 
+import numpy as np
+from osgeo import gdal, osr
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from model.evaluation import Evaluation, evaluate, write_csv, write_html  # noqa: E402
 from model.inference import engine  # noqa: E402
-from model.net.data import find_pairs  # noqa: E402
+from model.inference.sar_input import InputUnits  # noqa: E402
+from model.net.data import PROFILES, LabelRaster, Scene, SarRaster, find_pairs  # noqa: E402
+from model.inference.windows import Window  # noqa: E402
+
+NOMINAL_GRID_EPSG, NOMINAL_ORIGIN, NOMINAL_PIXEL_M = 32633, (500000.0, 5000000.0), 10.0
 
 
-def evaluate_set(model: pathlib.Path, task: str, folders: list[str], device: str = "cpu") -> Evaluation:
+def engine_ready(scene: Scene, folder: pathlib.Path, shift_db: float,
+                 rows: int = 1024) -> tuple[str, str, InputUnits | str]:
+    """(SAR path, label path, INPUT_UNITS) the engine and model.evaluation can read for ``scene``,
+    written strip by strip."""
+    profile = PROFILES[scene.profile]
+    if scene.profile == "sarlulc" and not shift_db:
+        return str(scene.sar), str(scene.label), InputUnits.AUTO
+    sar, label = SarRaster(scene.sar, scene.profile), LabelRaster(scene.label, scene.profile)
+    calibrated = bool(profile.db_stretch or shift_db)
+    units = InputUnits.DB if calibrated else (profile.units or sar.units)
+    if shift_db and sar.units is InputUnits.RELATIVE:
+        raise SystemExit(f"{scene.sar}: --shift-db needs calibrated input, not relative brightness")
+    source = gdal.Open(str(scene.sar))
+    sar_nodata = -9999.0 if calibrated else 0.0
+    outputs = []
+    for name, data_type, nodata in ((f"{scene.sar.stem}.tif", gdal.GDT_Float32, sar_nodata),
+                                    (f"{scene.sar.stem}_label.tif", gdal.GDT_Byte, 0)):
+        dataset = gdal.GetDriverByName("GTiff").Create(str(folder / name), sar.width, sar.height, 1, data_type,
+                                                       ["TILED=YES", "COMPRESS=DEFLATE"])
+        if source.GetSpatialRef() is not None:
+            dataset.SetGeoTransform(source.GetGeoTransform())
+            dataset.SetSpatialRef(source.GetSpatialRef())
+        else:
+            srs = osr.SpatialReference()
+            srs.ImportFromEPSG(NOMINAL_GRID_EPSG)
+            dataset.SetGeoTransform((NOMINAL_ORIGIN[0], NOMINAL_PIXEL_M, 0, NOMINAL_ORIGIN[1], 0, -NOMINAL_PIXEL_M))
+            dataset.SetSpatialRef(srs)
+        dataset.GetRasterBand(1).SetNoDataValue(nodata)
+        outputs.append(dataset)
+    for y in range(0, sar.height, rows):
+        strip = Window(0, y, sar.width, min(rows, sar.height - y))
+        if calibrated:
+            values, valid = sar.read_db(strip)
+            values = np.where(valid, values + shift_db, np.float32(sar_nodata))
+        else:
+            values, valid = sar.read_raw(strip)
+            values = np.where(valid, values, np.float32(sar_nodata))
+        outputs[0].GetRasterBand(1).WriteArray(values, 0, y)
+        outputs[1].GetRasterBand(1).WriteArray(np.where(valid, label.read(strip), 0).astype(np.uint8), 0, y)
+    paths = [dataset.GetDescription() for dataset in outputs]
+    outputs = None
+    return paths[0], paths[1], units
+
+
+def evaluate_set(model: pathlib.Path, task: str, folders: list[str], device: str = "cpu",
+                 shift_db: float = 0.0) -> Evaluation:
     """Run the model on every pair and return the summed confusion matrix."""
     run = engine.segment if task == "lulc" else engine.detect_water
     total: Evaluation | None = None
     pairs = find_pairs(folders)
     with tempfile.TemporaryDirectory() as tmp:
-        for sar, label in pairs:
+        for pair in pairs:
+            sar, label, units = engine_ready(pair, pathlib.Path(tmp), shift_db)
             prediction = pathlib.Path(tmp) / f"{pathlib.Path(sar).stem}_pred.tif"
-            run(str(sar), str(prediction), model_path=str(model), options=engine.RunOptions(device=device))
+            run(sar, str(prediction), model_path=str(model),
+                options=engine.RunOptions(device=device, input_units=units))
             scene = evaluate(prediction, label, task=task)
             if total is None:
                 total = scene
@@ -42,10 +103,10 @@ def evaluate_set(model: pathlib.Path, task: str, folders: list[str], device: str
     return total
 
 
-def summary(result: Evaluation, model: pathlib.Path, scenes: int) -> dict:
+def summary(result: Evaluation, model: pathlib.Path, scenes: int, shift_db: float = 0.0) -> dict:
     water = result.water
     return {
-        "model": str(model), "task": result.task, "scenes": scenes, "pixels": result.pixels,
+        "model": str(model), "task": result.task, "shift_db": shift_db, "scenes": scenes, "pixels": result.pixels,
         "miou": result.miou, "overall_accuracy": result.overall_accuracy,
         "per_class_iou": {m.name: m.iou for m in result.per_class},
         "water": None if water is None else {"iou": water.iou, "f1": water.f1,
@@ -60,12 +121,13 @@ def main(argv=None) -> int:
     p.add_argument("--data", nargs="+", required=True, help="folders or list files of held-out pairs")
     p.add_argument("--out", required=True, type=pathlib.Path, help="folder for metrics.csv/.html/.json")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--shift-db", type=float, default=0.0, help="calibration error added to the input, dB")
     args = p.parse_args(argv)
-    result = evaluate_set(args.model, args.task, args.data, args.device)
+    result = evaluate_set(args.model, args.task, args.data, args.device, args.shift_db)
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(result, args.out / "metrics.csv", args.model.name, "held-out reference")
     write_html(result, args.out / "metrics.html", args.model.name, "held-out reference")
-    info = summary(result, args.model, len(find_pairs(args.data)))
+    info = summary(result, args.model, len(find_pairs(args.data)), args.shift_db)
     (args.out / "metrics.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info, indent=2))
     return 0

@@ -137,6 +137,11 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     session = ModelSession(model_path, options.device)
     contract = ModelContract.from_metadata(session.metadata, str(model_path), expected_task=task)
     settings = _settings(options, contract, session.fixed_tile_size)
+    if units is InputUnits.RELATIVE and contract.norm_mode != NORM_SCENE:
+        raise OptionError(
+            f"INPUT_UNITS 'relative brightness' needs a model normalised per scene; '{contract.model_name}' reads "
+            f"calibrated backscatter in dB. Give calibrated input (ALOS-2 DN, linear power or dB) or choose a "
+            f"scene-normalised model.")
 
     log(f"Model: {contract.model_name}" + (f" (trained on {contract.trained_on})" if contract.trained_on else ""))
     log(f"Execution provider: {session.providers[0]}")

@@ -73,6 +73,7 @@ class DataProfile:
     sar_invalid: tuple[float, ...] = ()
     label_map: dict[int, int] | None = None
     water_only: bool = False
+    db_stretch: tuple[float, float] | None = None  # assumed dB of raw values 0 and 255 (units dB)
 
 
 NOT_WATER_CODE = 255  # "valid, not water, land-cover class unknown" in water-only labels
@@ -83,6 +84,11 @@ PROFILES = {
     "etci2021": DataProfile(units=InputUnits.RELATIVE, sar_invalid=(255.0,),
                             label_map={0: NOT_WATER_CODE, 1: WATER_CLASSES[0][0], 2: WATER_CLASSES[0][0]},
                             water_only=True),
+    # The same read as dB through an assumed linear stretch of -25..0 dB (our guess: the stretch is not
+    # published), for models with fixed normalisation; only used to compare the two normalisations.
+    "etci2021-db": DataProfile(units=InputUnits.DB, sar_invalid=(255.0,),
+                               label_map={0: NOT_WATER_CODE, 1: WATER_CLASSES[0][0], 2: WATER_CLASSES[0][0]},
+                               water_only=True, db_stretch=(-25.0, 0.0)),
 }
 
 
@@ -184,16 +190,27 @@ class SarRaster:
             valid &= raw != value
         return valid
 
-    def read_db(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """(values as stored, valid) of ``window``; valid also excludes the profile's invalid values."""
         reader = self._band_reader()
         raw, valid = reader.read(window)
         valid &= self._valid(raw, reader.nodata)
-        return to_db(raw, self.units), valid
+        return raw, valid
+
+    def read_db(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        raw, valid = self.read_raw(window)
+        return self._to_db(raw), valid
 
     def sample_db(self) -> np.ndarray:
         dataset = open_raster(self.path)
         raw = sample_valid_values(dataset, 1)
-        return to_db(raw[self._valid(raw, None)], self.units)
+        return self._to_db(raw[self._valid(raw, None)])
+
+    def _to_db(self, raw: np.ndarray) -> np.ndarray:
+        if self.profile.db_stretch:
+            low, high = self.profile.db_stretch
+            return (low + raw.astype(np.float32) * np.float32((high - low) / 255.0)).astype(np.float32)
+        return to_db(raw, self.units)
 
     def __getstate__(self):
         return {**self.__dict__, "_reader": None, "_pid": None}

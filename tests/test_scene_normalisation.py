@@ -1,0 +1,76 @@
+"""Scene-normalised models (norm_mode = scene): the map does not depend on the input's calibration.
+
+A model whose metadata says norm_mode=scene sees each pixel relative to the whole raster's median
+and spread, computed once before tiling; a calibration offset (wrong CF, airborne product several
+dB off) or an 8-bit stretch of the same scene must give the same map.
+"""
+
+import numpy as np
+import pytest
+
+from model.inference import engine
+from model.inference.errors import OptionError
+from model.inference.reader import open_raster
+from tests.factories import write_pixel_water_model, write_sar_raster
+
+
+@pytest.fixture(scope="module")
+def scene_water_model(tmp_path_factory):
+    """Water where a pixel is more than one scene spread below the scene median."""
+    return write_pixel_water_model(tmp_path_factory.mktemp("scene") / "scene_water.onnx", norm_mode="scene",
+                                   norm_clip=(-4.0, 4.0), norm_mean=0.0, norm_std=1.0, water_below_db=-18.0)
+
+
+def _scene_db(width=300, height=220, seed=4):
+    """Land around -9 dB with speckle-like noise, a lake at -22 dB, nodata in a corner."""
+    rng = np.random.default_rng(seed)
+    db = -9.0 + 2.0 * rng.standard_normal((height, width))
+    db[60:160, 40:140] = -22.0 + 1.5 * rng.standard_normal((100, 100))
+    db[:20, :30] = -9999.0
+    return db
+
+
+def _mask(path):
+    dataset = open_raster(path)
+    return dataset.GetRasterBand(1).ReadAsArray()
+
+
+def _run(tmp_path, name, values, model, dtype="float32", nodata=-9999.0, units="auto"):
+    sar = write_sar_raster(tmp_path / f"{name}.tif", values.shape[1], values.shape[0], values=values,
+                           dtype=dtype, nodata=nodata)
+    lines = []
+    engine.detect_water(sar, str(tmp_path / f"{name}_water.tif"), model_path=model,
+                        options=engine.RunOptions(input_units=units), log=lines.append)
+    return _mask(tmp_path / f"{name}_water.tif"), lines
+
+
+def test_calibration_offset_gives_the_same_map(tmp_path, scene_water_model):
+    db = _scene_db()
+    reference, lines = _run(tmp_path, "true", db, scene_water_model)
+    (stats,) = [line for line in lines if line.startswith("Scene normalisation: median ")]
+    assert -11.0 < float(stats.split()[3]) < -9.0  # land with a lake: the median is land's, a little lower
+    assert reference[100, 90] == 1 and reference[200, 250] == 0 and reference[5, 5] == 255
+    assert 0.15 < np.mean(reference == 1) < 0.2  # the lake (100 x 100 of 300 x 220), little speckle
+    for offset in (-10.0, -4.0, 4.0):
+        shifted = np.where(db > -9000, db + offset, db)
+        mask, _ = _run(tmp_path, f"shift{offset:+g}", shifted, scene_water_model)
+        assert np.mean(mask == reference) > 0.999, offset
+
+
+def test_uncalibrated_8bit_stretch_of_the_scene_gives_the_same_map(tmp_path, scene_water_model):
+    db = _scene_db()
+    reference, _ = _run(tmp_path, "true", db, scene_water_model)
+    brightness = np.where(db > -9000, np.clip(np.round(8.0 * (db + 31.0)), 1, 255), 0)
+    mask, lines = _run(tmp_path, "stretch", brightness, scene_water_model, dtype="uint8", nodata=0,
+                       units="relative brightness")
+    assert any("relative brightness" in line for line in lines)
+    assert np.mean(mask == reference) > 0.99
+
+
+def test_relative_brightness_is_refused_for_a_calibrated_model(tmp_path, water_model):
+    brightness = np.full((64, 64), 120.0)
+    sar = write_sar_raster(tmp_path / "stretch.tif", 64, 64, values=brightness, dtype="uint8", nodata=0)
+    with pytest.raises(OptionError, match="needs a model normalised per scene"):
+        engine.detect_water(sar, str(tmp_path / "water.tif"), model_path=water_model,
+                            options=engine.RunOptions(input_units="relative brightness"))
+    assert not (tmp_path / "water.tif").exists()
