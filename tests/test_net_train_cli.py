@@ -162,39 +162,44 @@ def test_etci_profile_reads_uncalibrated_water_labels_in_place(tmp_path):
     assert task_histogram(counts, "water").tolist() == [int((labels == 0).sum()), int(np.isin(labels, [1, 2]).sum())]
     with pytest.raises(ValueError, match="water task only"):
         label_histogram([scene], "lulc")
-    with pytest.raises(ValueError, match="norm-mode scene"):
-        normalisation_for("fixed", [scene])
-    tiles = SegmentationTiles([scene], normalisation_for("scene", [scene]), 64, "water")
+    sar = SarRaster(scene.sar, scene.profile)
+    db, valid = sar.read_db(Window(0, 0, 64, 64))
+    np.testing.assert_allclose(db[20, 20], -25.0 + brightness[20, 20] * 25.0 / 255.0, rtol=1e-5)  # nominal stretch
+    normalisation = normalisation_for("scene", [scene])
+    assert normalisation.norm_mode == "scene" and normalisation.norm_clip == (-25.0, 20.0)
+    tiles = SegmentationTiles([scene], normalisation, 64, "water")
     image, target = tiles[0]
     assert (target[:8, 32:] == IGNORE_INDEX).all()  # saturated chip: no information
     assert (target[56:] == IGNORE_INDEX).all() and (image[0, 56:] == 0).all()  # no chip: nodata
     assert (target[:8, :12] == 1).all() and (target[10:50, 20:30] == 0).all()
-    assert image[0, 10:50, :12].mean() < -1 < 0 < image[0, 10:50, 20:].mean()  # standardised by the scene
+    assert image[0, 10:50, :12].mean() < -1 < 0 < image[0, 10:50, 20:].mean()  # water below the scene median
 
 
 def test_scene_normalisation_ignores_calibration_and_jitter_moves_the_level(scenes):
     from model.inference.reader import SceneStatistics, prepare_input
-    from model.net.data import SCENE_NORMALISATION, CalibrationJitter, SarRaster
+    from model.net.data import CalibrationJitter
 
-    sar = SarRaster(find_pairs([scenes])[0].sar)
+    pairs = find_pairs([scenes])
+    normalisation = normalisation_for("scene", pairs)
+    sar = SarRaster(pairs[0].sar)
     db, valid = sar.read_db(Window(0, 0, 96, 96))
     shifted = db - 7.5
-    a = prepare_input(db, valid, SCENE_NORMALISATION, SceneStatistics.of(db[valid]))
-    b = prepare_input(shifted, valid, SCENE_NORMALISATION, SceneStatistics.of(shifted[valid]))
+    a = prepare_input(db, valid, normalisation, SceneStatistics.of(db[valid]))
+    b = prepare_input(shifted, valid, normalisation, SceneStatistics.of(shifted[valid]))
     np.testing.assert_allclose(a, b, atol=1e-4)
     rng = np.random.default_rng(0)
-    moved = [float(np.median(CalibrationJitter(level=1.0).apply(db, sar.scene, rng)[valid])) for _ in range(50)]
-    assert np.ptp(moved) > sar.scene.spread  # offsets spread over about +-1 scene spread
-    assert abs(np.mean(moved) - np.median(db[valid])) < 0.5 * sar.scene.spread
+    moved = [float(np.median(CalibrationJitter(level_db=4.0).apply(db, sar.scene, rng)[valid])) for _ in range(50)]
+    assert 6.0 < np.ptp(moved) <= 8.0  # offsets spread over +-4 dB
+    assert abs(np.mean(moved) - np.median(db[valid])) < 1.0
     assert CalibrationJitter().apply(db, sar.scene, rng) is db
 
 
 def test_scene_normalised_model_records_its_training_distribution(scenes, tmp_path):
     out = tmp_path / "scene"
     assert train.main(["--train", str(scenes), "--val", str(scenes), "--out", str(out), "--task", "water", "--norm-mode", "scene",
-                       "--level-jitter", "0.5", *FAST]) == 0
+                       "--level-jitter", "3", *FAST]) == 0
     checkpoint = torch.load(out / "best.pt")
     assert checkpoint["normalisation"]["norm_mode"] == "scene"
     low, high = checkpoint["input_distribution"]["scene_median_db"]
     medians = [SarRaster(s.sar).scene.median for s in find_pairs([scenes])]
-    assert low < min(medians) <= max(medians) < high
+    assert low == pytest.approx(min(medians) - 3, abs=0.01) and high == pytest.approx(max(medians) + 3, abs=0.01)

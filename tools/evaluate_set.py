@@ -44,8 +44,6 @@ def engine_ready(scene: Scene, folder: pathlib.Path, shift_db: float,
     sar, label = SarRaster(scene.sar, scene.profile), LabelRaster(scene.label, scene.profile)
     calibrated = bool(profile.db_stretch or shift_db)
     units = InputUnits.DB if calibrated else (profile.units or sar.units)
-    if shift_db and sar.units is InputUnits.RELATIVE:
-        raise SystemExit(f"{scene.sar}: --shift-db needs calibrated input, not relative brightness")
     source = gdal.Open(str(scene.sar))
     sar_nodata = -9999.0 if calibrated else 0.0
     outputs = []

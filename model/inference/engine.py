@@ -137,11 +137,6 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     session = ModelSession(model_path, options.device)
     contract = ModelContract.from_metadata(session.metadata, str(model_path), expected_task=task)
     settings = _settings(options, contract, session.fixed_tile_size)
-    if units is InputUnits.RELATIVE and contract.norm_mode != NORM_SCENE:
-        raise OptionError(
-            f"INPUT_UNITS 'relative brightness' needs a model normalised per scene; '{contract.model_name}' reads "
-            f"calibrated backscatter in dB. Give calibrated input (ALOS-2 DN, linear power or dB) or choose a "
-            f"scene-normalised model.")
 
     log(f"Model: {contract.model_name}" + (f" (trained on {contract.trained_on})" if contract.trained_on else ""))
     log(f"Execution provider: {session.providers[0]}")
@@ -153,8 +148,8 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
             + (" (on the model grid)" if grid is not None else ""))
     if contract.norm_mode == NORM_SCENE:
         settings.scene = _scene_statistics(source, input_path, options.band)
-        log(f"Scene normalisation: median {settings.scene.median:.2f} dB, spread {settings.scene.spread:.2f} dB "
-            f"(from {settings.scene.pixels} pixels sampled over the whole raster)")
+        log(f"Scene normalisation: median {settings.scene.median:.2f} dB removed (from {settings.scene.pixels} "
+            f"pixels sampled over the whole raster); the map does not depend on the absolute calibration")
     plan = TilePlan(source.band_reader.width, source.band_reader.height, settings.tile_size, settings.tile_overlap,
                     options.block_size)
     block_rows = plan.block_rows()

@@ -112,11 +112,11 @@ class BackscatterReader:
 
 @dataclass(frozen=True)
 class SceneStatistics:
-    """Level and spread of a whole scene's backscatter, for models normalised per scene
-    (``norm_mode`` = scene): robust to nodata, speckle outliers and an unknown gain/offset."""
+    """The whole scene's median backscatter, for models normalised per scene (``norm_mode`` = scene):
+    removing it makes the model blind to the absolute calibration (a wrong CF, an airborne or
+    third-party product several dB off) while keeping contrasts in dB."""
 
     median: float
-    spread: float  # (p90 - p10) / 2.563: the standard deviation if the values were Gaussian
     pixels: int
 
     @classmethod
@@ -126,13 +126,7 @@ class SceneStatistics:
         if values.size == 0:
             raise InputRasterError("No valid pixel to compute the scene statistics from; check the band and its "
                                    "nodata value.")
-        p10, median, p90 = np.percentile(values, [10, 50, 90])
-        spread = max((p90 - p10) / _P90_P10_SIGMAS, _MIN_SCENE_SPREAD * max(1.0, abs(median)))
-        return cls(float(median), float(spread), int(values.size))
-
-
-_P90_P10_SIGMAS = 2.5631  # width of the 10..90 % range of a standard normal distribution
-_MIN_SCENE_SPREAD = 1e-3  # relative floor: a constant raster must not divide by zero
+        return cls(float(np.median(values)), int(values.size))
 
 
 def prepare_input(db: np.ndarray, valid: np.ndarray, contract: ModelContract,
@@ -140,16 +134,16 @@ def prepare_input(db: np.ndarray, valid: np.ndarray, contract: ModelContract,
     """Model input from sigma0 dB (the contract's units): clip, standardise, then zero the invalid pixels.
 
     The one place input values are normalised; `BackscatterReader` converts other input units
-    to dB just before this. Models with ``norm_mode`` = scene first have the scene's median
-    removed and are scaled by its spread (``scene``, computed once per raster, so the result does
-    not depend on the tiling); the clip and standardisation then apply to those values.
+    to dB just before this. Models with ``norm_mode`` = scene first have the scene's median removed
+    (``scene``, computed once per raster, so the result does not depend on the tiling); the clip
+    and standardisation then apply to those values.
     """
     low, high = contract.norm_clip
     x = np.asarray(db, dtype=np.float32)
     if contract.norm_mode == NORM_SCENE:
         if scene is None:
             raise ValueError("a scene-normalised model needs the scene statistics")
-        x = (x - np.float32(scene.median)) / np.float32(scene.spread)
+        x = x - np.float32(scene.median)
     # Invalid pixels are masked before normalising so nodata values (e.g. -9999, NaN) never leak in.
     x = np.where(valid, x, contract.norm_mean).astype(np.float32, copy=False)
     np.clip(x, low, high, out=x)

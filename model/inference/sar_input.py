@@ -34,7 +34,6 @@ class InputUnits(str, Enum):
     DN = "ALOS-2 DN"
     LINEAR = "linear power"
     DB = "dB"
-    RELATIVE = "relative brightness"  # uncalibrated, e.g. an 8-bit stretch: scene-normalised models only
 
 
 class SpeckleFilter(str, Enum):
@@ -156,7 +155,7 @@ def to_db(raw: np.ndarray, units: InputUnits, calibration_factor: float = ALOS2_
         return (10.0 * np.log10(np.maximum(amplitude * amplitude, _TINY_POWER)) + calibration_factor).astype(np.float32)
     if units is InputUnits.LINEAR:
         return power_to_db(np.asarray(raw, dtype=np.float64))
-    if units in (InputUnits.DB, InputUnits.RELATIVE):
+    if units is InputUnits.DB:
         return np.asarray(raw, dtype=np.float32)
     raise ValueError("to_db needs resolved units; run detect_units for INPUT_UNITS=auto")
 

@@ -55,9 +55,7 @@ class Normalisation:
                    data.get("norm_mode", NORM_FIXED))
 
 
-SCENE_NORMALISATION = Normalisation((-4.0, 4.0), 0.0, 1.0, NORM_SCENE)
-"""Per-scene standardisation (see CONTRACT.md, norm_mode): scene median and spread removed, then
-clipped to +-4 spreads; nothing left to standardise."""
+SCENE_CLIP_DB = (-25.0, 20.0)  # dB relative to the scene median: calm water to strong double bounce
 
 
 @dataclass(frozen=True)
@@ -81,14 +79,12 @@ PROFILES = {
     "sarlulc": DataProfile(),
     # ETCI 2021 flood chips (../shared/data/etci2021): 8-bit stretched Sentinel-1 VV brightness, 0 = no chip,
     # 255 = saturated white chips (no information); labels 0 not water, 1 flood, 2 permanent water, 255 nodata.
-    "etci2021": DataProfile(units=InputUnits.RELATIVE, sar_invalid=(255.0,),
+    # The stretch is not published: the brightness is read as dB through a nominal linear stretch of
+    # -25..0 dB (our assumption; water ~ -21, fields ~ -11 dB, as is typical of VV). Scene normalisation
+    # makes the offset of that guess irrelevant, gain jitter covers part of the error in its slope.
+    "etci2021": DataProfile(units=InputUnits.DB, sar_invalid=(255.0,),
                             label_map={0: NOT_WATER_CODE, 1: WATER_CLASSES[0][0], 2: WATER_CLASSES[0][0]},
-                            water_only=True),
-    # The same read as dB through an assumed linear stretch of -25..0 dB (our guess: the stretch is not
-    # published), for models with fixed normalisation; only used to compare the two normalisations.
-    "etci2021-db": DataProfile(units=InputUnits.DB, sar_invalid=(255.0,),
-                               label_map={0: NOT_WATER_CODE, 1: WATER_CLASSES[0][0], 2: WATER_CLASSES[0][0]},
-                               water_only=True, db_stretch=(-25.0, 0.0)),
+                            water_only=True, db_stretch=(-25.0, 0.0)),
 }
 
 
@@ -216,33 +212,32 @@ class SarRaster:
         return {**self.__dict__, "_reader": None, "_pid": None}
 
 
-def compute_normalisation(rasters: list[SarRaster], clip=(-35.0, 5.0)) -> Normalisation:
-    """Mean and std of the clipped dB values, sampled over every raster (fixed normalisation)."""
-    relative = [r.path for r in rasters if r.units is InputUnits.RELATIVE]
-    if relative:
-        raise ValueError(f"'{relative[0]}' holds uncalibrated brightness: train with --norm-mode scene.")
-    values = np.clip(np.concatenate([r.sample_db() for r in rasters]), *clip)
+def compute_normalisation(rasters: list[SarRaster], clip=(-35.0, 5.0), mode: str = NORM_FIXED) -> Normalisation:
+    """Mean and std of the clipped dB values (relative to each scene's median in scene mode),
+    sampled over every raster."""
+    samples = [r.sample_db() - (r.scene.median if mode == NORM_SCENE else 0.0) for r in rasters]
+    values = np.clip(np.concatenate(samples), *clip)
     if values.size == 0:
         raise ValueError("No valid SAR pixel found in the training rasters; check their nodata values.")
-    return Normalisation((float(clip[0]), float(clip[1])), float(values.mean()), float(max(values.std(), 1e-3)))
+    return Normalisation((float(clip[0]), float(clip[1])), float(values.mean()), float(max(values.std(), 1e-3)), mode)
 
 
 def normalisation_for(mode: str, scenes: list[Scene]) -> Normalisation:
-    """The input normalisation of a new model: per scene, or fixed from the training rasters."""
-    if mode == NORM_SCENE:
-        return SCENE_NORMALISATION
-    return compute_normalisation([SarRaster(scene.sar, scene.profile) for scene in scenes])
+    """The input normalisation of a new model from its training rasters: fixed, or per scene."""
+    rasters = [SarRaster(scene.sar, scene.profile) for scene in scenes]
+    return compute_normalisation(rasters, SCENE_CLIP_DB if mode == NORM_SCENE else (-35.0, 5.0), mode)
 
 
 def input_distribution(rasters: list[SarRaster], jitter: "CalibrationJitter") -> dict:
     """What calibrated backscatter the model saw in training (ONNX key ``input_distribution``, used by
     the plugin's out-of-distribution warning): range of scene medians widened by the calibration
-    jitter, and percentiles of the pooled dB sample. Uncalibrated rasters are left out."""
-    calibrated = [r for r in rasters if r.units is not InputUnits.RELATIVE]
+    jitter, and percentiles of the pooled dB sample. Rasters read through an assumed stretch
+    (``db_stretch``) are left out: their absolute level is a guess."""
+    calibrated = [r for r in rasters if not r.profile.db_stretch]
     if not calibrated:
         return {}
     medians = [r.scene.median for r in calibrated]
-    widen = max(jitter.level * r.scene.spread for r in calibrated)
+    widen = jitter.level_db
     pooled = np.concatenate([r.sample_db() for r in calibrated])
     percentiles = np.percentile(pooled, [1, 50, 99])
     return {"scene_median_db": [round(min(medians) - widen, 2), round(max(medians) + widen, 2)],
@@ -377,17 +372,16 @@ def _pick_weights(sars: list[SarRaster]) -> np.ndarray:
 
 class CalibrationJitter(NamedTuple):
     """Random per-crop calibration error, so the model does not learn one absolute level: an offset
-    of up to ``level`` scene spreads (uniform; about 4-6 dB per spread in calibrated L-band scenes,
-    and the same share of an 8-bit stretch) and a contrast gain of up to exp(+-``gain``) around
-    the scene median. 0 = off."""
+    of up to ``level_db`` dB (uniform) and a contrast gain of up to exp(+-``gain``) around the scene
+    median. 0 = off."""
 
-    level: float = 0.0
+    level_db: float = 0.0
     gain: float = 0.0
 
     def apply(self, db: np.ndarray, scene: SceneStatistics, rng: np.random.Generator) -> np.ndarray:
-        if not (self.level or self.gain):
+        if not (self.level_db or self.gain):
             return db
-        offset = rng.uniform(-self.level, self.level) * scene.spread
+        offset = rng.uniform(-self.level_db, self.level_db)
         gain = np.exp(rng.uniform(-self.gain, self.gain))
         return ((db - scene.median) * gain + scene.median + offset).astype(np.float32)
 

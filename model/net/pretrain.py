@@ -20,10 +20,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import engine
 from .configs import NAMED_CONFIGS, EncoderConfig, named_config
-from ..inference.metadata import NORM_FIXED, NORM_MODES, NORM_SCENE
+from ..inference.metadata import NORM_FIXED, NORM_MODES
 from .data import Normalisation, UnlabelledCrops, find_images, normalisation_for
-
-NOMINAL_SCENE_SPREAD_DB = 4.5  # typical (p90 - p10) / 2.563 of L-band HH land scenes
 from .mixmae import CELL, MixMAE
 
 
@@ -39,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--decoder-depth", type=int, default=2)
     p.add_argument("--norm-mode", choices=NORM_MODES, default=NORM_FIXED,
                    help="input normalisation: fixed (dB statistics of the data) or scene (each raster's median "
-                        "and spread removed)")
+                        "removed first)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--samples-per-epoch", type=int, default=4000, help="random crops per epoch (all ranks together)")
     p.add_argument("--batch-size", type=int, default=16, help="per process; even (images are mixed in pairs)")
@@ -85,11 +83,10 @@ def run(args, runtime: engine.Runtime):
     runtime.log(f"{len(paths)} SAR rasters; input normalisation {normalisation.norm_mode}: clip "
                 f"{normalisation.norm_clip} mean {normalisation.norm_mean:.3f} std {normalisation.norm_std:.3f}; "
                 f"SAR-W k = {args.sarw_k}")
-    # SAR-W weights need dB back: a scene-normalised input is read as NOMINAL_SCENE_SPREAD_DB dB per unit.
-    db_mean, db_std = ((0.0, NOMINAL_SCENE_SPREAD_DB) if normalisation.norm_mode == NORM_SCENE
-                       else (normalisation.norm_mean, normalisation.norm_std))
+    # SAR-W weights use power from the de-normalised dB: relative to the scene median in scene mode, which
+    # changes nothing, since the weights min-max normalise power within each crop.
     model = MixMAE(config, args.decoder_dim, args.decoder_depth, mask_ratio=args.mask_ratio, sarw_k=args.sarw_k,
-                   norm_mean=db_mean, norm_std=db_std).to(runtime.device)
+                   norm_mean=normalisation.norm_mean, norm_std=normalisation.norm_std).to(runtime.device)
     dataset = UnlabelledCrops(paths, normalisation, args.crop_size, args.samples_per_epoch, args.seed)
     data = engine.loader(dataset, args.batch_size, args.workers, runtime, shuffle=True, drop_last=True)
     if runtime.distributed:

@@ -47,10 +47,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dice-weight", type=float, default=1.0)
     p.add_argument("--norm-mode", choices=NORM_MODES,
                    help="input normalisation: fixed (dB statistics of the training set) or scene (each raster's "
-                        "median and spread removed, robust to unknown calibration); default: the pretrained "
-                        "encoder's, else fixed")
+                        "median removed first, robust to calibration offsets); default: the pretrained encoder's, "
+                        "else fixed")
     p.add_argument("--level-jitter", type=float, default=0.0,
-                   help="random calibration offset per crop, up to this many scene spreads (0 = off)")
+                   help="random calibration offset per crop, up to this many dB (0 = off)")
     p.add_argument("--gain-jitter", type=float, default=0.0,
                    help="random contrast gain per crop, up to exp(+-this) around the scene median (0 = off)")
     p.add_argument("--epochs", type=int, default=50)
