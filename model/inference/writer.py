@@ -130,7 +130,8 @@ def _check_writable(path: pathlib.Path, label: str) -> None:
         raise OutputError(f"The folder '{folder}' for the {label} file is not writable. "
                           f"Choose a folder you can write to.")
     if path.is_dir():
-        raise OutputError(f"The {label} path '{path}' is a folder. Give a file name such as result{path.suffix or '.tif'}.")
+        raise OutputError(f"The {label} path '{path}' is a folder. Give a file name such as "
+                          f"result{path.suffix or '.tif'}.")
     _check_replaceable(path, f"The {label} file")
 
 
@@ -342,7 +343,9 @@ class PendingFiles:
 
     def commit(self) -> None:
         moves = self._written()
-        replaced = {final.with_name(final.name + suffix): final for _, final in self._entries for suffix in ("",) + _COMPANIONS}
+        # Each existing target, with the file it belongs to (x.tif.ovr goes aside and back with x.tif).
+        replaced = {final.with_name(final.name + suffix): final
+                    for _, final in self._entries for suffix in ("",) + _COMPANIONS}
         replaced.update({target: target for _, target in moves if target not in replaced})
         backups: list[tuple[pathlib.Path, pathlib.Path]] = []
         renamed: list[pathlib.Path] = []
