@@ -25,6 +25,9 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .classes import LULC_CLASSES, WATER_CLASSES
+from .inference.errors import InferenceError
+from .inference.reader import open_raster, reading
+from .inference.writer import PendingFiles, check_outputs
 
 gdal.UseExceptions()
 
@@ -38,7 +41,8 @@ _FIX_GRID = ("Resample the prediction to the reference grid with Warp (Raster â–
 
 
 class EvaluationError(ValueError):
-    """Inputs that cannot be compared; str(e) says what is wrong and how to fix it."""
+    """Inputs that cannot be compared; str(e) says what is wrong and how to fix it. Unreadable rasters
+    and report paths that cannot be written raise the inference engine's errors (InferenceError)."""
 
 
 class GridMismatchError(EvaluationError):
@@ -116,8 +120,8 @@ def evaluate(prediction_path, reference_path, task: str = "lulc",
     `progress(fraction)` is called after every window; raise from it to stop."""
     if task not in TASKS:
         raise EvaluationError(f"Unknown task {task!r}: use one of {', '.join(TASKS)}.")
-    prediction = _open(prediction_path, "prediction")
-    reference = _open(reference_path, "reference")
+    prediction = open_raster(prediction_path, "prediction raster")
+    reference = open_raster(reference_path, "reference raster")
     check_same_grid(prediction, reference)
     pred_band, ref_band = prediction.GetRasterBand(1), reference.GetRasterBand(1)
     width, height = reference.RasterXSize, reference.RasterYSize
@@ -126,8 +130,10 @@ def evaluate(prediction_path, reference_path, task: str = "lulc",
     counts: dict[tuple[int, int], int] = {}
     for y in range(0, height, rows):
         n = min(rows, height - y)
-        ref, ref_valid = _read_codes(ref_band, y, n, width, "reference")
-        pred, pred_valid = _read_codes(pred_band, y, n, width, "prediction")
+        with reading(reference_path, "reference raster"):
+            ref, ref_valid = _read_codes(ref_band, y, n, width, "reference")
+        with reading(prediction_path, "prediction raster"):
+            pred, pred_valid = _read_codes(pred_band, y, n, width, "prediction")
         valid = ref_valid & pred_valid
         ref, pred = ref[valid], pred[valid]
         if task == "water":
@@ -144,13 +150,6 @@ def evaluate(prediction_path, reference_path, task: str = "lulc",
     for (ref_code, pred_code), count in counts.items():
         matrix[index[ref_code], index[pred_code]] += count
     return Evaluation(task, classes, matrix)
-
-
-def _open(path, role: str) -> gdal.Dataset:
-    try:
-        return gdal.Open(str(path), gdal.GA_ReadOnly)
-    except RuntimeError as error:
-        raise EvaluationError(f"Cannot open the {role} raster {path}: {error}") from error
 
 
 def _describe_crs(wkt: str) -> str:
@@ -222,6 +221,26 @@ def _class_list(task: str, observed: set[int]) -> tuple[tuple[int, str, str], ..
 
 
 # ---------------------------------------------------------------- reports
+
+def check_report_paths(csv_path, html_path, prediction_path, reference_path) -> tuple[str | None, str | None]:
+    """Before comparing: refuse report paths that are an input raster or each other, or that cannot be
+    written (the engine's shared output check); returns them absolute (None for a report not asked for)."""
+    labels = {"CSV table": csv_path, "HTML report": html_path}
+    checked = check_outputs({label: path for label, path in labels.items() if path},
+                            {"prediction raster": prediction_path, "reference raster": reference_path})
+    return tuple(str(checked[label]) if label in checked else None for label in labels)
+
+
+def write_reports(evaluation: Evaluation, csv_path=None, html_path=None, prediction_name: str = "",
+                  reference_name: str = "") -> None:
+    """The CSV table and the HTML report, both or neither: written under hidden names, then renamed
+    into place together."""
+    with PendingFiles() as pending:
+        if csv_path:
+            write_csv(evaluation, pending.new(csv_path), prediction_name, reference_name)
+        if html_path:
+            write_html(evaluation, pending.new(html_path), prediction_name, reference_name)
+
 
 def _fmt(value: float, digits: int = 4) -> str:
     return "" if math.isnan(value) else f"{value:.{digits}f}"
@@ -330,14 +349,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out-html", help="write an HTML report with the confusion-matrix heat map here")
     args = parser.parse_args(argv)
     try:
+        csv_path, html_path = check_report_paths(args.out_csv, args.out_html, args.prediction, args.reference)
         result = evaluate(args.prediction, args.reference, args.task)
-    except EvaluationError as error:
+        write_reports(result, csv_path, html_path, args.prediction, args.reference)
+    except (EvaluationError, InferenceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.out_csv:
-        write_csv(result, args.out_csv, args.prediction, args.reference)
-    if args.out_html:
-        write_html(result, args.out_html, args.prediction, args.reference)
     print(f"pixels {result.pixels}  overall accuracy {_fmt(result.overall_accuracy)}  mIoU {_fmt(result.miou)}")
     for metrics in result.per_class:
         print(f"  {metrics.code:>3} {metrics.name:<20} IoU {_fmt(metrics.iou):>6}  F1 {_fmt(metrics.f1):>6}")

@@ -21,6 +21,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..dependencies import PLUGIN_DIR, onnxruntime_problem
 from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter
 from ..model.inference.session import DEVICES  # imports onnxruntime only when a session starts
+from ..model.inference.writer import format_list
 from . import styling
 
 ICON_PATH = PLUGIN_DIR / "ui" / "icon.svg"
@@ -60,6 +61,12 @@ OPTIONS_HELP = (
     "CPU; the log says which ran. <b>Tile size</b>, <b>overlap</b>, <b>batch size</b> (advanced): "
     "empty uses the model's defaults (tile size and batch size 0 too; overlap 0 means no "
     "overlap). Tiles overlap and are blended smoothly, so no seams appear at tile borders.</p>"
+)
+OUTPUT_FILES_HELP = (
+    f"<p>The file extension picks the format of an output: {format_list()} (PNG holds the class "
+    "or water raster, not the float32 scores). All outputs of a run and their .qml styles are put "
+    "in place together when it ends: a failed or cancelled run leaves none, and earlier files as "
+    "they were. Nothing is written in the input's folder unless an output goes there.</p>"
 )
 BUNDLED_MODEL_HELP = (
     "<p><b>Bundled model</b>: model/weights/{task}.onnx, a small refined segmentation network "
@@ -187,9 +194,14 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
         """Call the engine function of this task; returns its RunReport."""
         raise NotImplementedError
 
-    def style_outputs(self, report) -> None:
-        """Write the .qml sidecars of the outputs in ``report`` (and style them on load)."""
+    def output_renderer(self, layer, contract, main: bool):
+        """The renderer of the main output (``main``) or of the score output, from the model's contract."""
         raise NotImplementedError
+
+    def write_style(self, raster_path, style_path, final_path, contract, main: bool) -> None:
+        """The engine's style step: the .qml of a finished output, committed with it."""
+        styling.write_style_sidecar(raster_path, style_path, final_path,
+                                    lambda layer: self.output_renderer(layer, contract, main))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         problem = onnxruntime_problem()
@@ -219,10 +231,10 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
             report = self.run_model(
                 engine, self.input_path(parameters, context), output_path,
                 self.parameterAsFile(parameters, self.MODEL, context) or None, extra_path, options,
-                progress=feedback.setProgress, is_cancelled=feedback.isCanceled, log=feedback.pushInfo)
+                progress=feedback.setProgress, is_cancelled=feedback.isCanceled, log=feedback.pushInfo,
+                style=self.write_style)
         except InferenceError as error:
             raise QgsProcessingException(str(error)) from error
-        self.style_outputs(report)
         # The paths as Processing knows them: it matches layers to load by these strings.
         for path in filter(None, (output_path, extra_path)):
             styling.style_when_loaded(context, path)
@@ -256,6 +268,6 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
 
 def help_text(summary: str, outputs: str, task: str) -> str:
     """The algorithm's help panel: what it does, its input, outputs, options and model."""
-    return (f"<p>{summary}</p>{INPUT_HELP}<h3>Outputs</h3>{outputs}{OPTIONS_HELP}"
+    return (f"<p>{summary}</p>{INPUT_HELP}<h3>Outputs</h3>{outputs}{OUTPUT_FILES_HELP}{OPTIONS_HELP}"
             f"{BUNDLED_MODEL_HELP.format(task=task)}")
 

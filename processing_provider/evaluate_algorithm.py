@@ -12,7 +12,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
-from ..model.evaluation import EvaluationError, evaluate, write_csv, write_html
+from ..model.evaluation import EvaluationError, check_report_paths, evaluate, write_reports
+from ..model.inference.errors import InferenceError
 from .base_algorithm import ICON_PATH
 
 # (label shown to users, task passed to model.evaluation)
@@ -67,7 +68,8 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
             "<p>Outputs: a CSV table (one row per reference class with its confusion-matrix row) and an "
             "HTML report with the confusion matrix as a heat map; mIoU, overall accuracy and water "
             "IoU/F1/precision/recall are also returned as numbers for use in models. IoU is empty for "
-            "classes absent from both rasters, and mIoU averages the others.</p>"
+            "classes absent from both rasters, and mIoU averages the others. Both reports are written, or "
+            "neither: a failed run leaves earlier reports as they were.</p>"
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
@@ -99,8 +101,12 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
         prediction = self._file_source(parameters, self.PREDICTION, context)
         reference = self._file_source(parameters, self.REFERENCE, context)
         label, task = TASKS[self.parameterAsEnum(parameters, self.TASK, context)]
-        csv_path = self.parameterAsFileOutput(parameters, self.OUTPUT_CSV, context)
-        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
+        try:
+            csv_path, html_path = check_report_paths(
+                self.parameterAsFileOutput(parameters, self.OUTPUT_CSV, context),
+                self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context), prediction, reference)
+        except InferenceError as error:
+            raise QgsProcessingException(str(error)) from error
 
         def report_progress(fraction):
             if feedback.isCanceled():
@@ -110,7 +116,7 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
         feedback.pushInfo(f"Comparing {prediction} with {reference} ({label}).")
         try:
             result = evaluate(prediction, reference, task, progress=report_progress)
-        except EvaluationError as error:
+        except (EvaluationError, InferenceError) as error:
             raise QgsProcessingException(str(error)) from error
         water = result.water
         outputs = {
@@ -126,10 +132,12 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
                           f"mIoU {result.miou:.4f}")
         for metrics in result.per_class:
             feedback.pushInfo(f"  {metrics.code} {metrics.name}: IoU {metrics.iou:.4f}, F1 {metrics.f1:.4f}")
+        try:
+            write_reports(result, csv_path, html_path, prediction, reference)
+        except InferenceError as error:
+            raise QgsProcessingException(str(error)) from error
         if csv_path:
-            write_csv(result, csv_path, prediction, reference)
             outputs[self.OUTPUT_CSV] = csv_path
         if html_path:
-            write_html(result, html_path, prediction, reference)
             outputs[self.OUTPUT_HTML] = html_path
         return outputs

@@ -3,6 +3,7 @@
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..model.inference.writer import OUTPUT_FORMATS
 from .base_algorithm import ICON_PATH
 from .calibrate_algorithm import CalibrateAlgorithm
 from .evaluate_algorithm import EvaluateAlgorithm
@@ -19,7 +20,7 @@ ALGORITHMS = (
 
 
 class SarLulcProvider(QgsProcessingProvider):
-    """Holds the SAR LULC algorithms; outputs are GeoTIFF only (what the inference core writes)."""
+    """Holds the SAR LULC algorithms; raster outputs in the formats the inference core writes."""
 
     def id(self):
         return "sarlulc"
@@ -38,7 +39,7 @@ class SarLulcProvider(QgsProcessingProvider):
             self.addAlgorithm(algorithm_class())
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS API)
-        return ["tif"]
+        return [suffix.lstrip(".") for suffix in OUTPUT_FORMATS]
 
     def defaultRasterFileExtension(self):  # noqa: N802 (QGIS API)
         return "tif"

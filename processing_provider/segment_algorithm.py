@@ -26,7 +26,7 @@ class SegmentAlgorithm(SarLulcAlgorithm):
         return help_text(
             "Maps land use / land cover from a single-polarisation L-band SAR backscatter raster "
             "with a deep segmentation model run tile by tile.",
-            "<p><b>Land-cover classes</b>: GeoTIFF, uint8, one class code per pixel, 0 = nodata; "
+            "<p><b>Land-cover classes</b>: uint8, one class code per pixel, 0 = nodata; "
             f"loaded with the model's class names and colours as legend (bundled model: {CLASS_LIST}). "
             "<b>Confidence</b> (optional): float32, the winning class's softmax probability, "
             "0..1, -1 = nodata. Each output gets a .qml style file beside it.</p>",
@@ -36,9 +36,7 @@ class SegmentAlgorithm(SarLulcAlgorithm):
         return engine.segment(input_path, output_path, model_path=model_path,
                               confidence_path=extra_path, options=options, **callbacks)
 
-    def style_outputs(self, report):
-        classes = report.contract.classes
-        styling.write_style_sidecar(report.output_path, lambda layer: styling.class_renderer(layer, classes))
-        if report.extra_output_path:
-            styling.write_style_sidecar(
-                report.extra_output_path, lambda layer: styling.score_renderer(layer, styling.CONFIDENCE_RAMP))
+    def output_renderer(self, layer, contract, main):
+        if main:
+            return styling.class_renderer(layer, contract.classes)
+        return styling.score_renderer(layer, styling.CONFIDENCE_RAMP)

@@ -2,8 +2,11 @@
 
 Each output raster gets a ``.qml`` file beside it: QGIS applies ``name.qml`` whenever it
 opens ``name.tif``, so the legend travels with the file (also after a headless
-``qgis_process`` run). When Processing loads a result into the project, a layer
-post-processor applies the same sidecar explicitly.
+``qgis_process`` run). The engine commits it with the raster (all or none) and refuses,
+before any work, a sidecar another file would share or that the plugin did not write; the
+plugin's sidecars record the raster they style (a custom property) so a later run may
+replace them. When Processing loads a result into the project, a layer post-processor
+applies the same sidecar explicitly.
 """
 
 from pathlib import Path
@@ -21,6 +24,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from ..model.inference.writer import STYLE_MARKER, style_sidecar_path
+
 # Value of a water pixel in the water raster (CONTRACT.md: 1 water, 0 not water, 255 nodata).
 WATER_VALUE = 1
 
@@ -30,11 +35,6 @@ PROBABILITY_RAMP = ("#f7fbff", (0.5, "#6baed6"), "#08306b")
 
 # Post-processors must outlive the algorithm run (QGIS keeps only a raw pointer): one per output path.
 _LIVE_POST_PROCESSORS: dict[str, "ApplyStyleSidecar"] = {}
-
-
-def sidecar_path(raster_path) -> Path:
-    """The .qml QGIS looks for beside a raster: same name, .qml suffix."""
-    return Path(raster_path).with_suffix(".qml")
 
 
 def class_renderer(layer: QgsRasterLayer, classes) -> QgsPalettedRasterRenderer:
@@ -63,17 +63,17 @@ def score_renderer(layer: QgsRasterLayer, ramp_colors) -> QgsSingleBandPseudoCol
     return renderer
 
 
-def write_style_sidecar(raster_path, make_renderer) -> Path:
-    """Style the raster with ``make_renderer(layer)`` and save that style as its .qml sidecar."""
-    layer = QgsRasterLayer(str(raster_path), Path(raster_path).stem, "gdal")
+def write_style_sidecar(raster_path, style_path, final_path, make_renderer) -> None:
+    """Style the finished raster ``raster_path`` with ``make_renderer(layer)`` and save the style to
+    ``style_path``, marked as the plugin's style of ``final_path`` (the raster's name once committed)."""
+    layer = QgsRasterLayer(str(raster_path), Path(final_path).stem, "gdal")
     if not layer.isValid():
-        raise QgsProcessingException(f"The output '{raster_path}' was written but QGIS cannot open it to style it.")
+        raise QgsProcessingException(f"The output '{final_path}' was written but QGIS cannot open it to style it.")
     layer.setRenderer(make_renderer(layer))
-    qml = sidecar_path(raster_path)
-    message, saved = layer.saveNamedStyle(str(qml))
+    layer.setCustomProperty(STYLE_MARKER, Path(final_path).name)
+    message, saved = layer.saveNamedStyle(str(style_path))
     if not saved:
-        raise QgsProcessingException(f"Could not write the style file '{qml}': {message}")
-    return qml
+        raise QgsProcessingException(f"Could not write the style file '{style_sidecar_path(final_path)}': {message}")
 
 
 class ApplyStyleSidecar(QgsProcessingLayerPostProcessorInterface):
@@ -96,6 +96,6 @@ def style_when_loaded(context, raster_path) -> None:
     """If Processing will load ``raster_path`` into the project, style it from its sidecar then."""
     if not context.willLoadLayerOnCompletion(raster_path):
         return
-    post_processor = ApplyStyleSidecar(sidecar_path(raster_path))
+    post_processor = ApplyStyleSidecar(style_sidecar_path(raster_path))
     _LIVE_POST_PROCESSORS[raster_path] = post_processor
     context.layerToLoadOnCompletionDetails(raster_path).setPostProcessor(post_processor)

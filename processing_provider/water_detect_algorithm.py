@@ -27,7 +27,7 @@ class WaterDetectAlgorithm(SarLulcAlgorithm):
             "Detects open water in a single-polarisation L-band SAR backscatter raster with a deep "
             "segmentation model run tile by tile; a pixel is water when the model's water probability "
             "reaches the threshold (empty: the model's default).",
-            "<p><b>Water mask</b>: GeoTIFF, uint8, 1 = water, 0 = not water, 255 = nodata; loaded "
+            "<p><b>Water mask</b>: uint8, 1 = water, 0 = not water, 255 = nodata; loaded "
             "with water in blue over transparent. <b>Water probability</b> (optional): float32, "
             "0..1, -1 = nodata. Each output gets a .qml style file beside it.</p>",
             self.TASK)
@@ -44,9 +44,7 @@ class WaterDetectAlgorithm(SarLulcAlgorithm):
         return engine.detect_water(input_path, output_path, model_path=model_path,
                                    probability_path=extra_path, options=options, **callbacks)
 
-    def style_outputs(self, report):
-        water_class = report.contract.classes[0]
-        styling.write_style_sidecar(report.output_path, lambda layer: styling.water_renderer(layer, water_class))
-        if report.extra_output_path:
-            styling.write_style_sidecar(
-                report.extra_output_path, lambda layer: styling.score_renderer(layer, styling.PROBABILITY_RAMP))
+    def output_renderer(self, layer, contract, main):
+        if main:
+            return styling.water_renderer(layer, contract.classes[0])
+        return styling.score_renderer(layer, styling.PROBABILITY_RAMP)

@@ -32,7 +32,8 @@ def test_provider_registered_with_its_algorithms_segment_and_water_in_one_group(
                      "sarlulc:calibrate": "Calibrate ALOS-2 DN to Backscatter",
                      "sarlulc:evaluate": "Evaluate Against Reference"}
     assert algorithm("sarlulc:segment").groupId() == algorithm("sarlulc:waterdetect").groupId()
-    assert provider.supportedOutputRasterLayerExtensions() == ["tif"]
+    # GeoTIFF first (the default), then the other lossless formats the engine writes.
+    assert provider.supportedOutputRasterLayerExtensions() == ["tif", "tiff", "img", "gpkg", "png"]
 
 
 @pytest.mark.parametrize("algorithm_id, own_parameters", [

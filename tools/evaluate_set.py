@@ -25,7 +25,7 @@ from osgeo import gdal, osr
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from model.evaluation import Evaluation, evaluate, write_csv, write_html  # noqa: E402
+from model.evaluation import Evaluation, evaluate, write_reports  # noqa: E402
 from model.inference import engine  # noqa: E402
 from model.inference.sar_input import InputUnits  # noqa: E402
 from model.net.data import PROFILES, LabelRaster, Scene, SarRaster, find_pairs  # noqa: E402
@@ -123,8 +123,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     result = evaluate_set(args.model, args.task, args.data, args.device, args.shift_db)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_csv(result, args.out / "metrics.csv", args.model.name, "held-out reference")
-    write_html(result, args.out / "metrics.html", args.model.name, "held-out reference")
+    write_reports(result, args.out / "metrics.csv", args.out / "metrics.html", args.model.name, "held-out reference")
     info = summary(result, args.model, len(find_pairs(args.data)), args.shift_db)
     (args.out / "metrics.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info, indent=2))

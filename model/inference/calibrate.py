@@ -13,11 +13,11 @@ import os
 import numpy as np
 from osgeo import gdal
 
-from .errors import CancelledError, InputRasterError, OutputError
-from .reader import open_raster
+from .errors import CancelledError, InputRasterError
+from .reader import open_raster, reading
 from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, db_to_power, to_db, valid_mask
 from .windows import Window
-from .writer import OutputRaster, all_or_none, check_output_path
+from .writer import OutputRaster, all_or_none, check_free_space, check_outputs, raster_bytes
 
 gdal.UseExceptions()
 
@@ -45,16 +45,18 @@ def calibrate_dn(input_path, output_path, band: int = 1, units: str = "db",
                  calibration_factor: float = ALOS2_CALIBRATION_FACTOR_DB, progress=None, is_cancelled=None) -> str:
     """Write sigma0 (dB or linear) of an ALOS-2 DN band as a float32 GeoTIFF on the same grid.
 
-    The input is only read; the output is written under a temporary name in its folder and
+    The input is only read; the output is written under a hidden name in its folder and
     renamed into place on success, removed on error or cancel (the engine's OutputRaster).
     """
     if units not in OUTPUT_UNITS:
         raise ValueError(f"units must be one of {OUTPUT_UNITS}, not {units!r}")
     dataset = _open_dn_raster(input_path, band)
     source = dataset.GetRasterBand(band)
-    output_path = check_output_path(output_path, input_path)
+    output_path = check_outputs({"output": output_path}, {"input raster": input_path},
+                                {"output": gdal.GDT_Float32})["output"]
     nodata = source.GetNoDataValue()
     width, height = dataset.RasterXSize, dataset.RasterYSize
+    check_free_space([(output_path, raster_bytes(output_path, width * height, gdal.GDT_Float32))])
     output = OutputRaster(output_path, dataset, gdal.GDT_Float32, OUTPUT_NODATA,
                           "Sigma0_HH_db" if units == "db" else "Sigma0_HH")
     output.band.SetUnitType("dB" if units == "db" else "linear power")
@@ -64,15 +66,13 @@ def calibrate_dn(input_path, output_path, band: int = 1, units: str = "db",
         for done, window in enumerate(windows, start=1):
             if is_cancelled is not None and is_cancelled():
                 raise CancelledError("Calibration cancelled; the partial output was removed.")
-            dn = source.ReadAsArray(window.x, window.y, window.width, window.height)
+            with reading(input_path):
+                dn = source.ReadAsArray(window.x, window.y, window.width, window.height)
             valid = valid_mask(dn, nodata, InputUnits.DN)
             sigma0 = to_db(dn, InputUnits.DN, calibration_factor)
             if units == "linear":
                 sigma0 = db_to_power(sigma0)
-            try:
-                output.write(np.where(valid, sigma0, OUTPUT_NODATA).astype(np.float32), window)
-            except RuntimeError as error:
-                raise OutputError(f"Cannot write '{output_path}': {error}") from error
+            output.write(np.where(valid, sigma0, OUTPUT_NODATA).astype(np.float32), window)
             if progress is not None:
                 progress(100.0 * done / len(windows))
     return os.fspath(output_path)

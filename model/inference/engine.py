@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pathlib
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -20,20 +19,24 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .blending import BlockAccumulator, blend_weights, to_probabilities
-from .errors import CancelledError, InputRasterError, ModelContractError, OptionError, OutputError
+from .errors import CancelledError, InputRasterError, ModelContractError, OptionError
 from .metadata import NORM_SCENE, TILE_MULTIPLE, ModelContract, bundled_model_path
-from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input
+from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input, reading
 from .resample import ModelGrid, decide_model_grid, open_on_model_grid
 from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, detect_band_units, filter_halo,
                         ground_pixel_size_m, sample_valid_values)
 from .session import DEVICES, ModelSession
 from .windows import TilePlan, Window
-from .writer import OutputRaster, all_or_none, check_output_path
+from .writer import (OutputRaster, PendingFiles, all_or_none, check_free_space, check_outputs, hidden_path,
+                     raster_bytes, style_sidecar_path)
 
 DEFAULT_BATCH_SIZE = 4
 DEFAULT_BLOCK_SIZE = 2048
 LULC_NODATA, WATER_NODATA, SCORE_NODATA = 0, 255, -1.0
 OUTPUT_GRIDS = ("input", "model")  # where the results are written when the input is read resampled
+# style(raster_path, style_path, final_path, contract, main): writes the .qml of a finished output
+# (``raster_path``, under its hidden name; ``final_path`` once committed) to ``style_path``.
+StyleWriter = Callable[[pathlib.Path, pathlib.Path, pathlib.Path, ModelContract, bool], None]
 
 
 @dataclass
@@ -66,17 +69,21 @@ class RunReport:
 
 
 def segment(input_path, output_path, model_path=None, confidence_path=None, options=None,
-            progress=None, is_cancelled=None, log=None) -> RunReport:
-    """LULC class raster (uint8 codes, nodata 0) and optional confidence (max probability, nodata -1)."""
-    return _run("lulc", input_path, output_path, model_path, confidence_path, options or RunOptions(),
-                progress, is_cancelled, log)
+            progress=None, is_cancelled=None, log=None, style: StyleWriter | None = None) -> RunReport:
+    """LULC class raster (uint8 codes, nodata 0) and optional confidence (max probability, nodata -1);
+    with ``style``, each gets a .qml style file committed with it."""
+    with reading(input_path):
+        return _run("lulc", input_path, output_path, model_path, confidence_path, options or RunOptions(),
+                    progress, is_cancelled, log, style)
 
 
 def detect_water(input_path, output_path, model_path=None, probability_path=None, options=None,
-                 progress=None, is_cancelled=None, log=None) -> RunReport:
-    """Water mask (uint8 1 water / 0 not, nodata 255) and optional water probability (nodata -1)."""
-    return _run("water", input_path, output_path, model_path, probability_path, options or RunOptions(),
-                progress, is_cancelled, log)
+                 progress=None, is_cancelled=None, log=None, style: StyleWriter | None = None) -> RunReport:
+    """Water mask (uint8 1 water / 0 not, nodata 255) and optional water probability (nodata -1);
+    with ``style``, each gets a .qml style file committed with it."""
+    with reading(input_path):
+        return _run("water", input_path, output_path, model_path, probability_path, options or RunOptions(),
+                    progress, is_cancelled, log, style)
 
 
 @dataclass
@@ -112,7 +119,7 @@ class _OutputSpec:
 
 def _run(task, input_path, output_path, model_path, extra_path, options: RunOptions,
          progress: Callable[[float], None] | None, is_cancelled: Callable[[], bool] | None,
-         log: Callable[[str], None] | None) -> RunReport:
+         log: Callable[[str], None] | None, style: StyleWriter | None) -> RunReport:
     started = time.perf_counter()
     log = log or (lambda message: None)
     progress = progress or (lambda percent: None)
@@ -127,13 +134,12 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     dataset = open_raster(input_path)
     band_reader = BandReader(dataset, options.band, str(input_path))
     units = _input_units(options, dataset, str(input_path), log)
-    output_path = check_output_path(output_path, input_path)
-    if extra_path:
-        extra_label = "confidence" if task == "lulc" else "probability"
-        extra_path = check_output_path(extra_path, input_path, extra_label)
-        if extra_path == output_path:
-            raise OutputError(f"The {extra_label} file must differ from the output file '{output_path}'.")
     model_path = _resolve_model_path(task, model_path)
+    extra_label = "confidence" if task == "lulc" else "probability"
+    outputs = check_outputs({"output": output_path, **({extra_label: extra_path} if extra_path else {})},
+                            {"input raster": input_path, "model": model_path},
+                            {"output": gdal.GDT_Byte, extra_label: gdal.GDT_Float32}, styled=style is not None)
+    output_path, extra_path = outputs["output"], outputs.get(extra_label)
     session = ModelSession(model_path, options.device)
     contract = ModelContract.from_metadata(session.metadata, str(model_path), expected_task=task)
     settings = _settings(options, contract, session.fixed_tile_size)
@@ -159,16 +165,19 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
 
     specs = _output_specs(task, contract, output_path, extra_path)
     warp_back = grid is not None and options.output_grid == "input"
+    check_free_space(_space_needed(specs, dataset, source.band_reader.dataset, warp_back))
+    add_styles = _style_files(style, specs, contract)
     # Results on the model grid that still have to be warped back live in a hidden folder beside
-    # the output, removed whatever happens.
-    scratch = (pathlib.Path(tempfile.mkdtemp(prefix=f".{output_path.stem}.", suffix=".model-grid",
-                                             dir=output_path.parent)) if warp_back else None)
+    # the output, removed whatever happens (or by the next run, if this one is killed).
+    scratch = hidden_path(output_path, "scratch") if warp_back else None
     try:
         stream_share = 90.0 if warp_back else 100.0
+        if warp_back:
+            scratch.mkdir()
         stream_paths = [scratch / f"{index}.tif" for index in range(len(specs))] if warp_back else \
             [spec.path for spec in specs]
         outputs = _create_outputs(specs, stream_paths, source.band_reader.dataset)
-        with all_or_none(outputs):
+        with all_or_none(outputs, None if warp_back else add_styles):
             tiles_run, valid_pixels = _stream(task, plan, block_rows, source, session, contract, settings, outputs,
                                               lambda percent: progress(percent * stream_share / 100.0),
                                               is_cancelled)
@@ -180,7 +189,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
             valid_pixels = _warp_back(specs, outputs, dataset,
                                       BackscatterReader(band_reader, units, options.calibration_factor),
                                       options.block_size, lambda percent: progress(stream_share + percent / 10.0),
-                                      is_cancelled)
+                                      is_cancelled, add_styles)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -336,6 +345,29 @@ def _output_specs(task, contract: ModelContract, output_path, extra_path) -> lis
     return specs
 
 
+def _space_needed(specs: list[_OutputSpec], dataset: gdal.Dataset, model_input: gdal.Dataset,
+                  warp_back: bool) -> list[tuple[pathlib.Path, int]]:
+    """(path, bytes) the outputs need while written: on the grid the model read (``model_input``), or
+    on the input's grid plus the model-grid copies beside the main output when they are warped back."""
+    model_pixels = model_input.RasterXSize * model_input.RasterYSize
+    final_pixels = dataset.RasterXSize * dataset.RasterYSize if warp_back else model_pixels
+    needs = [(spec.path, raster_bytes(spec.path, final_pixels, spec.data_type)) for spec in specs]
+    if warp_back:
+        needs += [(specs[0].path, raster_bytes("model-grid.tif", model_pixels, spec.data_type)) for spec in specs]
+    return needs
+
+
+def _style_files(style: StyleWriter | None, specs: list[_OutputSpec], contract: ModelContract):
+    """The commit step that writes each output's .qml beside it (None without ``style``)."""
+    if style is None:
+        return None
+
+    def add_styles(pending: PendingFiles, rasters: list[pathlib.Path]) -> None:
+        for index, (spec, raster) in enumerate(zip(specs, rasters)):
+            style(raster, pending.new(style_sidecar_path(spec.path)), spec.path, contract, index == 0)
+    return add_styles
+
+
 def _create_outputs(specs: list[_OutputSpec], paths, like: gdal.Dataset) -> list[OutputRaster]:
     outputs = []
     try:
@@ -349,11 +381,11 @@ def _create_outputs(specs: list[_OutputSpec], paths, like: gdal.Dataset) -> list
 
 
 def _warp_back(specs: list[_OutputSpec], model_grid_outputs: list[OutputRaster], dataset: gdal.Dataset,
-               input_reader: BackscatterReader, block_size: int, progress, is_cancelled) -> int:
+               input_reader: BackscatterReader, block_size: int, progress, is_cancelled, add_styles) -> int:
     """Warp the model-grid results onto the input grid into the final files, then make every input
     nodata pixel nodata there (interpolation may have spread values into it); returns the valid pixels."""
     finals: list[OutputRaster] = []
-    with all_or_none(finals):
+    with all_or_none(finals, add_styles):
         for index, (spec, source) in enumerate(zip(specs, model_grid_outputs)):
             share = 80.0 / len(specs)
             final = OutputRaster.warped(source.final_path, spec.path, dataset, spec.resampling,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,17 +18,66 @@ from .windows import Window
 gdal.UseExceptions()
 
 
-def open_raster(path) -> gdal.Dataset:
-    """Open ``path`` read-only, or explain why it cannot be read."""
+def open_raster(path, role: str = "input raster") -> gdal.Dataset:
+    """Open ``path`` read-only (nothing is written beside it), or explain why it cannot be read.
+
+    The first and last blocks are read at once, so a truncated file is refused before any work."""
     try:
         dataset = gdal.Open(str(path), gdal.GA_ReadOnly)
     except RuntimeError as error:
         raise InputRasterError(
-            f"The input raster '{path}' could not be opened ({error}). "
-            f"Check that the file exists and is a raster GDAL can read, such as a GeoTIFF.") from error
+            f"The {role} '{path}' could not be opened ({error}). Check that the file exists and is a complete "
+            f"raster GDAL can read, such as a GeoTIFF; a damaged or truncated file must be copied or "
+            f"downloaded again.") from error
     if dataset is None:
-        raise InputRasterError(f"The input raster '{path}' could not be opened. Check the path and the format.")
+        raise InputRasterError(f"The {role} '{path}' could not be opened. Check the path and the format.")
+    with reading(path, role):
+        for x, y in ((0, 0), (dataset.RasterXSize - 1, dataset.RasterYSize - 1)):
+            dataset.ReadRaster(x, y, 1, 1)
     return dataset
+
+
+@contextlib.contextmanager
+def reading(path, role: str = "input raster"):
+    """Tell a GDAL error reading ``path`` (its name is in GDAL's message, also when it is read through
+    a warped view), raised anywhere in the block, as what it is: a truncated or corrupt file."""
+    try:
+        yield
+    except RuntimeError as error:
+        if os.fspath(path) not in str(error):
+            raise
+        raise InputRasterError(
+            f"The {role} '{path}' is truncated or corrupt: part of it cannot be read ({error}). Copy or "
+            f"download the file again, or re-export it.") from error
+
+
+def check_georeferenced(dataset: gdal.Dataset, source_name: str) -> None:
+    """Refuse a raster that cannot be placed on a map: not geocoded (only GCPs or RPCs, as slant-range
+    and L1.1 products), no geotransform, no CRS, or a local engineering CRS."""
+    has_transform = dataset.GetGeoTransform(can_return_null=True) is not None
+    if not has_transform:
+        gcps = dataset.GetGCPCount()
+        located_by = (f"{gcps} ground control points (GCPs)" if gcps else
+                      "rational polynomial coefficients (RPCs)" if dataset.GetMetadata("RPC") else None)
+        raise InputRasterError(
+            f"The input raster '{source_name}' is not georeferenced: it has "
+            + (f"only {located_by} and no geotransform, as SAR products in radar geometry (slant or ground "
+               f"range) have. Terrain-correct it first (e.g. SNAP: Range Doppler Terrain Correction, or "
+               f"gdalwarp with its GCPs/RPCs and a DEM) and run on the result."
+               if located_by else
+               "no geotransform (pixel positions on the ground). Georeference it first (QGIS: Raster > "
+               "Georeferencer) or use the terrain-corrected product."))
+    srs = dataset.GetSpatialRef()
+    if srs is None:
+        raise InputRasterError(
+            f"The input raster '{source_name}' has no coordinate reference system, so the outputs could not "
+            f"be placed on a map. Assign one first (QGIS: Raster > Projections > Assign Projection; "
+            f"or gdal_edit.py -a_srs EPSG:XXXX).")
+    if srs.IsLocal():
+        raise InputRasterError(
+            f"The input raster '{source_name}' has a local coordinate system ('{srs.GetName()}', LOCAL_CS), "
+            f"not a map CRS, so its pixels cannot be placed on the ground or measured. Assign the CRS it was "
+            f"really made in (QGIS: Raster > Projections > Assign Projection), or terrain-correct it.")
 
 
 class BandReader:
@@ -41,11 +92,8 @@ class BandReader:
             raise InputRasterError(
                 f"Band {band_index} does not exist: '{source_name}' has {count} band{'s' if count != 1 else ''}. "
                 f"Choose a band between 1 and {count}.")
-        if require_crs and dataset.GetSpatialRef() is None:
-            raise InputRasterError(
-                f"The input raster '{source_name}' has no coordinate reference system, so the outputs could not "
-                f"be placed on a map. Assign one first (QGIS: Raster > Projections > Assign Projection; "
-                f"or gdal_edit.py -a_srs EPSG:XXXX).")
+        if require_crs:  # off for training data read in place on a nominal grid
+            check_georeferenced(dataset, source_name)
         self.dataset = dataset
         self.band_index = band_index
         self.band = dataset.GetRasterBand(band_index)
