@@ -9,8 +9,9 @@ from osgeo import gdal
 
 from .errors import InputRasterError
 from .metadata import NORM_SCENE, ModelContract
-from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, filter_halo, sample_valid_values,
-                        speckle_filter_db, to_db, valid_mask)
+from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, apply_scaling, band_scaling,
+                        check_backscatter_band, filter_halo, sample_valid_values, speckle_filter_db, to_db,
+                        valid_mask)
 from .windows import Window
 
 gdal.UseExceptions()
@@ -46,20 +47,26 @@ class BandReader:
                 f"The input raster '{source_name}' has no coordinate reference system, so the outputs could not "
                 f"be placed on a map. Assign one first (QGIS: Raster > Projections > Assign Projection; "
                 f"or gdal_edit.py -a_srs EPSG:XXXX).")
+        check_backscatter_band(dataset, band_index, source_name)
         self.dataset = dataset
         self.band_index = band_index
         self.band = dataset.GetRasterBand(band_index)
         self.width, self.height = dataset.RasterXSize, dataset.RasterYSize
         self.nodata = self.band.GetNoDataValue()
+        self.scaling = band_scaling(self.band)
         self._mask_all_valid = bool(self.band.GetMaskFlags() & gdal.GMF_ALL_VALID)
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """(values float32, valid bool) for ``window``; invalid = nodata, masked out, or not finite."""
+        """(values float32, valid bool) for ``window``, the band's GDAL scale/offset applied;
+        invalid = nodata, masked out, or not finite."""
         args = (window.x, window.y, window.width, window.height)
-        values = self.band.ReadAsArray(*args).astype(np.float32, copy=False)
-        valid = np.isfinite(values)
+        values = self.band.ReadAsArray(*args)
         if not self._mask_all_valid:
-            valid &= self.band.GetMaskBand().ReadAsArray(*args) != 0
+            valid = self.band.GetMaskBand().ReadAsArray(*args) != 0
+        else:
+            valid = np.ones(values.shape, bool)
+        values = apply_scaling(values, self.scaling).astype(np.float32, copy=False)
+        valid &= np.isfinite(values)
         return values, valid
 
 
