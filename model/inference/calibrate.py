@@ -8,16 +8,15 @@ can take (dB values are > -100, linear ones >= 0).
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
 from osgeo import gdal
 
-from .errors import CancelledError, InputRasterError, OptionError, OutputError
+from .errors import CancelledError, InputRasterError, OutputError
 from .reader import open_raster
-from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, band_scaling, check_backscatter_band, db_to_power,
-                        to_db, valid_mask)
+from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, band_scaling, check_backscatter_band,
+                        check_calibration_factor, db_to_power, to_db, valid_mask)
 from .windows import Window
 from .writer import OutputRaster, all_or_none, check_output_path
 
@@ -67,9 +66,7 @@ def calibrate_dn(input_path, output_path, band: int = 1, units: str = "db",
     """
     if units not in OUTPUT_UNITS:
         raise ValueError(f"units must be one of {OUTPUT_UNITS}, not {units!r}")
-    if not math.isfinite(calibration_factor):
-        raise OptionError(f"Calibration factor {calibration_factor} is invalid: give a finite value in dB "
-                          f"(PALSAR-2: {ALOS2_CALIBRATION_FACTOR_DB}).")
+    check_calibration_factor(calibration_factor)
     dataset = _open_dn_raster(input_path, band)
     source = dataset.GetRasterBand(band)
     output_path = check_output_path(output_path, input_path)

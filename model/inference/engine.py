@@ -9,7 +9,6 @@ Memory is bounded by the block size, whatever the raster size.
 
 from __future__ import annotations
 
-import math
 import pathlib
 import shutil
 import tempfile
@@ -26,8 +25,8 @@ from .memory import MEMORY_SHARE, available_memory_bytes, run_memory_bytes
 from .metadata import NORM_SCENE, TILE_MULTIPLE, ModelContract, bundled_model_path
 from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input
 from .resample import ModelGrid, decide_model_grid, open_on_model_grid
-from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, check_units_fit, detect_band_units,
-                        filter_halo, ground_pixel_size_m, sample_shape, sample_valid_values)
+from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, check_calibration_factor,
+                        check_units_fit, detect_band_units, filter_halo, ground_pixel_size_m, sample_shape, sample_valid_values)
 from .session import DEVICES, ModelSession
 from .windows import TilePlan, Window
 from .writer import OutputRaster, all_or_none, check_output_path
@@ -219,9 +218,7 @@ def check_options(options: RunOptions) -> None:
     except ValueError:
         raise OptionError(f"Unknown input units '{options.input_units}'. Choose one of: "
                           f"{', '.join(u.value for u in InputUnits)}.") from None
-    if not math.isfinite(options.calibration_factor):
-        raise OptionError(f"Calibration factor {options.calibration_factor} is invalid: give a finite value in dB "
-                          f"(PALSAR-2: {ALOS2_CALIBRATION_FACTOR_DB}).")
+    check_calibration_factor(options.calibration_factor)
     if options.tile_size is not None:
         _check_tile_size(options.tile_size)
     if options.tile_overlap is not None:

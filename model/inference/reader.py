@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,13 +19,19 @@ gdal.UseExceptions()
 
 
 def open_raster(path) -> gdal.Dataset:
-    """Open ``path`` read-only, or explain why it cannot be read."""
+    """Open ``path`` read-only, or explain why it cannot be read (missing, a folder, not a raster)."""
     try:
         dataset = gdal.Open(str(path), gdal.GA_ReadOnly)
     except RuntimeError as error:
-        raise InputRasterError(
-            f"The input raster '{path}' could not be opened ({error}). "
-            f"Check that the file exists and is a raster GDAL can read, such as a GeoTIFF.") from error
+        local = pathlib.Path(str(path))
+        if local.is_dir():
+            problem = "is a folder; choose the raster file itself"
+        elif not local.exists() and not str(path).startswith("/vsi") and ":" not in str(path)[2:]:
+            problem = "does not exist; check the path"
+        else:
+            problem = (f"is not a raster GDAL can read ({error}); choose a raster file such as a GeoTIFF, and "
+                       f"check that it was copied or downloaded completely")
+        raise InputRasterError(f"The input raster '{path}' {problem}.") from error
     if dataset is None:
         raise InputRasterError(f"The input raster '{path}' could not be opened. Check the path and the format.")
     return dataset

@@ -27,6 +27,13 @@ strongest smoothing of homogeneous areas). Pass the product's ENL to smooth less
 _TINY_POWER = 1e-10  # -100 dB: floor for log10 of non-positive linear power
 
 
+def check_calibration_factor(calibration_factor: float) -> None:
+    """Refuse a calibration factor that would turn every DN into NaN or infinity."""
+    if not math.isfinite(calibration_factor):
+        raise OptionError(f"Calibration factor {calibration_factor} is invalid: give a finite value in dB "
+                          f"(PALSAR-2: {ALOS2_CALIBRATION_FACTOR_DB}).")
+
+
 class InputUnits(str, Enum):
     """What the pixel values of the input band are; the values are the labels users pick."""
 
