@@ -279,9 +279,8 @@ def _input_units(options: RunOptions, dataset: gdal.Dataset, source_name: str, l
 def _check_sample_has_data(sample: np.ndarray, units: InputUnits, dataset: gdal.Dataset, band: int,
                            source_name: str) -> None:
     """Refuse a band whose decimated whole-raster sample holds no valid pixel (0 is DN and linear
-    power fill, and cannot tell units apart)."""
-    usable = sample if units is InputUnits.DB else sample[sample > 0] if units is not InputUnits.AUTO \
-        else sample[sample != 0]
+    power fill, and cannot tell units apart; negative values are left to `check_units_fit`)."""
+    usable = sample if units is InputUnits.DB else sample[sample != 0]
     if usable.size:
         return
     width, height = dataset.RasterXSize, dataset.RasterYSize
