@@ -166,12 +166,14 @@ CASES = [
     ("water threshold above 1", WATER, db, {"THRESHOLD": 1.5}, "Water threshold 1.5 is invalid.*between 0 and 1"),
     ("unknown input units", SEGMENT, db, {"INPUT_UNITS": "amplitude"},
      "Unknown input units 'amplitude'. Choose one of: auto, ALOS-2 DN, linear power, dB"),
-    ("speckle window out of range", SEGMENT, db, {"FILTER_SIZE": 40}, r"\(FILTER_SIZE\): 40 is out of range; use 3 to 31"),
+    ("speckle window out of range", SEGMENT, db, {"FILTER_SIZE": 40},
+     r"\(FILTER_SIZE\): 40 is out of range; use 3 to 31"),
     ("model given as a folder", WATER, db, {"MODEL": "{models}"}, "is a folder; choose the .onnx model file itself"),
     ("input is not a raster", SEGMENT, text_file, {}, r"\(INPUT\): The input raster .* is not a raster GDAL can read"),
     ("input is a folder", WATER, a_folder, {}, r"\(INPUT\): The input raster .* is a folder"),
     ("calibrate input is not a raster", CALIBRATE, text_file, {}, "is not a raster GDAL can read"),
-    ("evaluate prediction is not a raster", EVALUATE, text_file, {}, r"\(PREDICTION\): .*is not a raster GDAL can read"),
+    ("evaluate prediction is not a raster", EVALUATE, text_file, {},
+     r"\(PREDICTION\): .*is not a raster GDAL can read"),
 ]
 
 

@@ -26,7 +26,8 @@ from .metadata import NORM_SCENE, TILE_MULTIPLE, ModelContract, bundled_model_pa
 from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input
 from .resample import ModelGrid, decide_model_grid, open_on_model_grid
 from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, check_calibration_factor,
-                        check_units_fit, detect_band_units, filter_halo, ground_pixel_size_m, sample_shape, sample_valid_values)
+                        check_units_fit, detect_band_units, filter_halo, ground_pixel_size_m, sample_shape,
+                        sample_valid_values)
 from .session import DEVICES, ModelSession
 from .windows import TilePlan, Window
 from .writer import OutputRaster, all_or_none, check_output_path

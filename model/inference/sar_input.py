@@ -109,7 +109,8 @@ def sample_valid_values(dataset: gdal.Dataset, band: int, nodata: float | None =
 
     Raw: as the band stores them with its GDAL scale/offset applied (float64 then), not converted
     to dB. Excludes `nodata` (the band's nodata when None), pixels of a mask or alpha band, and
-    non-finite values. Memory and time stay bounded on any raster size.
+    non-finite values. Memory stays bounded on any raster size, and the read touches at most one
+    row of blocks per sampled row (one row per strip for strip-organised files).
     """
     raster_band = dataset.GetRasterBand(band)
     if nodata is None:
