@@ -377,11 +377,13 @@ def test_geographic_crs_is_copied(models, tmp_path):
 
 
 def huge_sparse_raster(path, size=100_000, data_box=None):
-    """A size x size float32 GeoTIFF, tiled and sparse (unwritten tiles: nodata), data only in ``data_box``."""
+    """A size x size float32 GeoTIFF, sparse (unwritten blocks: nodata), data only in ``data_box``;
+    tiled when empty, one row per strip otherwise (so the sampled rows are cheap to read)."""
     from osgeo import osr
 
+    layout = ["TILED=YES"] if data_box is None else ["BLOCKYSIZE=1"]
     dataset = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 1, gdal.GDT_Float32,
-                                                   ["TILED=YES", "SPARSE_OK=TRUE", "COMPRESS=DEFLATE", "BIGTIFF=YES"])
+                                                   layout + ["SPARSE_OK=TRUE", "COMPRESS=DEFLATE", "BIGTIFF=YES"])
     dataset.SetGeoTransform((500000.0, 10.0, 0.0, 4000000.0, 0.0, -10.0))
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32654)
