@@ -4,6 +4,8 @@ Subclasses name their task and add their own parameters and outputs; the inferen
 is the core in ``model/inference`` (no QGIS there), driven through its public API.
 """
 
+import math
+
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
@@ -14,13 +16,16 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingUtils,
 )
 from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
 
 from ..dependencies import PLUGIN_DIR, onnxruntime_problem
+from ..model.inference.errors import InferenceError
+from ..model.inference.reader import open_raster
 from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter
-from ..model.inference.session import DEVICES  # imports onnxruntime only when a session starts
+from ..model.inference.session import DEVICES, check_model_file  # imports onnxruntime only when a session starts
 from ..model.inference.writer import format_list
 from . import styling
 
@@ -33,15 +38,19 @@ INPUT_HELP = (
     "terrain-corrected, like ALOS-2 PALSAR-2 mosaic tiles and L2.1 products or sigma0/gamma0 "
     "exported by SNAP. <b>Band</b>: the HH band of a multi-band raster (the log names the band "
     "used). The raster needs a CRS; it is only read, never modified.</p>"
-    "<p><b>Input units</b>: <i>auto</i> tells ALOS-2 amplitude DN (integers), linear power and dB "
-    "apart from the data type, the values and the band's description, and writes its decision "
-    "and reason to the log; when it cannot tell, the run stops and asks you to set them. "
+    "<p><b>Input units</b>: <i>auto</i> tells ALOS-2 amplitude DN (16-bit integers), linear power "
+    "and dB apart from the data type, a decimated read of the whole raster and the band's "
+    "description, and writes its decision and reason to the log; when it cannot tell, the run "
+    "stops and asks you to set them. Units the values contradict are refused, and so are RGB "
+    "pictures, 8-bit stretches (under auto), class maps and complex (SLC) bands. A band's GDAL "
+    "scale/offset is applied. "
     "<i>ALOS-2 DN</i> is calibrated on the fly: sigma0 = 10&middot;log10(DN&sup2;) + CF, with "
     "the <b>calibration factor</b> CF = -83.0 dB of PALSAR-2 (advanced); DN 0 is nodata. "
     "<i>Linear power</i> &le; 0 is nodata.</p>"
     "<p><b>Pixel size and CRS</b>: the model works on a <b>10 m</b> grid. Inputs at another pixel "
-    "size (3 to 50 m), in degrees (EPSG:4326) or rotated are read through a resampled view on a "
-    "10 m grid (the raster's own CRS, or the UTM zone of its centre for degrees), averaging "
+    "size on the ground (3 to 50 m), in degrees (EPSG:4326), in Web Mercator away from the equator "
+    "or rotated are read through a resampled view on a 10 m grid (the raster's own CRS, or the UTM "
+    "zone of its centre for degrees and strongly distorting projections), averaging "
     "linear power when the input is finer and interpolating when it is coarser; no resampled "
     "copy is written. The results are brought back to the input's grid (nearest for classes, "
     "bilinear for probabilities), or kept on the 10 m grid with <b>Output grid</b> = model grid "
@@ -60,7 +69,8 @@ OPTIONS_HELP = (
     "<b>Device</b>: auto uses CUDA when onnxruntime-gpu and an NVIDIA GPU are present, else the "
     "CPU; the log says which ran. <b>Tile size</b>, <b>overlap</b>, <b>batch size</b> (advanced): "
     "empty uses the model's defaults (tile size and batch size 0 too; overlap 0 means no "
-    "overlap). Tiles overlap and are blended smoothly, so no seams appear at tile borders.</p>"
+    "overlap). Tiles overlap and are blended smoothly, so no seams appear at tile borders. Sizes "
+    "that would not fit in the memory available are refused, naming the largest that fit.</p>"
 )
 OUTPUT_FILES_HELP = (
     f"<p>The file extension picks the format of an output: {format_list()} (PNG holds the class "
@@ -180,7 +190,46 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
         return resolved
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
-        return super().checkParameterValues(self.with_option_texts(parameters), context)
+        """The engine's own checks and messages before QGIS's, which only say "Incorrect parameter value"."""
+        parameters = self.with_option_texts(parameters)
+        problem = parameter_problem(self, parameters, context, lambda: self.check_options(parameters, context))
+        return (False, problem) if problem else super().checkParameterValues(parameters, context)
+
+    def check_options(self, parameters, context) -> None:
+        """The engine's checks of the model file and the run options; raises its InferenceError."""
+        from ..model.inference import engine
+
+        model = parameters.get(self.MODEL)
+        if isinstance(model, str) and model.strip():
+            check_model_file(model)
+        engine.check_options(self.run_options(parameters, context))
+
+    def run_options(self, parameters, context):
+        """The engine's RunOptions from ``parameters`` (option texts resolved by `with_option_texts`)."""
+        from ..model.inference import engine
+
+        output_grid = self.parameterAsEnumString(parameters, self.OUTPUT_GRID, context)
+        return engine.RunOptions(
+            band=self.parameterAsInt(parameters, self.BAND, context),
+            device=self.enum_text(parameters, self.DEVICE, context) or DEVICES[0],
+            input_units=self.enum_text(parameters, self.INPUT_UNITS, context) or InputUnits.AUTO.value,
+            calibration_factor=self.parameterAsDouble(parameters, self.CALIBRATION_FACTOR, context),
+            speckle_filter=self.enum_text(parameters, self.SPECKLE_FILTER, context) or SpeckleFilter.NONE.value,
+            filter_size=self.parameterAsInt(parameters, self.FILTER_SIZE, context),
+            output_grid=dict(OUTPUT_GRIDS).get(output_grid, OUTPUT_GRIDS[0][1]),
+            tile_size=self.optional_number(parameters, self.TILE_SIZE, context, zero_is_default=True),
+            tile_overlap=self.optional_number(parameters, self.OVERLAP, context),
+            batch_size=self.optional_number(parameters, self.BATCH_SIZE, context, zero_is_default=True),
+            **self.task_options(parameters, context))
+
+    def enum_text(self, parameters, name, context) -> str:
+        """The option text of an enum parameter; a text or index that is no option is returned as
+        given, so that the engine's check names it (QGIS would silently take the default)."""
+        value = parameters.get(name)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and \
+                not self.parameterDefinition(name).checkValueIsAcceptable(value):
+            return str(value)
+        return self.parameterAsEnumString(parameters, name, context)
 
     def task_parameters(self) -> list:
         """Parameters only this algorithm has (shown after the common ones)."""
@@ -208,27 +257,13 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
         if problem:
             raise QgsProcessingException(problem)
         from ..model.inference import engine
-        from ..model.inference.errors import InferenceError
 
         parameters = self.with_option_texts(parameters)
-        output_grid = self.parameterAsEnumString(parameters, self.OUTPUT_GRID, context)
-        options = engine.RunOptions(
-            band=self.parameterAsInt(parameters, self.BAND, context),
-            device=self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0],
-            input_units=self.parameterAsEnumString(parameters, self.INPUT_UNITS, context) or InputUnits.AUTO.value,
-            calibration_factor=self.parameterAsDouble(parameters, self.CALIBRATION_FACTOR, context),
-            speckle_filter=(self.parameterAsEnumString(parameters, self.SPECKLE_FILTER, context)
-                            or SpeckleFilter.NONE.value),
-            filter_size=self.parameterAsInt(parameters, self.FILTER_SIZE, context),
-            output_grid=dict(OUTPUT_GRIDS).get(output_grid, OUTPUT_GRIDS[0][1]),
-            tile_size=self.optional_number(parameters, self.TILE_SIZE, context, zero_is_default=True),
-            tile_overlap=self.optional_number(parameters, self.OVERLAP, context),
-            batch_size=self.optional_number(parameters, self.BATCH_SIZE, context, zero_is_default=True),
-            **self.task_options(parameters, context))
+        options = self.run_options(parameters, context)
         output_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         extra_path = self.parameterAsOutputLayer(parameters, self.EXTRA_OUTPUT, context) or None
         try:
-            report = self.run_model(
+            self.run_model(
                 engine, self.input_path(parameters, context), output_path,
                 self.parameterAsFile(parameters, self.MODEL, context) or None, extra_path, options,
                 progress=feedback.setProgress, is_cancelled=feedback.isCanceled, log=feedback.pushInfo,
@@ -264,6 +299,59 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
         if zero_is_default and number == 0:
             return None
         return number
+
+
+def parameter_problem(algorithm: QgsProcessingAlgorithm, parameters: dict, context, engine_check=None) -> str | None:
+    """What is wrong with ``parameters``, in words a user can act on, or None (QGIS's own checks
+    follow): a raster input that is missing, a folder or not a raster GDAL can read (the engine's
+    message); a number parameter given text; then ``engine_check()``, which
+    raises the engine's InferenceError; then a value outside a parameter's options or range."""
+    given = [(definition, parameters.get(definition.name())) for definition in algorithm.parameterDefinitions()]
+    given = [(definition, value) for definition, value in given if value is not None and value != ""]
+    for definition, value in given:
+        label = f"{definition.description()} ({definition.name()})"
+        if isinstance(definition, QgsProcessingParameterRasterLayer) and isinstance(value, str) and \
+                QgsProcessingUtils.mapLayerFromString(value, context, False) is None:
+            try:
+                open_raster(value)
+            except InferenceError as error:
+                return f"{label}: {error}"
+        if isinstance(definition, QgsProcessingParameterNumber) and isinstance(value, str) and value.strip():
+            try:
+                float(value)
+            except ValueError:
+                return f"{label}: '{value}' is not a number."
+    if engine_check is not None:
+        try:
+            engine_check()
+        except InferenceError as error:
+            return str(error)
+    for definition, value in given:
+        if isinstance(value, (str, int, float)) and not definition.checkValueIsAcceptable(value):
+            label = f"{definition.description()} ({definition.name()})"
+            if isinstance(definition, QgsProcessingParameterEnum):
+                return f"{label}: '{value}' is not one of its options: {', '.join(definition.options())}."
+            if isinstance(definition, QgsProcessingParameterNumber):
+                return f"{label}: {value} is out of range; {_number_range(definition)}."
+    return None
+
+
+def _number_range(definition: QgsProcessingParameterNumber) -> str:
+    """The values a number parameter accepts, as a phrase ("use 3 to 31")."""
+    integer = definition.dataType() == QgsProcessingParameterNumber.Integer
+
+    def show(number):
+        return str(int(number)) if integer else f"{number:g}"
+
+    low, high = definition.minimum(), definition.maximum()
+    bounded_low, bounded_high = math.isfinite(low) and low > -1e300, math.isfinite(high) and high < 1e300
+    if bounded_low and bounded_high:
+        return f"use {show(low)} to {show(high)}"
+    if bounded_low:
+        return f"use {show(low)} or more"
+    if bounded_high:
+        return f"use at most {show(high)}"
+    return "use a finite number"
 
 
 def help_text(summary: str, outputs: str, task: str) -> str:

@@ -14,8 +14,8 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..model.inference.calibrate import OUTPUT_NODATA, calibrate_dn
 from ..model.inference.errors import InferenceError
-from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB
-from .base_algorithm import ICON_PATH
+from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, check_calibration_factor
+from .base_algorithm import ICON_PATH, parameter_problem
 
 # (label shown to users, value passed to calibrate_dn)
 OUTPUT_UNITS = (("dB", "db"), ("linear power", "linear"))
@@ -63,8 +63,9 @@ class CalibrateAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "ALOS-2 amplitude DN raster"))
+        # Optional like the segmentation algorithms' BAND, so that it may be left out (empty: band 1).
         self.addParameter(QgsProcessingParameterBand(
-            self.BAND, "Band (HH)", defaultValue=1, parentLayerParameterName=self.INPUT))
+            self.BAND, "Band (HH)", defaultValue=1, parentLayerParameterName=self.INPUT, optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.OUTPUT_UNITS, "Output units", options=[label for label, _ in OUTPUT_UNITS], defaultValue=0))
         factor = QgsProcessingParameterNumber(
@@ -73,6 +74,13 @@ class CalibrateAlgorithm(QgsProcessingAlgorithm):
         factor.setFlags(factor.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(factor)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Backscatter (sigma0)"))
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
+        def check_factor():
+            check_calibration_factor(self.parameterAsDouble(parameters, self.CALIBRATION_FACTOR, context))
+
+        problem = parameter_problem(self, parameters, context, check_factor)
+        return (False, problem) if problem else super().checkParameterValues(parameters, context)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)

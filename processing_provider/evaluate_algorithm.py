@@ -14,7 +14,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..model.evaluation import EvaluationError, check_report_paths, evaluate, write_reports
 from ..model.inference.errors import InferenceError
-from .base_algorithm import ICON_PATH
+from .base_algorithm import ICON_PATH, parameter_problem
 
 # (label shown to users, task passed to model.evaluation)
 TASKS = (("Land use / land cover (9 classes)", "lulc"), ("Water mask (water / not water)", "water"))
@@ -86,6 +86,10 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
                                   (self.WATER_PRECISION, "Water precision"), (self.WATER_RECALL, "Water recall"),
                                   (self.PIXELS, "Pixels compared")):
             self.addOutput(QgsProcessingOutputNumber(name, description))
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
+        problem = parameter_problem(self, parameters, context)
+        return (False, problem) if problem else super().checkParameterValues(parameters, context)
 
     def _file_source(self, parameters, name, context) -> str:
         layer = self.parameterAsRasterLayer(parameters, name, context)

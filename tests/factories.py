@@ -136,6 +136,14 @@ def write_context_lulc_model(path, tile_size=64, tile_overlap=16, classes=None, 
     return _save(path, nodes + pixel_nodes, inits + pixel_inits, len(contract.classes), contract.to_metadata())
 
 
+def write_nan_lulc_model(path, tile_size=64, tile_overlap=16) -> str:
+    """A broken LULC model (valid graph and metadata) whose scores are all NaN, as after a diverged training."""
+    contract = _contract("lulc", LULC_CLASSES, tile_size, tile_overlap)
+    nodes, inits = _pixel_lulc_nodes("poisoned", len(contract.classes))
+    nodes.insert(0, helper.make_node("Mul", ["sar", "nan"], ["poisoned"]))
+    return _save(path, nodes, inits + [_const("nan", np.nan)], len(contract.classes), contract.to_metadata())
+
+
 def write_foreign_onnx(path) -> str:
     """A valid ONNX model without any SAR LULC metadata (someone else's model)."""
     return _save(path, [helper.make_node("Identity", ["sar"], ["scores"])], [], 1, None)
@@ -192,5 +200,35 @@ def write_sar_raster(path, width, height, *, epsg=32654, pixel_size=10.0, origin
                 if hi > lo:
                     block[lo:hi, bx0:bx1] = nodata
             band.WriteArray(block, 0, y0)
+    ds = None
+    return str(path)
+
+
+def write_alos2_mosaic_tile(path, size=450, strip_rows=40, ocean_fraction=0.4, seed=0) -> str:
+    """A coastal JAXA ALOS-2 PALSAR-2 25 m mosaic tile as downloaded: UInt16 amplitude DN, nodata
+    declared as 1, 1/4500 degree (0.8 arc-second) pixels in EPSG:4326, a strip-organised GeoTIFF
+    (one row per strip, not tiled). Data only in a strip of ``strip_rows`` along the south edge,
+    whose western ``ocean_fraction`` is dark open ocean (about -25 dB); a small DN-1 box inside the
+    strip (nodata within the data); everything else nodata.
+    """
+    step = 1.0 / 4500
+    dn = np.ones((size, size), np.uint16)
+    strip = slice(size - strip_rows, size)
+    db = sar_db_field(0, 0, size, strip_rows, seed)
+    db = np.where(db < -18, -10.0, db)  # land only; the ocean is the one dark area
+    ocean = np.arange(size) < int(ocean_fraction * size)
+    db[:, ocean] = -25.0
+    speckle = np.random.default_rng(seed).gamma(4.0, 0.25, db.shape)  # 4-look speckle in power
+    power = 10 ** (db / 10) * speckle
+    dn[strip] = np.clip(np.round(np.sqrt(power / 10 ** (-83.0 / 10))), 2, 65535).astype(np.uint16)
+    dn[size - strip_rows + 5:size - strip_rows + 10, size - 30:size - 20] = 1
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 1, gdal.GDT_UInt16, ["BLOCKYSIZE=1"])
+    ds.SetGeoTransform((135.0, step, 0.0, 35.0, 0.0, -step))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    ds.SetSpatialRef(srs)
+    band = ds.GetRasterBand(1)
+    band.SetNoDataValue(1)
+    band.WriteArray(dn)
     ds = None
     return str(path)

@@ -13,7 +13,7 @@ from model.inference.errors import (CancelledError, InferenceError, InputRasterE
                                     OptionError, OutputError)
 from model.inference.reader import BandReader
 
-from .factories import (expected_pixel_classes, write_context_lulc_model, write_foreign_onnx,
+from .factories import (expected_pixel_classes, write_context_lulc_model, write_foreign_onnx, write_nan_lulc_model,
                         write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)
 
 NODATA = -9999.0
@@ -201,7 +201,7 @@ def test_model_default_threshold_is_used(tmp_path, sar):
     np.testing.assert_array_equal(mask[valid], probability[valid] >= 0.9)
 
 
-def test_all_nodata_input_is_refused_after_the_scan_without_output(models, tmp_path):
+def test_all_nodata_input_is_refused_up_front_without_output(models, tmp_path):
     sar = write_sar_raster(tmp_path / "empty.tif", 90, 70, values=np.full((70, 90), NODATA))
     before = files_in(tmp_path)
     with pytest.raises(InputRasterError, match="no valid pixel"):
@@ -284,9 +284,9 @@ CASES = {
     "no CRS": (lambda t, s, m: dict(input_path=no_crs_raster(t)), InputRasterError,
                "no coordinate reference system.*Assign"),
     "unreadable raster": (lambda t, s, m: dict(input_path=unreadable_raster(t)), InputRasterError,
-                          "could not be opened"),
+                          "is not a raster GDAL can read.*such as a GeoTIFF"),
     "missing raster": (lambda t, s, m: dict(input_path=str(t / "nowhere.tif")), InputRasterError,
-                       "could not be opened"),
+                       "nowhere.tif. does not exist"),
     "foreign model": (lambda t, s, m: dict(model_path=write_foreign_onnx(t / "foreign.onnx")), ModelContractError,
                       "not a SAR LULC model.*'sarlulc_contract'.*CONTRACT.md"),
     "missing metadata key": (lambda t, s, m: dict(model_path=model_without(t, "norm_std")), ModelContractError,
@@ -310,6 +310,10 @@ CASES = {
                          OptionError, "only accepts tiles of 64 px"),
     "batch size": (lambda t, s, m: dict(options=RunOptions(batch_size=0)), OptionError, "Batch size 0 is invalid"),
     "unknown device": (lambda t, s, m: dict(options=RunOptions(device="tpu")), OptionError, "Unknown device 'tpu'"),
+    "calibration factor nan": (lambda t, s, m: dict(options=RunOptions(calibration_factor=float("nan"))),
+                               OptionError, "Calibration factor nan is invalid: give a finite value in dB"),
+    "model returns NaN": (lambda t, s, m: dict(model_path=write_nan_lulc_model(t / "nan.onnx")), ModelContractError,
+                          "returned NaN or infinite scores .*re-export it or choose another model"),
 }
 
 
@@ -370,3 +374,64 @@ def test_geographic_crs_is_copied(models, tmp_path):
     out, _ = read(segment(sar, tmp_path / "out.tif", models["lulc"]).output_path)
     assert out.GetSpatialRef().GetAuthorityCode(None) == "4326"
     assert out.GetGeoTransform() == pytest.approx((140.0, 0.0001, 0.0, 36.0, 0.0, -0.0001))
+
+
+def huge_sparse_raster(path, size=100_000, data_box=None):
+    """A size x size float32 GeoTIFF, sparse (unwritten blocks: nodata), data only in ``data_box``;
+    tiled when empty, one row per strip otherwise (so the sampled rows are cheap to read)."""
+    from osgeo import osr
+
+    layout = ["TILED=YES"] if data_box is None else ["BLOCKYSIZE=1"]
+    dataset = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 1, gdal.GDT_Float32,
+                                                   layout + ["SPARSE_OK=TRUE", "COMPRESS=DEFLATE", "BIGTIFF=YES"])
+    dataset.SetGeoTransform((500000.0, 10.0, 0.0, 4000000.0, 0.0, -10.0))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32654)
+    dataset.SetSpatialRef(srs)
+    band = dataset.GetRasterBand(1)
+    band.SetNoDataValue(NODATA)
+    if data_box is not None:
+        x, y, width, height = data_box
+        band.WriteArray(np.full((height, width), -12.0, np.float32), x, y)
+    dataset = None
+    return str(path)
+
+
+@pytest.mark.parametrize("data_box", [None, (50_001, 50_001, 20, 20)])
+def test_a_huge_raster_without_data_in_its_whole_raster_sample_is_refused_at_once(models, tmp_path, data_box):
+    """10^10 pixels: a block-by-block scan would take an hour; the decimated read answers at once
+    (an empty sparse file without reading a pixel)."""
+    sar = huge_sparse_raster(tmp_path / "huge.tif", data_box=data_box)
+    before = files_in(tmp_path)
+    for units in ("auto", "dB"):
+        with pytest.raises(InputRasterError, match="has no valid pixel: (every pixel|each of the 65[0-9]+ pixels read "
+                                                   "evenly over the whole raster).*Clip Raster by Extent"):
+            segment(sar, tmp_path / "lulc.tif", models["lulc"], options=RunOptions(input_units=units))
+    assert files_in(tmp_path) == before
+
+
+def test_tile_and_batch_sizes_are_bounded_by_the_memory_available(models, sar, tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 2 * 2**30)
+    with pytest.raises(OptionError, match=r"Tiles of 4096 px in batches of 4 need about \d+\.\d GiB of memory, more "
+                                          r"than the 1\.5 GiB this run may use .*tile size of at most (\d+) px"
+                       ) as refused:
+        segment(sar, tmp_path / "lulc.tif", models["lulc"], options=RunOptions(tile_size=4096, batch_size=4))
+    assert files_in(tmp_path) == ["sar.tif"]
+    # what the message proposes runs
+    largest_tile = int(str(refused.value).split("tile size of at most ")[1].split(" px")[0])
+    assert 32 <= largest_tile < 4096
+    segment(sar, tmp_path / "lulc.tif", models["lulc"], options=RunOptions(tile_size=largest_tile, batch_size=4))
+    db = source_db(sar)
+    np.testing.assert_array_equal(read(tmp_path / "lulc.tif")[1],
+                                  np.where(db == NODATA, 0, expected_pixel_classes(db)))
+
+
+def test_the_default_batch_size_shrinks_to_fit_in_memory_and_says_so(models, sar, tmp_path, monkeypatch):
+    fits_two = engine.run_memory_bytes(64, 2, len(CODES), 16, engine.DEFAULT_BLOCK_SIZE) / engine.MEMORY_SHARE
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda: int(fits_two) + 1)
+    messages = []
+    segment(sar, tmp_path / "lulc.tif", models["lulc"], log=messages.append)
+    assert any("Batch size lowered from 4 to 2 tiles to fit in the memory available" in m for m in messages)
+    assert any("batches of 2" in m for m in messages)
+    with pytest.raises(OptionError, match="batch size of at most 2"):
+        segment(sar, tmp_path / "again.tif", models["lulc"], options=RunOptions(batch_size=3))

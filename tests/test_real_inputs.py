@@ -17,12 +17,13 @@ from model.inference.__main__ import main as cli_main
 from model.inference.engine import RunOptions, detect_water, segment
 from model.inference.errors import CancelledError, InputRasterError, OptionError
 from model.inference.reader import BackscatterReader, BandReader, open_raster
-from model.inference.sar_input import InputUnits, power_to_db
+from model.inference.resample import decide_model_grid
+from model.inference.sar_input import InputUnits, detect_band_units, power_to_db, sample_valid_values
 from model.inference.windows import Window
 from model.simulate import metres_per_degree, simulate_scene, write_scene
 
-from .factories import (expected_pixel_classes, lulc_centres_db, write_context_lulc_model, write_pixel_lulc_model,
-                        write_pixel_water_model, write_sar_raster)
+from .factories import (expected_pixel_classes, lulc_centres_db, write_alos2_mosaic_tile, write_context_lulc_model,
+                        write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)
 
 LOOKS = 50.0  # multi-looked: class centres are 2.9 dB apart, the speckle about 0.6 dB
 
@@ -303,3 +304,66 @@ def test_command_line_flags_reach_the_engine(models, tmp_path, capsys):
     assert cli_main(["segment", str(sar), str(tmp_path / "bad.tif"), "--model", models["pixel"],
                      "--speckle-filter", "refined-lee", "--filter-size", "3"]) == 2
     assert "use 5, 7, 9, 11" in capsys.readouterr().err
+
+
+def test_coastal_alos2_mosaic_tile_with_nodata_1_is_detected_as_dn_and_mapped(models, tmp_path):
+    """A JAXA 25 m mosaic tile as downloaded: data in a thin strip along one edge, nodata 1, rows
+    as strips. A decimated read of the whole raster finds the strip; windows in its middle did not."""
+    tile = write_alos2_mosaic_tile(tmp_path / "N35E135_sl_HH.tif")
+    before = open(tile, "rb").read()
+    dataset = gdal.Open(tile)
+    sample = sample_valid_values(dataset, 1)
+    assert 0 < sample.size <= 65536 and sample.min() > 1  # only the strip, never nodata 1
+    assert detect_band_units(dataset, 1)[0] is InputUnits.DN
+
+    messages = []
+    report = detect_water(tile, tmp_path / "water.tif", models["water"], log=messages.append)
+    assert any("Input units: ALOS-2 DN, detected automatically" in m for m in messages), messages
+    _, water = read(report.output_path)
+    dn = dataset.GetRasterBand(1).ReadAsArray()
+    assert np.all(water[dn == 1] == 255), "nodata 1 stays nodata, also inside the strip"
+    strip = dn > 1
+    assert np.mean(water[strip] != 255) > 0.95
+    ocean = strip & (np.arange(dn.shape[1]) < 0.4 * dn.shape[1] - 3)
+    land = strip & (np.arange(dn.shape[1]) > 0.4 * dn.shape[1] + 3)
+    assert np.mean(water[ocean] == 1) > 0.95 and np.mean(water[land] == 0) > 0.95
+    assert open(tile, "rb").read() == before
+
+
+def test_int16_db_times_100_with_a_gdal_scale_reads_as_db(models, tmp_path):
+    db = np.round(np.linspace(-24, -2, 60 * 50).reshape(50, 60), 2)
+    reference = write_sar_raster(tmp_path / "float.tif", 60, 50, values=db)
+    scaled = write_sar_raster(tmp_path / "scaled.tif", 60, 50, dtype="int16", nodata=-32768, values=db * 100)
+    dataset = gdal.Open(scaled, gdal.GA_Update)
+    dataset.GetRasterBand(1).SetScale(0.01)
+    dataset = None
+    messages = []
+    segment(scaled, tmp_path / "scaled_classes.tif", models["pixel"], log=messages.append)
+    assert any("Input units: dB, detected automatically" in m for m in messages), messages
+    segment(reference, tmp_path / "float_classes.tif", models["pixel"])
+    np.testing.assert_array_equal(read(tmp_path / "scaled_classes.tif")[1], read(tmp_path / "float_classes.tif")[1])
+    np.testing.assert_array_equal(read(tmp_path / "scaled_classes.tif")[1], expected_pixel_classes(db))
+
+
+def test_web_mercator_far_from_the_equator_runs_on_a_true_10_m_grid(models, tmp_path):
+    """10 EPSG:3857 "metres" are 5 m on the ground at 60 deg N: the model grid is UTM at 10 m,
+    half as many pixels per axis, not the input's 10 CRS units."""
+    from osgeo import osr
+
+    wgs84, mercator = osr.SpatialReference(), osr.SpatialReference()
+    wgs84.ImportFromEPSG(4326)
+    mercator.ImportFromEPSG(3857)
+    for srs in (wgs84, mercator):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    x, y, _ = osr.CoordinateTransformation(wgs84, mercator).TransformPoint(10.0, 60.0)
+    sar = write_sar_raster(tmp_path / "mercator.tif", 200, 160, epsg=3857, pixel_size=10.0, origin=(x, y))
+    grid = decide_model_grid(gdal.Open(sar), 10.0)
+    assert grid is not None and osr.SpatialReference(wkt=grid.srs_wkt).GetAuthorityCode(None) == "32632"
+    assert grid.geotransform[1] == 10.0
+    assert abs(grid.width - 100) <= 3 and abs(grid.height - 80) <= 3
+    messages = []
+    report = segment(sar, tmp_path / "classes.tif", models["pixel"], log=messages.append)
+    assert any("input 5.0 m" in m and "EPSG:32632" in m for m in messages), messages
+    out, classes = read(report.output_path)
+    assert out.GetGeoTransform() == gdal.Open(sar).GetGeoTransform()
+    assert np.mean(classes > 0) > 0.95

@@ -102,10 +102,15 @@ def test_ambiguous_units_are_refused_naming_input_units(sarlulc_provider, lulc_m
     assert list((tmp_path / "out").iterdir()) == []
 
 
-@pytest.mark.parametrize("name, value", [("INPUT_UNITS", "amplitude"), ("INPUT_UNITS", 4),
-                                         ("SPECKLE_FILTER", "median"), ("OUTPUT_GRID", "utm")])
-def test_unknown_enum_values_are_still_refused(sarlulc_provider, lulc_model, sar_raster, tmp_path, name, value):
-    with pytest.raises(QgsProcessingException, match=f"Incorrect parameter value for {name}"):
+@pytest.mark.parametrize("name, value, message", [
+    ("INPUT_UNITS", "amplitude", "Unknown input units 'amplitude'. Choose one of: auto, ALOS-2 DN, linear power, dB"),
+    ("INPUT_UNITS", 4, "Unknown input units '4'. Choose one of: auto, ALOS-2 DN"),
+    ("SPECKLE_FILTER", "median", "Unknown speckle filter 'median'. Choose one of: none, Lee, refined Lee"),
+    ("OUTPUT_GRID", "utm", r"\(OUTPUT_GRID\): 'utm' is not one of its options: input raster grid, model grid"),
+])
+def test_unknown_enum_values_are_refused_naming_the_options(sarlulc_provider, lulc_model, sar_raster, tmp_path, name,
+                                                            value, message):
+    with pytest.raises(QgsProcessingException, match=message):
         processing.run("sarlulc:segment", {"INPUT": sar_raster, "MODEL": lulc_model, name: value,
                                            "OUTPUT": str(tmp_path / "classes.tif")})
     assert not (tmp_path / "classes.tif").exists()

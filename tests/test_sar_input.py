@@ -8,8 +8,9 @@ from osgeo import gdal, osr
 
 from model.inference.errors import InputRasterError, OptionError
 from model.inference.sar_input import (
-    InputUnits, SpeckleFilter, db_to_power, detect_band_units, detect_units, filter_halo, ground_pixel_size_m,
-    lee_filter, power_to_db, refined_lee_filter, sample_valid_values, speckle_filter_db, to_db, valid_mask)
+    InputUnits, SpeckleFilter, check_backscatter_band, check_units_fit, db_to_power, detect_band_units, detect_units,
+    filter_halo, ground_pixel_size_m, lee_filter, power_to_db, refined_lee_filter, sample_valid_values,
+    speckle_filter_db, to_db, valid_mask)
 from tests.factories import sar_db_field
 
 gdal.UseExceptions()
@@ -104,7 +105,7 @@ def test_no_valid_value_is_refused():
         detect_units(np.uint16, np.zeros(100, np.uint16))
 
 
-def test_sample_reads_windows_spread_over_the_raster_without_nodata():
+def test_sample_is_a_bounded_decimated_read_of_the_whole_raster_without_nodata():
     height, width = 300, 400
     values = np.arange(height * width, dtype=np.float32).reshape(height, width) + 1
     values[:, :50] = -9999.0
@@ -112,8 +113,31 @@ def test_sample_reads_windows_spread_over_the_raster_without_nodata():
     sample = sample_valid_values(ds, 1, max_pixels=900)
     assert 0 < sample.size <= 900 and not np.any(sample == -9999.0)
     rows, cols = (sample - 1) // width, (sample - 1) % width
-    assert rows.min() < height / 3 and rows.max() > 2 * height / 3
-    assert cols.min() < width / 3 and cols.max() > 2 * width / 3
+    # an even grid over everything: first and last rows and columns within one grid step of the edges
+    assert rows.min() < 12 and rows.max() > height - 12 and cols.min() < 62 and cols.max() > width - 12
+    assert len(np.unique(rows)) * len(np.unique(cols)) == sample.size  # a grid, each pixel once
+
+
+def test_sample_finds_data_in_a_thin_strip_along_an_edge_and_honours_nodata_1():
+    dn = np.ones((900, 900), np.uint16)  # nodata 1 everywhere ...
+    dn[-30:] = 3000                        # ... but a 30-row strip along the south edge
+    sample = sample_valid_values(_mem_raster(dn, nodata=1), 1, max_pixels=4096)
+    assert sample.size > 0 and np.all(sample == 3000)
+
+
+def test_sample_applies_the_band_scale_and_offset_and_honours_a_mask_band():
+    stored = np.full((40, 50), 1500, np.int16)
+    ds = gdal.GetDriverByName("MEM").Create("", 50, 40, 1, gdal.GDT_Int16)
+    band = ds.GetRasterBand(1)
+    band.WriteArray(stored)
+    band.SetScale(-0.01)
+    band.SetOffset(2.0)
+    band.CreateMaskBand(0)
+    mask = np.full((40, 50), 255, np.uint8)
+    mask[:, :25] = 0
+    band.GetMaskBand().WriteArray(mask)
+    sample = sample_valid_values(ds, 1)
+    assert sample.size == 40 * 25 and np.allclose(sample, -13.0)
 
 
 def test_detect_band_units_reads_a_dn_band_and_a_labelled_db_band():
@@ -124,6 +148,57 @@ def test_detect_band_units_reads_a_dn_band_and_a_labelled_db_band():
     bright_db = np.random.default_rng(5).uniform(-3.0, 12.0, (50, 60)).astype(np.float32)
     units, reason = detect_band_units(_mem_raster(bright_db, unit="dB"), 1)
     assert units is InputUnits.DB and "dB" in reason
+
+
+def test_a_band_labelled_db_is_db_when_its_values_can_be_and_refused_when_not():
+    integer_db = np.random.default_rng(6).integers(-25, 0, 5000).astype(np.int16)
+    units, reason = detect_units(np.int16, integer_db, hints=["Gamma0_HH", "dB"])
+    assert units is InputUnits.DB and "labelled dB" in reason
+    dn = _dn_scene().ravel()
+    with pytest.raises(InputRasterError, match="labelled dB .*cannot be dB.*INPUT_UNITS"):
+        detect_units(np.uint16, dn, hints=["HH", "dB"])
+    # a description that names DN and gives its formula in dB is not a dB label
+    assert detect_units(np.uint16, dn, hints=["HH DN (sigma0 = 10*log10(DN^2) - 83 dB)"])[0] is InputUnits.DN
+
+
+def test_8_bit_values_are_never_taken_for_alos2_dn():
+    stretched = np.random.default_rng(7).integers(40, 255, 5000).astype(np.uint8)
+    with pytest.raises(InputRasterError, match="8-bit values .*not ALOS-2 DN.*UInt16.*set INPUT_UNITS"):
+        detect_units(np.uint8, stretched)
+
+
+@pytest.mark.parametrize("declared, values, named", [
+    (InputUnits.DN, np.random.default_rng(8).uniform(-25, -2, 5000), "negative.*look like dB"),
+    (InputUnits.DB, _dn_scene().ravel(), "outside -100..40.*look like ALOS-2 DN"),
+    (InputUnits.LINEAR, np.random.default_rng(9).uniform(-25, -2, 5000), "negative.*look like dB"),
+    (InputUnits.DN, np.random.default_rng(10).uniform(0.001, 0.3, 5000), "below 1.*look like linear power"),
+])
+def test_input_units_contradicting_the_values_are_refused_naming_both(declared, values, named):
+    with pytest.raises(InputRasterError, match=f"INPUT_UNITS is {declared.value}, but .*{named}"):
+        check_units_fit(declared, values)
+    check_units_fit(detect_units(np.float64, values)[0], values)  # the right units pass
+
+
+def _multi_band(count, gdal_type, colours=()):
+    ds = gdal.GetDriverByName("MEM").Create("", 20, 10, count, gdal_type)
+    for index, colour in enumerate(colours, start=1):
+        ds.GetRasterBand(index).SetColorInterpretation(colour)
+    return ds
+
+
+def test_rgb_pictures_class_maps_and_complex_bands_are_not_backscatter():
+    rgb = _multi_band(3, gdal.GDT_Byte, (gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand))
+    with pytest.raises(InputRasterError, match="looks like an RGB image.*not SAR backscatter"):
+        check_backscatter_band(rgb, 2, "photo.tif")
+    paletted = _multi_band(1, gdal.GDT_Byte)
+    table = gdal.ColorTable()
+    table.SetColorEntry(1, (0, 0, 255, 255))
+    paletted.GetRasterBand(1).SetColorTable(table)
+    with pytest.raises(InputRasterError, match="colour table: it looks like a class map"):
+        check_backscatter_band(paletted, 1, "classes.tif")
+    with pytest.raises(InputRasterError, match=r"complex values \(CFloat32\).*intensity \|z\|²"):
+        check_backscatter_band(_multi_band(1, gdal.GDT_CFloat32), 1, "slc.tif")
+    check_backscatter_band(_multi_band(3, gdal.GDT_UInt16), 1, "hh_hv_vv.tif")  # 16-bit bands pass
 
 
 # ------------------------------------------------------------------ speckle filters
@@ -238,11 +313,27 @@ def test_ground_pixel_size_of_a_geographic_raster_at_35_degrees():
 
 
 def test_ground_pixel_size_of_projected_rasters_in_metres_and_feet():
+    # UTM on its central meridian: scale 0.9996, so 25 grid metres are 25.01 m on the ground
     ds = _mem_raster(np.ones((10, 10), np.float32), epsg=32654, geotransform=(500000, 25.0, 0, 4e6, 0, -25.0))
-    assert ground_pixel_size_m(ds) == pytest.approx((25.0, 25.0))
-    # NAD83 / California zone 5 (ftUS): 30 US survey feet
+    assert ground_pixel_size_m(ds) == pytest.approx((25.0 / 0.9996,) * 2, rel=1e-5)
+    # NAD83 / California zone 5 (ftUS): 30 US survey feet, a conformal zone with scale within 1e-3 of 1
     ds = _mem_raster(np.ones((10, 10), np.float32), epsg=2229, geotransform=(6e6, 30.0, 0, 2e6, 0, -30.0))
-    assert ground_pixel_size_m(ds) == pytest.approx((30 * 1200 / 3937,) * 2, rel=1e-9)
+    assert ground_pixel_size_m(ds) == pytest.approx((30 * 1200 / 3937,) * 2, rel=1e-3)
+
+
+def test_ground_pixel_size_in_web_mercator_is_the_true_size_on_the_ground():
+    """EPSG:3857 "metres" are 1/cos(latitude) ground metres: 10 of them are 5 m at 60 deg N."""
+    wgs84, mercator = osr.SpatialReference(), osr.SpatialReference()
+    wgs84.ImportFromEPSG(4326)
+    mercator.ImportFromEPSG(3857)
+    for srs in (wgs84, mercator):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    x, y, _ = osr.CoordinateTransformation(wgs84, mercator).TransformPoint(10.0, 60.0)
+    ds = _mem_raster(np.ones((100, 100), np.float32), epsg=3857, geotransform=(x - 500, 10.0, 0, y + 500, 0, -10.0))
+    dx, dy = ground_pixel_size_m(ds)
+    step_degrees = math.degrees(10.0 / 6378137.0)  # a 10 m step of the Web Mercator sphere's equator
+    assert dx == pytest.approx(_geodesic_step_m(10.0, 60.0, step_degrees, 0.0), rel=1e-3)
+    assert dx == pytest.approx(5.0, rel=5e-3) and dy == pytest.approx(5.0, rel=5e-3)
 
 
 def test_ground_pixel_size_needs_a_crs():

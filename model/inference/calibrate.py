@@ -15,7 +15,8 @@ from osgeo import gdal
 
 from .errors import CancelledError, InputRasterError
 from .reader import open_raster, reading
-from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, db_to_power, to_db, valid_mask
+from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, band_scaling, check_backscatter_band,
+                        check_calibration_factor, db_to_power, to_db, valid_mask)
 from .windows import Window
 from .writer import OutputRaster, all_or_none, check_free_space, check_outputs, raster_bytes
 
@@ -24,20 +25,35 @@ gdal.UseExceptions()
 OUTPUT_NODATA = -9999.0
 OUTPUT_UNITS = ("db", "linear")
 _WINDOW = 1024  # pixels per side read and written at a time (4 output tiles)
-_INTEGER_TYPES = (gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32)
+_DN_TYPES = (gdal.GDT_UInt16, gdal.GDT_UInt32)
+_INTEGER_TYPES = (gdal.GDT_Byte, gdal.GDT_Int16, gdal.GDT_Int32) + _DN_TYPES
 
 
 def _open_dn_raster(input_path, band: int) -> gdal.Dataset:
-    """The input, once its ``band`` is known to hold integer DN."""
+    """The input, once its ``band`` is known to hold unsigned 16/32-bit DN without a GDAL scale."""
     dataset = open_raster(input_path)
     if not 1 <= band <= dataset.RasterCount:
         raise InputRasterError(f"Band {band} does not exist: '{input_path}' has {dataset.RasterCount} band(s).")
+    check_backscatter_band(dataset, band, str(input_path))
     source = dataset.GetRasterBand(band)
+    type_name = gdal.GetDataTypeName(source.DataType)
     if source.DataType not in _INTEGER_TYPES:
         raise InputRasterError(
-            f"Band {band} holds {gdal.GetDataTypeName(source.DataType)} values, but ALOS-2 DN are integers "
+            f"Band {band} holds {type_name} values, but ALOS-2 DN are integers "
             "(UInt16): the raster looks calibrated already; use it directly and set INPUT_UNITS to dB or "
             "linear power.")
+    if source.DataType not in _DN_TYPES:
+        kind = "8-bit" if source.DataType == gdal.GDT_Byte else "signed integer"
+        raise InputRasterError(
+            f"Band {band} holds {kind} values ({type_name}), but ALOS-2 DN are unsigned 16-bit amplitudes "
+            f"(UInt16): this is not an ALOS-2 DN product (signed integers are often scaled dB; 8-bit values a "
+            f"stretched picture). Calibrate only JAXA DN rasters.")
+    scaling = band_scaling(source)
+    if scaling is not None:
+        scale, offset = scaling
+        raise InputRasterError(
+            f"Band {band} has a GDAL scale/offset (value = stored x {scale:g} + {offset:g}), so it holds scaled "
+            f"physical values, not raw ALOS-2 DN. Use it directly with SAR LULC Segment or Water Detect.")
     return dataset
 
 
@@ -50,6 +66,7 @@ def calibrate_dn(input_path, output_path, band: int = 1, units: str = "db",
     """
     if units not in OUTPUT_UNITS:
         raise ValueError(f"units must be one of {OUTPUT_UNITS}, not {units!r}")
+    check_calibration_factor(calibration_factor)
     dataset = _open_dn_raster(input_path, band)
     source = dataset.GetRasterBand(band)
     output_path = check_outputs({"output": output_path}, {"input raster": input_path},

@@ -20,11 +20,13 @@ from osgeo import gdal, osr
 
 from .blending import BlockAccumulator, blend_weights, to_probabilities
 from .errors import CancelledError, InputRasterError, ModelContractError, OptionError
+from .memory import MEMORY_SHARE, available_memory_bytes, run_memory_bytes
 from .metadata import NORM_SCENE, TILE_MULTIPLE, ModelContract, bundled_model_path
 from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input, reading
 from .resample import ModelGrid, decide_model_grid, open_on_model_grid
-from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, detect_band_units, filter_halo,
-                        ground_pixel_size_m, sample_valid_values)
+from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, check_calibration_factor,
+                        check_units_fit, detect_band_units, filter_halo, ground_pixel_size_m, sample_shape,
+                        sample_valid_values)
 from .session import DEVICES, ModelSession
 from .windows import TilePlan, Window
 from .writer import (OutputRaster, PendingFiles, all_or_none, check_free_space, check_outputs, hidden_path,
@@ -124,11 +126,8 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     log = log or (lambda message: None)
     progress = progress or (lambda percent: None)
     is_cancelled = is_cancelled or (lambda: False)
-    if options.device not in DEVICES:
-        raise OptionError(f"Unknown device '{options.device}'. Choose one of: {', '.join(DEVICES)}.")
-    speckle_filter = _speckle_filter(options)
-    if options.output_grid not in OUTPUT_GRIDS:
-        raise OptionError(f"Unknown output grid '{options.output_grid}'. Choose one of: {', '.join(OUTPUT_GRIDS)}.")
+    check_options(options)
+    speckle_filter = SpeckleFilter(options.speckle_filter)
 
     # Everything is checked before any output file exists.
     dataset = open_raster(input_path)
@@ -142,7 +141,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     output_path, extra_path = outputs["output"], outputs.get(extra_label)
     session = ModelSession(model_path, options.device)
     contract = ModelContract.from_metadata(session.metadata, str(model_path), expected_task=task)
-    settings = _settings(options, contract, session.fixed_tile_size)
+    settings = _settings(options, contract, session.fixed_tile_size, log)
 
     log(f"Model: {contract.model_name}" + (f" (trained on {contract.trained_on})" if contract.trained_on else ""))
     log(f"Execution provider: {session.providers[0]}")
@@ -210,36 +209,104 @@ def _scene_statistics(source: BackscatterReader, input_path, band: int) -> Scene
     return SceneStatistics.of(sample)
 
 
-def _speckle_filter(options: RunOptions) -> SpeckleFilter:
+def check_options(options: RunOptions) -> None:
+    """Every check of the run options that needs neither the model nor the raster, with the
+    messages users see (QGIS runs it when it checks the parameters, before a run); the model's
+    defaults and limits are checked again once the model is loaded."""
+    if options.device not in DEVICES:
+        raise OptionError(f"Unknown device '{options.device}'. Choose one of: {', '.join(DEVICES)}.")
     try:
         speckle_filter = SpeckleFilter(options.speckle_filter)
     except ValueError:
         raise OptionError(f"Unknown speckle filter '{options.speckle_filter}'. Choose one of: "
                           f"{', '.join(f.value for f in SpeckleFilter)}.") from None
     filter_halo(speckle_filter, options.filter_size)  # refuses a window size the filter does not support
-    return speckle_filter
-
-
-def _input_units(options: RunOptions, dataset: gdal.Dataset, source_name: str, log) -> InputUnits:
-    """The units of the input band: the user's choice, or detected from a sample (decision logged)."""
+    if options.output_grid not in OUTPUT_GRIDS:
+        raise OptionError(f"Unknown output grid '{options.output_grid}'. Choose one of: {', '.join(OUTPUT_GRIDS)}.")
     try:
-        units = InputUnits(options.input_units)
+        InputUnits(options.input_units)
     except ValueError:
         raise OptionError(f"Unknown input units '{options.input_units}'. Choose one of: "
                           f"{', '.join(u.value for u in InputUnits)}.") from None
+    check_calibration_factor(options.calibration_factor)
+    if options.tile_size is not None:
+        _check_tile_size(options.tile_size)
+    if options.tile_overlap is not None:
+        _check_overlap(options.tile_overlap, options.tile_size)
+    if options.batch_size is not None:
+        _check_batch_size(options.batch_size)
+    if options.water_threshold is not None:
+        _check_threshold(options.water_threshold)
+    if options.block_size < TILE_MULTIPLE:
+        raise OptionError(f"Block size {options.block_size} is invalid: use at least {TILE_MULTIPLE} px.")
+
+
+def _check_tile_size(tile: int, model_default: int | None = None) -> None:
+    if tile < TILE_MULTIPLE or tile % TILE_MULTIPLE:
+        default = f"; the model's default is {model_default}" if model_default else ""
+        raise OptionError(f"Tile size {tile} is invalid: it must be a positive multiple of {TILE_MULTIPLE} "
+                          f"(the model downsamples by {TILE_MULTIPLE}){default}.")
+
+
+def _check_overlap(overlap: int, tile: int | None) -> None:
+    if overlap < 0 or (tile is not None and 2 * overlap >= tile):
+        if tile is None:
+            raise OptionError(f"Overlap {overlap} is invalid: it must be at least 0 and less than half the "
+                              f"tile size.")
+        raise OptionError(f"Overlap {overlap} is invalid for {tile} px tiles: it must be at least 0 and less "
+                          f"than half the tile size (below {(tile + 1) // 2}).")
+
+
+def _check_batch_size(batch: int) -> None:
+    if batch < 1:
+        raise OptionError(f"Batch size {batch} is invalid: use 1 or more.")
+
+
+def _check_threshold(threshold: float, model_default: float | None = None) -> None:
+    if not 0.0 < threshold < 1.0:
+        default = f" (the model's default is {model_default})" if model_default is not None else ""
+        raise OptionError(f"Water threshold {threshold} is invalid: choose a probability between 0 and 1"
+                          f"{default}.")
+
+
+def _input_units(options: RunOptions, dataset: gdal.Dataset, source_name: str, log) -> InputUnits:
+    """The units of the input band: the user's choice, checked against the values, or detected
+    from them (decision logged). Both from one decimated read of the whole raster, which also
+    refuses a raster without valid data at once, however large."""
+    units = InputUnits(options.input_units)
+    sample = sample_valid_values(dataset, options.band)
+    _check_sample_has_data(sample, units, dataset, options.band, source_name)
     if units is not InputUnits.AUTO:
+        check_units_fit(units, sample)
         log(f"Input units: {units.value} (as set by INPUT_UNITS)" + _conversion_note(units, options))
         return units
-    sample = sample_valid_values(dataset, options.band)
-    if not np.any(np.isfinite(sample) & (sample != 0)):
-        raise InputRasterError(
-            f"Band {options.band} of '{source_name}' has no valid pixel in the 9 windows sampled to detect its "
-            f"units: every sampled pixel is nodata or 0. Check the band and the raster's nodata value; if only "
-            f"parts of the raster hold data, set INPUT_UNITS to ALOS-2 DN, linear power or dB.")
-    units, reason = detect_band_units(dataset, options.band)
+    units, reason = detect_band_units(dataset, options.band, sample=sample)
     log(f"Input units: {units.value}, detected automatically from {reason}; if that is wrong, set INPUT_UNITS"
         + _conversion_note(units, options))
     return units
+
+
+def _check_sample_has_data(sample: np.ndarray, units: InputUnits, dataset: gdal.Dataset, band: int,
+                           source_name: str) -> None:
+    """Refuse a band whose decimated whole-raster sample holds no valid pixel (0 is DN and linear
+    power fill, and cannot tell units apart; negative values are left to `check_units_fit`)."""
+    usable = sample if units is InputUnits.DB else sample[sample != 0]
+    if usable.size:
+        return
+    width, height = dataset.RasterXSize, dataset.RasterYSize
+    columns, rows = sample_shape(width, height)
+    nodata = dataset.GetRasterBand(band).GetNoDataValue()
+    fill = f"nodata ({nodata:g})" if nodata is not None else "masked"
+    fill += "" if units is InputUnits.DB else " or 0"
+    if (columns, rows) == (width, height):
+        where = f"every pixel is {fill}"
+    else:
+        where = (f"each of the {columns * rows} pixels read evenly over the whole raster (one every "
+                 f"{width / columns:.0f} columns and {height / rows:.0f} rows) is {fill}")
+    raise InputRasterError(
+        f"Band {band} of '{source_name}' has no valid pixel: {where}. Check the band and the raster's nodata "
+        f"value; if its data covers only a small part of a large raster, clip the raster to the data "
+        f"(Raster ▸ Extraction ▸ Clip Raster by Extent) and run on that.")
 
 
 def _conversion_note(units: InputUnits, options: RunOptions) -> str:
@@ -302,31 +369,58 @@ def _resolve_model_path(task: str, model_path) -> pathlib.Path:
     return bundled
 
 
-def _settings(options: RunOptions, contract: ModelContract, fixed_tile_size: int | None) -> _Settings:
+def _settings(options: RunOptions, contract: ModelContract, fixed_tile_size: int | None, log) -> _Settings:
     """Merge options with the model's defaults and check them, with messages saying what to change."""
     tile = options.tile_size or fixed_tile_size or contract.tile_size
     if fixed_tile_size and tile != fixed_tile_size:
         raise OptionError(f"This model only accepts tiles of {fixed_tile_size} px (fixed in its graph); "
                           f"set the tile size to {fixed_tile_size} or leave it empty.")
-    if tile < TILE_MULTIPLE or tile % TILE_MULTIPLE:
-        raise OptionError(f"Tile size {tile} is invalid: it must be a positive multiple of {TILE_MULTIPLE} "
-                          f"(the model downsamples by {TILE_MULTIPLE}); the model's default is {contract.tile_size}.")
+    _check_tile_size(tile, contract.tile_size)
     overlap = contract.tile_overlap if options.tile_overlap is None else options.tile_overlap
-    if overlap < 0 or 2 * overlap >= tile:
-        raise OptionError(f"Overlap {overlap} is invalid for {tile} px tiles: it must be at least 0 and less "
-                          f"than half the tile size (below {(tile + 1) // 2}).")
+    _check_overlap(overlap, tile)
     batch = DEFAULT_BATCH_SIZE if options.batch_size is None else options.batch_size
-    if batch < 1:
-        raise OptionError(f"Batch size {batch} is invalid: use 1 or more.")
-    if options.block_size < TILE_MULTIPLE:
-        raise OptionError(f"Block size {options.block_size} is invalid: use at least {TILE_MULTIPLE} px.")
+    _check_batch_size(batch)
+    channels = len(contract.classes) if contract.task == "lulc" else 1
+    batch = _fit_in_memory(tile, overlap, batch, channels, options, fixed_tile_size, log)
     threshold = None
     if contract.task == "water":
         threshold = contract.water_threshold if options.water_threshold is None else options.water_threshold
-        if not 0.0 < threshold < 1.0:
-            raise OptionError(f"Water threshold {threshold} is invalid: choose a probability between 0 and 1 "
-                              f"(the model's default is {contract.water_threshold}).")
+        _check_threshold(threshold, contract.water_threshold)
     return _Settings(tile, overlap, batch, threshold)
+
+
+def _fit_in_memory(tile: int, overlap: int, batch: int, channels: int, options: RunOptions,
+                   fixed_tile_size: int | None, log) -> int:
+    """The batch size to run with: ``batch`` when the run fits in the memory available, a smaller
+    default batch (logged), or an OptionError naming the largest tile and batch sizes that fit."""
+    available = available_memory_bytes()
+    if available is None:
+        return batch
+    budget = MEMORY_SHARE * available
+
+    def need(tile_size, batch_size):
+        return run_memory_bytes(tile_size, batch_size, channels, overlap, options.block_size)
+
+    if need(tile, batch) <= budget:
+        return batch
+    largest_batch = next((b for b in range(batch - 1, 0, -1) if need(tile, b) <= budget), 0)
+    if options.batch_size is None and largest_batch:
+        log(f"Batch size lowered from {batch} to {largest_batch} tiles to fit in the memory available "
+            f"({available / 2**30:.1f} GiB)")
+        return largest_batch
+    fitting_tiles = [t for t in range(max(TILE_MULTIPLE, 2 * overlap + TILE_MULTIPLE), tile, TILE_MULTIPLE)
+                     if 2 * overlap < t and need(t, batch) <= budget]
+    advice = []
+    if largest_batch:
+        advice.append(f"a batch size of at most {largest_batch}")
+    if fitting_tiles and not fixed_tile_size:
+        advice.append(f"a tile size of at most {fitting_tiles[-1]} px with {batch} tile(s) per batch")
+    if not advice:
+        advice.append("smaller tiles, a smaller overlap, or a machine with more memory")
+    raise OptionError(
+        f"Tiles of {tile} px in batches of {batch} need about {need(tile, batch) / 2**30:.1f} GiB of memory, more "
+        f"than the {budget / 2**30:.1f} GiB this run may use ({MEMORY_SHARE:.0%} of the "
+        f"{available / 2**30:.1f} GiB available). Use {' or '.join(advice)}.")
 
 
 def _output_specs(task, contract: ModelContract, output_path, extra_path) -> list[_OutputSpec]:
@@ -477,11 +571,19 @@ def _tile_input(model_input: np.ndarray, read_window: Window, tile: Window) -> n
 
 
 def _check_scores(scores: np.ndarray, input_shape, channels: int, model_path: str) -> None:
+    """Refuse scores of the wrong shape, and NaN or infinite scores (they would make a confident,
+    meaningless map: NaN compares false everywhere)."""
     expected = (input_shape[0], channels) + tuple(input_shape[2:])
     if scores.shape != expected:
         raise ModelContractError(
             f"The model '{model_path}' returned scores of shape {scores.shape} for input {tuple(input_shape)}; "
             f"its metadata promises {expected} (N, classes, H, W). See model/inference/CONTRACT.md.")
+    finite = np.isfinite(scores)
+    if not finite.all():
+        raise ModelContractError(
+            f"The model '{model_path}' returned NaN or infinite scores ({1 - finite.mean():.0%} of the values of "
+            f"a batch of {input_shape[0]} tile(s)), so its map would be meaningless. The model file is broken "
+            f"(for example exported after training diverged): re-export it or choose another model.")
 
 
 def _write_block(task, probabilities, valid, block, contract, settings, outputs) -> None:

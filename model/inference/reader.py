@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,24 +12,30 @@ from osgeo import gdal
 
 from .errors import InputRasterError
 from .metadata import NORM_SCENE, ModelContract
-from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, filter_halo, sample_valid_values,
-                        speckle_filter_db, to_db, valid_mask)
+from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, apply_scaling, band_scaling,
+                        check_backscatter_band, filter_halo, sample_valid_values, speckle_filter_db, to_db,
+                        valid_mask)
 from .windows import Window
 
 gdal.UseExceptions()
 
 
 def open_raster(path, role: str = "input raster") -> gdal.Dataset:
-    """Open ``path`` read-only (nothing is written beside it), or explain why it cannot be read.
-
-    The first and last blocks are read at once, so a truncated file is refused before any work."""
+    """Open ``path`` read-only (nothing is written beside it), or explain why it cannot be read
+    (missing, a folder, not a raster, damaged). The first and last blocks are read at once, so a
+    truncated file is refused before any work."""
     try:
         dataset = gdal.Open(str(path), gdal.GA_ReadOnly)
     except RuntimeError as error:
-        raise InputRasterError(
-            f"The {role} '{path}' could not be opened ({error}). Check that the file exists and is a complete "
-            f"raster GDAL can read, such as a GeoTIFF; a damaged or truncated file must be copied or "
-            f"downloaded again.") from error
+        local = pathlib.Path(str(path))
+        if local.is_dir():
+            problem = "is a folder; choose the raster file itself"
+        elif not local.exists() and not str(path).startswith("/vsi") and ":" not in str(path)[2:]:
+            problem = "does not exist; check the path"
+        else:
+            problem = (f"could not be opened: it is not a raster GDAL can read ({error}). Choose a raster file such "
+                       f"as a GeoTIFF; a damaged or truncated file must be copied or downloaded again")
+        raise InputRasterError(f"The {role} '{path}' {problem}.") from error
     if dataset is None:
         raise InputRasterError(f"The {role} '{path}' could not be opened. Check the path and the format.")
     with reading(path, role):
@@ -94,20 +101,26 @@ class BandReader:
                 f"Choose a band between 1 and {count}.")
         if require_crs:  # off for training data read in place on a nominal grid
             check_georeferenced(dataset, source_name)
+        check_backscatter_band(dataset, band_index, source_name)
         self.dataset = dataset
         self.band_index = band_index
         self.band = dataset.GetRasterBand(band_index)
         self.width, self.height = dataset.RasterXSize, dataset.RasterYSize
         self.nodata = self.band.GetNoDataValue()
+        self.scaling = band_scaling(self.band)
         self._mask_all_valid = bool(self.band.GetMaskFlags() & gdal.GMF_ALL_VALID)
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """(values float32, valid bool) for ``window``; invalid = nodata, masked out, or not finite."""
+        """(values float32, valid bool) for ``window``, the band's GDAL scale/offset applied;
+        invalid = nodata, masked out, or not finite."""
         args = (window.x, window.y, window.width, window.height)
-        values = self.band.ReadAsArray(*args).astype(np.float32, copy=False)
-        valid = np.isfinite(values)
+        values = self.band.ReadAsArray(*args)
         if not self._mask_all_valid:
-            valid &= self.band.GetMaskBand().ReadAsArray(*args) != 0
+            valid = self.band.GetMaskBand().ReadAsArray(*args) != 0
+        else:
+            valid = np.ones(values.shape, bool)
+        values = apply_scaling(values, self.scaling).astype(np.float32, copy=False)
+        valid &= np.isfinite(values)
         return values, valid
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .errors import CancelledError, InputRasterError, OutputError
-from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, ground_pixel_size_m
+from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, band_scaling, ground_pixel_size_m
 
 gdal.UseExceptions()
 
@@ -29,6 +29,8 @@ RESAMPLING_TO_MODEL = ("average", "bilinear")
 RESAMPLING_TO_INPUT = ("nearest", "bilinear")
 DEFAULT_CREATION_OPTIONS = ("TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER")
 
+MAX_SCALE_ERROR = 0.01
+"""Largest scale error of a projected CRS at the raster's centre for the model grid to stay in it."""
 _DB_LUT_STEP = 0.1          # dB; linear interpolation of 10^(x/10) between knots: < 0.0003 dB error
 _DB_LUT_RANGE = (-80.0, 40.0)
 
@@ -104,16 +106,24 @@ def model_grid(dataset: gdal.Dataset, gsd_m: float) -> ModelGrid:
         raise InputRasterError("The input raster has no coordinate reference system; assign one "
                                "(Raster ▸ Projections ▸ Assign Projection) and run again.")
     dx_m, dy_m = ground_pixel_size_m(dataset)
+    gt = dataset.GetGeoTransform()
     if srs.IsProjected():
+        nominal = np.array([math.hypot(gt[1], gt[4]), math.hypot(gt[2], gt[5])]) * srs.GetLinearUnits()
+        scale = nominal / np.array([dx_m, dy_m])  # CRS metres per ground metre at the centre
+    if srs.IsProjected() and np.all(np.abs(scale - 1) <= MAX_SCALE_ERROR):
         target = srs.Clone()
         step = gsd_m / srs.GetLinearUnits()
         crs_name = target.GetName()
     else:
+        # Degrees, or a projection whose metres are not ground metres here (Web Mercator away from
+        # the equator): a grid that is really gsd_m on the ground, in the UTM zone of the centre.
         epsg = utm_epsg(*_centre_lon_lat(dataset))
         target = osr.SpatialReference()
         target.ImportFromEPSG(epsg)
         step = gsd_m
         crs_name = f"EPSG:{epsg} ({target.GetName()})"
+        if srs.IsProjected():
+            crs_name += f", as {srs.GetName()} has a scale of {max(scale, key=lambda k: abs(k - 1)):.3f} here"
     left, bottom, right, top = _footprint_bounds(dataset, target)
     left, bottom = math.floor(left / step + 1e-9) * step, math.floor(bottom / step + 1e-9) * step
     right, top = math.ceil(right / step - 1e-9) * step, math.ceil(top / step - 1e-9) * step
@@ -146,16 +156,22 @@ def power_view(dataset: gdal.Dataset, band: int, units: InputUnits,
         raise ValueError("power_view needs resolved units; run detect_units for INPUT_UNITS=auto")
     source = dataset.GetRasterBand(band)
     nodata = source.GetNoDataValue()
+    # value = stored * scale + offset (the band's GDAL scaling), then converted to power
+    scale, offset = band_scaling(source) or (1.0, 0.0)
+    linear = "" if (scale, offset) == (1.0, 0.0) else \
+        f"<ScaleOffset>{offset!r}</ScaleOffset><ScaleRatio>{scale!r}</ScaleRatio>"
     if units is InputUnits.DN:
         nodata = 0 if nodata is None else nodata          # DN 0 maps to power 0 = nodata anyway
         top = 65535.0
-        scaling = (f"<Exponent>2</Exponent><SrcMin>0</SrcMin><SrcMax>{top!r}</SrcMax><DstMin>0</DstMin>"
+        # power = CF * (value / top)^2 * top^2, (value / top) = (stored - low) / (high - low)
+        low, high = -offset / scale, (top - offset) / scale
+        scaling = (f"<Exponent>2</Exponent><SrcMin>{low!r}</SrcMin><SrcMax>{high!r}</SrcMax><DstMin>0</DstMin>"
                    f"<DstMax>{top * top * 10 ** (calibration_factor / 10)!r}</DstMax>")
     elif units is InputUnits.DB:
         knots = np.arange(_DB_LUT_RANGE[0], _DB_LUT_RANGE[1] + _DB_LUT_STEP / 2, _DB_LUT_STEP)
-        scaling = "<LUT>" + ",".join(f"{k:.4f}:{10 ** (k / 10):.9g}" for k in knots) + "</LUT>"
+        scaling = linear + "<LUT>" + ",".join(f"{k:.4f}:{10 ** (k / 10):.9g}" for k in knots) + "</LUT>"
     else:
-        scaling = ""
+        scaling = linear
     nodata_xml = "" if nodata is None else f"<NODATA>{nodata!r}</NODATA>"
     gt = ",".join(repr(v) for v in dataset.GetGeoTransform())
     xml = (f'<VRTDataset rasterXSize="{dataset.RasterXSize}" rasterYSize="{dataset.RasterYSize}">'

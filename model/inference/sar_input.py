@@ -13,7 +13,7 @@ import re
 from enum import Enum
 
 import numpy as np
-from osgeo import gdal
+from osgeo import gdal, osr
 
 from .errors import InputRasterError, OptionError
 
@@ -25,6 +25,13 @@ DEFAULT_LOOKS = 1.0
 strongest smoothing of homogeneous areas). Pass the product's ENL to smooth less."""
 
 _TINY_POWER = 1e-10  # -100 dB: floor for log10 of non-positive linear power
+
+
+def check_calibration_factor(calibration_factor: float) -> None:
+    """Refuse a calibration factor that would turn every DN into NaN or infinity."""
+    if not math.isfinite(calibration_factor):
+        raise OptionError(f"Calibration factor {calibration_factor} is invalid: give a finite value in dB "
+                          f"(PALSAR-2: {ALOS2_CALIBRATION_FACTOR_DB}).")
 
 
 class InputUnits(str, Enum):
@@ -43,32 +50,84 @@ class SpeckleFilter(str, Enum):
 
 
 _UNITS_ADVICE = "set INPUT_UNITS to ALOS-2 DN, linear power or dB"
+DB_RANGE = (-100.0, 40.0)
+"""Values sigma0/gamma0 in dB can take (natural targets -40..+20 dB); outside it, a band is not dB."""
+
+
+def band_scaling(raster_band: gdal.Band) -> tuple[float, float] | None:
+    """The band's GDAL (scale, offset), value = stored * scale + offset; None when it has none."""
+    scale, offset = raster_band.GetScale(), raster_band.GetOffset()
+    scale = 1.0 if scale in (None, 0) else scale
+    offset = offset or 0.0
+    return None if (scale, offset) == (1.0, 0.0) else (scale, offset)
+
+
+def apply_scaling(values: np.ndarray, scaling: tuple[float, float] | None) -> np.ndarray:
+    """Stored values to what they mean (GDAL scale/offset), as QGIS shows them; float64 when scaled."""
+    if scaling is None:
+        return values
+    scale, offset = scaling
+    return values.astype(np.float64) * scale + offset
+
+
+def check_backscatter_band(dataset: gdal.Dataset, band: int, source_name: str) -> None:
+    """Refuse bands that cannot be backscatter whatever INPUT_UNITS says: complex values, colour
+    channels of an 8-bit picture, palette (class map) bands."""
+    raster_band = dataset.GetRasterBand(band)
+    type_name = gdal.GetDataTypeName(raster_band.DataType)
+    if gdal.DataTypeIsComplex(raster_band.DataType):
+        raise InputRasterError(
+            f"Band {band} of '{source_name}' holds complex values ({type_name}), as in a single-look complex "
+            f"(SLC) product; the model needs backscatter intensity. Compute the intensity |z|² first "
+            f"(e.g. with SNAP, or gdal_translate with a VRT pixel function 'intensity'), terrain-correct it, "
+            f"and run on that raster.")
+    colours = {dataset.GetRasterBand(i).GetColorInterpretation() for i in range(1, dataset.RasterCount + 1)}
+    if raster_band.DataType == gdal.GDT_Byte and {gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand} <= colours:
+        raise InputRasterError(
+            f"'{source_name}' looks like an RGB image (8-bit red, green and blue bands), not SAR backscatter. "
+            f"Run on the SAR product itself: one band of HH backscatter as ALOS-2 DN, linear power or dB.")
+    if raster_band.GetColorInterpretation() == gdal.GCI_PaletteIndex or raster_band.GetColorTable() is not None:
+        raise InputRasterError(
+            f"Band {band} of '{source_name}' has a colour table: it looks like a class map or a paletted "
+            f"picture, not SAR backscatter. Run on the SAR product: HH backscatter as ALOS-2 DN, linear "
+            f"power or dB.")
+
+
+def sample_shape(width: int, height: int, max_pixels: int = 65536) -> tuple[int, int]:
+    """(columns, rows) of an evenly decimated grid over a raster with at most ``max_pixels`` cells."""
+    factor = max(1.0, math.sqrt(width * height / max(1, max_pixels)))
+    columns = max(1, min(width, int(width / factor)))
+    rows = max(1, min(height, max_pixels // columns))
+    return columns, rows
 
 
 def sample_valid_values(dataset: gdal.Dataset, band: int, nodata: float | None = None,
                         max_pixels: int = 65536) -> np.ndarray:
-    """Valid pixel values from a 3 x 3 grid of windows spread over the raster (never the whole raster).
+    """Valid raw values of a decimated read of the WHOLE raster: at most ``max_pixels`` pixels on an
+    even grid (nearest neighbour; GDAL reads from overviews when the file has them), so a scene
+    whose data covers only a strip or a corner is sampled where its data is.
 
-    Excludes `nodata` (the band's nodata when None) and non-finite values.
+    Raw: as the band stores them with its GDAL scale/offset applied (float64 then), not converted
+    to dB. Excludes `nodata` (the band's nodata when None), pixels of a mask or alpha band, and
+    non-finite values. Memory stays bounded on any raster size, and the read touches at most one
+    row of blocks per sampled row (one row per strip for strip-organised files).
     """
     raster_band = dataset.GetRasterBand(band)
     if nodata is None:
         nodata = raster_band.GetNoDataValue()
     width, height = dataset.RasterXSize, dataset.RasterYSize
-    per_axis = 3
-    edge = max(1, int(math.sqrt(max_pixels / per_axis**2)))
-    win_w, win_h = min(edge, width), min(edge, height)
-    chunks = []
-    for row in range(per_axis):
-        for col in range(per_axis):
-            x0 = round((width - win_w) * (col + 0.5) / per_axis)
-            y0 = round((height - win_h) * (row + 0.5) / per_axis)
-            values = raster_band.ReadAsArray(x0, y0, win_w, win_h).ravel()
-            keep = np.isfinite(values) if values.dtype.kind == "f" else np.ones(values.shape, bool)
-            if nodata is not None:
-                keep &= values != nodata
-            chunks.append(values[keep])
-    return np.concatenate(chunks)
+    flags, _ = raster_band.GetDataCoverageStatus(0, 0, width, height)
+    if flags == gdal.GDAL_DATA_COVERAGE_STATUS_EMPTY:  # a sparse file with no block written: nothing to read
+        return np.empty(0, np.float64)
+    columns, rows = sample_shape(width, height, max_pixels)
+    read = dict(buf_xsize=columns, buf_ysize=rows, resample_alg=gdal.GRIORA_NearestNeighbour)
+    values = raster_band.ReadAsArray(0, 0, width, height, **read).ravel()
+    keep = np.isfinite(values) if values.dtype.kind in "fc" else np.ones(values.shape, bool)
+    if nodata is not None and not math.isnan(nodata):
+        keep &= values != nodata
+    if not raster_band.GetMaskFlags() & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA):
+        keep &= raster_band.GetMaskBand().ReadAsArray(0, 0, width, height, **read).ravel() != 0
+    return apply_scaling(values[keep], band_scaling(raster_band))
 
 
 def band_hints(dataset: gdal.Dataset, band: int) -> list[str]:
@@ -82,28 +141,54 @@ def band_hints(dataset: gdal.Dataset, band: int) -> list[str]:
 
 _DB_HINT = re.compile(r"(^|[^a-z])db([^a-z]|$)|decibel", re.IGNORECASE)
 _LINEAR_HINT = re.compile(r"linear|intensity|power", re.IGNORECASE)
+_DN_HINT = re.compile(r"(^|[^a-z])dn([^a-z]|$)|digital number|amplitude", re.IGNORECASE)
+
+
+def _statistics(values: np.ndarray) -> str:
+    return (f"median {np.median(values):.4g}, {np.mean(values < 0):.0%} negative, "
+            f"range {values.min():.4g}..{values.max():.4g}")
+
+
+def _usable(sample) -> np.ndarray:
+    values = np.asarray(sample, dtype=np.float64)
+    return values[np.isfinite(values) & (values != 0)]
 
 
 def detect_units(dtype, sample: np.ndarray, hints=()) -> tuple[InputUnits, str]:
     """Guess the units from the data type and a sample of valid values; hints settle ambiguous cases.
 
     Exact zeros are left out of the statistics: they are nodata fill in DN and linear
-    products and a measure-zero value in dB. Returns (units, reason for the log); raises
-    InputRasterError naming INPUT_UNITS when the values fit no unit or several.
+    products and a measure-zero value in dB. A band labelled dB (description, unit) is dB when
+    its values can be dB, and refused when they cannot. 8-bit bands are never taken for ALOS-2
+    DN (UInt16 amplitudes). Returns (units, reason for the log); raises InputRasterError naming
+    INPUT_UNITS when the values fit no unit or several.
     """
     dtype = np.dtype(dtype)
-    values = np.asarray(sample, dtype=np.float64)
-    values = values[np.isfinite(values) & (values != 0)]
+    values = _usable(sample)
     if values.size == 0:
-        raise InputRasterError("The input band has no valid (non-zero, non-nodata) pixel in the sampled "
-                               "windows; check the band number and its nodata value.")
+        raise InputRasterError("The input band has no valid (non-zero, non-nodata) pixel in the sample read "
+                               "over the whole raster; check the band number and its nodata value.")
     median = float(np.median(values))
     negative = float(np.mean(values < 0))
     in_db_range = float(np.mean((values >= -50) & (values <= 15)))
     whole = bool(np.all(values == np.round(values)))
-    stats = f"median {median:.4g}, {negative:.0%} negative, range {values.min():.4g}..{values.max():.4g}"
+    stats = _statistics(values)
     hint_text = " ".join(str(hint) for hint in hints)
+    # labelled dB: a hint names dB and no other unit ("DN, sigma0 = 10*log10(DN^2) - 83 dB" does not count)
+    labelled_db = bool(_DB_HINT.search(hint_text)) and not (_LINEAR_HINT.search(hint_text)
+                                                            or _DN_HINT.search(hint_text))
 
+    if labelled_db:
+        if np.mean((values >= DB_RANGE[0]) & (values <= DB_RANGE[1])) >= 0.95:
+            return InputUnits.DB, f"band labelled dB ('{hint_text}') and values within -100..40 ({stats})"
+        raise InputRasterError(f"The band is labelled dB ('{hint_text}'), but its values ({dtype.name}, {stats}) "
+                               f"cannot be dB (backscatter in dB lies within -100..40). Check the band; if you "
+                               f"know its units, {_UNITS_ADVICE}.")
+    if dtype.itemsize == 1 and dtype.kind in "iu":
+        raise InputRasterError(f"The input band holds 8-bit values ({dtype.name}, {stats}): not ALOS-2 DN, "
+                               f"which are 16-bit (UInt16) amplitudes, and not calibrated backscatter; it looks "
+                               f"like a picture stretched for display. Use the calibrated product, or, if you "
+                               f"know what the values are, {_UNITS_ADVICE}.")
     if negative == 0 and whole and median >= 50 and values.max() <= 65535:
         kind = "integer" if dtype.kind in "iu" else "whole-number float"
         return InputUnits.DN, f"{kind} values in the ALOS-2 amplitude DN range ({stats})"
@@ -112,20 +197,49 @@ def detect_units(dtype, sample: np.ndarray, hints=()) -> tuple[InputUnits, str]:
             return InputUnits.DB, f"float values mostly negative within -50..15 ({stats})"
         if negative <= 0.001 and 1e-4 <= median <= 1:
             return InputUnits.LINEAR, f"non-negative float values with median in 1e-4..1 ({stats})"
-        if _DB_HINT.search(hint_text) and np.all((values >= -100) & (values <= 40)):
-            return InputUnits.DB, f"band labelled dB ('{hint_text}') and values within -100..40 ({stats})"
         if _LINEAR_HINT.search(hint_text) and negative <= 0.001:
             return InputUnits.LINEAR, f"band labelled linear ('{hint_text}') and non-negative values ({stats})"
     raise InputRasterError(f"Cannot tell the units of the input band ({dtype.name}, {stats}); "
                            f"{_UNITS_ADVICE}.")
 
 
-def detect_band_units(dataset: gdal.Dataset, band: int, max_pixels: int = 65536) -> tuple[InputUnits, str]:
-    """`detect_units` on a sample of the band, with its description and metadata as hints."""
+def check_units_fit(units: InputUnits, sample: np.ndarray) -> None:
+    """Refuse an INPUT_UNITS the band's values cannot have (DN declared on dB, dB on DN, ...),
+    naming both what was declared and what the values look like."""
+    units = InputUnits(units)
+    values = _usable(sample)
+    if units is InputUnits.AUTO or values.size == 0:
+        return
+    median = float(np.median(values))
+    negative = float(np.mean(values < 0))
+    if units is InputUnits.DN and (negative > 0.01 or median < 1):
+        problem = "negative" if negative > 0.01 else "below 1 (sigma0 below -83 dB)"
+    elif units is InputUnits.LINEAR and (negative > 0.01 or median > 1000):
+        problem = "negative" if negative > 0.01 else "far above 1 (a median above +30 dB)"
+    elif units is InputUnits.DB and not DB_RANGE[0] <= median <= DB_RANGE[1]:
+        problem = "outside -100..40, where no backscatter in dB lies"
+    else:
+        return
+    try:
+        looks_like = f"; they look like {detect_units(np.float64, values)[0].value}"
+    except InputRasterError:
+        looks_like = ""
+    raise InputRasterError(
+        f"INPUT_UNITS is {units.value}, but the band's values are {problem} ({_statistics(values)}), which "
+        f"{units.value} cannot be{looks_like}. Set INPUT_UNITS to the band's real units, or to auto.")
+
+
+def detect_band_units(dataset: gdal.Dataset, band: int, max_pixels: int = 65536,
+                      sample: np.ndarray | None = None) -> tuple[InputUnits, str]:
+    """`detect_units` on a sample of the band (`sample_valid_values`, unless given), with its
+    description and metadata as hints; a band with a GDAL scale/offset counts as float."""
     raster_band = dataset.GetRasterBand(band)
-    sample = sample_valid_values(dataset, band, max_pixels=max_pixels)
+    if sample is None:
+        sample = sample_valid_values(dataset, band, max_pixels=max_pixels)
     dtype = gdal.GetDataTypeName(raster_band.DataType)
     numpy_dtype = np.dtype({"Byte": "uint8", "Int8": "int8"}.get(dtype, dtype.lower()))
+    if band_scaling(raster_band) is not None:
+        numpy_dtype = np.dtype(np.float64)
     return detect_units(numpy_dtype, sample, band_hints(dataset, band))
 
 
@@ -336,28 +450,53 @@ def speckle_filter_db(db: np.ndarray, valid: np.ndarray, filter_name: SpeckleFil
 # ---------------------------------------------------------------- ground pixel size
 
 def ground_pixel_size_m(dataset: gdal.Dataset) -> tuple[float, float]:
-    """Pixel size on the ground in metres (x, y): CRS linear units for projected rasters,
-    ellipsoidal arc lengths at the raster's centre latitude for geographic ones."""
+    """Pixel size on the ground in metres (x, y) at the raster's centre.
+
+    One pixel step along each axis is taken to the CRS's geographic coordinates and measured on
+    its ellipsoid, so the size is right for degrees and for projections whose scale is far from
+    1 (Web Mercator: a "10 m" pixel is 5 m on the ground at 60° N); LOCAL_CS rasters: their
+    linear units.
+    """
     srs = dataset.GetSpatialRef()
     if srs is None:
         raise InputRasterError("The input raster has no coordinate reference system; assign one "
                                "(Raster ▸ Projections ▸ Assign Projection) and run again.")
     gt = dataset.GetGeoTransform()
     step_x, step_y = math.hypot(gt[1], gt[4]), math.hypot(gt[2], gt[5])
-    if srs.IsProjected() or srs.IsLocal():
+    if srs.IsLocal():
         metres = srs.GetLinearUnits()
         return step_x * metres, step_y * metres
-    if not srs.IsGeographic():
+    if not (srs.IsProjected() or srs.IsGeographic()):
         raise InputRasterError("The input raster's CRS is neither projected nor geographic; "
                                "reproject it to a projected CRS first.")
-    # GDAL rasters in a geographic CRS have x = longitude, y = latitude (traditional GIS order)
-    radians = srs.GetAngularUnits()
-    centre_y = gt[3] + gt[4] * dataset.RasterXSize / 2 + gt[5] * dataset.RasterYSize / 2
-    latitude = centre_y * radians
-    semi_major = srs.GetSemiMajor()
-    flattening = 1.0 / srs.GetInvFlattening() if srs.GetInvFlattening() else 0.0
+    # centre pixel and one column / one row further, in the CRS's geographic coordinates
+    column, row = dataset.RasterXSize / 2, dataset.RasterYSize / 2
+    points = [(gt[0] + gt[1] * c + gt[2] * r, gt[3] + gt[4] * c + gt[5] * r)
+              for c, r in ((column, row), (column + 1, row), (column, row + 1))]
+    srs, geographic = srs.Clone(), srs.CloneGeogCS()
+    for each in (srs, geographic):
+        each.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)  # x = easting / longitude
+    try:
+        to_geographic = osr.CoordinateTransformation(srs, geographic)
+        (lon, lat, _), *steps = to_geographic.TransformPoints(points)
+    except RuntimeError:
+        lon = lat = math.inf
+    if not math.isfinite(lon + lat) or not all(math.isfinite(x + y) for x, y, _ in steps):
+        if srs.IsGeographic():
+            raise InputRasterError("The centre of the input raster lies outside the valid range of its "
+                                   "geographic CRS; check its georeferencing.")
+        metres = srs.GetLinearUnits()  # centre outside the projection's domain: its nominal units
+        return step_x * metres, step_y * metres
+    radians = geographic.GetAngularUnits()
+    semi_major = geographic.GetSemiMajor()
+    flattening = 1.0 / geographic.GetInvFlattening() if geographic.GetInvFlattening() else 0.0
     e2 = flattening * (2 - flattening)
+    latitude = lat * radians
     w = math.sqrt(1 - e2 * math.sin(latitude) ** 2)
-    prime_vertical = semi_major / w                    # N: east-west radius of curvature
-    meridional = semi_major * (1 - e2) / w**3          # M: north-south radius of curvature
-    return prime_vertical * math.cos(latitude) * step_x * radians, meridional * step_y * radians
+    east_per_radian = semi_major / w * math.cos(latitude)   # N cos(phi): east-west radius of the parallel
+    north_per_radian = semi_major * (1 - e2) / w**3          # M: north-south radius of curvature
+    sizes = []
+    for x, y, _ in steps:
+        east = ((x - lon) * radians + math.pi) % (2 * math.pi) - math.pi  # across the antimeridian too
+        sizes.append(math.hypot(east_per_radian * east, north_per_radian * (y - lat) * radians))
+    return sizes[0], sizes[1]

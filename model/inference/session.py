@@ -30,13 +30,21 @@ def providers_for(device: str) -> list[str]:
     return [CPU]
 
 
+def check_model_file(path) -> pathlib.Path:
+    """``path`` as a Path once it is an existing file, or a ModelContractError saying what it is instead."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ModelContractError(f"The model '{path}' is a folder; choose the .onnx model file itself.")
+    if not path.is_file():
+        raise ModelContractError(f"The model file '{path}' does not exist. Check the path, or choose another model.")
+    return path
+
+
 def load_session(path, providers: list[str], optimise: bool = True):
     """An ONNX Runtime InferenceSession for ``path``, or a ModelContractError saying why not."""
     import onnxruntime
 
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ModelContractError(f"The model file '{path}' does not exist. Check the path, or choose another model.")
+    path = check_model_file(path)
     options = onnxruntime.SessionOptions()
     # intra_op_num_threads stays 0: ONNX Runtime then uses one thread per physical core.
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL

@@ -153,7 +153,7 @@ def output_driver(path, data_type: int, label: str = "output") -> str:
     path = pathlib.Path(path)
     suffix = path.suffix.lower()
     if suffix not in OUTPUT_FORMATS:
-        problem = (f"has no file extension, so its format is unknown" if not suffix else
+        problem = ("has no file extension, so its format is unknown" if not suffix else
                    f"ends in '{path.suffix}', a format SAR LULC does not write (lossy formats such as JPEG "
                    f"would change the values)")
         raise OutputError(f"The {label} file '{path}' {problem}. Use one of: {format_list(data_type)}.")
