@@ -313,7 +313,7 @@ def parameter_problem(algorithm: QgsProcessingAlgorithm, parameters: dict, conte
         if isinstance(definition, QgsProcessingParameterRasterLayer) and isinstance(value, str) and \
                 QgsProcessingUtils.mapLayerFromString(value, context, False) is None:
             try:
-                open_raster(value)
+                open_raster(value, getattr(algorithm, "RASTER_ROLES", {}).get(definition.name(), "input raster"))
             except InferenceError as error:
                 return f"{label}: {error}"
         if isinstance(definition, QgsProcessingParameterNumber) and isinstance(value, str) and value.strip():

@@ -25,6 +25,7 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
 
     PREDICTION = "PREDICTION"
     REFERENCE = "REFERENCE"
+    RASTER_ROLES = {PREDICTION: "prediction raster", REFERENCE: "reference raster"}  # as the engine names them
     TASK = "TASK"
     OUTPUT_CSV = "OUTPUT_CSV"
     OUTPUT_HTML = "OUTPUT_HTML"

@@ -142,7 +142,7 @@ def test_cli_writes_reports_and_explains_errors(tmp_path, capsys):
     assert main([bigger, reference]) == 2
     assert "Warp" in capsys.readouterr().err
     assert main([str(tmp_path / "missing.tif"), reference]) == 2
-    assert "The prediction raster" in (error := capsys.readouterr().err) and "could not be opened" in error
+    assert "The prediction raster" in (error := capsys.readouterr().err) and "does not exist" in error
 
 
 def test_simulated_pair_against_itself(tmp_path):
