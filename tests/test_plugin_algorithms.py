@@ -182,6 +182,33 @@ def test_results_loaded_into_the_project_carry_the_legend(sarlulc_provider, lulc
     assert legend_labels == [name for name, _ in contract_palette(lulc_model).values()]
 
 
+@pytest.mark.parametrize("classes_name, score_name", [("a_classes.tif", "z_score.tif"), ("z_classes.tif", "a_score.tif")])
+def test_the_class_map_loads_on_top_of_its_score_raster_which_is_unchecked(
+        sarlulc_provider, lulc_model, sar_raster, tmp_path, qgis_new_project, classes_name, score_name):
+    """Processing loads outputs sorted by path, each on top: whichever comes last, the class map stays
+    visible above its confidence raster (which would hide it), and that raster starts unchecked."""
+    processing.runAndLoadResults("sarlulc:segment", {
+        "INPUT": sar_raster, "MODEL": lulc_model, "OUTPUT": str(tmp_path / classes_name),
+        "OUTPUT_CONFIDENCE": str(tmp_path / score_name)})
+    nodes = qgis_new_project.layerTreeRoot().findLayers()
+    assert [Path(node.layer().source()).name for node in nodes] == [classes_name, score_name]
+    assert nodes[0].itemVisibilityChecked() and not nodes[1].itemVisibilityChecked()
+
+
+def test_temporary_results_are_named_after_the_input(sarlulc_provider, lulc_model, water_model, sar_raster,
+                                                     qgis_new_project):
+    """Repeated runs on different scenes can be told apart in the Layers panel."""
+    for algorithm, model, extra in (("sarlulc:segment", lulc_model, "OUTPUT_CONFIDENCE"),
+                                    ("sarlulc:waterdetect", water_model, "OUTPUT_PROBABILITY")):
+        processing.runAndLoadResults(algorithm, {"INPUT": sar_raster, "MODEL": model,
+                                                 "OUTPUT": "TEMPORARY_OUTPUT", extra: "TEMPORARY_OUTPUT"})
+    nodes = qgis_new_project.layerTreeRoot().findLayers()
+    assert [node.name() for node in nodes] == [
+        "scene_hh_db - water", "scene_hh_db - water probability",
+        "scene_hh_db - land cover", "scene_hh_db - land-cover confidence"]
+    assert [node.itemVisibilityChecked() for node in nodes] == [True, False, True, False]
+
+
 def test_batch_route_runs_each_row_with_a_fresh_context_and_styles_every_result(
         sarlulc_provider, water_model, tmp_path, qgis_new_project):
     """What the batch dialog does: one algorithm, one row after another, results loaded into the project."""

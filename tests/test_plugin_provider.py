@@ -162,3 +162,20 @@ def test_dependency_dialog_shows_the_status_qgis_python_and_target(qgis_iface):
     assert any(part.startswith("onnxruntime-gpu") for part in pip)
     assert check[0] == qgis_python() and "import onnxruntime" in check[2]
     dialog.deleteLater()
+
+
+@pytest.mark.parametrize("algorithm_id", ["sarlulc:segment", "sarlulc:waterdetect"])
+def test_labels_are_short_and_the_tile_size_label_names_what_the_bundled_model_takes(sarlulc_provider,
+                                                                                     algorithm_id):
+    """Long labels made the default-size dialog scroll sideways, hiding the "…" buttons."""
+    from sar_lulc.model.inference.metadata import bundled_model_path
+    from sar_lulc.model.inference.session import ModelSession
+
+    alg = algorithm(algorithm_id)
+    labels = {p.name(): p.description() for p in alg.parameterDefinitions()}
+    assert max(map(len, labels.values())) <= 32, labels
+    task = "lulc" if algorithm_id == "sarlulc:segment" else "water"
+    if not bundled_model_path(task).is_file():
+        pytest.skip("the bundled model is not built (make train-bundled)")
+    fixed = ModelSession(bundled_model_path(task), "cpu").fixed_tile_size
+    assert labels["TILE_SIZE"] == f"Tile size (px; bundled: {fixed})"
