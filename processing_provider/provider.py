@@ -1,8 +1,9 @@
-"""The SAR LULC Processing provider (id ``sarlulc``)."""
+"""The SAR LULC Processing provider (id ``sarlulc``): the algorithms and the example models."""
 
-from qgis.core import QgsProcessingProvider
+from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..dependencies import PLUGIN_DIR
 from .base_algorithm import ICON_PATH
 from .calibrate_algorithm import CalibrateAlgorithm
 from .evaluate_algorithm import EvaluateAlgorithm
@@ -16,6 +17,8 @@ ALGORITHMS = (
     CalibrateAlgorithm,
     EvaluateAlgorithm,
 )
+# Example Processing models (written by tools/example_models.py), listed under "Example models".
+MODELS_DIR = PLUGIN_DIR / "models"
 
 
 class SarLulcProvider(QgsProcessingProvider):
@@ -36,6 +39,10 @@ class SarLulcProvider(QgsProcessingProvider):
     def loadAlgorithms(self):  # noqa: N802 (QGIS API)
         for algorithm_class in ALGORITHMS:
             self.addAlgorithm(algorithm_class())
+        for path in sorted(MODELS_DIR.glob("*.model3")):
+            model = QgsProcessingModelAlgorithm()
+            if model.fromFile(str(path)):
+                self.addAlgorithm(model)
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS API)
         return ["tif"]

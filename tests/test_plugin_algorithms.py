@@ -257,27 +257,6 @@ def test_background_task_route(sarlulc_provider, lulc_model, sar_raster, tmp_pat
     assert palette(QgsRasterLayer(str(output), "classes", "gdal")) == contract_palette(lulc_model)
 
 
-def test_model_chaining_segment_and_water_detect(sarlulc_provider, lulc_model, water_model, sar_raster, tmp_path):
-    """The graphical modeler's route: a saved .model3 that runs both algorithms on one scene."""
-    from qgis.core import QgsProcessingModelAlgorithm
-
-    model = QgsProcessingModelAlgorithm()
-    assert model.fromFile(str(Path(__file__).parent / "data" / "sar_lulc_chain.model3"))
-    assert {child.algorithmId() for child in model.childAlgorithms().values()} == {
-        "sarlulc:segment", "sarlulc:waterdetect"}
-    classes, water = tmp_path / "classes.tif", tmp_path / "water.tif"
-    results = processing.run(model, {
-        "sar": sar_raster, "lulc_model": lulc_model, "water_model": water_model,
-        "segment:classes": str(classes), "waterdetect:water": str(water)})
-
-    assert results["segment:classes"] == str(classes) and results["waterdetect:water"] == str(water)
-    db, valid = input_db_and_valid(sar_raster)
-    np.testing.assert_array_equal(read_band(classes)[1][valid], expected_pixel_classes(db[valid]))
-    assert set(np.unique(read_band(water)[1][valid])) == {0, 1}
-    assert sidecar_palette(classes) == contract_palette(lulc_model)
-    assert sidecar_palette(water) == {1: ("Water", "#1f78b4")}
-
-
 class CancelAfterFirstProgress(QgsProcessingFeedback):
     def __init__(self):
         super().__init__()
