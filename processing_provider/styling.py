@@ -132,3 +132,12 @@ def load_results_styled(context, classes_path, classes_name: str, score_path=Non
         post_processor = ApplyStyleSidecar(sidecar_path(path), run_layers, role)
         _LIVE_POST_PROCESSORS[path] = post_processor
         details.setPostProcessor(post_processor)
+
+
+def keep_in_context(context, raster_path, name: str) -> None:
+    """Put the finished output among the run's layers. Processing looks results up by path (the
+    model runner before each step, the loader at the end); a path it does not hold it opens trying
+    OGR first, which logs "Cannot open …" for a raster. The loader takes the layer from there."""
+    layer = QgsRasterLayer(str(raster_path), name, "gdal")
+    if layer.isValid():
+        context.temporaryLayerStore().addMapLayer(layer)

@@ -94,3 +94,24 @@ def test_land_cover_accuracy_scores_the_map_against_the_reference(sarlulc_provid
     summary = Path(results["evaluate:metrics"]).read_text(encoding="utf-8").splitlines()[1]
     assert f"pixels={int(valid.sum())};" in summary and "overall_accuracy=1" in summary and "miou=1" in summary
     assert "<svg" in Path(results["evaluate:report"]).read_text(encoding="utf-8")
+
+
+def test_model_run_logs_no_ogr_warning_about_a_result(sarlulc_provider, lulc_model, water_model, sar_raster,
+                                                      tmp_path):
+    """Before each step the model runner looks up the earlier steps' results by path; unless the
+    result is among the run's layers, it opens it as a vector first and OGR logs "Cannot open …"."""
+    messages = []
+
+    def record(message, tag, _level):
+        messages.append((tag, message))
+
+    log = QgsApplication.messageLog()
+    log.messageReceived.connect(record)
+    try:
+        processing.run(CHAIN, {"sar": sar_raster, "lulc_model": lulc_model, "water_model": water_model,
+                               "segment:classes": str(tmp_path / "classes.tif"),
+                               "waterdetect:water": str(tmp_path / "water.tif")})
+    finally:
+        log.messageReceived.disconnect(record)
+    assert not [message for tag, message in messages if tag == "OGR"]
+    assert any("Model processed OK" in message for _, message in messages)
