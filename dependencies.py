@@ -162,6 +162,9 @@ def import_in_qgis(target: Path, module: str = MODULE) -> str:
     Raises DependencyError when it does not import. When an older copy is already loaded, the new
     one is used after a restart."""
     add_dependencies_to_path(target)
+    # The folder may have been created after it went on sys.path (at plugin load): forget that it was missing.
+    sys.path_importer_cache.pop(str(target), None)
+    importlib.invalidate_caches()
     loaded = sys.modules.get(module)
     if loaded is not None:
         if Path(loaded.__file__).resolve().is_relative_to(Path(target).resolve()):

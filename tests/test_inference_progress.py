@@ -33,9 +33,10 @@ def test_progress_follows_the_tiles_run_on_unequal_blocks(lulc_model, tmp_path, 
     assert report.tiles == 143  # 121 in the first block, 22 again for the strip below it
     percents = [percent for percent, _ in samples]
     assert percents == sorted(percents) and percents[-1] == 100.0
-    assert max(b - a for a, b in zip(percents, percents[1:])) < 5.0  # a batch of 4 tiles is 2.8 %
-    for percent, tiles in samples:
-        assert abs(percent - 100.0 * tiles / report.tiles) < 6.0  # reading and writing take the rest
+    # A batch of 4 tiles is 2.7 %; the last 5 % are closing (compressing) the outputs.
+    assert max(b - a for a, b in zip(percents, percents[1:])) <= 5.0
+    for percent, tiles in samples[:-1]:
+        assert abs(percent - 95.0 * tiles / report.tiles) < 6.0  # reading and writing blocks take the rest
 
 
 def test_a_long_run_logs_the_time_left_from_its_pace():

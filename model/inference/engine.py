@@ -168,7 +168,8 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     scratch = (pathlib.Path(tempfile.mkdtemp(prefix=f".{output_path.stem}.", suffix=".model-grid",
                                              dir=output_path.parent)) if warp_back else None)
     try:
-        stream_share = 90.0 if warp_back else 100.0
+        # The last 5 % are closing the outputs, when GDAL compresses the blocks it still caches.
+        stream_share = 85.0 if warp_back else 95.0
         stream_paths = [scratch / f"{index}.tif" for index in range(len(specs))] if warp_back else \
             [spec.path for spec in specs]
         outputs = _create_outputs(specs, stream_paths, source.band_reader.dataset)
