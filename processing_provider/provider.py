@@ -1,6 +1,6 @@
 """The SAR LULC Processing provider (id ``sarlulc``): the algorithms and the example models."""
 
-from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
+from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..dependencies import PLUGIN_DIR
@@ -35,6 +35,21 @@ class SarLulcProvider(QgsProcessingProvider):
 
     def icon(self):
         return QIcon(str(ICON_PATH))
+
+    def load(self):
+        QgsApplication.processingRegistry().providerAdded.connect(self.reload_once_registered)
+        return super().load()
+
+    def unload(self):
+        QgsApplication.processingRegistry().providerAdded.disconnect(self.reload_once_registered)
+        super().unload()
+
+    def reload_once_registered(self, provider_id):
+        """Load again once the registry holds this provider: the example models' steps are this
+        provider's algorithms, which the registry cannot find while the provider is being loaded
+        (QGIS's own Models provider reloads on providerAdded for the same reason)."""
+        if provider_id == self.id():
+            self.refreshAlgorithms()
 
     def loadAlgorithms(self):  # noqa: N802 (QGIS API)
         for algorithm_class in ALGORITHMS:

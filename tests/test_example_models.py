@@ -23,8 +23,25 @@ ACCURACY = "sarlulc:Land cover and its accuracy against a reference"
 
 def test_both_examples_are_shipped_and_listed_in_the_toolbox(sarlulc_provider):
     assert [path.name for path in MODELS] == ["land_cover_accuracy.model3", "land_cover_and_water.model3"]
-    listed = {alg.id(): alg.group() for alg in sarlulc_provider.algorithms() if alg.group() == "Example models"}
-    assert listed == {CHAIN: "Example models", ACCURACY: "Example models"}
+    listed = {alg.id(): alg for alg in sarlulc_provider.algorithms() if alg.group() == "Example models"}
+    assert set(listed) == {CHAIN, ACCURACY}
+    for model in listed.values():  # what the toolbox holds, not a fresh copy: its steps are found
+        assert model.validate() == (True, []) and model.canExecute() == (True, "")
+
+
+def test_a_freshly_registered_provider_lists_runnable_models(qgis_processing):
+    """Registered as the plugin does, the models' steps are looked up while the provider loads,
+    before the registry holds it; the provider loads again once it does."""
+    from sar_lulc.processing_provider.provider import SarLulcProvider
+
+    registry = QgsApplication.processingRegistry()
+    registry.removeProvider("sarlulc")
+    provider = SarLulcProvider()
+    try:
+        assert registry.addProvider(provider)
+        assert registry.algorithmById(CHAIN).validate() == (True, [])
+    finally:
+        registry.removeProvider("sarlulc")  # the sarlulc_provider fixture registers it again when needed
 
 
 @pytest.mark.parametrize("path", MODELS, ids=lambda path: path.name)
