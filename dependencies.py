@@ -209,8 +209,8 @@ def onnxruntime_problem() -> str | None:
         importlib.import_module(MODULE)
     except ImportError as error:
         return (f"ONNX Runtime is not available to QGIS's Python {sys.version_info.major}.{sys.version_info.minor} "
-                f"({error}). Install it in QGIS with the menu {INSTALL_MENU} and restart QGIS; "
-                f"it goes into {dependencies_dir()}.")
+                f"({error}). Install it in QGIS with the menu {INSTALL_MENU}; it goes into "
+                f"{dependencies_dir()}, which qgis_process uses too.")
     return None
 
 

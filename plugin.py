@@ -4,6 +4,7 @@ Plugins ▸ SAR LULC, and checks at start-up that onnxruntime is installed for Q
 from functools import partial
 
 from qgis.core import Qgis, QgsApplication
+from qgis.PyQt import sip
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QPushButton
 
@@ -77,9 +78,10 @@ class SarLulcPlugin:
         message_bar.pushWidget(self.dependency_message, Qgis.Warning)
 
     def clear_dependency_message(self):
-        if self.dependency_message is not None:
+        # The user may have closed it already, which deletes it.
+        if self.dependency_message is not None and not sip.isdeleted(self.dependency_message):
             self.iface.messageBar().popWidget(self.dependency_message)
-            self.dependency_message = None
+        self.dependency_message = None
 
     def open_algorithm_dialog(self, algorithm_id, _checked=False):
         """Open the Processing dialog of ``algorithm_id`` (same as double-clicking it in the toolbox)."""

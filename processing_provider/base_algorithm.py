@@ -247,11 +247,8 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
         self.style_outputs(report)
         # The paths as Processing knows them: it matches layers to load by these strings.
         input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
-        names = {output_path: f"{input_name} - {self.OUTPUT_LAYER_NAME}",
-                 extra_path: f"{input_name} - {self.EXTRA_LAYER_NAME}"}
-        styling.load_results_styled(context, output_path, names[output_path], extra_path, names[extra_path])
-        for path in filter(None, (output_path, extra_path)):
-            styling.keep_in_context(context, path, names[path])
+        styling.hand_over_results(context, output_path, f"{input_name} - {self.OUTPUT_LAYER_NAME}",
+                                  extra_path, f"{input_name} - {self.EXTRA_LAYER_NAME}")
         return {self.OUTPUT: output_path, self.EXTRA_OUTPUT: extra_path}
 
     def input_path(self, parameters, context) -> str:

@@ -119,25 +119,25 @@ def place_below(root, upper_id: str, lower_id: str) -> None:
     lower.parent().removeChildNode(lower)
 
 
-def load_results_styled(context, classes_path, classes_name: str, score_path=None, score_name: str = "") -> None:
-    """For the outputs Processing will load into the project: name the layers after the input
-    ("scene - land cover", unless the user prefers file names for files), style them from their
-    sidecars, and keep the class map on top of the score raster."""
+def hand_over_results(context, classes_path, classes_name: str, score_path=None, score_name: str = "") -> None:
+    """Give Processing the finished outputs of a run.
+
+    Each output joins the run's layers: Processing looks results up by path (the model runner
+    before each step, the loader at the end), and a path it does not hold it opens trying OGR
+    first, which logs "Cannot open …" for a raster. Outputs Processing will load into the project
+    are named after the input ("scene - land cover", unless the user prefers file names for
+    files), styled from their sidecars, and the class map is kept above its score raster."""
     run_layers = {}
     for path, name, role in ((classes_path, classes_name, "classes"), (score_path, score_name, "score")):
-        if not path or not context.willLoadLayerOnCompletion(path):
+        if not path:
+            continue
+        layer = QgsRasterLayer(str(path), name, "gdal")
+        if layer.isValid():
+            context.temporaryLayerStore().addMapLayer(layer)
+        if not context.willLoadLayerOnCompletion(path):
             continue
         details = context.layerToLoadOnCompletionDetails(path)
         details.name = name
         post_processor = ApplyStyleSidecar(sidecar_path(path), run_layers, role)
         _LIVE_POST_PROCESSORS[path] = post_processor
         details.setPostProcessor(post_processor)
-
-
-def keep_in_context(context, raster_path, name: str) -> None:
-    """Put the finished output among the run's layers. Processing looks results up by path (the
-    model runner before each step, the loader at the end); a path it does not hold it opens trying
-    OGR first, which logs "Cannot open …" for a raster. The loader takes the layer from there."""
-    layer = QgsRasterLayer(str(raster_path), name, "gdal")
-    if layer.isValid():
-        context.temporaryLayerStore().addMapLayer(layer)

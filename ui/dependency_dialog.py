@@ -6,6 +6,7 @@ and reports success only once onnxruntime also imports here, in QGIS's running P
 """
 
 from qgis.PyQt.QtCore import QProcess, QProcessEnvironment, pyqtSignal
+from qgis.PyQt.QtGui import QTextCursor
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -93,7 +94,10 @@ class DependencyDialog(QDialog):
         self.process.start(command[0], command[1:])
 
     def show_output(self):
-        self.log.appendPlainText(bytes(self.process.readAllStandardOutput()).decode(errors="replace").rstrip())
+        """pip's output as it comes (chunks may end mid-line)."""
+        self.log.moveCursor(QTextCursor.End)
+        self.log.insertPlainText(bytes(self.process.readAllStandardOutput()).decode(errors="replace"))
+        self.log.moveCursor(QTextCursor.End)
 
     def report_start_failure(self, error):
         if error == QProcess.FailedToStart:
