@@ -185,19 +185,23 @@ def segment_dialog():
     RESULTS["steps"]["segment_dialog"] = found
     screenshot("05_segment_dialog")
     dialog.setParameters({"MODEL": CONFIG["lulc_model"], "OUTPUT_CONFIDENCE": "TEMPORARY_OUTPUT"})
-    samples, started = [], time.monotonic()
+    reported, shown, started = [], [], time.monotonic()
     progress_bar = dialog.findChild(QProgressBar)
 
     def sample():
         if not done:  # once finished, the dialog resets its bar
-            samples.append([round(time.monotonic() - started, 2), progress_bar.value()])
+            shown.append([round(time.monotonic() - started, 2), progress_bar.value()])
 
     done = {}
     dialog.algorithmFinished.connect(lambda ok, results: done.update(ok=ok, results=results))
     dialog.runButton().click()
+    # What the algorithm reports to the dialog's bar (the bar itself, sampled, may skip values
+    # whenever the interface thread is busy).
+    dialog.feedback.progressChanged.connect(
+        lambda percent: reported.append([round(time.monotonic() - started, 2), round(percent, 1)]))
 
     def finished(_ok):
-        found.update(finished=done, progress=samples, seconds=round(time.monotonic() - started, 1))
+        found.update(finished=done, progress=reported, bar=shown, seconds=round(time.monotonic() - started, 1))
         try:
             found["log"] = dialog.findChild(QTextEdit, "txtLog").toPlainText()
         except (AttributeError, RuntimeError):  # the dialog closed itself after the run
