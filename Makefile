@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.bootstrapped
 export QT_QPA_PLATFORM ?= offscreen
 ARGS    ?=
 
-.PHONY: test demo deploy package bench simulate pretrain train export train-bundled clean
+.PHONY: test demo deploy package example-models bench simulate pretrain train export train-bundled clean
 
 $(STAMP): requirements-dev.txt tools/bootstrap.sh
 	bash tools/bootstrap.sh
@@ -22,6 +22,9 @@ deploy: $(STAMP)
 
 package: $(STAMP)
 	$(PY) tools/package.py
+
+example-models: $(STAMP)
+	$(PY) tools/example_models.py
 
 bench: $(STAMP)
 	$(PY) tools/bench.py $(ARGS)

@@ -1,32 +1,70 @@
-"""The plugin's runtime Python dependencies: where they live and how they get there.
+"""The plugin's runtime Python dependencies: where they live, how they get there, how they are checked.
 
-QGIS runs plugins in its own Python (the system one on Linux), not in a project venv, so
-the plugin keeps onnxruntime in a plugin-local folder, ``ext-libs/``, filled by pip
-(``make deploy`` or the "SAR LULC > Install dependencies" dialog) and put on ``sys.path``
-when the plugin loads. pip runs with ``--no-deps``: numpy must stay QGIS's own (a second
-numpy ahead of it would break the GDAL and QGIS bindings), and onnxruntime's other declared
-dependencies (protobuf, flatbuffers, packaging) are not imported for inference.
+QGIS runs plugins in its own Python, not in a project venv. The plugin keeps onnxruntime in a
+folder of the QGIS profile, outside the plugin folder, so that upgrading the plugin (from a ZIP
+or the plugin manager, which replace the plugin folder) keeps it:
 
-Also a script, so that ``make deploy`` runs the very same pip command:
-``python3 dependencies.py [--gpu]``.
+    <profile>/python/dependencies/sar_lulc/python3.11/
+
+one folder per Python version, because a compiled wheel only imports in the Python it was built
+for. That folder goes first on ``sys.path`` when the plugin loads.
+
+pip runs with QGIS's own interpreter, found from the running Python (``sys.exec_prefix`` and its
+version) and checked to be that very Python: inside QGIS, ``sys.executable`` may be whatever
+``python3`` comes first on PATH (a pyenv shim, a conda env of another version). pip runs with
+``--no-deps``: numpy must stay QGIS's own (a second numpy ahead of it would break the GDAL and
+QGIS bindings), and onnxruntime's other declared dependencies (protobuf, flatbuffers, packaging)
+are not imported for inference. An installation counts as done only once onnxruntime imports
+in QGIS's Python from that folder.
+
+Also a script, so that ``make deploy`` runs the very same commands:
+``python3 dependencies.py --profile PROFILE_FOLDER [--gpu]``.
 """
 
+from __future__ import annotations
+
+import functools
 import importlib
+import importlib.machinery
+import importlib.util
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 PLUGIN_DIR = Path(__file__).resolve().parent
-EXT_LIBS = PLUGIN_DIR / "ext-libs"
+PLUGIN_NAME = "sar_lulc"
 REQUIREMENTS = PLUGIN_DIR / "requirements-runtime.txt"
+MODULE = "onnxruntime"
 GPU_PACKAGE = "onnxruntime-gpu"
+INSTALL_MENU = "Plugins ▸ SAR LULC ▸ Install dependencies…"
+PYTHON_TAG = f"python{sys.version_info.major}.{sys.version_info.minor}"
+# How the running Python identifies itself; a candidate interpreter must print the same.
+_IDENTITY_CODE = "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.prefix)"
 
 
-def add_ext_libs_to_path() -> None:
-    """Put ext-libs/ first on sys.path so the plugin's onnxruntime wins over any other copy."""
-    if EXT_LIBS.is_dir() and str(EXT_LIBS) not in sys.path:
-        sys.path.insert(0, str(EXT_LIBS))
+class DependencyError(Exception):
+    """The dependencies cannot be installed or checked; the message says what to do."""
+
+
+def dependencies_dir(profile_dir=None) -> Path | None:
+    """``<profile>/python/dependencies/sar_lulc/<pythonX.Y>/`` of ``profile_dir`` (default: the running
+    QGIS profile); None when no QGIS profile is known (QGIS not initialised)."""
+    if profile_dir is None:
+        from qgis.core import QgsApplication
+
+        profile_dir = QgsApplication.qgisSettingsDirPath()
+        if not profile_dir:
+            return None
+    return Path(profile_dir) / "python" / "dependencies" / PLUGIN_NAME / PYTHON_TAG
+
+
+def add_dependencies_to_path(folder: Path | None = None) -> None:
+    """Put the dependencies folder first on sys.path so its onnxruntime wins over any other copy."""
+    folder = folder or dependencies_dir()
+    if folder is not None and str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
         importlib.invalidate_caches()
 
 
@@ -37,58 +75,161 @@ def runtime_requirements(gpu: bool = False) -> list[str]:
         requirement = line.split("#", 1)[0].strip()
         if not requirement:
             continue
-        if gpu and requirement.startswith("onnxruntime") and not requirement.startswith(GPU_PACKAGE):
-            requirement = GPU_PACKAGE + requirement[len("onnxruntime"):]
+        if gpu and requirement.startswith(MODULE) and not requirement.startswith(GPU_PACKAGE):
+            requirement = GPU_PACKAGE + requirement[len(MODULE):]
         requirements.append(requirement)
     return requirements
 
 
-def qgis_python() -> str:
-    """The interpreter matching the running Python (inside QGIS, sys.executable is QGIS itself)."""
-    if Path(sys.executable).name.lower().startswith("python"):
-        return sys.executable
+def interpreter_candidates() -> list[Path]:
+    """Where QGIS's Python may be, most likely first: beside the running Python's prefix (Linux,
+    macOS: bin/pythonX.Y; Windows/OSGeo4W: apps/PythonXY/python3.exe), then what Python itself
+    reports, then PATH."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    prefix = Path(sys.exec_prefix)
-    for candidate in (prefix / "bin" / f"python{version}", prefix / "bin" / "python3",
-                      prefix / "python.exe", prefix / "python3.exe"):
-        if candidate.is_file():
+    candidates = []
+    for prefix in dict.fromkeys((sys.exec_prefix, sys.base_exec_prefix)):
+        prefix = Path(prefix)
+        candidates += [prefix / "bin" / f"python{version}", prefix / "bin" / "python3",
+                       prefix / "python3.exe", prefix / "python.exe"]
+    candidates += [Path(path) for path in (getattr(sys, "_base_executable", ""), sys.executable) if path]
+    candidates += [Path(found) for found in map(shutil.which, (f"python{version}", "python3")) if found]
+    return list(dict.fromkeys(candidates))
+
+
+def interpreter_identity(python) -> tuple[str, str] | None:
+    """(version "X.Y", sys.prefix) that ``python`` reports, or None when it does not run."""
+    try:
+        run = subprocess.run([str(python), "-c", _IDENTITY_CODE], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = run.stdout.splitlines()
+    return (lines[0].strip(), lines[1].strip()) if run.returncode == 0 and len(lines) >= 2 else None
+
+
+def _same_path(a: str, b: str) -> bool:
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+@functools.lru_cache(maxsize=1)
+def qgis_python() -> str:
+    """The interpreter of the Python QGIS runs: same version and same installation (sys.prefix) as
+    the running one, so pip installs wheels QGIS can import. Raises DependencyError when none is found."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    tried = []
+    for candidate in interpreter_candidates():
+        if not candidate.is_file():
+            continue
+        identity = interpreter_identity(candidate)
+        if identity is not None and identity[0] == version and _same_path(identity[1], sys.prefix):
             return str(candidate)
-    found = shutil.which(f"python{version}") or shutil.which("python3")
-    if found is None:
-        raise FileNotFoundError(
-            f"Could not find the Python {version} interpreter QGIS uses; install the dependencies "
-            f"from a shell with: python{version} -m pip install --no-deps --target '{EXT_LIBS}' onnxruntime")
-    return found
+        tried.append(f"{candidate} ({'Python %s in %s' % identity if identity else 'does not run'})")
+    raise DependencyError(
+        f"Could not find the interpreter of QGIS's Python {version} (installed in {sys.prefix}); "
+        f"tried: {'; '.join(tried) or 'no candidate exists'}. Install onnxruntime from a shell with that "
+        f"Python: python{version} -m pip install --no-deps --target \"{dependencies_dir()}\" onnxruntime")
 
 
-def pip_install_command(gpu: bool = False, python: str | None = None) -> list[str]:
-    """The pip command that fills ext-libs/ (the dialog and `make deploy` both run it)."""
-    return [python or qgis_python(), "-m", "pip", "install", "--upgrade", "--no-deps",
-            "--target", str(EXT_LIBS), *runtime_requirements(gpu)]
+def pip_environment() -> dict:
+    """QGIS's environment without the pip settings that contradict ``--target`` (user site, prefix,
+    "virtualenv only"); everything else stays, so the child Python sees what QGIS's Python sees."""
+    return {key: value for key, value in os.environ.items()
+            if key not in ("PIP_USER", "PIP_TARGET", "PIP_PREFIX", "PIP_REQUIRE_VIRTUALENV")}
+
+
+def pip_install_command(target: Path, python: str, gpu: bool = False, requirements: list[str] | None = None) -> list[str]:
+    """The pip command that fills ``target`` (the dialog and `make deploy` both run it)."""
+    return [python, "-m", "pip", "install", "--upgrade", "--no-deps", "--disable-pip-version-check",
+            "--target", str(target), *(requirements or runtime_requirements(gpu))]
+
+
+def import_check_command(target: Path, python: str, module: str = MODULE) -> list[str]:
+    """A command that imports ``module`` from ``target`` in ``python`` (with QGIS's own numpy) and
+    prints its version and location: the proof that the installation works in QGIS's Python."""
+    code = (f"import sys; sys.path.insert(0, {str(target)!r}); import {module} as m; "
+            f"print(getattr(m, '__version__', '?'), m.__file__)")
+    return [python, "-c", code]
+
+
+def install_steps(target: Path, python: str, gpu: bool = False) -> list[tuple[str, list[str]]]:
+    """(what it does, command) of an installation, in order; the dialog and the script run them."""
+    return [("pip install", pip_install_command(target, python, gpu)),
+            (f"import check in {python}", import_check_command(target, python))]
+
+
+def import_in_qgis(target: Path, module: str = MODULE) -> str:
+    """Import ``module`` from ``target`` in this (QGIS's) Python; returns what to tell the user.
+
+    Raises DependencyError when it does not import. When an older copy is already loaded, the new
+    one is used after a restart."""
+    add_dependencies_to_path(target)
+    # The folder may have been created after it went on sys.path (at plugin load): forget that it was missing.
+    sys.path_importer_cache.pop(str(target), None)
+    importlib.invalidate_caches()
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        if Path(loaded.__file__).resolve().is_relative_to(Path(target).resolve()):
+            return f"{module} {getattr(loaded, '__version__', '')} is loaded from {target}; restart QGIS to use the new version."
+        return f"{module} is installed in {target}; restart QGIS to use it instead of {loaded.__file__}."
+    try:
+        imported = importlib.import_module(module)
+    except ImportError as error:
+        raise DependencyError(f"{module} was installed into {target} but does not import in QGIS's Python "
+                              f"{sys.version.split()[0]}: {error}") from error
+    return f"{module} {getattr(imported, '__version__', '')} works in QGIS's Python (from {Path(imported.__file__).parent})."
+
+
+def installation_problem(folder: Path | None = None, module: str = MODULE) -> str | None:
+    """What is wrong with the installed ``module`` (onnxruntime), from its files alone (no import: cheap
+    enough for QGIS start-up); None when it looks usable. Catches a missing installation, one made
+    for another Python version only, and compiled files built for another Python."""
+    folder = folder or dependencies_dir()
+    spec = sys.modules[module].__spec__ if module in sys.modules else importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        others = sorted(path.parent.name for path in (folder.parent.glob(f"*/{module}") if folder else ())
+                        if path.parent.name != PYTHON_TAG)
+        if others:
+            return (f"ONNX Runtime is installed for {', '.join(others)} only, but QGIS now runs {PYTHON_TAG}: "
+                    f"install it again.")
+        return "ONNX Runtime, which the SAR LULC algorithms need, is not installed."
+    package = Path(spec.origin).parent
+    # Compiled modules named for one Python ABI (name.cpython-311-x86_64-linux-gnu.so, name.cp39-win_amd64.pyd).
+    tagged = [path.name for path in package.rglob("*") if path.suffix in (".so", ".pyd")
+              and (".cpython-" in path.name or ".cp3" in path.name)]
+    own_tags = tuple(suffix for suffix in importlib.machinery.EXTENSION_SUFFIXES if suffix.count(".") > 1)
+    if tagged and not any(name.endswith(own_tags) for name in tagged):
+        return (f"The ONNX Runtime in {package} was built for another Python ({tagged[0]}), not QGIS's "
+                f"{PYTHON_TAG}: install it again.")
+    return None
 
 
 def onnxruntime_problem() -> str | None:
     """None when onnxruntime imports; otherwise the message telling the user how to install it."""
-    add_ext_libs_to_path()
+    add_dependencies_to_path()
     try:
-        importlib.import_module("onnxruntime")
+        importlib.import_module(MODULE)
     except ImportError as error:
-        return (f"ONNX Runtime is not available to QGIS's Python ({error}). Install it with the "
-                f"menu SAR LULC > Install dependencies, or run `make deploy` in the plugin folder; "
-                f"it goes into {EXT_LIBS}.")
+        return (f"ONNX Runtime is not available to QGIS's Python {sys.version_info.major}.{sys.version_info.minor} "
+                f"({error}). Install it in QGIS with the menu {INSTALL_MENU}; it goes into "
+                f"{dependencies_dir()}, which qgis_process uses too.")
     return None
 
 
 def main(argv: list[str]) -> int:
-    """Install the runtime dependencies into ext-libs/ with this interpreter's pip."""
+    """Install the runtime dependencies into a QGIS profile with this interpreter, and check they import."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--profile", type=Path, required=True,
+                        help="the QGIS profile folder, e.g. ~/.local/share/QGIS/QGIS3/profiles/default")
     parser.add_argument("--gpu", action="store_true", help=f"install {GPU_PACKAGE} (CUDA) instead of onnxruntime")
     args = parser.parse_args(argv)
-    command = pip_install_command(args.gpu, python=sys.executable)
-    print(" ".join(command), flush=True)
-    return subprocess.call(command)
+    target = dependencies_dir(args.profile)
+    for label, command in install_steps(target, sys.executable, args.gpu):
+        print(f"dependencies: {label}: {' '.join(command)}", flush=True)
+        if subprocess.call(command, env=pip_environment()) != 0:
+            print(f"dependencies: {label} failed; see the output above.", file=sys.stderr)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-"""The plugin object QGIS drives: registers the Processing provider and the SAR LULC menu."""
+"""The plugin object QGIS drives: registers the Processing provider, the menu entries under
+Plugins ▸ SAR LULC, and checks at start-up that onnxruntime is installed for QGIS's Python."""
 
 from functools import partial
 
-from qgis.core import QgsApplication
+from qgis.core import Qgis, QgsApplication
+from qgis.PyQt import sip
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QMenu
+from qgis.PyQt.QtWidgets import QAction, QPushButton
 
+from . import dependencies
 from .processing_provider.base_algorithm import ICON_PATH
 from .processing_provider.provider import SarLulcProvider
 
+# The submenu of QGIS's Plugins menu (QGIS keeps plugin submenus there in alphabetical order).
 MENU_TITLE = "SAR LULC"
 # Menu entries that open an algorithm's dialog: (algorithm id, entry text).
 ALGORITHM_ENTRIES = (
@@ -26,7 +30,8 @@ class SarLulcPlugin:
     def __init__(self, iface):
         self.iface = iface
         self.provider = None
-        self.menu = None
+        self.actions = []
+        self.dependency_message = None
 
     def initProcessing(self):  # noqa: N802 (QGIS API)
         if self.provider is None:
@@ -36,24 +41,47 @@ class SarLulcPlugin:
     def initGui(self):  # noqa: N802 (QGIS API)
         self.initProcessing()
         main_window = self.iface.mainWindow()
-        self.menu = QMenu(MENU_TITLE, main_window)
-        self.menu.setIcon(QIcon(str(ICON_PATH)))
         for algorithm_id, text in ALGORITHM_ENTRIES:
-            action = self.menu.addAction(QIcon(str(ICON_PATH)), text)
+            action = QAction(QIcon(str(ICON_PATH)), text, main_window)
             action.triggered.connect(partial(self.open_algorithm_dialog, algorithm_id))
-        self.menu.addSeparator()
-        self.menu.addAction(INSTALL_DEPENDENCIES).triggered.connect(self.open_dependency_dialog)
-        # Before Help, where QGIS puts plugin menus of their own.
-        main_window.menuBar().insertMenu(self.iface.firstRightStandardMenu().menuAction(), self.menu)
+            self.actions.append(action)
+        separator = QAction(main_window)
+        separator.setSeparator(True)
+        install = QAction(INSTALL_DEPENDENCIES, main_window)
+        install.triggered.connect(self.open_dependency_dialog)
+        self.actions += [separator, install]
+        for action in self.actions:
+            self.iface.addPluginToMenu(MENU_TITLE, action)
+        self.check_dependencies()
 
     def unload(self):
-        if self.menu is not None:
-            self.iface.mainWindow().menuBar().removeAction(self.menu.menuAction())
-            self.menu.deleteLater()
-            self.menu = None
+        self.clear_dependency_message()
+        for action in self.actions:
+            self.iface.removePluginMenu(MENU_TITLE, action)
+            action.deleteLater()
+        self.actions = []
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+
+    def check_dependencies(self):
+        """A message bar with an Install button when onnxruntime is missing or built for another Python."""
+        problem = dependencies.installation_problem()
+        if problem is None:
+            return
+        message_bar = self.iface.messageBar()
+        self.dependency_message = message_bar.createMessage("SAR LULC", problem)
+        button = QPushButton("Install")
+        button.setObjectName("sarLulcInstallDependencies")
+        button.clicked.connect(self.open_dependency_dialog)
+        self.dependency_message.layout().addWidget(button)
+        message_bar.pushWidget(self.dependency_message, Qgis.Warning)
+
+    def clear_dependency_message(self):
+        # The user may have closed it already, which deletes it.
+        if self.dependency_message is not None and not sip.isdeleted(self.dependency_message):
+            self.iface.messageBar().popWidget(self.dependency_message)
+        self.dependency_message = None
 
     def open_algorithm_dialog(self, algorithm_id, _checked=False):
         """Open the Processing dialog of ``algorithm_id`` (same as double-clicking it in the toolbox)."""
@@ -62,7 +90,9 @@ class SarLulcPlugin:
         processing.execAlgorithmDialog(algorithm_id, {})
 
     def open_dependency_dialog(self, _checked=False):
-        """Show the dialog that installs onnxruntime into the plugin's ext-libs/ folder."""
+        """Show the dialog that installs onnxruntime into the profile's dependencies folder."""
         from .ui.dependency_dialog import DependencyDialog
 
-        DependencyDialog(self.iface.mainWindow()).exec_()
+        dialog = DependencyDialog(self.iface.mainWindow())
+        dialog.installed.connect(lambda _message: self.clear_dependency_message())
+        dialog.exec_()

@@ -6,6 +6,7 @@ is the core in ``model/inference`` (no QGIS there), driven through its public AP
 
 import math
 
+from osgeo import gdal
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
@@ -17,6 +18,8 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingUtils,
+    QgsProject,
+    QgsRasterLayer,
 )
 from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
@@ -24,12 +27,14 @@ from qgis.PyQt.QtGui import QIcon
 from ..dependencies import PLUGIN_DIR, onnxruntime_problem
 from ..model.inference.errors import InferenceError
 from ..model.inference.reader import open_raster
-from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter
+from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, not_backscatter_reason
 from ..model.inference.session import DEVICES, check_model_file  # imports onnxruntime only when a session starts
 from ..model.inference.writer import format_list
 from . import styling
 
 ICON_PATH = PLUGIN_DIR / "ui" / "icon.svg"
+# The tile edge the bundled models' graphs are fixed to (tests/test_plugin_provider.py checks it).
+BUNDLED_TILE_SIZE = 256
 # (option shown to users, RunOptions.output_grid)
 OUTPUT_GRIDS = (("input raster grid", "input"), ("model grid", "model"))
 
@@ -67,10 +72,12 @@ OPTIONS_HELP = (
     "<h3>Options</h3><p><b>Model</b>: leave empty for the bundled model, or choose an .onnx file "
     "that carries the SAR LULC metadata (model/inference/CONTRACT.md in the plugin folder). "
     "<b>Device</b>: auto uses CUDA when onnxruntime-gpu and an NVIDIA GPU are present, else the "
-    "CPU; the log says which ran. <b>Tile size</b>, <b>overlap</b>, <b>batch size</b> (advanced): "
-    "empty uses the model's defaults (tile size and batch size 0 too; overlap 0 means no "
-    "overlap). Tiles overlap and are blended smoothly, so no seams appear at tile borders. Sizes "
-    "that would not fit in the memory available are refused, naming the largest that fit.</p>"
+    "CPU; the log says which ran. <b>Tile size</b>, <b>tile overlap</b> (pixels), <b>tiles per "
+    "batch</b> (advanced): empty uses the model's defaults (tile size and tiles per batch 0 too; "
+    f"overlap 0 means no overlap; 4 tiles per batch). The bundled models take {BUNDLED_TILE_SIZE} px "
+    f"tiles only (fixed in their graph): leave the tile size empty or set {BUNDLED_TILE_SIZE}. Tiles "
+    "overlap and are blended smoothly, so no seams appear at tile borders. Sizes that "
+    "would not fit in the memory available are refused, naming the largest that fit.</p>"
 )
 OUTPUT_FILES_HELP = (
     f"<p>The file extension picks the format of an output: {format_list()} (PNG holds the class "
@@ -86,6 +93,20 @@ BUNDLED_MODEL_HELP = (
     "Its scores on held-out simulated scenes and its limits are in model/MODEL_CARD.md; its name "
     "is printed in the log.</p>"
 )
+
+
+class BandWithDefault(QgsProcessingParameterBand):
+    """A required band whose default stands in when no value is given (qgis_process, Python):
+    QGIS 3.22's band parameter refuses a missing value despite its default. Required, so the dialog
+    does not label it "[optional]"."""
+
+    def clone(self):
+        copy = BandWithDefault(self.name(), self.description(), self.defaultValue(), self.parentLayerParameterName())
+        copy.setFlags(self.flags())
+        return copy
+
+    def checkValueIsAcceptable(self, value, context=None):  # noqa: N802 (QGIS API)
+        return super().checkValueIsAcceptable(self.defaultValue() if value is None else value, context)
 
 
 class SarLulcAlgorithm(QgsProcessingAlgorithm):
@@ -111,6 +132,9 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
     OUTPUT_DESCRIPTION = ""
     EXTRA_OUTPUT = ""
     EXTRA_OUTPUT_DESCRIPTION = ""
+    # What the loaded result layers are called after the input layer's name ("scene - land cover").
+    OUTPUT_LAYER_NAME = ""
+    EXTRA_LAYER_NAME = ""
 
     def createInstance(self):  # noqa: N802 (QGIS API)
         return type(self)()
@@ -128,34 +152,32 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
         return QUrl.fromLocalFile(str(PLUGIN_DIR / "README.md")).toString()
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
+        # Short labels (the dialog, the modeler's step dialog and the batch headers show them in
+        # full); what each one means and its empty value are in the help panel.
         self.addParameter(QgsProcessingParameterRasterLayer(
-            self.INPUT, "SAR backscatter raster (HH: dB, linear power or ALOS-2 DN)"))
-        # Optional so that it may be left out (qgis_process, Python): QGIS 3.22 refuses a missing
-        # band value despite its default; an empty band means that default, band 1.
-        self.addParameter(QgsProcessingParameterBand(
-            self.BAND, "Band", defaultValue=1, parentLayerParameterName=self.INPUT, optional=True))
+            self.INPUT, "SAR raster (HH backscatter)", defaultValue=latest_backscatter_layer_id()))
+        self.addParameter(BandWithDefault(self.BAND, "Band", defaultValue=1, parentLayerParameterName=self.INPUT))
         self.addParameter(self.choice(self.INPUT_UNITS, "Input units", [u.value for u in InputUnits]))
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.CALIBRATION_FACTOR, "Calibration factor CF of ALOS-2 DN (dB)", QgsProcessingParameterNumber.Double,
+            self.CALIBRATION_FACTOR, "Calibration factor (dB)", QgsProcessingParameterNumber.Double,
             defaultValue=ALOS2_CALIBRATION_FACTOR_DB)))
         self.addParameter(self.choice(self.SPECKLE_FILTER, "Speckle filter", [f.value for f in SpeckleFilter]))
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.FILTER_SIZE, "Speckle filter window in pixels (odd; refined Lee: 5, 7, 9 or 11)",
-            QgsProcessingParameterNumber.Integer, defaultValue=7, minValue=3, maxValue=31)))
+            self.FILTER_SIZE, "Filter window (px)", QgsProcessingParameterNumber.Integer, defaultValue=7,
+            minValue=3, maxValue=31)))
         self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, "ONNX model (empty: the bundled model)", optional=True,
-            fileFilter="ONNX models (*.onnx)"))
+            self.MODEL, "Model (empty: bundled)", optional=True, fileFilter="ONNX models (*.onnx)"))
         self.addParameter(self.choice(self.DEVICE, "Device", list(DEVICES)))
         for parameter in self.task_parameters():
             self.addParameter(parameter)
         for name, description in (
-                (self.TILE_SIZE, "Tile size in pixels (empty: the model's default)"),
-                (self.OVERLAP, "Tile overlap in pixels (empty: the model's default)"),
-                (self.BATCH_SIZE, "Tiles per batch (empty: 4)")):
+                (self.TILE_SIZE, f"Tile size (px; bundled: {BUNDLED_TILE_SIZE})"),
+                (self.OVERLAP, "Tile overlap (px)"),
+                (self.BATCH_SIZE, "Tiles per batch")):
             self.addParameter(self.advanced(QgsProcessingParameterNumber(
                 name, description, QgsProcessingParameterNumber.Integer, optional=True, minValue=0)))
         self.addParameter(self.advanced(self.choice(
-            self.OUTPUT_GRID, "Output grid of resampled inputs", [label for label, _ in OUTPUT_GRIDS])))
+            self.OUTPUT_GRID, "Output grid", [label for label, _ in OUTPUT_GRIDS])))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.OUTPUT_DESCRIPTION))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.EXTRA_OUTPUT, self.EXTRA_OUTPUT_DESCRIPTION, optional=True, createByDefault=False))
@@ -271,8 +293,9 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
         except InferenceError as error:
             raise QgsProcessingException(str(error)) from error
         # The paths as Processing knows them: it matches layers to load by these strings.
-        for path in filter(None, (output_path, extra_path)):
-            styling.style_when_loaded(context, path)
+        input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
+        styling.hand_over_results(context, output_path, f"{input_name} - {self.OUTPUT_LAYER_NAME}",
+                                  extra_path, f"{input_name} - {self.EXTRA_LAYER_NAME}")
         return {self.OUTPUT: output_path, self.EXTRA_OUTPUT: extra_path}
 
     def input_path(self, parameters, context) -> str:
@@ -352,6 +375,32 @@ def _number_range(definition: QgsProcessingParameterNumber) -> str:
     if bounded_high:
         return f"use at most {show(high)}"
     return "use a finite number"
+
+
+def latest_backscatter_layer_id() -> str | None:
+    """The dialog's default input: the topmost raster of the project that may be backscatter (not a
+    SAR LULC result, not a class raster), so the result a run just loaded is not proposed as input.
+
+    None outside the QGIS desktop (qgis_process, scripts): no dialog shows there, and a missing
+    INPUT must stay an error rather than silently take a layer of the project."""
+    from qgis.utils import iface
+
+    if iface is None:
+        return None
+    for node in QgsProject.instance().layerTreeRoot().findLayers():
+        layer = node.layer()
+        if isinstance(layer, QgsRasterLayer) and layer.providerType() == "gdal" and may_be_backscatter(layer.source()):
+            return layer.id()
+    return None
+
+
+def may_be_backscatter(source: str) -> bool:
+    """Whether band 1 of the raster ``source`` may be SAR backscatter (GDAL reads its header only)."""
+    try:
+        dataset = gdal.OpenEx(source, gdal.OF_RASTER)
+    except RuntimeError:
+        return False
+    return dataset is not None and not_backscatter_reason(dataset, 1) is None
 
 
 def help_text(summary: str, outputs: str, task: str) -> str:

@@ -1,8 +1,9 @@
-"""The SAR LULC Processing provider (id ``sarlulc``)."""
+"""The SAR LULC Processing provider (id ``sarlulc``): the algorithms and the example models."""
 
-from qgis.core import QgsProcessingProvider
+from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..dependencies import PLUGIN_DIR
 from ..model.inference.writer import OUTPUT_FORMATS
 from .base_algorithm import ICON_PATH
 from .calibrate_algorithm import CalibrateAlgorithm
@@ -17,6 +18,8 @@ ALGORITHMS = (
     CalibrateAlgorithm,
     EvaluateAlgorithm,
 )
+# Example Processing models (written by tools/example_models.py), listed under "Example models".
+MODELS_DIR = PLUGIN_DIR / "models"
 
 
 class SarLulcProvider(QgsProcessingProvider):
@@ -34,9 +37,28 @@ class SarLulcProvider(QgsProcessingProvider):
     def icon(self):
         return QIcon(str(ICON_PATH))
 
+    def load(self):
+        QgsApplication.processingRegistry().providerAdded.connect(self.reload_once_registered)
+        return super().load()
+
+    def unload(self):
+        QgsApplication.processingRegistry().providerAdded.disconnect(self.reload_once_registered)
+        super().unload()
+
+    def reload_once_registered(self, provider_id):
+        """Load again once the registry holds this provider: the example models' steps are this
+        provider's algorithms, which the registry cannot find while the provider is being loaded
+        (QGIS's own Models provider reloads on providerAdded for the same reason)."""
+        if provider_id == self.id():
+            self.refreshAlgorithms()
+
     def loadAlgorithms(self):  # noqa: N802 (QGIS API)
         for algorithm_class in ALGORITHMS:
             self.addAlgorithm(algorithm_class())
+        for path in sorted(MODELS_DIR.glob("*.model3")):
+            model = QgsProcessingModelAlgorithm()
+            if model.fromFile(str(path)):
+                self.addAlgorithm(model)
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS API)
         return [suffix.lstrip(".") for suffix in OUTPUT_FORMATS]

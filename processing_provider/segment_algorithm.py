@@ -14,7 +14,9 @@ class SegmentAlgorithm(SarLulcAlgorithm):
     TASK = "lulc"
     OUTPUT_DESCRIPTION = "Land-cover classes"
     EXTRA_OUTPUT = OUTPUT_CONFIDENCE
-    EXTRA_OUTPUT_DESCRIPTION = "Confidence (max softmax probability, 0..1)"
+    EXTRA_OUTPUT_DESCRIPTION = "Confidence"
+    OUTPUT_LAYER_NAME = "land cover"
+    EXTRA_LAYER_NAME = "land-cover confidence"
 
     def name(self):
         return "segment"

@@ -5,8 +5,9 @@ opens ``name.tif``, so the legend travels with the file (also after a headless
 ``qgis_process`` run). The engine commits it with the raster (all or none) and refuses,
 before any work, a sidecar another file would share or that the plugin did not write; the
 plugin's sidecars record the raster they style (a custom property) so a later run may
-replace them. When Processing loads a result into the project, a layer post-processor
-applies the same sidecar explicitly.
+replace them. When Processing loads a result into the project, a layer post-processor applies
+the same sidecar explicitly, names the layer after the input and puts the class map above its
+confidence or probability raster.
 """
 
 from pathlib import Path
@@ -15,9 +16,11 @@ from qgis.core import (
     QgsColorRampShader,
     QgsGradientColorRamp,
     QgsGradientStop,
+    QgsLayerTreeLayer,
     QgsPalettedRasterRenderer,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProject,
     QgsRasterLayer,
     QgsRasterShader,
     QgsSingleBandPseudoColorRenderer,
@@ -77,25 +80,64 @@ def write_style_sidecar(raster_path, style_path, final_path, make_renderer) -> N
 
 
 class ApplyStyleSidecar(QgsProcessingLayerPostProcessorInterface):
-    """Applies an output's .qml sidecar when Processing loads the output into the project."""
+    """Applies an output's .qml sidecar when Processing loads the output into the project; a score
+    raster (confidence, probability) is unchecked and kept just below its class map, which it
+    would otherwise hide (Processing loads outputs in no particular order, each on top)."""
 
-    def __init__(self, qml_path: Path):
+    def __init__(self, qml_path: Path, run_layers: dict, role: str):
         super().__init__()
         self.qml_path = qml_path
+        self.run_layers = run_layers  # role ("classes" or "score") -> id of the layer loaded, shared in a run
+        self.role = role
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
         message, loaded = layer.loadNamedStyle(str(self.qml_path))
         if not loaded:
             feedback.reportError(f"Could not apply the style '{self.qml_path}': {message}")
-            return
         layer.triggerRepaint()
         layer.emitStyleChanged()
+        self.run_layers[self.role] = layer.id()
+        root = (context.project() or QgsProject.instance()).layerTreeRoot()
+        if self.role == "score":
+            node = root.findLayer(layer.id())
+            if node is not None:
+                node.setItemVisibilityChecked(False)
+        if {"classes", "score"} <= set(self.run_layers):
+            place_below(root, self.run_layers["classes"], self.run_layers["score"])
 
 
-def style_when_loaded(context, raster_path) -> None:
-    """If Processing will load ``raster_path`` into the project, style it from its sidecar then."""
-    if not context.willLoadLayerOnCompletion(raster_path):
+def place_below(root, upper_id: str, lower_id: str) -> None:
+    """Move the layer ``lower_id`` in the layer tree to just below ``upper_id`` (same group)."""
+    upper, lower = root.findLayer(upper_id), root.findLayer(lower_id)
+    if upper is None or lower is None:
         return
-    post_processor = ApplyStyleSidecar(style_sidecar_path(raster_path))
-    _LIVE_POST_PROCESSORS[raster_path] = post_processor
-    context.layerToLoadOnCompletionDetails(raster_path).setPostProcessor(post_processor)
+    group = upper.parent()
+    position = next(index for index, child in enumerate(group.children())
+                    if isinstance(child, QgsLayerTreeLayer) and child.layerId() == upper_id)
+    # The copy goes in before the original leaves: a layer without a tree node leaves the project.
+    group.insertChildNode(position + 1, lower.clone())
+    lower.parent().removeChildNode(lower)
+
+
+def hand_over_results(context, classes_path, classes_name: str, score_path=None, score_name: str = "") -> None:
+    """Give Processing the finished outputs of a run.
+
+    Each output joins the run's layers: Processing looks results up by path (the model runner
+    before each step, the loader at the end), and a path it does not hold it opens trying OGR
+    first, which logs "Cannot open …" for a raster. Outputs Processing will load into the project
+    are named after the input ("scene - land cover", unless the user prefers file names for
+    files), styled from their sidecars, and the class map is kept above its score raster."""
+    run_layers = {}
+    for path, name, role in ((classes_path, classes_name, "classes"), (score_path, score_name, "score")):
+        if not path:
+            continue
+        layer = QgsRasterLayer(str(path), name, "gdal")
+        if layer.isValid():
+            context.temporaryLayerStore().addMapLayer(layer)
+        if not context.willLoadLayerOnCompletion(path):
+            continue
+        details = context.layerToLoadOnCompletionDetails(path)
+        details.name = name
+        post_processor = ApplyStyleSidecar(style_sidecar_path(path), run_layers, role)
+        _LIVE_POST_PROCESSORS[path] = post_processor
+        details.setPostProcessor(post_processor)

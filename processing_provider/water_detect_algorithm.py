@@ -14,7 +14,9 @@ class WaterDetectAlgorithm(SarLulcAlgorithm):
     TASK = "water"
     OUTPUT_DESCRIPTION = "Water mask"
     EXTRA_OUTPUT = OUTPUT_PROBABILITY
-    EXTRA_OUTPUT_DESCRIPTION = "Water probability (0..1)"
+    EXTRA_OUTPUT_DESCRIPTION = "Water probability"
+    OUTPUT_LAYER_NAME = "water"
+    EXTRA_LAYER_NAME = "water probability"
 
     def name(self):
         return "waterdetect"
@@ -34,7 +36,7 @@ class WaterDetectAlgorithm(SarLulcAlgorithm):
 
     def task_parameters(self):
         return [QgsProcessingParameterNumber(
-            self.THRESHOLD, "Water probability threshold (empty: the model's default)",
+            self.THRESHOLD, "Water threshold (0..1)",
             QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0)]
 
     def task_options(self, parameters, context):

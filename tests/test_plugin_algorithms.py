@@ -182,6 +182,33 @@ def test_results_loaded_into_the_project_carry_the_legend(sarlulc_provider, lulc
     assert legend_labels == [name for name, _ in contract_palette(lulc_model).values()]
 
 
+@pytest.mark.parametrize("classes_name, score_name", [("a_classes.tif", "z_score.tif"), ("z_classes.tif", "a_score.tif")])
+def test_the_class_map_loads_on_top_of_its_score_raster_which_is_unchecked(
+        sarlulc_provider, lulc_model, sar_raster, tmp_path, qgis_new_project, classes_name, score_name):
+    """Processing loads outputs sorted by path, each on top: whichever comes last, the class map stays
+    visible above its confidence raster (which would hide it), and that raster starts unchecked."""
+    processing.runAndLoadResults("sarlulc:segment", {
+        "INPUT": sar_raster, "MODEL": lulc_model, "OUTPUT": str(tmp_path / classes_name),
+        "OUTPUT_CONFIDENCE": str(tmp_path / score_name)})
+    nodes = qgis_new_project.layerTreeRoot().findLayers()
+    assert [Path(node.layer().source()).name for node in nodes] == [classes_name, score_name]
+    assert nodes[0].itemVisibilityChecked() and not nodes[1].itemVisibilityChecked()
+
+
+def test_temporary_results_are_named_after_the_input(sarlulc_provider, lulc_model, water_model, sar_raster,
+                                                     qgis_new_project):
+    """Repeated runs on different scenes can be told apart in the Layers panel."""
+    for algorithm, model, extra in (("sarlulc:segment", lulc_model, "OUTPUT_CONFIDENCE"),
+                                    ("sarlulc:waterdetect", water_model, "OUTPUT_PROBABILITY")):
+        processing.runAndLoadResults(algorithm, {"INPUT": sar_raster, "MODEL": model,
+                                                 "OUTPUT": "TEMPORARY_OUTPUT", extra: "TEMPORARY_OUTPUT"})
+    nodes = qgis_new_project.layerTreeRoot().findLayers()
+    assert [node.name() for node in nodes] == [
+        "scene_hh_db - water", "scene_hh_db - water probability",
+        "scene_hh_db - land cover", "scene_hh_db - land-cover confidence"]
+    assert [node.itemVisibilityChecked() for node in nodes] == [True, False, True, False]
+
+
 def test_batch_route_runs_each_row_with_a_fresh_context_and_styles_every_result(
         sarlulc_provider, water_model, tmp_path, qgis_new_project):
     """What the batch dialog does: one algorithm, one row after another, results loaded into the project."""
@@ -228,27 +255,6 @@ def test_background_task_route(sarlulc_provider, lulc_model, sar_raster, tmp_pat
         time.sleep(0.01)
     assert outcome == {"ok": True, "results": {"OUTPUT": str(output), "OUTPUT_CONFIDENCE": None}}
     assert palette(QgsRasterLayer(str(output), "classes", "gdal")) == contract_palette(lulc_model)
-
-
-def test_model_chaining_segment_and_water_detect(sarlulc_provider, lulc_model, water_model, sar_raster, tmp_path):
-    """The graphical modeler's route: a saved .model3 that runs both algorithms on one scene."""
-    from qgis.core import QgsProcessingModelAlgorithm
-
-    model = QgsProcessingModelAlgorithm()
-    assert model.fromFile(str(Path(__file__).parent / "data" / "sar_lulc_chain.model3"))
-    assert {child.algorithmId() for child in model.childAlgorithms().values()} == {
-        "sarlulc:segment", "sarlulc:waterdetect"}
-    classes, water = tmp_path / "classes.tif", tmp_path / "water.tif"
-    results = processing.run(model, {
-        "sar": sar_raster, "lulc_model": lulc_model, "water_model": water_model,
-        "segment:classes": str(classes), "waterdetect:water": str(water)})
-
-    assert results["segment:classes"] == str(classes) and results["waterdetect:water"] == str(water)
-    db, valid = input_db_and_valid(sar_raster)
-    np.testing.assert_array_equal(read_band(classes)[1][valid], expected_pixel_classes(db[valid]))
-    assert set(np.unique(read_band(water)[1][valid])) == {0, 1}
-    assert sidecar_palette(classes) == contract_palette(lulc_model)
-    assert sidecar_palette(water) == {1: ("Water", "#1f78b4")}
 
 
 class CancelAfterFirstProgress(QgsProcessingFeedback):

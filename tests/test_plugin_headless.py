@@ -1,8 +1,8 @@
 """The plugin ZIP installed into a fresh QGIS profile and run headless through qgis_process.
 
 This is the route of `make package` + "Install from ZIP" and of `qgis_process run` users: a
-real QGIS process loads the plugin from the profile, with onnxruntime found on PYTHONPATH as
-it would be in the plugin's ext-libs/.
+real QGIS process loads the plugin from the profile, with onnxruntime in the profile's
+python/dependencies/sar_lulc/pythonX.Y/ folder, where the dependency dialog installs it.
 """
 
 import json
@@ -39,7 +39,8 @@ def test_zip_holds_only_the_plugin_under_one_top_folder(plugin_zip):
     for required in ("metadata.txt", "__init__.py", "plugin.py", "dependencies.py", "requirements-runtime.txt",
                      "processing_provider/provider.py", "ui/icon.svg", "model/inference/engine.py",
                      "model/inference/CONTRACT.md", "model/classes.py", "model/MODEL_CARD.md", "LICENSE",
-                     "demo/demo_scene_hh_db.tif", "demo/demo_scene_label.tif"):
+                     "demo/demo_scene_hh_db.tif", "demo/demo_scene_label.tif", "models/land_cover_and_water.model3",
+                     "models/land_cover_accuracy.model3"):
         assert f"sar_lulc/{required}" in names
     for excluded in ("tests/", "tools/", ".venv/", "ext-libs/", ".git/", "__pycache__", "model/net/",
                      "model/simulate/"):
@@ -48,18 +49,20 @@ def test_zip_holds_only_the_plugin_under_one_top_folder(plugin_zip):
 
 @pytest.fixture
 def qgis_env(tmp_path, plugin_zip):
-    """A fresh QGIS profile with the ZIP installed and enabled; onnxruntime on PYTHONPATH."""
+    """A fresh QGIS profile with the ZIP installed and enabled, and onnxruntime in the profile's
+    dependencies folder, where the dependency dialog installs it."""
     import onnxruntime
 
     config = tmp_path / "qgis-config"
-    plugins = config / "profiles" / "default" / "python" / "plugins"
+    profile = config / "profiles" / "default"
+    plugins = profile / "python" / "plugins"
     plugins.mkdir(parents=True)
     zipfile.ZipFile(plugin_zip).extractall(plugins)
-    python_libs = tmp_path / "python-libs"
-    python_libs.mkdir()
-    (python_libs / "onnxruntime").symlink_to(Path(onnxruntime.__file__).parent)
-    env = dict(os.environ, QGIS_CUSTOM_CONFIG_PATH=str(config), QT_QPA_PLATFORM="offscreen",
-               PYTHONPATH=str(python_libs))
+    dependencies = profile / "python" / "dependencies" / "sar_lulc" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    dependencies.mkdir(parents=True)
+    (dependencies / "onnxruntime").symlink_to(Path(onnxruntime.__file__).parent)
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(QGIS_CUSTOM_CONFIG_PATH=str(config), QT_QPA_PLATFORM="offscreen")
     subprocess.run([str(QGIS_PROCESS), "plugins", "enable", "sar_lulc"], env=env, check=True, capture_output=True)
     return env
 

@@ -2,6 +2,7 @@
 
 import pytest
 from qgis.core import (
+    Qgis,
     QgsApplication,
     QgsProcessingParameterBand,
     QgsProcessingParameterDefinition,
@@ -11,7 +12,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
-from qgis.PyQt.QtWidgets import QMenu
+from qgis.PyQt.QtWidgets import QPushButton
 
 COMMON = {"INPUT", "BAND", "INPUT_UNITS", "CALIBRATION_FACTOR", "SPECKLE_FILTER", "FILTER_SIZE", "MODEL", "DEVICE",
           "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "OUTPUT_GRID", "OUTPUT"}  # the input ones: test_real_inputs_plugin
@@ -27,7 +28,7 @@ def test_provider_registered_with_its_algorithms_segment_and_water_in_one_group(
     assert provider is sarlulc_provider
     assert provider.name() == "SAR LULC"
     assert not provider.icon().isNull()
-    names = {alg.id(): alg.displayName() for alg in provider.algorithms()}
+    names = {alg.id(): alg.displayName() for alg in provider.algorithms() if alg.group() != "Example models"}
     assert names == {"sarlulc:segment": "SAR LULC Segment", "sarlulc:waterdetect": "Water Detect",
                      "sarlulc:calibrate": "Calibrate ALOS-2 DN to Backscatter",
                      "sarlulc:evaluate": "Evaluate Against Reference"}
@@ -82,18 +83,16 @@ def test_help_tells_the_user_what_to_feed_and_what_comes_out(sarlulc_provider, a
     assert algorithm(algorithm_id).helpUrl().endswith("README.md")
 
 
-def plugin_menu(main_window):
-    titles = {action.text(): action.menu() for action in main_window.menuBar().actions()}
-    return titles.get("SAR LULC")
-
-
-def test_plugin_load_adds_menu_and_provider_and_unload_removes_them(qgis_iface, qgis_processing, monkeypatch):
+def test_plugin_load_puts_its_entries_under_plugins_and_unload_removes_them(qgis_iface, qgis_processing,
+                                                                          monkeypatch):
     import sar_lulc
 
-    # QGIS puts plugin menus before its Help menu; the test interface has none, so add one.
-    help_menu = QMenu("Help", qgis_iface.mainWindow())
-    qgis_iface.mainWindow().menuBar().addMenu(help_menu)
-    monkeypatch.setattr(qgis_iface, "firstRightStandardMenu", lambda: help_menu, raising=False)
+    plugins_menu = {}  # what QGIS's Plugins menu would hold: submenu title -> actions
+    monkeypatch.setattr(qgis_iface, "addPluginToMenu",
+                        lambda title, action: plugins_menu.setdefault(title, []).append(action), raising=False)
+    monkeypatch.setattr(qgis_iface, "removePluginMenu",
+                        lambda title, action: plugins_menu[title].remove(action), raising=False)
+    monkeypatch.setattr("sar_lulc.dependencies.installation_problem", lambda: None)
     opened = []
     monkeypatch.setattr("processing.execAlgorithmDialog", lambda alg_id, params: opened.append(alg_id))
     registry = QgsApplication.processingRegistry()
@@ -103,35 +102,81 @@ def test_plugin_load_adds_menu_and_provider_and_unload_removes_them(qgis_iface, 
     plugin.initGui()
     try:
         assert registry.providerById("sarlulc") is plugin.provider
-        menu = plugin_menu(qgis_iface.mainWindow())
-        assert menu is not None
-        actions = [a for a in menu.actions() if not a.isSeparator()]
-        assert [a.text() for a in actions] == ["SAR LULC Segment…", "Water Detect…",
-                                                "Calibrate ALOS-2 DN to Backscatter…",
-                                                "Evaluate Against Reference…", "Install dependencies…"]
-        menu_titles = [a.text() for a in qgis_iface.mainWindow().menuBar().actions()]
-        assert menu_titles.index("SAR LULC") == menu_titles.index("Help") - 1
+        assert list(plugins_menu) == ["SAR LULC"]
+        actions = plugins_menu["SAR LULC"]
+        assert [a.text() for a in actions if not a.isSeparator()] == [
+            "SAR LULC Segment…", "Water Detect…", "Calibrate ALOS-2 DN to Backscatter…",
+            "Evaluate Against Reference…", "Install dependencies…"]
+        assert actions[-2].isSeparator()
         for action in actions[:4]:
             action.trigger()
         assert opened == ["sarlulc:segment", "sarlulc:waterdetect", "sarlulc:calibrate", "sarlulc:evaluate"]
+        assert qgis_iface.messageBar().currentItem() is None  # dependencies fine: no prompt
     finally:
         plugin.unload()
-        qgis_iface.mainWindow().menuBar().removeAction(help_menu.menuAction())
     assert registry.providerById("sarlulc") is None
-    assert plugin_menu(qgis_iface.mainWindow()) is None
+    assert plugins_menu == {"SAR LULC": []}
 
 
-def test_dependency_dialog_shows_the_onnxruntime_status(qgis_iface):
-    from sar_lulc.dependencies import EXT_LIBS, pip_install_command
+def test_start_up_prompts_to_install_missing_dependencies(qgis_iface, qgis_processing, monkeypatch):
+    import sar_lulc
+
+    problem = "ONNX Runtime, which the SAR LULC algorithms need, is not installed."
+    monkeypatch.setattr("sar_lulc.dependencies.installation_problem", lambda: problem)
+    monkeypatch.setattr(qgis_iface, "addPluginToMenu", lambda title, action: None, raising=False)
+    monkeypatch.setattr(qgis_iface, "removePluginMenu", lambda title, action: None, raising=False)
+    opened = []
+    monkeypatch.setattr("sar_lulc.plugin.SarLulcPlugin.open_dependency_dialog",
+                        lambda self, _checked=False: opened.append("dialog"))
+    QgsApplication.processingRegistry().removeProvider("sarlulc")
+    plugin = sar_lulc.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        item = qgis_iface.messageBar().currentItem()
+        assert item is not None and item.text() == problem and item.level() == Qgis.Warning
+        install = item.findChild(QPushButton, "sarLulcInstallDependencies")
+        assert install.text() == "Install"
+        install.click()
+        assert opened == ["dialog"]
+    finally:
+        plugin.unload()
+    assert qgis_iface.messageBar().currentItem() is None
+
+
+def test_dependency_dialog_shows_the_status_qgis_python_and_target(qgis_iface):
+    from sar_lulc.dependencies import dependencies_dir, install_steps, qgis_python
     from sar_lulc.ui.dependency_dialog import DependencyDialog
 
     dialog = DependencyDialog(qgis_iface.mainWindow())
     import onnxruntime
 
     assert onnxruntime.__version__ in dialog.status.text()
-    command = pip_install_command(gpu=True)
-    assert command[1:5] == ["-m", "pip", "install", "--upgrade"]
-    assert "--no-deps" in command and str(EXT_LIBS) in command
-    assert any(part.startswith("onnxruntime-gpu") for part in command)
-    assert not any(part.startswith("onnxruntime") and "gpu" not in part for part in command[5:])
+    assert dialog.python == qgis_python()
+    assert f"QGIS's Python: {qgis_python()}" in dialog.python_label.text()
+    assert str(dependencies_dir()) in dialog.python_label.text()
+    assert dialog.install_button.isEnabled()
+    steps = install_steps(dialog.target, dialog.python, gpu=True)
+    assert len(steps) == 2
+    (_, pip), (_, check) = steps
+    assert pip[:5] == [qgis_python(), "-m", "pip", "install", "--upgrade"]
+    assert "--no-deps" in pip and str(dependencies_dir()) in pip
+    assert any(part.startswith("onnxruntime-gpu") for part in pip)
+    assert check[0] == qgis_python() and "import onnxruntime" in check[2]
     dialog.deleteLater()
+
+
+@pytest.mark.parametrize("algorithm_id", ["sarlulc:segment", "sarlulc:waterdetect"])
+def test_labels_are_short_and_the_tile_size_label_names_what_the_bundled_model_takes(sarlulc_provider,
+                                                                                     algorithm_id):
+    """Long labels made the default-size dialog scroll sideways, hiding the "…" buttons."""
+    from sar_lulc.model.inference.metadata import bundled_model_path
+    from sar_lulc.model.inference.session import ModelSession
+
+    alg = algorithm(algorithm_id)
+    labels = {p.name(): p.description() for p in alg.parameterDefinitions()}
+    assert max(map(len, labels.values())) <= 32, labels
+    task = "lulc" if algorithm_id == "sarlulc:segment" else "water"
+    if not bundled_model_path(task).is_file():
+        pytest.skip("the bundled model is not built (make train-bundled)")
+    fixed = ModelSession(bundled_model_path(task), "cpu").fixed_tile_size
+    assert labels["TILE_SIZE"] == f"Tile size (px; bundled: {fixed})"

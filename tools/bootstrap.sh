@@ -9,10 +9,19 @@ if ! /usr/bin/python3 -c "import qgis.core, osgeo.gdal" 2>/dev/null || [ ! -x /u
     if [ "$(id -u)" = 0 ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update
-        apt-get install -y --no-install-recommends qgis python3-qgis qgis-providers python3-venv python3-pip xauth
+        apt-get install -y --no-install-recommends qgis python3-qgis qgis-providers python3-venv python3-pip xauth xvfb
     else
-        echo "QGIS 3.22 is missing: run as root, or: sudo apt-get install qgis python3-qgis qgis-providers python3-venv" >&2
+        echo "QGIS 3.22 is missing: run as root, or: sudo apt-get install qgis python3-qgis qgis-providers python3-venv xvfb" >&2
         exit 1
+    fi
+fi
+# Xvfb: the virtual display tests/test_gui.py runs the QGIS desktop on.
+if ! command -v xvfb-run >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends xvfb xauth \
+            || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends xvfb xauth; }
+    else
+        echo "bootstrap: xvfb is missing (sudo apt-get install xvfb); the desktop test (tests/test_gui.py) will be skipped" >&2
     fi
 fi
 

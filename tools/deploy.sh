@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# `make deploy`: install this folder as the QGIS plugin `sar_lulc` (a symlink, so edits take
-# effect on the next QGIS start), enable it, and fill ext-libs/ with onnxruntime for QGIS's Python.
+# `make deploy` (development): install this folder as the QGIS plugin `sar_lulc` (a symlink, so
+# edits take effect on the next QGIS start), enable it, and install onnxruntime for QGIS's Python
+# into the profile's python/dependencies/sar_lulc/pythonX.Y/ folder (what the plugin's
+# "Install dependencies" dialog does; see dependencies.py).
 # Afterwards `qgis_process.bin run sarlulc:segment -- INPUT=... OUTPUT=...` works.
 #   QGIS_CUSTOM_CONFIG_PATH=DIR  deploy into DIR/profiles/default instead of the user's profile
 #                                (QGIS and qgis_process read the same variable)
 #   DEPLOY_GPU=1                 install onnxruntime-gpu instead of onnxruntime
-#   DEPLOY_REINSTALL=1           run pip even when ext-libs/ already has a working onnxruntime
+#   DEPLOY_REINSTALL=1           run pip even when the profile already has a working onnxruntime
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -23,15 +25,16 @@ fi
 ln -sfn "$REPO" "$TARGET"
 echo "deploy: $TARGET -> $REPO"
 
-if [ -d ext-libs/onnxruntime ] && [ "${DEPLOY_REINSTALL:-0}" != 1 ] \
-        && "$PYTHON" -c "import sys; sys.path.insert(0, 'ext-libs'); import onnxruntime" 2>/dev/null; then
-    echo "deploy: ext-libs/ already has a working onnxruntime (DEPLOY_REINSTALL=1 to reinstall)"
+DEPENDENCIES=$("$PYTHON" -c "import sys; print('$PROFILE/python/dependencies/sar_lulc/python%d.%d' % sys.version_info[:2])")
+if [ "${DEPLOY_REINSTALL:-0}" != 1 ] \
+        && "$PYTHON" -c "import sys; sys.path.insert(0, '$DEPENDENCIES'); import onnxruntime" 2>/dev/null; then
+    echo "deploy: $DEPENDENCIES already has a working onnxruntime (DEPLOY_REINSTALL=1 to reinstall)"
 else
-    "$PYTHON" dependencies.py $([ "${DEPLOY_GPU:-0}" = 1 ] && echo --gpu)
+    "$PYTHON" dependencies.py --profile "$PROFILE" $([ "${DEPLOY_GPU:-0}" = 1 ] && echo --gpu)
 fi
-# The check QGIS will do: onnxruntime from ext-libs/ under QGIS's Python and numpy.
-"$PYTHON" -c "import sys; sys.path.insert(0, 'ext-libs'); import onnxruntime as ort; \
-print('deploy: onnxruntime', ort.__version__, 'from', ort.__file__.rsplit('/', 2)[0], ort.get_available_providers())"
+if [ -d ext-libs ]; then
+    echo "deploy: ext-libs/ in this folder is no longer used (dependencies live in the profile); you may delete it"
+fi
 
 # Exits non-zero when the plugin is already enabled; the listing below is the real check.
 "$QGIS_PROCESS" plugins enable sar_lulc >/dev/null 2>&1 || true

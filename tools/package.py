@@ -18,8 +18,9 @@ PLUGIN_NAME = "sar_lulc"
 # What the installed plugin needs, relative to the repository root (folders taken recursively).
 TOP_FILES = ("metadata.txt", "__init__.py", "plugin.py", "dependencies.py", "requirements-runtime.txt",
              "README.md", "LICENSE", "model/MODEL_CARD.md")
-# demo/: the small simulated scene (and its reference map) to try the algorithms on.
-FOLDERS = ("processing_provider", "ui", "model/inference", "demo")
+# demo/: the small simulated scene (and its reference map) to try the algorithms on; models/: the
+# example Processing models the provider lists under "Example models".
+FOLDERS = ("processing_provider", "ui", "model/inference", "demo", "models")
 # The model package's own modules (legend, evaluation...) but not its training subpackages
 # (model/net, model/simulate: torch, data generation), which the plugin never imports.
 MODEL_MODULES = "model/*.py"

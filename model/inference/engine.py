@@ -24,9 +24,9 @@ from .memory import MEMORY_SHARE, available_memory_bytes, run_memory_bytes
 from .metadata import NORM_SCENE, TILE_MULTIPLE, ModelContract, bundled_model_path
 from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input, reading
 from .resample import ModelGrid, decide_model_grid, open_on_model_grid
-from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, check_calibration_factor,
-                        check_units_fit, detect_band_units, filter_halo, ground_pixel_size_m, sample_shape,
-                        sample_valid_values)
+from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, CLASSES_BAND, CONFIDENCE_BAND, PROBABILITY_BAND, WATER_BAND,
+                        InputUnits, SpeckleFilter, check_calibration_factor, check_units_fit, detect_band_units,
+                        filter_halo, ground_pixel_size_m, not_backscatter_reason, sample_shape, sample_valid_values)
 from .session import DEVICES, ModelSession
 from .windows import TilePlan, Window
 from .writer import (OutputRaster, PendingFiles, all_or_none, check_free_space, check_outputs, hidden_path,
@@ -124,7 +124,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
          log: Callable[[str], None] | None, style: StyleWriter | None) -> RunReport:
     started = time.perf_counter()
     log = log or (lambda message: None)
-    progress = progress or (lambda percent: None)
+    progress = _TimeLeftLog(progress or (lambda percent: None), log)
     is_cancelled = is_cancelled or (lambda: False)
     check_options(options)
     speckle_filter = SpeckleFilter(options.speckle_filter)
@@ -132,6 +132,9 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     # Everything is checked before any output file exists.
     dataset = open_raster(input_path)
     band_reader = BandReader(dataset, options.band, str(input_path))
+    not_backscatter = not_backscatter_reason(dataset, options.band)
+    if not_backscatter:
+        raise InputRasterError(f"Band {options.band} of '{input_path}' cannot be used as input: {not_backscatter}.")
     units = _input_units(options, dataset, str(input_path), log)
     model_path = _resolve_model_path(task, model_path)
     extra_label = "confidence" if task == "lulc" else "probability"
@@ -170,7 +173,8 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     # the output, removed whatever happens (or by the next run, if this one is killed).
     scratch = hidden_path(output_path, "scratch") if warp_back else None
     try:
-        stream_share = 90.0 if warp_back else 100.0
+        # The last 5 % are closing the outputs, when GDAL compresses the blocks it still caches.
+        stream_share = 85.0 if warp_back else 95.0
         if warp_back:
             scratch.mkdir()
         stream_paths = [scratch / f"{index}.tif" for index in range(len(specs))] if warp_back else \
@@ -425,14 +429,14 @@ def _fit_in_memory(tile: int, overlap: int, batch: int, channels: int, options: 
 
 def _output_specs(task, contract: ModelContract, output_path, extra_path) -> list[_OutputSpec]:
     if task == "lulc":
-        main = _OutputSpec(output_path, gdal.GDT_Byte, LULC_NODATA, "LULC class",
+        main = _OutputSpec(output_path, gdal.GDT_Byte, LULC_NODATA, CLASSES_BAND,
                            [(c.code, c.name, c.color) for c in contract.classes], "nearest")
-        extra_description = "Confidence (max class probability)"
+        extra_description = CONFIDENCE_BAND
     else:
         water = contract.classes[0]
-        main = _OutputSpec(output_path, gdal.GDT_Byte, WATER_NODATA, "Water mask",
+        main = _OutputSpec(output_path, gdal.GDT_Byte, WATER_NODATA, WATER_BAND,
                            [(0, "Not water", "#f0f0f0"), (1, water.name, water.color)], "nearest")
-        extra_description = "Water probability"
+        extra_description = PROBABILITY_BAND
     specs = [main]
     if extra_path:
         specs.append(_OutputSpec(extra_path, gdal.GDT_Float32, SCORE_NODATA, extra_description, None, "bilinear"))
@@ -511,8 +515,8 @@ def _stream(task, plan: TilePlan, block_rows, reader: BackscatterReader, session
     plus the outputs of tiles shared with the next block of the same row (so they are not run twice)."""
     channels = len(contract.classes) if task == "lulc" else 1
     weights = blend_weights(settings.tile_size)
-    tiles_run = valid_pixels = blocks_done = 0
-    block_count = sum(len(row) for row in block_rows)
+    tiles_run = valid_pixels = 0
+    work = _StreamProgress(plan, block_rows, progress)
     for row in block_rows:
         shared: dict[Window, np.ndarray] = {}
         for block in row:
@@ -522,6 +526,7 @@ def _stream(task, plan: TilePlan, block_rows, reader: BackscatterReader, session
             db, valid = reader.read(read_window)
             model_input = prepare_input(db, valid, contract, settings.scene)
             del db
+            work.block_read(block)
             accumulator = BlockAccumulator(block, channels, weights)
             pending = []
             tiles = plan.tiles_for(block)
@@ -548,14 +553,84 @@ def _stream(task, plan: TilePlan, block_rows, reader: BackscatterReader, session
                     if tile.x_end > block.x_end:
                         next_shared[tile] = tile_probabilities.copy()  # not a view pinning the batch
                 tiles_run += len(batch_tiles)
-                progress(100.0 * (blocks_done + (start + len(batch_tiles)) / len(pending)) / block_count)
+                work.tiles_run(len(batch_tiles))
             shared = next_shared
             block_valid = valid[block.slices_in(read_window)]
             valid_pixels += int(block_valid.sum())
             _write_block(task, accumulator.probabilities(), block_valid, block, contract, settings, outputs)
-            blocks_done += 1
-            progress(100.0 * blocks_done / block_count)
+            work.block_written(block)
     return tiles_run, valid_pixels
+
+
+class _StreamProgress:
+    """Progress of `_stream` by work done rather than by blocks: each block weighs the tiles it runs
+    (tiles already run for the previous block of its row are reused, so they do not count) plus a
+    share for reading and writing its pixels. Block sizes differ a lot (the last row and column
+    are thin strips), so counting blocks would stall on the first block and then jump."""
+
+    IO_COST = 0.1  # reading + writing a pixel, relative to running the model on it
+
+    def __init__(self, plan: TilePlan, block_rows, report: Callable[[float], None]):
+        self.report = report
+        self.weights: dict[Window, tuple[float, int]] = {}  # block: (half of its read+write share, tiles)
+        for row in block_rows:
+            for index, block in enumerate(row):
+                tiles = [t for t in plan.tiles_for(block) if index == 0 or t.x >= block.x]
+                io = self.IO_COST * block.width * block.height / plan.tile_size ** 2
+                self.weights[block] = (io / 2, len(tiles))
+        self.total = sum(2 * half_io + tiles for half_io, tiles in self.weights.values())
+        self.done = self.block_start = 0.0
+        self.block_tiles_left = 0
+
+    def _advance(self, amount: float) -> None:
+        self.done += amount
+        self.report(100.0 * min(self.done / self.total, 1.0))
+
+    def block_read(self, block: Window) -> None:
+        self.block_start = self.done
+        half_io, self.block_tiles_left = self.weights[block]
+        self._advance(half_io)
+
+    def tiles_run(self, count: int) -> None:
+        counted = min(count, self.block_tiles_left)  # tiles of nodata areas are skipped, never run
+        self.block_tiles_left -= counted
+        self._advance(counted)
+
+    def block_written(self, block: Window) -> None:
+        half_io, tiles = self.weights[block]
+        self._advance(self.block_start + 2 * half_io + tiles - self.done)
+
+
+class _TimeLeftLog:
+    """A progress callback that also logs, every ``every_s`` seconds of a long run, how long is left,
+    from the pace since the first report (progress follows the work done, so the pace holds)."""
+
+    def __init__(self, progress: Callable[[float], None], log: Callable[[str], None], every_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.progress, self.log, self.every_s, self.clock = progress, log, every_s, clock
+        self.start: tuple[float, float] | None = None
+        self.last_log = 0.0
+
+    def __call__(self, percent: float) -> None:
+        self.progress(percent)
+        now = self.clock()
+        if self.start is None:
+            self.start = (now, percent)
+            self.last_log = now
+            return
+        started_at, started_percent = self.start
+        if now - self.last_log >= self.every_s and started_percent < percent < 100.0:
+            left = (now - started_at) * (100.0 - percent) / (percent - started_percent)
+            self.log(f"Progress: {percent:.0f} %, about {_duration(left)} left")
+            self.last_log = now
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
 def _tile_input(model_input: np.ndarray, read_window: Window, tile: Window) -> np.ndarray:

@@ -100,6 +100,17 @@ def sample_shape(width: int, height: int, max_pixels: int = 65536) -> tuple[int,
     rows = max(1, min(height, max_pixels // columns))
     return columns, rows
 
+# The band descriptions the engine gives its outputs: how a SAR LULC result is recognised when it
+# is offered as input (a 0..1 confidence raster would otherwise pass for linear power).
+CLASSES_BAND, CONFIDENCE_BAND = "LULC class", "Confidence (max class probability)"
+WATER_BAND, PROBABILITY_BAND = "Water mask", "Water probability"
+RESULT_BAND_DESCRIPTIONS = {
+    CLASSES_BAND: "a land-cover class map",
+    CONFIDENCE_BAND: "a land-cover confidence raster",
+    WATER_BAND: "a water mask",
+    PROBABILITY_BAND: "a water probability raster",
+}
+
 
 def sample_valid_values(dataset: gdal.Dataset, band: int, nodata: float | None = None,
                         max_pixels: int = 65536) -> np.ndarray:
@@ -128,6 +139,18 @@ def sample_valid_values(dataset: gdal.Dataset, band: int, nodata: float | None =
     if not raster_band.GetMaskFlags() & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA):
         keep &= raster_band.GetMaskBand().ReadAsArray(0, 0, width, height, **read).ravel() != 0
     return apply_scaling(values[keep], band_scaling(raster_band))
+
+
+def not_backscatter_reason(dataset: gdal.Dataset, band: int) -> str | None:
+    """Why band ``band`` cannot be SAR backscatter, or None when it may be: a SAR LULC result (by its
+    band description) or a class raster (a colour table or class names)."""
+    raster_band = dataset.GetRasterBand(band)
+    result = RESULT_BAND_DESCRIPTIONS.get(raster_band.GetDescription())
+    if result:
+        return f"this is a SAR LULC result ({result}), not backscatter: choose the SAR raster"
+    if raster_band.GetColorTable() is not None or raster_band.GetCategoryNames():
+        return "this is a class raster (it has a colour table or class names), not backscatter: choose the SAR raster"
+    return None
 
 
 def band_hints(dataset: gdal.Dataset, band: int) -> list[str]:
