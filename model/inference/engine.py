@@ -26,7 +26,7 @@ from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster,
 from .resample import ModelGrid, decide_model_grid, open_on_model_grid
 from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, CLASSES_BAND, CONFIDENCE_BAND, PROBABILITY_BAND, WATER_BAND,
                         InputUnits, SpeckleFilter, check_calibration_factor, check_units_fit, detect_band_units,
-                        filter_halo, ground_pixel_size_m, not_backscatter_reason, sample_shape, sample_valid_values)
+                        filter_halo, ground_pixel_size_m, sample_shape, sample_valid_values)
 from .session import DEVICES, ModelSession
 from .windows import TilePlan, Window
 from .writer import (OutputRaster, PendingFiles, all_or_none, check_free_space, check_outputs, hidden_path,
@@ -132,9 +132,6 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     # Everything is checked before any output file exists.
     dataset = open_raster(input_path)
     band_reader = BandReader(dataset, options.band, str(input_path))
-    not_backscatter = not_backscatter_reason(dataset, options.band)
-    if not_backscatter:
-        raise InputRasterError(f"Band {options.band} of '{input_path}' cannot be used as input: {not_backscatter}.")
     units = _input_units(options, dataset, str(input_path), log)
     model_path = _resolve_model_path(task, model_path)
     extra_label = "confidence" if task == "lulc" else "probability"

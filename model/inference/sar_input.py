@@ -71,8 +71,8 @@ def apply_scaling(values: np.ndarray, scaling: tuple[float, float] | None) -> np
 
 
 def check_backscatter_band(dataset: gdal.Dataset, band: int, source_name: str) -> None:
-    """Refuse bands that cannot be backscatter whatever INPUT_UNITS says: complex values, colour
-    channels of an 8-bit picture, palette (class map) bands."""
+    """Refuse bands that cannot be backscatter whatever INPUT_UNITS says: complex values, SAR LULC
+    results and class rasters (`not_backscatter_reason`), colour channels of an 8-bit picture."""
     raster_band = dataset.GetRasterBand(band)
     type_name = gdal.GetDataTypeName(raster_band.DataType)
     if gdal.DataTypeIsComplex(raster_band.DataType):
@@ -86,11 +86,10 @@ def check_backscatter_band(dataset: gdal.Dataset, band: int, source_name: str) -
         raise InputRasterError(
             f"'{source_name}' looks like an RGB image (8-bit red, green and blue bands), not SAR backscatter. "
             f"Run on the SAR product itself: one band of HH backscatter as ALOS-2 DN, linear power or dB.")
-    if raster_band.GetColorInterpretation() == gdal.GCI_PaletteIndex or raster_band.GetColorTable() is not None:
-        raise InputRasterError(
-            f"Band {band} of '{source_name}' has a colour table: it looks like a class map or a paletted "
-            f"picture, not SAR backscatter. Run on the SAR product: HH backscatter as ALOS-2 DN, linear "
-            f"power or dB.")
+    reason = not_backscatter_reason(dataset, band)
+    if reason:
+        raise InputRasterError(f"Band {band} of '{source_name}' cannot be used as input: {reason}. Run on the SAR "
+                               f"product: HH backscatter as ALOS-2 DN, linear power or dB.")
 
 
 def sample_shape(width: int, height: int, max_pixels: int = 65536) -> tuple[int, int]:
@@ -148,8 +147,11 @@ def not_backscatter_reason(dataset: gdal.Dataset, band: int) -> str | None:
     result = RESULT_BAND_DESCRIPTIONS.get(raster_band.GetDescription())
     if result:
         return f"this is a SAR LULC result ({result}), not backscatter: choose the SAR raster"
-    if raster_band.GetColorTable() is not None or raster_band.GetCategoryNames():
-        return "this is a class raster (it has a colour table or class names), not backscatter: choose the SAR raster"
+    if raster_band.GetColorInterpretation() == gdal.GCI_PaletteIndex or raster_band.GetColorTable() is not None:
+        return ("this is a class raster (it has a colour table: it looks like a class map or a paletted picture), "
+                "not backscatter: choose the SAR raster")
+    if raster_band.GetCategoryNames():
+        return "this is a class raster (it has class names), not backscatter: choose the SAR raster"
     return None
 
 
