@@ -277,6 +277,26 @@ def test_without_a_training_distribution_only_the_models_input_range_is_checked(
                         "ALOS-2 DN); the map may be wrong."]
 
 
+def test_a_scene_normalised_model_is_checked_on_the_spread_only(tmp_path):
+    """Such a model removes the scene median itself: a calibration offset is no reason to warn,
+    a contrast twice the training's is."""
+    model = write_pixel_water_model(tmp_path / "scene.onnx", norm_mode="scene", norm_clip=(-25.0, 20.0),
+                                    input_distribution=DEMO_LIKE_DISTRIBUTION)
+    log, warnings = detect(shifted_demo(tmp_path / "dark.tif", -10.0), tmp_path / "w.tif", model)
+    assert warnings == [] and "the model removes the scene median" in log
+    source = gdal.Open(str(DEMO))
+    db, nodata = source.GetRasterBand(1).ReadAsArray(), source.GetRasterBand(1).GetNoDataValue()
+    median = float(np.median(db[db != nodata]))
+    contrasty = tmp_path / "contrasty.tif"
+    copy = gdal.GetDriverByName("GTiff").CreateCopy(str(contrasty), source)
+    copy.GetRasterBand(1).WriteArray(np.where(db == nodata, nodata, median + 2.0 * (db - median)))
+    copy = None
+    _, warnings = detect(str(contrasty), tmp_path / "w2.tif", model)
+    assert any(re.search(r"its 1st percentile -2\d\.\d dB from its median is 1\d\.\d dB below the training "
+                         r"pixels' \(-14 dB from theirs\)", w) for w in warnings), warnings
+    assert not any("median HH" in w for w in warnings)
+
+
 def test_the_threshold_method_does_not_judge_the_calibration(demo_like_water_model, tmp_path):
     """The threshold moves with the data, so a shifted input is no reason to warn."""
     _, _, warnings = run_threshold(shifted_demo(tmp_path / "dark.tif", -10.0), tmp_path / "w.tif",
