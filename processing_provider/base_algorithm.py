@@ -78,6 +78,12 @@ OPTIONS_HELP = (
     f"tiles only (fixed in their graph): leave the tile size empty or set {BUNDLED_TILE_SIZE}. Tiles "
     "overlap and are blended smoothly, so no seams appear at tile borders. Sizes that "
     "would not fit in the memory available are refused, naming the largest that fit.</p>"
+    "<p><b>Input check</b>: before the model runs, a sample of the input spread over the whole "
+    "raster (in dB, after the unit conversion) is compared with the backscatter the model was "
+    "trained on (its metadata, when it declares it) and with the range it reads; the log gives "
+    "both, and a <b>warning</b> says when the input is far off (for example a median 10 dB below "
+    "anything the model saw: a wrong calibration factor or wrong input units). The run goes on, "
+    "but such a map should not be trusted.</p>"
 )
 OUTPUT_FILES_HELP = (
     f"<p>The file extension picks the format of an output: {format_list()} (PNG holds the class "
@@ -289,7 +295,7 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
                 engine, self.input_path(parameters, context), output_path,
                 self.parameterAsFile(parameters, self.MODEL, context) or None, extra_path, options,
                 progress=feedback.setProgress, is_cancelled=feedback.isCanceled, log=feedback.pushInfo,
-                style=self.write_style)
+                warn=feedback.pushWarning, style=self.write_style)
         except InferenceError as error:
             raise QgsProcessingException(str(error)) from error
         # The paths as Processing knows them: it matches layers to load by these strings.

@@ -2,19 +2,44 @@
 
 from qgis.core import QgsProcessingParameterNumber
 
+from ..model.inference.engine import WATER_METHODS
+from ..model.inference.threshold import ASHMAN_D_MIN, MIN_WATER_CONTRAST_DB, SAMPLE_TILE
 from . import styling
 from .base_algorithm import SarLulcAlgorithm, help_text
 
+METHOD_HELP = (
+    "<h3>Method</h3><p><b>model</b> (default): the water model decides, pixel by pixel, from the "
+    "texture and context it learnt. <b>threshold</b>: the classical baseline of operational SAR "
+    "flood services, no model involved: pixels darker than one backscatter threshold are water. "
+    "The threshold is found once for the whole raster, split-based: tiles of {tile} px spread over "
+    "the raster are read (in dB, after the same unit conversion, resampling and speckle filter as "
+    "the model's input), the tiles whose histogram shows water beside land (two populations with "
+    "Ashman's D &gt; {ashman:g}, each at least 10 % of the tile, the darker at least {contrast:g} dB "
+    "below the scene's median) are pooled, and the Kittler-Illingworth minimum-error threshold "
+    "(Otsu when that has no minimum between the two) of their pixels is used. The log gives the "
+    "threshold in dB and how it was found. When no tile shows water beside land, the whole "
+    "scene's histogram is used if it holds a dark population, with a warning; when the backscatter "
+    "forms a single population, no pixel is marked water, with a warning (right for a dry scene, "
+    "wrong for one that is all water). Compare both methods on your data: the threshold is "
+    "independent of the calibration (it moves with the data) but confuses water with any smooth "
+    "dark surface and misses wind-roughened water; on single-look data a speckle filter helps it. "
+    "The threshold method writes no probability: the water probability output and the "
+    "probability threshold must stay empty (the run stops otherwise); the model only sets the "
+    "10 m working grid and the legend, and the device, tile and batch options do not apply.</p>"
+).format(tile=SAMPLE_TILE, ashman=ASHMAN_D_MIN, contrast=MIN_WATER_CONTRAST_DB)
+
 
 class WaterDetectAlgorithm(SarLulcAlgorithm):
-    """Runs the water model and thresholds its probability into a 1/0 mask (+ optional probability)."""
+    """Runs the water model and thresholds its probability into a 1/0 mask (+ optional probability),
+    or thresholds the backscatter itself (METHOD threshold)."""
 
+    METHOD = "METHOD"
     THRESHOLD = "THRESHOLD"
     OUTPUT_PROBABILITY = "OUTPUT_PROBABILITY"
     TASK = "water"
     OUTPUT_DESCRIPTION = "Water mask"
     EXTRA_OUTPUT = OUTPUT_PROBABILITY
-    EXTRA_OUTPUT_DESCRIPTION = "Water probability"
+    EXTRA_OUTPUT_DESCRIPTION = "Water probability (METHOD model only)"
     OUTPUT_LAYER_NAME = "water"
     EXTRA_LAYER_NAME = "water probability"
 
@@ -28,19 +53,23 @@ class WaterDetectAlgorithm(SarLulcAlgorithm):
         return help_text(
             "Detects open water in a single-polarisation L-band SAR backscatter raster with a deep "
             "segmentation model run tile by tile; a pixel is water when the model's water probability "
-            "reaches the threshold (empty: the model's default).",
+            "reaches the threshold (empty: the model's default). <b>Method</b> threshold runs the "
+            "classical automatic-threshold baseline instead (below).",
             "<p><b>Water mask</b>: uint8, 1 = water, 0 = not water, 255 = nodata; loaded "
-            "with water in blue over transparent. <b>Water probability</b> (optional): float32, "
-            "0..1, -1 = nodata. Each output gets a .qml style file beside it.</p>",
+            "with water in blue over transparent. <b>Water probability</b> (optional, METHOD model "
+            "only): float32, 0..1, -1 = nodata. Each output gets a .qml style file beside it.</p>"
+            + METHOD_HELP,
             self.TASK)
 
     def task_parameters(self):
-        return [QgsProcessingParameterNumber(
-            self.THRESHOLD, "Water threshold (0..1)",
-            QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0)]
+        return [self.choice(self.METHOD, "Method", list(WATER_METHODS)),
+                QgsProcessingParameterNumber(
+                    self.THRESHOLD, "Water threshold (0..1, METHOD model)",
+                    QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0)]
 
     def task_options(self, parameters, context):
-        return {"water_threshold": self.optional_number(parameters, self.THRESHOLD, context)}
+        return {"water_threshold": self.optional_number(parameters, self.THRESHOLD, context),
+                "method": self.enum_text(parameters, self.METHOD, context) or WATER_METHODS[0]}
 
     def run_model(self, engine, input_path, output_path, model_path, extra_path, options, **callbacks):
         return engine.detect_water(input_path, output_path, model_path=model_path,

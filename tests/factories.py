@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from osgeo import gdal, osr
 
 from model.classes import LULC_CLASSES, WATER_CLASSES
-from model.inference.metadata import ClassInfo, ModelContract
+from model.inference.metadata import ClassInfo, InputDistribution, ModelContract
 
 gdal.UseExceptions()
 
@@ -21,6 +21,9 @@ gdal.UseExceptions()
 NORM_CLIP = (-35.0, 5.0)
 NORM_MEAN = -12.0
 NORM_STD = 6.0
+# What a model trained on scenes like the demo scene (median -10 dB, 1..99 % -23.5..2.8 dB) declares.
+DEMO_LIKE_DISTRIBUTION = InputDistribution(scene_median_db=(-13.0, -7.0),
+                                           pixel_db_percentiles=((1.0, -24.0), (50.0, -10.0), (99.0, 3.0)))
 # Pixel LULC class centres in dB: class i wins where the pixel is nearest LULC_CENTRES_DB[i].
 _CENTRE_SPAN_DB = (-24.0, -1.0)
 _SHARPNESS = 4.0
@@ -164,6 +167,22 @@ def sar_db_field(x0: int, y0: int, width: int, height: int, seed: int = 0) -> np
     db = np.where(water, -22.0, db)
     speckle = np.random.default_rng([seed, x0, y0]).normal(0.0, 0.8, db.shape)
     return np.clip(db + speckle, -25.0, 0.0).astype(np.float32)
+
+
+def water_land_scene(width: int, height: int, *, water_db: float = -22.0, land_db: float = -8.0, looks: int = 4,
+                     water: bool = True, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(sigma0 dB float32, water bool): a river and a lake (about a quarter of the scene) over land
+    with a smooth +-2 dB texture, and Gamma speckle of ``looks`` looks in power, as in real SAR.
+    ``water=False`` gives land only (one backscatter population)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    river = np.abs(y - height * (0.35 + 0.08 * np.sin(x / width * 2 * np.pi))) < height * 0.06
+    lake = (x - 0.7 * width) ** 2 + (y - 0.72 * height) ** 2 < (0.18 * min(width, height)) ** 2
+    is_water = (river | lake) if water else np.zeros((height, width), bool)
+    texture = 2.0 * np.sin(x / 23.0 + 1.0) * np.cos(y / 31.0)
+    mean_db = np.where(is_water, water_db, land_db + texture)
+    speckle = rng.gamma(looks, 1.0 / looks, (height, width))
+    return (mean_db + 10.0 * np.log10(speckle)).astype(np.float32), is_water
 
 
 def write_sar_raster(path, width, height, *, epsg=32654, pixel_size=10.0, origin=(500000.0, 4000000.0),

@@ -51,3 +51,20 @@ def test_errors_exit_2_with_the_message_and_no_output(tmp_path):
     result = cli("water", sar, tmp_path / "out.tif", "--model", model)
     assert result.returncode == 2 and "is a lulc model, but this algorithm needs a water model" in result.stderr
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_water_threshold_method_and_input_warnings(tmp_path):
+    model = write_pixel_water_model(tmp_path / "w.onnx")
+    sar = write_sar_raster(tmp_path / "sar.tif", 120, 90)
+    result = cli("water", sar, tmp_path / "out.tif", "--model", model, "--method", "threshold")
+    assert result.returncode == 0, result.stderr
+    assert "Method: automatic backscatter threshold" in result.stderr and "Water threshold: " in result.stderr
+    refused = cli("water", sar, tmp_path / "out2.tif", "--model", model, "--method", "threshold",
+                  "--probability", tmp_path / "p.tif")
+    assert refused.returncode == 2 and "METHOD=threshold gives no water probability" in refused.stderr
+    assert not (tmp_path / "out2.tif").exists()
+    dn = write_sar_raster(tmp_path / "dn.tif", 60, 40, dtype="uint16", nodata=0, values=np.full((40, 60), 3000))
+    result = cli("water", dn, tmp_path / "out3.tif", "--model", model, "--input-units", "dn",
+                 "--calibration-factor", -50)  # +19.5 dB: a wrong calibration factor
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: 100% of the input's pixels lie outside -35..5 dB" in result.stderr

@@ -6,7 +6,7 @@ import pytest
 
 from model.classes import LULC_CLASSES, WATER_CLASSES
 from model.inference.errors import ModelContractError
-from model.inference.metadata import ClassInfo, ModelContract, bundled_model_path
+from model.inference.metadata import ClassInfo, InputDistribution, ModelContract, bundled_model_path
 
 from .factories import write_pixel_lulc_model, write_pixel_water_model
 
@@ -89,3 +89,25 @@ def test_bundled_model_paths():
     assert bundled_model_path("water").name == "water.onnx"
     with pytest.raises(ValueError):
         bundled_model_path("roads")
+
+
+def test_input_distribution_is_optional_and_round_trips():
+    assert ModelContract.from_metadata(lulc_metadata(), "m.onnx").input_distribution is None
+    text = '{"scene_median_db": [-14, -6.5], "pixel_db_percentiles": {"99": 1.5, "1": -26, "50": -10}}'
+    contract = ModelContract.from_metadata(lulc_metadata(input_distribution=text), "m.onnx")
+    assert contract.input_distribution == InputDistribution((-14.0, -6.5), ((1.0, -26.0), (50.0, -10.0), (99.0, 1.5)))
+    assert ModelContract.from_metadata(contract.to_metadata(), "m.onnx") == contract
+
+
+@pytest.mark.parametrize("value, message", [
+    ("[-14, -6]", r"expected \{\"scene_median_db\""),
+    ('{"pixel_db_percentiles": {"50": -10}}', "'scene_median_db' must be \\[low, high\\]"),
+    ('{"scene_median_db": [-6, -14], "pixel_db_percentiles": {"50": -10}}', "low <= high"),
+    ('{"scene_median_db": [-14, -6], "pixel_db_percentiles": {}}', "non-empty object"),
+    ('{"scene_median_db": [-14, -6], "pixel_db_percentiles": {"p99": 1}}', "entry 'p99'"),
+    ('{"scene_median_db": [-14, -6], "pixel_db_percentiles": {"1": -5, "99": -20}}', "must not decrease"),
+])
+def test_invalid_input_distribution_names_the_key(value, message):
+    with pytest.raises(ModelContractError, match=f"'input_distribution'.*{message}") as raised:
+        ModelContract.from_metadata(lulc_metadata(input_distribution=value), "m.onnx")
+    assert "CONTRACT.md" in str(raised.value)

@@ -56,8 +56,23 @@ def test_water_export_declares_one_class_and_its_threshold(tmp_path):
     contract = ModelContract.from_onnx(out, expected_task="water")
     assert [(c.code, c.name) for c in contract.classes] == [(c, n) for c, n, _ in WATER_CLASSES]
     assert contract.water_threshold == 0.4 and contract.output_activation == "sigmoid"
+    assert contract.input_distribution is None
     assert json.loads(export.contract_for("water", export.Normalisation(), 64, 16, 10.0, 0.4, "m", "")
                       .to_metadata()["classes"])[0]["code"] == 1
+
+
+def test_training_distribution_is_written_when_given(tmp_path):
+    out = tmp_path / "water.onnx"
+    export.main(["--checkpoint", str(_checkpoint(tmp_path / "w.pt", "water")), "--out", str(out), "--tile-size", "64",
+                 "--tile-overlap", "16", "--input-distribution",
+                 '{"scene_median_db": [-14, -6], "pixel_db_percentiles": {"1": -26, "50": -10, "99": 1.5}}'])
+    distribution = ModelContract.from_onnx(out).input_distribution
+    assert distribution.scene_median_db == (-14.0, -6.0)
+    assert distribution.pixel_db_percentiles == ((1.0, -26.0), (50.0, -10.0), (99.0, 1.5))
+    with pytest.raises(SystemExit, match="--input-distribution: 'scene_median_db'"):
+        export.main(["--checkpoint", str(_checkpoint(tmp_path / "w.pt", "water")), "--out", str(tmp_path / "x.onnx"),
+                     "--input-distribution", '{"pixel_db_percentiles": {"50": -10}}'])
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_bad_options_and_mismatched_checkpoints_are_refused_before_writing(tmp_path):

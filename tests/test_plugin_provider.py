@@ -39,7 +39,7 @@ def test_provider_registered_with_its_algorithms_segment_and_water_in_one_group(
 
 @pytest.mark.parametrize("algorithm_id, own_parameters", [
     ("sarlulc:segment", {"OUTPUT_CONFIDENCE"}),
-    ("sarlulc:waterdetect", {"THRESHOLD", "OUTPUT_PROBABILITY"}),
+    ("sarlulc:waterdetect", {"METHOD", "THRESHOLD", "OUTPUT_PROBABILITY"}),
 ])
 def test_parameters(sarlulc_provider, algorithm_id, own_parameters):
     alg = algorithm(algorithm_id)
@@ -61,11 +61,11 @@ def test_parameters(sarlulc_provider, algorithm_id, own_parameters):
         assert parameters[name].flags() & QgsProcessingParameterDefinition.FlagOptional
         assert parameters[name].defaultValue() is None
     assert isinstance(parameters["OUTPUT"], QgsProcessingParameterRasterDestination)
-    for name in own_parameters - {"THRESHOLD"}:
+    for name in own_parameters - {"METHOD", "THRESHOLD"}:
         assert isinstance(parameters[name], QgsProcessingParameterRasterDestination)
         assert parameters[name].flags() & QgsProcessingParameterDefinition.FlagOptional
         assert not parameters[name].createByDefault()
-    assert {o.name() for o in alg.outputDefinitions()} == {"OUTPUT"} | (own_parameters - {"THRESHOLD"})
+    assert {o.name() for o in alg.outputDefinitions()} == {"OUTPUT"} | (own_parameters - {"METHOD", "THRESHOLD"})
 
 
 def test_threshold_is_an_optional_probability(sarlulc_provider):
@@ -73,6 +73,17 @@ def test_threshold_is_an_optional_probability(sarlulc_provider):
     assert threshold.dataType() == QgsProcessingParameterNumber.Double
     assert (threshold.minimum(), threshold.maximum()) == (0.0, 1.0)
     assert threshold.flags() & QgsProcessingParameterDefinition.FlagOptional
+
+
+def test_method_chooses_the_model_or_the_threshold_baseline(sarlulc_provider):
+    water = algorithm("sarlulc:waterdetect")
+    method = water.parameterDefinition("METHOD")
+    assert isinstance(method, QgsProcessingParameterEnum)
+    assert method.options() == ["model", "threshold"] and method.defaultValue() == "model"
+    assert method.usesStaticStrings()
+    help_text = water.shortHelpString()
+    for fact in ("Kittler-Illingworth", "Ashman", "no pixel is marked water", "writes no probability"):
+        assert fact in help_text
 
 
 @pytest.mark.parametrize("algorithm_id", ["sarlulc:segment", "sarlulc:waterdetect"])

@@ -10,6 +10,8 @@ nominal 10 m grid where the files have no georeferencing (ETCI chips carry none)
 to the plugin's codes, and pixels without information (e.g. saturated ETCI chips) left out of
 the reference. The SAR values themselves are passed unchanged, in the profile's units.
 `--shift-db` adds a calibration error to calibrated inputs, to measure robustness.
+`--method threshold` scores Water Detect's automatic-threshold baseline instead of the model,
+so the model's gain over it can be reported.
 """
 
 from __future__ import annotations
@@ -76,9 +78,10 @@ def engine_ready(scene: Scene, folder: pathlib.Path, shift_db: float,
     return paths[0], paths[1], units
 
 
-def evaluate_set(model: pathlib.Path, task: str, folders: list[str], device: str = "cpu",
-                 shift_db: float = 0.0) -> Evaluation:
-    """Run the model on every pair and return the summed confusion matrix."""
+def evaluate_set(model: pathlib.Path | None, task: str, folders: list[str], device: str = "cpu",
+                 shift_db: float = 0.0, method: str = "model") -> Evaluation:
+    """Run the model (or the threshold method; model None: the bundled one) on every pair and
+    return the summed confusion matrix."""
     run = engine.segment if task == "lulc" else engine.detect_water
     total: Evaluation | None = None
     pairs = find_pairs(folders)
@@ -86,8 +89,11 @@ def evaluate_set(model: pathlib.Path, task: str, folders: list[str], device: str
         for pair in pairs:
             sar, label, units = engine_ready(pair, pathlib.Path(tmp), shift_db)
             prediction = pathlib.Path(tmp) / f"{pathlib.Path(sar).stem}_pred.tif"
-            run(sar, str(prediction), model_path=str(model),
-                options=engine.RunOptions(device=device, input_units=units))
+            report = run(sar, str(prediction), model_path=str(model) if model else None,
+                         options=engine.RunOptions(device=device, input_units=units, method=method))
+            if method == "threshold":
+                threshold = "none" if report.water_threshold_db is None else f"{report.water_threshold_db:.2f} dB"
+                print(f"{pair.sar.name}: water threshold {threshold}", file=sys.stderr)
             scene = evaluate(prediction, label, task=task)
             if total is None:
                 total = scene
@@ -101,10 +107,12 @@ def evaluate_set(model: pathlib.Path, task: str, folders: list[str], device: str
     return total
 
 
-def summary(result: Evaluation, model: pathlib.Path, scenes: int, shift_db: float = 0.0) -> dict:
+def summary(result: Evaluation, model: pathlib.Path | None, scenes: int, shift_db: float = 0.0,
+            method: str = "model") -> dict:
     water = result.water
     return {
-        "model": str(model), "task": result.task, "shift_db": shift_db, "scenes": scenes, "pixels": result.pixels,
+        "model": str(model) if model else "bundled", "method": method, "task": result.task, "shift_db": shift_db,
+        "scenes": scenes, "pixels": result.pixels,
         "miou": result.miou, "overall_accuracy": result.overall_accuracy,
         "per_class_iou": {m.name: m.iou for m in result.per_class},
         "water": None if water is None else {"iou": water.iou, "f1": water.f1,
@@ -114,17 +122,24 @@ def summary(result: Evaluation, model: pathlib.Path, scenes: int, shift_db: floa
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--model", required=True, type=pathlib.Path, help="ONNX model with the SAR LULC contract")
+    p.add_argument("--model", type=pathlib.Path,
+                   help="ONNX model with the SAR LULC contract (default: the bundled model of the task)")
     p.add_argument("--task", choices=("lulc", "water"), required=True)
+    p.add_argument("--method", choices=engine.WATER_METHODS, default="model",
+                   help="water task: score the model (default) or the automatic threshold baseline")
     p.add_argument("--data", nargs="+", required=True, help="folders or list files of held-out pairs")
     p.add_argument("--out", required=True, type=pathlib.Path, help="folder for metrics.csv/.html/.json")
     p.add_argument("--device", default="cpu")
     p.add_argument("--shift-db", type=float, default=0.0, help="calibration error added to the input, dB")
     args = p.parse_args(argv)
-    result = evaluate_set(args.model, args.task, args.data, args.device, args.shift_db)
+    if args.method == "threshold" and args.task != "water":
+        p.error("--method threshold scores water detection only: use --task water")
+    result = evaluate_set(args.model, args.task, args.data, args.device, args.shift_db, args.method)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_reports(result, args.out / "metrics.csv", args.out / "metrics.html", args.model.name, "held-out reference")
-    info = summary(result, args.model, len(find_pairs(args.data)), args.shift_db)
+    name = ("automatic threshold" if args.method == "threshold"
+            else args.model.name if args.model else f"bundled {args.task} model")
+    write_reports(result, args.out / "metrics.csv", args.out / "metrics.html", name, "held-out reference")
+    info = summary(result, args.model, len(find_pairs(args.data)), args.shift_db, args.method)
     (args.out / "metrics.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info, indent=2))
     return 0

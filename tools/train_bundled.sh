@@ -48,3 +48,5 @@ for task in lulc water; do
     $PY tools/evaluate_set.py --model "model/weights/$task.onnx" --task "$task" --data "$DATA/test" \
         --out "$OUT/$task/heldout"
 done
+# The classical baseline on the same held-out scenes, so the water model's gain over it is reported.
+$PY tools/evaluate_set.py --method threshold --task water --data "$DATA/test" --out "$OUT/water/heldout-threshold"

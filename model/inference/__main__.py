@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 
-from .engine import OUTPUT_GRIDS, RunOptions, detect_water, segment
+from .engine import OUTPUT_GRIDS, WATER_METHODS, RunOptions, detect_water, segment
 from .errors import CancelledError, InferenceError
 from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter
 from .session import DEVICES
@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         task.add_argument(extra, dest="extra", metavar="PATH", help=extra_help)
         if name == "water":
             task.add_argument("--threshold", type=float, help="water probability threshold (default: the model's)")
+            task.add_argument("--method", choices=WATER_METHODS, default="model",
+                              help="model (default), or threshold: an automatic backscatter threshold found for the "
+                                   "whole raster, no model (the model only sets the grid and the legend)")
     return parser
 
 
@@ -55,7 +58,7 @@ def main(argv=None) -> int:
                          batch_size=args.batch_size, water_threshold=getattr(args, "threshold", None),
                          input_units=UNITS_FLAGS[args.input_units], calibration_factor=args.calibration_factor,
                          speckle_filter=FILTER_FLAGS[args.speckle_filter], filter_size=args.filter_size,
-                         output_grid=args.output_grid)
+                         output_grid=args.output_grid, method=getattr(args, "method", "model"))
     interrupted = []
     signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))  # Ctrl-C: cancel and clean up
     shown = [-10.0]
@@ -68,7 +71,8 @@ def main(argv=None) -> int:
     run = segment if args.task == "segment" else detect_water
     try:
         report = run(args.input, args.output, args.model, args.extra, options, progress=progress,
-                     is_cancelled=lambda: bool(interrupted), log=lambda message: print(message, file=sys.stderr))
+                     is_cancelled=lambda: bool(interrupted), log=lambda message: print(message, file=sys.stderr),
+                     warn=lambda message: print(f"WARNING: {message}", file=sys.stderr))
     except CancelledError as error:
         print(f"error: {error}", file=sys.stderr)
         return 130

@@ -5,6 +5,10 @@ speckle filtered on request), ModelSession (ONNX Runtime), BlockAccumulator (ble
 OutputRaster (GeoTIFF writing). Inputs at another pixel size than the model's, in degrees or
 rotated are read through a warped view on the model's grid and the results warped back.
 Memory is bounded by the block size, whatever the raster size.
+
+Before a model runs, check_input_distribution warns when the input is unlike its training data.
+Water detection may instead threshold the same dB input (METHOD threshold, threshold.py): one
+threshold found for the whole raster, then applied block by block.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .blending import BlockAccumulator, blend_weights, to_probabilities
+from .distribution import check_input_distribution
 from .errors import CancelledError, InputRasterError, ModelContractError, OptionError
 from .memory import MEMORY_SHARE, available_memory_bytes, run_memory_bytes
 from .metadata import NORM_SCENE, TILE_MULTIPLE, ModelContract, bundled_model_path
@@ -28,6 +33,7 @@ from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, CLASSES_BAND, CONFIDENCE_BA
                         InputUnits, SpeckleFilter, check_calibration_factor, check_units_fit, detect_band_units,
                         filter_halo, ground_pixel_size_m, sample_shape, sample_valid_values)
 from .session import DEVICES, ModelSession
+from .threshold import WaterThreshold, find_water_threshold, sample_tiles
 from .windows import TilePlan, Window
 from .writer import (OutputRaster, PendingFiles, all_or_none, check_free_space, check_outputs, hidden_path,
                      raster_bytes, style_sidecar_path)
@@ -36,6 +42,7 @@ DEFAULT_BATCH_SIZE = 4
 DEFAULT_BLOCK_SIZE = 2048
 LULC_NODATA, WATER_NODATA, SCORE_NODATA = 0, 255, -1.0
 OUTPUT_GRIDS = ("input", "model")  # where the results are written when the input is read resampled
+WATER_METHODS = ("model", "threshold")  # how Water Detect decides: the water model, or a backscatter threshold
 # style(raster_path, style_path, final_path, contract, main): writes the .qml of a finished output
 # (``raster_path``, under its hidden name; ``final_path`` once committed) to ``style_path``.
 StyleWriter = Callable[[pathlib.Path, pathlib.Path, pathlib.Path, ModelContract, bool], None]
@@ -57,6 +64,7 @@ class RunOptions:
     speckle_filter: SpeckleFilter | str = SpeckleFilter.NONE  # "none" | "Lee" | "refined Lee"
     filter_size: int = 7  # speckle filter window edge in pixels
     output_grid: str = "input"  # "input" | "model": grid of the results of a resampled input
+    method: str = "model"  # water only: "model" | "threshold" (automatic split-based threshold in dB)
 
 
 @dataclass
@@ -68,24 +76,32 @@ class RunReport:
     tiles: int
     seconds: float
     valid_pixels: int
+    method: str = "model"
+    water_threshold_db: float | None = None  # METHOD threshold: pixels darker than this are water (None: none)
 
 
 def segment(input_path, output_path, model_path=None, confidence_path=None, options=None,
-            progress=None, is_cancelled=None, log=None, style: StyleWriter | None = None) -> RunReport:
+            progress=None, is_cancelled=None, log=None, style: StyleWriter | None = None, warn=None) -> RunReport:
     """LULC class raster (uint8 codes, nodata 0) and optional confidence (max probability, nodata -1);
-    with ``style``, each gets a .qml style file committed with it."""
+    with ``style``, each gets a .qml style file committed with it. ``log`` gets the information
+    lines, ``warn`` the warnings (default: ``log`` with "Warning: ")."""
     with reading(input_path):
         return _run("lulc", input_path, output_path, model_path, confidence_path, options or RunOptions(),
-                    progress, is_cancelled, log, style)
+                    progress, is_cancelled, log, style, warn)
 
 
 def detect_water(input_path, output_path, model_path=None, probability_path=None, options=None,
-                 progress=None, is_cancelled=None, log=None, style: StyleWriter | None = None) -> RunReport:
+                 progress=None, is_cancelled=None, log=None, style: StyleWriter | None = None,
+                 warn=None) -> RunReport:
     """Water mask (uint8 1 water / 0 not, nodata 255) and optional water probability (nodata -1);
-    with ``style``, each gets a .qml style file committed with it."""
+    with ``style``, each gets a .qml style file committed with it.
+
+    With ``options.method`` = "threshold" no model runs: the mask thresholds the backscatter at a
+    level found automatically for the whole raster, and there is no probability. The model given
+    (or the bundled one) then only sets the working grid (its pixel size) and the legend."""
     with reading(input_path):
         return _run("water", input_path, output_path, model_path, probability_path, options or RunOptions(),
-                    progress, is_cancelled, log, style)
+                    progress, is_cancelled, log, style, warn)
 
 
 @dataclass
@@ -121,13 +137,16 @@ class _OutputSpec:
 
 def _run(task, input_path, output_path, model_path, extra_path, options: RunOptions,
          progress: Callable[[float], None] | None, is_cancelled: Callable[[], bool] | None,
-         log: Callable[[str], None] | None, style: StyleWriter | None) -> RunReport:
+         log: Callable[[str], None] | None, style: StyleWriter | None,
+         warn: Callable[[str], None] | None = None) -> RunReport:
     started = time.perf_counter()
     log = log or (lambda message: None)
+    warn = warn or (lambda message: log(f"Warning: {message}"))
     progress = _TimeLeftLog(progress or (lambda percent: None), log)
     is_cancelled = is_cancelled or (lambda: False)
     check_options(options)
     speckle_filter = SpeckleFilter(options.speckle_filter)
+    thresholding = _thresholding(task, options, extra_path)
 
     # Everything is checked before any output file exists.
     dataset = open_raster(input_path)
@@ -139,66 +158,137 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
                             {"input raster": input_path, "model": model_path},
                             {"output": gdal.GDT_Byte, extra_label: gdal.GDT_Float32}, styled=style is not None)
     output_path, extra_path = outputs["output"], outputs.get(extra_label)
-    session = ModelSession(model_path, options.device)
-    contract = ModelContract.from_metadata(session.metadata, str(model_path), expected_task=task)
-    settings = _settings(options, contract, session.fixed_tile_size, log)
-
-    log(f"Model: {contract.model_name}" + (f" (trained on {contract.trained_on})" if contract.trained_on else ""))
-    log(f"Execution provider: {session.providers[0]}")
+    if thresholding:
+        session = None
+        contract = ModelContract.from_onnx(model_path, expected_task=task)
+        log(f"Method: automatic backscatter threshold, no model; the model '{contract.model_name}' only sets the "
+            f"{contract.gsd_m:g} m working grid and the legend")
+    else:
+        session = ModelSession(model_path, options.device)
+        contract = ModelContract.from_metadata(session.metadata, str(model_path), expected_task=task)
+        settings = _settings(options, contract, session.fixed_tile_size, log)
+        log(f"Model: {contract.model_name}" + (f" (trained on {contract.trained_on})" if contract.trained_on else ""))
+        log(f"Execution provider: {session.providers[0]}")
     log(_band_line(dataset, options.band))
+    input_reader = BackscatterReader(band_reader, units, options.calibration_factor)
+    if not thresholding:
+        distribution = check_input_distribution(input_reader.sample_db(), contract)
+        log(distribution.summary)
+        for warning in distribution.warnings:
+            warn(warning)
     grid = decide_model_grid(dataset, contract.gsd_m)
     source = _model_input_reader(band_reader, grid, units, speckle_filter, options, contract.gsd_m, log)
     if speckle_filter is not SpeckleFilter.NONE:
         log(f"Speckle filter: {speckle_filter.value}, {options.filter_size} x {options.filter_size} px"
             + (" (on the model grid)" if grid is not None else ""))
-    if contract.norm_mode == NORM_SCENE:
-        settings.scene = _scene_statistics(source, input_path, options.band)
-        log(f"Scene normalisation: median {settings.scene.median:.2f} dB removed (from {settings.scene.pixels} "
-            f"pixels sampled over the whole raster); the map does not depend on the absolute calibration")
-    plan = TilePlan(source.band_reader.width, source.band_reader.height, settings.tile_size, settings.tile_overlap,
-                    options.block_size)
-    block_rows = plan.block_rows()
-    block_count = sum(len(row) for row in block_rows)
-    log(f"Tiles: {plan.tile_count} of {settings.tile_size} px with {settings.tile_overlap} px overlap, "
-        f"batches of {settings.batch_size}, {block_count} block(s) of up to {plan.block_size} px")
+    warp_back = grid is not None and options.output_grid == "input"
+    # The last 5 % are closing the outputs, when GDAL compresses the blocks it still caches.
+    stream_share = 85.0 if warp_back else 95.0
+    if thresholding:
+        # Found before any output file exists; the first tenth of the progress bar.
+        water_threshold = _find_threshold(source, lambda percent: progress(percent * stream_share / 1000.0),
+                                          is_cancelled, log, warn)
+        blocks = _blocks(source.band_reader.width, source.band_reader.height, options.block_size)
+    else:
+        if contract.norm_mode == NORM_SCENE:
+            settings.scene = _scene_statistics(source, input_path, options.band)
+            log(f"Scene normalisation: median {settings.scene.median:.2f} dB removed (from {settings.scene.pixels} "
+                f"pixels sampled over the whole raster); the map does not depend on the absolute calibration")
+        plan = TilePlan(source.band_reader.width, source.band_reader.height, settings.tile_size,
+                        settings.tile_overlap, options.block_size)
+        block_rows = plan.block_rows()
+        block_count = sum(len(row) for row in block_rows)
+        log(f"Tiles: {plan.tile_count} of {settings.tile_size} px with {settings.tile_overlap} px overlap, "
+            f"batches of {settings.batch_size}, {block_count} block(s) of up to {plan.block_size} px")
 
     specs = _output_specs(task, contract, output_path, extra_path)
-    warp_back = grid is not None and options.output_grid == "input"
     check_free_space(_space_needed(specs, dataset, source.band_reader.dataset, warp_back))
     add_styles = _style_files(style, specs, contract)
     # Results on the model grid that still have to be warped back live in a hidden folder beside
     # the output, removed whatever happens (or by the next run, if this one is killed).
     scratch = hidden_path(output_path, "scratch") if warp_back else None
     try:
-        # The last 5 % are closing the outputs, when GDAL compresses the blocks it still caches.
-        stream_share = 85.0 if warp_back else 95.0
         if warp_back:
             scratch.mkdir()
         stream_paths = [scratch / f"{index}.tif" for index in range(len(specs))] if warp_back else \
             [spec.path for spec in specs]
         outputs = _create_outputs(specs, stream_paths, source.band_reader.dataset)
         with all_or_none(outputs, None if warp_back else add_styles):
-            tiles_run, valid_pixels = _stream(task, plan, block_rows, source, session, contract, settings, outputs,
-                                              lambda percent: progress(percent * stream_share / 100.0),
-                                              is_cancelled)
+            if thresholding:
+                tiles_run = 0
+                valid_pixels = _stream_threshold(
+                    blocks, source, water_threshold.db, outputs[0],
+                    lambda percent: progress((10.0 + 0.9 * percent) * stream_share / 100.0), is_cancelled)
+            else:
+                tiles_run, valid_pixels = _stream(task, plan, block_rows, source, session, contract, settings,
+                                                  outputs, lambda percent: progress(percent * stream_share / 100.0),
+                                                  is_cancelled)
             if valid_pixels == 0:
                 raise InputRasterError(
                     f"Band {options.band} of '{input_path}' has no valid pixel: every pixel is nodata "
                     f"({band_reader.nodata}) or masked. Check the band, and the raster's nodata value.")
         if warp_back:
-            valid_pixels = _warp_back(specs, outputs, dataset,
-                                      BackscatterReader(band_reader, units, options.calibration_factor),
-                                      options.block_size, lambda percent: progress(stream_share + percent / 10.0),
-                                      is_cancelled, add_styles)
+            valid_pixels = _warp_back(specs, outputs, dataset, input_reader, options.block_size,
+                                      lambda percent: progress(stream_share + percent / 10.0), is_cancelled,
+                                      add_styles)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     progress(100.0)
     seconds = time.perf_counter() - started
-    log(f"Done: {tiles_run} tiles in {seconds:.1f} s, {valid_pixels} valid pixels")
+    log(f"Done: {'thresholded' if thresholding else f'{tiles_run} tiles'} in {seconds:.1f} s, "
+        f"{valid_pixels} valid pixels")
     return RunReport(output_path=str(output_path), extra_output_path=str(extra_path) if extra_path else None,
-                     contract=contract, providers=list(session.providers), tiles=tiles_run, seconds=seconds,
-                     valid_pixels=valid_pixels)
+                     contract=contract, providers=list(session.providers) if session else [], tiles=tiles_run,
+                     seconds=seconds, valid_pixels=valid_pixels, method="threshold" if thresholding else "model",
+                     water_threshold_db=water_threshold.db if thresholding else None)
+
+
+def _thresholding(task, options: RunOptions, extra_path) -> bool:
+    """Whether this run thresholds instead of running a model; refuses what the threshold cannot give
+    (`check_options` refuses a probability threshold with it)."""
+    if options.method != "threshold":
+        return False
+    if task != "water":
+        raise OptionError("The threshold method detects water only; land-cover classes need METHOD=model.")
+    if extra_path:
+        raise OptionError("METHOD=threshold gives no water probability, only the mask: leave the water "
+                          "probability output empty, or use METHOD=model.")
+    return True
+
+
+def _find_threshold(source: BackscatterReader, progress, is_cancelled, log, warn) -> WaterThreshold:
+    """The water threshold of the whole raster, from tiles sampled over the model's input (logged)."""
+    tiles = sample_tiles(source.read, source.band_reader.width, source.band_reader.height, progress, is_cancelled)
+    threshold = find_water_threshold(tiles)
+    if threshold.db is None:
+        log(f"Water threshold: none ({threshold.how})")
+    else:
+        log(f"Water threshold: {threshold.db:.2f} dB, pixels darker are water ({threshold.how})")
+    if threshold.warning:
+        warn(threshold.warning)
+    return threshold
+
+
+def _blocks(width: int, height: int, block_size: int) -> list[Window]:
+    """The raster cut into blocks of up to ``block_size`` px, row by row."""
+    return [Window(x, y, min(block_size, width - x), min(block_size, height - y))
+            for y in range(0, height, block_size) for x in range(0, width, block_size)]
+
+
+def _stream_threshold(blocks: list[Window], source: BackscatterReader, threshold_db: float | None,
+                      output: OutputRaster, progress, is_cancelled) -> int:
+    """Write the water mask of every block (darker than ``threshold_db``: water); returns the valid pixels."""
+    valid_pixels = 0
+    for done, block in enumerate(blocks, start=1):
+        if is_cancelled():
+            raise CancelledError("Cancelled by the user; no output was written.")
+        db, valid = source.read(block)
+        water = db < threshold_db if threshold_db is not None else np.zeros(valid.shape, bool)
+        output.write(np.where(valid, water, WATER_NODATA).astype(np.uint8), block)
+        valid_pixels += int(valid.sum())
+        progress(100.0 * done / len(blocks))
+    return valid_pixels
 
 
 def _scene_statistics(source: BackscatterReader, input_path, band: int) -> SceneStatistics:
@@ -224,6 +314,11 @@ def check_options(options: RunOptions) -> None:
     filter_halo(speckle_filter, options.filter_size)  # refuses a window size the filter does not support
     if options.output_grid not in OUTPUT_GRIDS:
         raise OptionError(f"Unknown output grid '{options.output_grid}'. Choose one of: {', '.join(OUTPUT_GRIDS)}.")
+    if options.method not in WATER_METHODS:
+        raise OptionError(f"Unknown method '{options.method}'. Choose one of: {', '.join(WATER_METHODS)}.")
+    if options.method == "threshold" and options.water_threshold is not None:
+        raise OptionError(f"The water probability threshold ({options.water_threshold:g}) applies to the model; "
+                          f"METHOD=threshold finds its own threshold in dB. Leave THRESHOLD empty.")
     try:
         InputUnits(options.input_units)
     except ValueError:
@@ -488,9 +583,7 @@ def _warp_back(specs: list[_OutputSpec], model_grid_outputs: list[OutputRaster],
                                         is_cancelled)
             finals.append(final)
             spec.add_legend(final)
-        width, height = dataset.RasterXSize, dataset.RasterYSize
-        blocks = [Window(x, y, min(block_size, width - x), min(block_size, height - y))
-                  for y in range(0, height, block_size) for x in range(0, width, block_size)]
+        blocks = _blocks(dataset.RasterXSize, dataset.RasterYSize, block_size)
         valid_pixels = 0
         for done, block in enumerate(blocks, start=1):
             if is_cancelled():

@@ -37,6 +37,51 @@ class ClassInfo:
 
 
 @dataclass(frozen=True)
+class InputDistribution:
+    """The backscatter a model was trained on (optional key ``input_distribution``), so inputs far
+    outside it can be flagged: the range of the training scenes' median sigma0 and percentiles of
+    all training pixels, in dB."""
+
+    scene_median_db: tuple[float, float]
+    pixel_db_percentiles: tuple[tuple[float, float], ...]  # (percentile 0..100, dB), percentile ascending
+
+    @classmethod
+    def from_json(cls, text: str) -> "InputDistribution":
+        """Parse the metadata value; raises ValueError saying what is wrong."""
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise ValueError("not valid JSON") from None
+        if not isinstance(value, dict):
+            raise ValueError('expected {"scene_median_db": [low, high], "pixel_db_percentiles": {"1": dB, ...}}')
+        medians = value.get("scene_median_db")
+        if (not isinstance(medians, list) or len(medians) != 2 or not all(_is_number(v) for v in medians)
+                or medians[0] > medians[1]):
+            raise ValueError("'scene_median_db' must be [low, high] in dB with low <= high")
+        percentiles = value.get("pixel_db_percentiles")
+        if not isinstance(percentiles, dict) or not percentiles:
+            raise ValueError("'pixel_db_percentiles' must be a non-empty object {\"percentile\": dB}")
+        pairs = []
+        for key, db in percentiles.items():
+            try:
+                percentile = float(key)
+            except ValueError:
+                percentile = math.nan
+            if not 0.0 <= percentile <= 100.0 or not _is_number(db):
+                raise ValueError(f"'pixel_db_percentiles' entry {key!r}: {db!r} needs a percentile 0..100 "
+                                 f"and a dB value")
+            pairs.append((percentile, float(db)))
+        pairs.sort()
+        if any(later[1] < earlier[1] for earlier, later in zip(pairs, pairs[1:])):
+            raise ValueError("'pixel_db_percentiles' must not decrease as the percentile grows")
+        return cls((float(medians[0]), float(medians[1])), tuple(pairs))
+
+    def to_json(self) -> str:
+        return json.dumps({"scene_median_db": list(self.scene_median_db),
+                           "pixel_db_percentiles": {f"{p:g}": db for p, db in self.pixel_db_percentiles}})
+
+
+@dataclass(frozen=True)
 class ModelContract:
     """What a model is and how to feed it, as declared in its ONNX metadata."""
 
@@ -54,6 +99,7 @@ class ModelContract:
     model_name: str
     trained_on: str
     norm_mode: str = NORM_FIXED
+    input_distribution: InputDistribution | None = None
 
     @classmethod
     def from_onnx(cls, path, expected_task: str | None = None) -> "ModelContract":
@@ -116,7 +162,8 @@ class ModelContract:
             norm_std=parser.number("norm_std", positive=True), gsd_m=parser.number("gsd_m", positive=True),
             tile_size=tile_size, tile_overlap=tile_overlap, water_threshold=water_threshold,
             model_name=metadata.get("model_name", "").strip() or pathlib.Path(source).stem,
-            trained_on=metadata.get("trained_on", "").strip(), norm_mode=norm_mode)
+            trained_on=metadata.get("trained_on", "").strip(), norm_mode=norm_mode,
+            input_distribution=parser.input_distribution() if "input_distribution" in metadata else None)
 
     def to_metadata(self) -> dict[str, str]:
         """The ``metadata_props`` mapping that :meth:`from_metadata` reads back into this contract."""
@@ -138,6 +185,8 @@ class ModelContract:
         }
         if self.water_threshold is not None:
             metadata["water_threshold"] = repr(float(self.water_threshold))
+        if self.input_distribution is not None:
+            metadata["input_distribution"] = self.input_distribution.to_json()
         return metadata
 
 
@@ -177,6 +226,12 @@ class _Parser:
             return json.loads(self.metadata[key])
         except ValueError:
             self.fail(key, "not valid JSON")
+
+    def input_distribution(self) -> InputDistribution:
+        try:
+            return InputDistribution.from_json(self.metadata["input_distribution"])
+        except ValueError as error:
+            self.fail("input_distribution", str(error))
 
     def number(self, key: str, positive: bool = False) -> float:
         try:

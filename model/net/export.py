@@ -21,7 +21,7 @@ import onnx
 import torch
 
 from ..classes import LULC_CLASSES, WATER_CLASSES
-from ..inference.metadata import ACTIVATION_OF_TASK, ClassInfo, ModelContract
+from ..inference.metadata import ACTIVATION_OF_TASK, ClassInfo, InputDistribution, ModelContract
 from .configs import NetConfig
 from .data import Normalisation
 from .segmentor import Segmentor
@@ -41,19 +41,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--water-threshold", type=float, default=0.5, help="default probability threshold (water task)")
     p.add_argument("--model-name", help="name shown in the plugin's log (default: from the checkpoint)")
     p.add_argument("--trained-on", default="", help="what the model was trained on, shown in the log")
+    p.add_argument("--input-distribution", metavar="JSON",
+                   help='training backscatter the plugin checks inputs against (CONTRACT.md), e.g. '
+                        '\'{"scene_median_db": [-14, -6], "pixel_db_percentiles": {"1": -26, "50": -10, "99": 1.5}}\' '
+                        '(default: the one training recorded in the checkpoint, if any)')
     p.add_argument("--tolerance", type=float, default=1e-3, help="largest allowed |ORT - torch| logit difference")
     return p.parse_args(argv)
 
 
 def contract_for(task: str, normalisation: Normalisation, tile_size: int, tile_overlap: int, gsd_m: float,
-                 water_threshold: float, model_name: str, trained_on: str) -> ModelContract:
+                 water_threshold: float, model_name: str, trained_on: str,
+                 input_distribution: InputDistribution | None = None) -> ModelContract:
     legend = WATER_CLASSES if task == "water" else LULC_CLASSES
     return ModelContract(
         task=task, classes=tuple(ClassInfo(code, name, color) for code, name, color in legend),
         output_activation=ACTIVATION_OF_TASK[task], input_units="db",
         norm_clip=tuple(normalisation.norm_clip), norm_mean=normalisation.norm_mean, norm_std=normalisation.norm_std,
         norm_mode=normalisation.norm_mode, gsd_m=gsd_m, tile_size=tile_size, tile_overlap=tile_overlap,
-        water_threshold=water_threshold if task == "water" else None, model_name=model_name, trained_on=trained_on)
+        water_threshold=water_threshold if task == "water" else None, model_name=model_name, trained_on=trained_on,
+        input_distribution=input_distribution)
 
 
 def load_model(checkpoint_path: pathlib.Path) -> tuple[Segmentor, dict]:
@@ -66,8 +72,8 @@ def load_model(checkpoint_path: pathlib.Path) -> tuple[Segmentor, dict]:
     return model.eval(), checkpoint
 
 
-def export_onnx(model: Segmentor, contract: ModelContract, out: pathlib.Path, extra_metadata: dict | None = None) -> None:
-    """Write the graph (fixed tile size, dynamic batch) and the contract's metadata_props (+ ``extra_metadata``)."""
+def export_onnx(model: Segmentor, contract: ModelContract, out: pathlib.Path) -> None:
+    """Write the graph (fixed tile size, dynamic batch) and the contract's metadata_props."""
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(1, 1, contract.tile_size, contract.tile_size)
     with warnings.catch_warnings():
@@ -80,7 +86,7 @@ def export_onnx(model: Segmentor, contract: ModelContract, out: pathlib.Path, ex
                           dynamic_axes={"sar": {0: "batch"}, "logits": {0: "batch"}})
     graph = onnx.load(str(out))
     del graph.metadata_props[:]
-    for key, value in {**contract.to_metadata(), **(extra_metadata or {})}.items():
+    for key, value in contract.to_metadata().items():
         graph.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(graph)
     onnx.save(graph, str(out))
@@ -110,13 +116,22 @@ def main(argv=None) -> int:
     name = args.model_name or (f"SAR LULC Swin {task} ({'HR' if config.hr_injection else 'no HR'}, "
                                f"{'refine-up' if config.refine_up else 'bilinear x4'}, epoch {checkpoint['epoch']})")
     try:
+        recorded = checkpoint.get("input_distribution")
+        distribution_json = args.input_distribution or (json.dumps(recorded) if recorded else None)
+        distribution = None
+        if distribution_json:
+            try:
+                distribution = InputDistribution.from_json(distribution_json)
+            except ValueError as error:
+                source = "--input-distribution" if args.input_distribution else "the checkpoint's input distribution"
+                raise ValueError(f"{source}: {error}") from None
         contract = contract_for(task, Normalisation.from_dict(checkpoint["normalisation"]), args.tile_size,
-                                args.tile_overlap, args.gsd, args.water_threshold, name, args.trained_on)
+                                args.tile_overlap, args.gsd, args.water_threshold, name, args.trained_on,
+                                distribution)
         ModelContract.from_metadata(contract.to_metadata(), str(args.out), task)  # refuse bad options before exporting
     except Exception as error:
         raise SystemExit(f"Cannot export: {error}")
-    distribution = checkpoint.get("input_distribution")
-    export_onnx(model, contract, args.out, {"input_distribution": json.dumps(distribution)} if distribution else None)
+    export_onnx(model, contract, args.out)
     ModelContract.from_onnx(args.out, expected_task=task)
     difference = parity(model, args.out, args.tile_size)
     size_mb = args.out.stat().st_size / 2**20
