@@ -39,7 +39,7 @@ class WaterDetectAlgorithm(SarLulcAlgorithm):
     TASK = "water"
     OUTPUT_DESCRIPTION = "Water mask"
     EXTRA_OUTPUT = OUTPUT_PROBABILITY
-    EXTRA_OUTPUT_DESCRIPTION = "Water probability (METHOD model only)"
+    EXTRA_OUTPUT_DESCRIPTION = "Water probability"
     OUTPUT_LAYER_NAME = "water"
     EXTRA_LAYER_NAME = "water probability"
 
@@ -64,7 +64,7 @@ class WaterDetectAlgorithm(SarLulcAlgorithm):
     def task_parameters(self):
         return [self.choice(self.METHOD, "Method", list(WATER_METHODS)),
                 QgsProcessingParameterNumber(
-                    self.THRESHOLD, "Water threshold (0..1, METHOD model)",
+                    self.THRESHOLD, "Water threshold (0..1)",
                     QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0)]
 
     def task_options(self, parameters, context):
