@@ -251,3 +251,14 @@ def write_alos2_mosaic_tile(path, size=450, strip_rows=40, ocean_fraction=0.4, s
     band.WriteArray(dn)
     ds = None
     return str(path)
+
+
+def web_mercator_point(lon: float, lat: float) -> tuple[float, float]:
+    """EPSG:3857 (x, y) of a longitude/latitude, for rasters placed far from the equator."""
+    wgs84, mercator = osr.SpatialReference(), osr.SpatialReference()
+    wgs84.ImportFromEPSG(4326)
+    mercator.ImportFromEPSG(3857)
+    for srs in (wgs84, mercator):
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    x, y, _ = osr.CoordinateTransformation(wgs84, mercator).TransformPoint(lon, lat)
+    return x, y

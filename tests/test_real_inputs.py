@@ -23,7 +23,7 @@ from model.inference.windows import Window
 from model.simulate import metres_per_degree, simulate_scene, write_scene
 
 from .factories import (expected_pixel_classes, lulc_centres_db, write_alos2_mosaic_tile, write_context_lulc_model,
-                        write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)
+                        web_mercator_point, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)
 
 LOOKS = 50.0  # multi-looked: class centres are 2.9 dB apart, the speckle about 0.6 dB
 
@@ -350,12 +350,7 @@ def test_web_mercator_far_from_the_equator_runs_on_a_true_10_m_grid(models, tmp_
     half as many pixels per axis, not the input's 10 CRS units."""
     from osgeo import osr
 
-    wgs84, mercator = osr.SpatialReference(), osr.SpatialReference()
-    wgs84.ImportFromEPSG(4326)
-    mercator.ImportFromEPSG(3857)
-    for srs in (wgs84, mercator):
-        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    x, y, _ = osr.CoordinateTransformation(wgs84, mercator).TransformPoint(10.0, 60.0)
+    x, y = web_mercator_point(10.0, 60.0)
     sar = write_sar_raster(tmp_path / "mercator.tif", 200, 160, epsg=3857, pixel_size=10.0, origin=(x, y))
     grid = decide_model_grid(gdal.Open(sar), 10.0)
     assert grid is not None and osr.SpatialReference(wkt=grid.srs_wkt).GetAuthorityCode(None) == "32632"

@@ -11,7 +11,7 @@ from model.inference.sar_input import (
     InputUnits, SpeckleFilter, check_backscatter_band, check_units_fit, db_to_power, detect_band_units, detect_units,
     filter_halo, ground_pixel_size_m, lee_filter, power_to_db, refined_lee_filter, sample_valid_values,
     speckle_filter_db, to_db, valid_mask)
-from tests.factories import sar_db_field
+from tests.factories import sar_db_field, web_mercator_point
 
 gdal.UseExceptions()
 
@@ -323,12 +323,7 @@ def test_ground_pixel_size_of_projected_rasters_in_metres_and_feet():
 
 def test_ground_pixel_size_in_web_mercator_is_the_true_size_on_the_ground():
     """EPSG:3857 "metres" are 1/cos(latitude) ground metres: 10 of them are 5 m at 60 deg N."""
-    wgs84, mercator = osr.SpatialReference(), osr.SpatialReference()
-    wgs84.ImportFromEPSG(4326)
-    mercator.ImportFromEPSG(3857)
-    for srs in (wgs84, mercator):
-        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    x, y, _ = osr.CoordinateTransformation(wgs84, mercator).TransformPoint(10.0, 60.0)
+    x, y = web_mercator_point(10.0, 60.0)
     ds = _mem_raster(np.ones((100, 100), np.float32), epsg=3857, geotransform=(x - 500, 10.0, 0, y + 500, 0, -10.0))
     dx, dy = ground_pixel_size_m(ds)
     step_degrees = math.degrees(10.0 / 6378137.0)  # a 10 m step of the Web Mercator sphere's equator
