@@ -3,6 +3,7 @@
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .areastats_algorithm import AreaStatisticsAlgorithm
 from .base_algorithm import ICON_PATH
 from .calibrate_algorithm import CalibrateAlgorithm
 from .evaluate_algorithm import EvaluateAlgorithm
@@ -15,6 +16,7 @@ ALGORITHMS = (
     WaterDetectAlgorithm,
     CalibrateAlgorithm,
     EvaluateAlgorithm,
+    AreaStatisticsAlgorithm,
 )
 
 

@@ -1,23 +1,29 @@
-"""Styles of the outputs, built from the model contract and saved as .qml sidecars.
+"""Styles of the outputs, built from the model contract or the raster's legend.
 
 Each output raster gets a ``.qml`` file beside it: QGIS applies ``name.qml`` whenever it
 opens ``name.tif``, so the legend travels with the file (also after a headless
-``qgis_process`` run). When Processing loads a result into the project, a layer
-post-processor applies the same sidecar explicitly.
+``qgis_process`` run). Vector outputs in a GeoPackage carry their style inside it, as the
+layer's default style (the ``layer_styles`` table QGIS and QField read). When Processing
+loads a result into the project, a layer post-processor applies the same style explicitly.
 """
 
 from pathlib import Path
 
 from qgis.core import (
+    QgsCategorizedSymbolRenderer,
     QgsColorRampShader,
+    QgsFillSymbol,
     QgsGradientColorRamp,
     QgsGradientStop,
+    QgsMapLayerStyle,
     QgsPalettedRasterRenderer,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
     QgsRasterLayer,
     QgsRasterShader,
+    QgsRendererCategory,
     QgsSingleBandPseudoColorRenderer,
+    QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QColor
 
@@ -29,7 +35,7 @@ CONFIDENCE_RAMP = ("#440154", (0.5, "#21918c"), "#fde725")
 PROBABILITY_RAMP = ("#f7fbff", (0.5, "#6baed6"), "#08306b")
 
 # Post-processors must outlive the algorithm run (QGIS keeps only a raw pointer): one per output path.
-_LIVE_POST_PROCESSORS: dict[str, "ApplyStyleSidecar"] = {}
+_LIVE_POST_PROCESSORS: dict[str, QgsProcessingLayerPostProcessorInterface] = {}
 
 
 def sidecar_path(raster_path) -> Path:
@@ -47,6 +53,34 @@ def water_renderer(layer: QgsRasterLayer, water_class) -> QgsPalettedRasterRende
     """Water pixels in the model's water colour; not-water (0) and nodata (255) transparent."""
     palette = [QgsPalettedRasterRenderer.Class(WATER_VALUE, QColor(water_class.color), water_class.name)]
     return QgsPalettedRasterRenderer(layer.dataProvider(), 1, palette)
+
+
+def polygon_class_renderer(classes, field: str = "code") -> QgsCategorizedSymbolRenderer:
+    """Class polygons filled in their class colour (thin darker outline), labelled with the class name."""
+    categories = []
+    for c in classes:
+        symbol = QgsFillSymbol.createSimple({
+            "color": QColor(c.color).name(), "outline_color": QColor(c.color).darker(160).name(),
+            "outline_width": "0.1", "outline_width_unit": "MM"})
+        categories.append(QgsRendererCategory(c.code, symbol, c.name))
+    return QgsCategorizedSymbolRenderer(field, categories)
+
+
+def save_default_style(layer: QgsVectorLayer, description: str) -> str:
+    """Make the layer's current style its default: inside a GeoPackage (layer_styles table, read by QGIS and
+    QField), as a .qml sidecar beside other files; returns where it went ("" for a memory layer)."""
+    if layer.providerType() == "memory":
+        return ""
+    if layer.providerType() == "ogr" and layer.storageType().upper() == "GPKG":
+        error = layer.saveStyleToDatabase(layer.name(), description, True, "")
+        if error:
+            raise QgsProcessingException(f"Could not store the style in the GeoPackage '{layer.source()}': {error}")
+        return "GeoPackage default style"
+    qml = sidecar_path(layer.source().split("|")[0])
+    message, saved = layer.saveNamedStyle(str(qml))
+    if not saved:
+        raise QgsProcessingException(f"Could not write the style file '{qml}': {message}")
+    return str(qml)
 
 
 def score_renderer(layer: QgsRasterLayer, ramp_colors) -> QgsSingleBandPseudoColorRenderer:
@@ -90,6 +124,32 @@ class ApplyStyleSidecar(QgsProcessingLayerPostProcessorInterface):
             return
         layer.triggerRepaint()
         layer.emitStyleChanged()
+
+
+class ApplyLayerStyle(QgsProcessingLayerPostProcessorInterface):
+    """Applies a style (e.g. the one stored as a GeoPackage layer's default) when Processing loads the output."""
+
+    def __init__(self, style: QgsMapLayerStyle):
+        super().__init__()
+        self.style = style
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
+        if not self.style.writeToLayer(layer):
+            feedback.reportError(f"Could not apply the style to '{layer.name()}'.")
+            return
+        layer.triggerRepaint()
+        layer.emitStyleChanged()
+
+
+def layer_style_when_loaded(context, destination: str, styled_layer) -> None:
+    """If Processing will load ``destination``, give it ``styled_layer``'s style then."""
+    if not context.willLoadLayerOnCompletion(destination):
+        return
+    style = QgsMapLayerStyle()
+    style.readFromLayer(styled_layer)
+    post_processor = ApplyLayerStyle(style)
+    _LIVE_POST_PROCESSORS[destination] = post_processor
+    context.layerToLoadOnCompletionDetails(destination).setPostProcessor(post_processor)
 
 
 def style_when_loaded(context, raster_path) -> None:

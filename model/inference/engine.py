@@ -90,8 +90,8 @@ class _Settings:
 
 @dataclass
 class _OutputSpec:
-    """What one output raster is: its file, type, nodata, band description, legend and how it is
-    warped back to the input grid (nearest for classes, bilinear for scores)."""
+    """What one output raster is: its file, type, nodata, band description, legend, the model that made
+    it, and how it is warped back to the input grid (nearest for classes, bilinear for scores)."""
 
     path: pathlib.Path
     data_type: int
@@ -99,15 +99,18 @@ class _OutputSpec:
     description: str
     legend: list[tuple[int, str, str]] | None
     resampling: str
+    provenance: dict[str, str]
 
     def create(self, path, like: gdal.Dataset) -> OutputRaster:
         output = OutputRaster(path, like, self.data_type, self.nodata, self.description)
-        self.add_legend(output)
+        self.describe(output)
         return output
 
-    def add_legend(self, output: OutputRaster) -> None:
+    def describe(self, output: OutputRaster) -> None:
+        """Legend and provenance (GDAL metadata items naming the model, read back by the field maps)."""
         if self.legend:
             output.set_legend(self.legend)
+        output.dataset.SetMetadata(self.provenance)
 
 
 def _run(task, input_path, output_path, model_path, extra_path, options: RunOptions,
@@ -323,16 +326,18 @@ def _settings(options: RunOptions, contract: ModelContract, fixed_tile_size: int
 def _output_specs(task, contract: ModelContract, output_path, extra_path) -> list[_OutputSpec]:
     if task == "lulc":
         main = _OutputSpec(output_path, gdal.GDT_Byte, LULC_NODATA, "LULC class",
-                           [(c.code, c.name, c.color) for c in contract.classes], "nearest")
+                           [(c.code, c.name, c.color) for c in contract.classes], "nearest", contract.provenance())
         extra_description = "Confidence (max class probability)"
     else:
         water = contract.classes[0]
         main = _OutputSpec(output_path, gdal.GDT_Byte, WATER_NODATA, "Water mask",
-                           [(0, "Not water", "#f0f0f0"), (1, water.name, water.color)], "nearest")
+                           [(0, "Not water", "#f0f0f0"), (1, water.name, water.color)], "nearest",
+                           contract.provenance())
         extra_description = "Water probability"
     specs = [main]
     if extra_path:
-        specs.append(_OutputSpec(extra_path, gdal.GDT_Float32, SCORE_NODATA, extra_description, None, "bilinear"))
+        specs.append(_OutputSpec(extra_path, gdal.GDT_Float32, SCORE_NODATA, extra_description, None, "bilinear",
+                                 contract.provenance()))
     return specs
 
 
@@ -360,7 +365,7 @@ def _warp_back(specs: list[_OutputSpec], model_grid_outputs: list[OutputRaster],
                                         lambda percent, start=index * share: progress(start + percent * share / 100),
                                         is_cancelled)
             finals.append(final)
-            spec.add_legend(final)
+            spec.describe(final)
         width, height = dataset.RasterXSize, dataset.RasterYSize
         blocks = [Window(x, y, min(block_size, width - x), min(block_size, height - y))
                   for y in range(0, height, block_size) for x in range(0, width, block_size)]
