@@ -8,6 +8,7 @@ from .base_algorithm import ICON_PATH
 from .calibrate_algorithm import CalibrateAlgorithm
 from .evaluate_algorithm import EvaluateAlgorithm
 from .segment_algorithm import SegmentAlgorithm
+from .vectorise_algorithm import VectoriseAlgorithm
 from .water_detect_algorithm import WaterDetectAlgorithm
 
 # The provider's algorithms: add a new one here.
@@ -17,6 +18,7 @@ ALGORITHMS = (
     CalibrateAlgorithm,
     EvaluateAlgorithm,
     AreaStatisticsAlgorithm,
+    VectoriseAlgorithm,
 )
 
 
