@@ -7,6 +7,7 @@ from .areastats_algorithm import AreaStatisticsAlgorithm
 from .base_algorithm import ICON_PATH
 from .calibrate_algorithm import CalibrateAlgorithm
 from .evaluate_algorithm import EvaluateAlgorithm
+from .fieldmap_algorithm import FieldMapAlgorithm
 from .segment_algorithm import SegmentAlgorithm
 from .vectorise_algorithm import VectoriseAlgorithm
 from .water_detect_algorithm import WaterDetectAlgorithm
@@ -19,6 +20,7 @@ ALGORITHMS = (
     EvaluateAlgorithm,
     AreaStatisticsAlgorithm,
     VectoriseAlgorithm,
+    FieldMapAlgorithm,
 )
 
 
