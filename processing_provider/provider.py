@@ -8,6 +8,7 @@ from .base_algorithm import ICON_PATH
 from .calibrate_algorithm import CalibrateAlgorithm
 from .evaluate_algorithm import EvaluateAlgorithm
 from .fieldmap_algorithm import FieldMapAlgorithm
+from .fieldpackage_algorithm import FieldPackageAlgorithm
 from .segment_algorithm import SegmentAlgorithm
 from .vectorise_algorithm import VectoriseAlgorithm
 from .water_detect_algorithm import WaterDetectAlgorithm
@@ -21,6 +22,7 @@ ALGORITHMS = (
     AreaStatisticsAlgorithm,
     VectoriseAlgorithm,
     FieldMapAlgorithm,
+    FieldPackageAlgorithm,
 )
 
 

@@ -30,8 +30,12 @@ def test_provider_registered_with_its_algorithms_segment_and_water_in_one_group(
     names = {alg.id(): alg.displayName() for alg in provider.algorithms()}
     assert names == {"sarlulc:segment": "SAR LULC Segment", "sarlulc:waterdetect": "Water Detect",
                      "sarlulc:calibrate": "Calibrate ALOS-2 DN to Backscatter",
-                     "sarlulc:evaluate": "Evaluate Against Reference"}
+                     "sarlulc:evaluate": "Evaluate Against Reference", "sarlulc:areastats": "Class Area Statistics",
+                     "sarlulc:vectorise": "Vectorise Classes", "sarlulc:fieldmap": "Field Map",
+                     "sarlulc:fieldpackage": "Field Package"}
     assert algorithm("sarlulc:segment").groupId() == algorithm("sarlulc:waterdetect").groupId()
+    assert {algorithm(f"sarlulc:{name}").group() for name in ("areastats", "vectorise", "fieldmap", "fieldpackage")
+            } == {"Field work"}
     assert provider.supportedOutputRasterLayerExtensions() == ["tif"]
 
 
@@ -107,12 +111,15 @@ def test_plugin_load_adds_menu_and_provider_and_unload_removes_them(qgis_iface, 
         actions = [a for a in menu.actions() if not a.isSeparator()]
         assert [a.text() for a in actions] == ["SAR LULC Segment…", "Water Detect…",
                                                 "Calibrate ALOS-2 DN to Backscatter…",
-                                                "Evaluate Against Reference…", "Install dependencies…"]
+                                                "Evaluate Against Reference…", "Class Area Statistics…",
+                                                "Vectorise Classes…", "Field Map…", "Field Package…",
+                                                "Install dependencies…"]
         menu_titles = [a.text() for a in qgis_iface.mainWindow().menuBar().actions()]
         assert menu_titles.index("SAR LULC") == menu_titles.index("Help") - 1
-        for action in actions[:4]:
+        for action in actions[:8]:
             action.trigger()
-        assert opened == ["sarlulc:segment", "sarlulc:waterdetect", "sarlulc:calibrate", "sarlulc:evaluate"]
+        assert opened == ["sarlulc:segment", "sarlulc:waterdetect", "sarlulc:calibrate", "sarlulc:evaluate",
+                          "sarlulc:areastats", "sarlulc:vectorise", "sarlulc:fieldmap", "sarlulc:fieldpackage"]
     finally:
         plugin.unload()
         qgis_iface.mainWindow().menuBar().removeAction(help_menu.menuAction())

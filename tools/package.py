@@ -19,7 +19,7 @@ PLUGIN_NAME = "sar_lulc"
 TOP_FILES = ("metadata.txt", "__init__.py", "plugin.py", "dependencies.py", "requirements-runtime.txt",
              "README.md", "LICENSE", "model/MODEL_CARD.md")
 # demo/: the small simulated scene (and its reference map) to try the algorithms on.
-FOLDERS = ("processing_provider", "ui", "model/inference", "demo")
+FOLDERS = ("processing_provider", "ui", "model/inference", "model/fieldwork", "demo")
 # The model package's own modules (legend, evaluation...) but not its training subpackages
 # (model/net, model/simulate: torch, data generation), which the plugin never imports.
 MODEL_MODULES = "model/*.py"
