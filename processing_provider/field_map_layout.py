@@ -39,13 +39,16 @@ from qgis.core import (
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor, QFont
 
-PAPER_SIZES_MM = {"A4": (210.0, 297.0), "A3": (297.0, 420.0)}  # portrait width, height
+# Portrait width and height: ISO sizes in whole PDF points (1/72 inch; A4 is 595 x 842 pt, within 0.1 mm of
+# 210 x 297 mm), so the page QGIS draws and the GeoPDF page GDAL composes are the same size and the
+# georeference does not shift by a rounding point.
+PAPER_SIZES_MM = {name: (width * 25.4 / 72, height * 25.4 / 72)
+                  for name, (width, height) in {"A4": (595, 842), "A3": (842, 1191)}.items()}
 ORIENTATIONS = ("landscape", "portrait")
 GRIDS = ("latitude/longitude", "map CRS", "none")
 MAIN_MAP_ID = "main map"
-# Map scales a field team can measure with a ruler: a fitted map takes the next one up.
-STANDARD_SCALES = (500, 1000, 2000, 2500, 5000, 10000, 15000, 20000, 25000, 50000, 75000, 100000, 150000, 200000,
-                   250000, 500000, 750000, 1000000, 2000000, 2500000, 5000000, 10000000)
+# Round map scales a field team can measure with a ruler: a fitted map takes the next one up.
+STANDARD_SCALES = tuple(int(m * 10 ** k) for k in range(2, 8) for m in (1, 1.5, 2, 2.5, 3, 4, 5, 7.5))
 NORTH_ARROW_SVG = "arrows/NorthArrow_02.svg"
 MARGIN = 10.0
 TITLE_HEIGHT = 14.0

@@ -75,6 +75,23 @@ def destination_file(destination: str) -> tuple[Path | None, str | None]:
     return Path(destination.split("|")[0]), None
 
 
+def ogr_source_parts(source: str) -> tuple[str, str]:
+    """(file, layer name) of an OGR layer source "path|layername=name|..." (name "" when absent)."""
+    path, _, options = source.partition("|")
+    name = next((option[len("layername="):] for option in options.split("|") if option.startswith("layername=")), "")
+    return path, name
+
+
+def set_layer_metadata(source: str, items: dict) -> None:
+    """Store ``items`` as metadata of a GeoPackage layer (GDAL's gpkg_metadata), e.g. the model that made it."""
+    path, name = ogr_source_parts(source)
+    dataset = ogr.Open(path, 1)
+    layer = dataset.GetLayerByName(name) if name else dataset.GetLayer(0)
+    if layer is not None:
+        layer.SetMetadata(items)
+    layer = dataset = None
+
+
 def check_destination(destination: str, label: str, inputs=()) -> None:
     """Refuse, before any work, an output that would overwrite an input or whose folder is missing or not
     writable (the engine's check, with its messages)."""

@@ -1,9 +1,10 @@
 """Field Map (sarlulc:fieldmap): result layers → a print-ready PDF (GeoPDF) and PNG through a QGIS print layout."""
 
+import contextlib
 import os
 from pathlib import Path
 
-from osgeo import gdal
+from osgeo import gdal, ogr
 from qgis.core import (
     Qgis,
     QgsCoordinateTransform,
@@ -33,13 +34,27 @@ from ..model.fieldwork.legend import read_legend
 from ..model.inference.metadata import PROVENANCE_MODEL, PROVENANCE_TRAINED_ON
 from . import styling
 from .field_map_layout import GRIDS, ORIENTATIONS, PAPER_SIZES_MM, MapSheet, build_layout
-from .field_work import FieldWorkAlgorithm, check_destination
+from .field_work import FieldWorkAlgorithm, check_destination, ogr_source_parts
 
 
 def geopdf_available() -> bool:
     """Whether GDAL can write GeoPDF the way QGIS asks it to (its PDF driver's COMPOSITION_FILE, GDAL >= 3)."""
     driver = gdal.GetDriverByName("PDF")
     return driver is not None and "COMPOSITION_FILE" in (driver.GetMetadataItem("DMD_CREATIONOPTIONLIST") or "")
+
+
+def provenance(layer) -> dict:
+    """What the plugin recorded about how a result was made: GDAL metadata of a raster, or of a GeoPackage layer
+    written by Vectorise Classes."""
+    with contextlib.suppress(RuntimeError):
+        if layer.type() == QgsMapLayer.RasterLayer and layer.providerType() == "gdal":
+            return gdal.Open(layer.source()).GetMetadata() or {}
+        if layer.type() == QgsMapLayer.VectorLayer and layer.providerType() == "ogr":
+            path, name = ogr_source_parts(layer.source())
+            source = ogr.Open(path)
+            vector = source.GetLayerByName(name) if name else source.GetLayer(0)
+            return (vector.GetMetadata() or {}) if vector is not None else {}
+    return {}
 
 
 class FieldMapAlgorithm(FieldWorkAlgorithm):
@@ -184,6 +199,10 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
         in_project = context.project() is not None and context.project().mapLayer(layer.id()) is not None
         if not in_project:
             copy.loadDefaultStyle()
+            # A layer of a GeoPackage opened by path is named after the file: name it after its table instead.
+            path, table = ogr_source_parts(layer.source())
+            if table and copy.name() == Path(path).stem:
+                copy.setName(table)
         if copy.type() == QgsMapLayer.RasterLayer and copy.providerType() == "gdal" and \
                 not isinstance(copy.renderer(), QgsPalettedRasterRenderer):
             dataset = gdal.Open(copy.source())
@@ -212,8 +231,7 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
         lines = [f"Source: {source}" if source else "Source: " + ", ".join(layer.name() for layer in layers)]
         models = []
         for layer in layers:
-            dataset = gdal.Open(layer.source()) if layer.type() == QgsMapLayer.RasterLayer else None
-            metadata = (dataset.GetMetadata() or {}) if dataset is not None else {}
+            metadata = provenance(layer)
             if PROVENANCE_MODEL in metadata:
                 note = f"{metadata[PROVENANCE_MODEL]}"
                 if metadata.get(PROVENANCE_TRAINED_ON):

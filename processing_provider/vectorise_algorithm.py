@@ -28,7 +28,7 @@ from ..model.fieldwork.areas import pixel_areas
 from ..model.fieldwork.generalise import CODE_FIELD, MAJORITY_SIZES, generalise, polygonise
 from ..model.fieldwork.legend import open_class_raster
 from . import styling
-from .field_work import FieldWorkAlgorithm, check_destination, engine_errors, remove_sink_output
+from .field_work import FieldWorkAlgorithm, check_destination, engine_errors, remove_sink_output, set_layer_metadata
 
 MIN_AREA_UNITS = ("square metres", "pixels")
 DEFAULT_MIN_AREA_M2 = 5000.0  # 0.5 ha: 50 pixels of 10 m
@@ -186,6 +186,8 @@ class VectoriseAlgorithm(FieldWorkAlgorithm):
             where = styling.save_default_style(output_layer, "Classes of SAR LULC Vectorise Classes")
             if where:
                 feedback.pushInfo(f"Class style stored: {where}")
+            if legend.provenance and output_layer.storageType().upper() == "GPKG":
+                set_layer_metadata(output_layer.source(), legend.provenance)  # which model made the classes
             styling.layer_style_when_loaded(context, destination, output_layer)
         feedback.setProgress(100)
         return destination

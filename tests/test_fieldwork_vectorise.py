@@ -88,6 +88,8 @@ def test_the_class_style_is_the_layers_default_style_in_the_geopackage(segmented
     styles = source.ExecuteSQL("SELECT f_table_name, useAsDefault FROM layer_styles")
     assert [(row.GetField(0), row.GetField(1)) for row in styles] == [("styled", 1)]
     source.ReleaseResultSet(styles)
+    # Which model made the classes travels with the polygons (GeoPackage layer metadata), for the field map.
+    assert source.GetLayerByName("styled").GetMetadata()["SARLULC_MODEL"] == "test lulc model"
     source = None
     # Opened as any QGIS user (or QField) opens it: styled, with the class names as labels.
     layer = polygon_layer(polygons)
