@@ -107,8 +107,9 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
             "<p><b>Outputs</b>: the PDF, georeferenced (<b>GeoPDF</b>) when GDAL supports it (the log says), so "
             "field apps such as Avenza Maps show your position on it; text stays searchable. QGIS 3.22 georeferences "
             "single-page PDFs only, so an atlas also gets one GeoPDF per sheet beside it (name_sheet_1.pdf, ...). "
-            "Optionally a PNG (with an atlas, one per page: name.png, name_2.png, ...). The model note comes from the metadata the plugin "
-            "writes into its rasters; <b>source</b> adds your own line (sensor, acquisition date).</p>")
+            "Optionally a PNG (with an atlas, one per page: name.png, name_2.png, ...). The model note comes from "
+            "the metadata the plugin writes into its results; <b>source</b> adds your own line (sensor, acquisition "
+            "date).</p>")
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         self.addParameter(QgsProcessingParameterMultipleLayers(
@@ -240,7 +241,8 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
                     models.append(note)
         if models:
             lines.append("Model: " + "; ".join(models) + ". Check the map in the field before relying on it.")
-        lines.append(f"Map CRS: {crs.authid()} ({crs.description()}). Produced {QDate.currentDate().toString(Qt.ISODate)} "
+        today = QDate.currentDate().toString(Qt.ISODate)
+        lines.append(f"Map CRS: {crs.authid()} ({crs.description()}). Produced {today} "
                      f"with the SAR LULC plugin for QGIS {Qgis.version().split('-')[0]}.")
         return lines
 

@@ -33,8 +33,7 @@ from .field_work import FieldWorkAlgorithm, check_destination, engine_errors, re
 MIN_AREA_UNITS = ("square metres", "pixels")
 DEFAULT_MIN_AREA_M2 = 5000.0  # 0.5 ha: 50 pixels of 10 m
 # (option shown to users, majority window in pixels)
-SMOOTHING = (("none", 0), ("light (majority of 3 x 3 pixels)", 3), ("medium (majority of 5 x 5 pixels)", 5),
-             ("strong (majority of 7 x 7 pixels)", 7))
+SMOOTHING = (("none", 0), ("light", 3), ("medium", 5), ("strong", 7))
 assert tuple(size for _, size in SMOOTHING) == MAJORITY_SIZES
 
 
@@ -64,10 +63,10 @@ class VectoriseAlgorithm(FieldWorkAlgorithm):
             "(GDAL's sieve, applied with doubling sizes so speckle merges into real regions), in square metres "
             f"(default {DEFAULT_MIN_AREA_M2:g} m² = 0.5 ha, 50 pixels of 10 m) or in pixels; 0 keeps every pixel. "
             "Regions enclosed by nodata are kept whatever their size.</p>"
-            "<p><b>Smoothing</b> (optional): a majority filter of the class raster before sieving, which rounds "
-            "jagged borders and removes one-pixel spurs. It works on the raster, so the polygons stay valid and "
-            "still cover every valid pixel once, without gaps or overlaps (a geometry simplification could not "
-            "promise that between neighbours).</p>"
+            "<p><b>Smoothing</b> (optional): a majority filter of the class raster before sieving (light: over "
+            "3 x 3 pixels, medium: 5 x 5, strong: 7 x 7), which rounds jagged borders and removes one-pixel "
+            "spurs. It works on the raster, so the polygons stay valid and still cover every valid pixel once, "
+            "without gaps or overlaps (a geometry simplification could not promise that between neighbours).</p>"
             "<p><b>Outputs</b>: the polygons (any vector format; a GeoPackage keeps the class style as the layer's "
             "default style, so it opens styled in QGIS and QField; other files get a .qml beside them), with the "
             "fields <i>code</i>, <i>class_name</i>, <i>area_ha</i> and <i>perimeter_m</i> (on the ellipsoid for a "

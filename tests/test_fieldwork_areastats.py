@@ -133,8 +133,8 @@ def test_per_zone_counts_are_the_pixels_whose_centre_is_inside(segmented_scene, 
                                       ("east", split_b), ("sea", outside)])
     feedback = WarningFeedback()
     processing.run("sarlulc:areastats", {"INPUT": classes, "ZONES": zones, "ZONE_FIELD": "name",
-                                         "OUTPUT": str(tmp_path / "zones.gpkg"), "OUTPUT_HTML": str(tmp_path / "z.html")},
-                   feedback=feedback)
+                                         "OUTPUT": str(tmp_path / "zones.gpkg"),
+                                         "OUTPUT_HTML": str(tmp_path / "z.html")}, feedback=feedback)
 
     def expected(rows, columns):
         window = codes[rows, columns]

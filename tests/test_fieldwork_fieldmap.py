@@ -78,7 +78,7 @@ def test_a3_portrait_map_at_a_fixed_scale(segmented_scene, sarlulc_provider, tmp
     assert "Source: ALOS-2 PALSAR-2 HH, test scene" in text
     assert "test lulc model, trained on nothing (test factory)" in text  # from the raster's metadata
     assert "EPSG:32654" in text
-    assert re.search(r"36°\d+′\d+(″|′′)N", text) and re.search(r"141°\d+′\d+(″|′′)E", text)  # lat/lon grid
+    assert re.search(r"36°\d+′\d+(″|′′)N", text) and re.search(r"141°\d+′\d+(″|′′)E", text)  # grid
 
     # GeoPDF: a reader gets the map's CRS and georeference from the PDF.
     georeferenced = gdal.Open(str(pdf))

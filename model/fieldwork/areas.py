@@ -113,7 +113,7 @@ def _planar_to_ground_ratio(dataset: gdal.Dataset, srs: osr.SpatialReference) ->
     try:
         transform = osr.CoordinateTransformation(projected, geographic)
         (lon0, lat0, _), (lon_x, lat_x, _), (lon_y, lat_y, _) = (
-            transform.TransformPoint(cx, cy), transform.TransformPoint(cx + d, cy), transform.TransformPoint(cx, cy + d))
+            transform.TransformPoint(x, y) for x, y in ((cx, cy), (cx + d, cy), (cx, cy + d)))
     except RuntimeError:
         return None
     radians = geographic.GetAngularUnits()

@@ -334,7 +334,8 @@ def write_html(statistics: AreaStatistics, path, title: str = "Class area statis
         zone_rows = []
         for zone in statistics.zones:
             largest = max(zone.classes, key=lambda c: c.area_m2)
-            main_class = f"{html.escape(largest.entry.name)} ({zone.percent(largest):.1f} %)" if zone.valid_pixels else ""
+            main_class = (f"{html.escape(largest.entry.name)} ({zone.percent(largest):.1f} %)"
+                          if zone.valid_pixels else "")
             zone_rows.append(f"<tr><td>{html.escape(zone.zone)}</td><td>{zone.valid_pixels:,}</td>"
                              f"<td>{_number(zone.area_m2 / 1e4)}</td><td>{main_class}</td>"
                              f"<td>{stacked_bar_svg(zone) if zone.valid_pixels else ''}</td></tr>")
@@ -346,7 +347,8 @@ def write_html(statistics: AreaStatistics, path, title: str = "Class area statis
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} th{{background:#f2f2f2}}
-td:nth-child(2),td:first-child{{text-align:left}} .swatch{{display:inline-block;width:10px;height:10px;margin-right:6px}}
+td:nth-child(2),td:first-child{{text-align:left}}
+.swatch{{display:inline-block;width:10px;height:10px;margin-right:6px}}
 .warning{{color:#8a4b00;background:#fff4e0;padding:6px}}</style>
 </head><body>
 <h1>{html.escape(title)}</h1>
