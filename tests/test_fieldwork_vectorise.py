@@ -176,3 +176,22 @@ def test_cancel_leaves_no_output(segmented_scene, sarlulc_provider, tmp_path):
     assert feedback.isCanceled()
     assert [path.name for path in output.iterdir()] == []
     assert not any(Path(segmented_scene["classes"]).parent.glob("*.partial*"))
+
+
+def test_a_raster_styled_in_qgis_lends_its_legend(sarlulc_provider, tmp_path, qgis_new_project):
+    """No class names in the file, but the layer is styled as Paletted/Unique values in the project."""
+    from qgis.core import QgsPalettedRasterRenderer, QgsRasterLayer
+    from qgis.PyQt.QtGui import QColor
+
+    codes = np.repeat(np.array([[3, 3, 7, 7, 7]], np.uint8), 12, axis=0).repeat(4, axis=1)
+    raster = write_class_raster(tmp_path / "reclassified.tif", codes, legend=None)
+    layer = QgsRasterLayer(raster, "reclassified", "gdal")
+    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, [
+        QgsPalettedRasterRenderer.Class(3, QColor("#ffcc00"), "Rice"),
+        QgsPalettedRasterRenderer.Class(7, QColor("#006600"), "Cedar")]))
+    qgis_new_project.addMapLayer(layer)
+    processing.run("sarlulc:vectorise", {"INPUT": layer, "MIN_AREA": 0, "OUTPUT": str(tmp_path / "styled.gpkg")})
+    polygons = polygon_layer(tmp_path / "styled.gpkg")
+    assert sorted(f["class_name"] for f in polygons.getFeatures()) == ["Cedar", "Rice"]
+    assert {c.label(): c.symbol().color().name() for c in polygons.renderer().categories()} == {
+        "Rice": "#ffcc00", "Cedar": "#006600"}
