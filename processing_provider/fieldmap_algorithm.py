@@ -30,7 +30,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QDate, QSize, Qt
 
-from ..model.fieldwork.legend import read_legend
+from ..model.fieldwork.legend import INTEGER_TYPES, read_legend
 from ..model.inference.metadata import PROVENANCE_MODEL, PROVENANCE_TRAINED_ON
 from . import styling
 from .field_map_layout import GRIDS, ORIENTATIONS, PAPER_SIZES_MM, MapSheet, build_layout
@@ -206,12 +206,12 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
                 copy.setName(table)
         if copy.type() == QgsMapLayer.RasterLayer and copy.providerType() == "gdal" and \
                 not isinstance(copy.renderer(), QgsPalettedRasterRenderer):
-            dataset = gdal.Open(copy.source())
-            if dataset is not None and dataset.RasterCount == 1 and \
-                    dataset.GetRasterBand(1).DataType in (gdal.GDT_Byte, gdal.GDT_UInt16):
-                legend = read_legend(dataset)
-                if legend is not None:
-                    copy.setRenderer(styling.class_renderer(copy, legend.entries))
+            with contextlib.suppress(RuntimeError):
+                dataset = gdal.Open(copy.source())
+                if dataset.RasterCount == 1 and dataset.GetRasterBand(1).DataType in INTEGER_TYPES:
+                    legend = read_legend(dataset)
+                    if legend is not None:
+                        copy.setRenderer(styling.class_renderer(copy, legend.entries))
         if not copy.isValid():
             raise QgsProcessingException(f"The layer '{layer.name()}' cannot be drawn (it is not valid).")
         return copy

@@ -103,9 +103,11 @@ class VectoriseAlgorithm(FieldWorkAlgorithm):
         try:
             with engine_errors():
                 feedback.setProgressText("Smoothing and sieving the class raster")
-                generalise(source, generalised, min_pixels, smoothing, legend,
-                           progress=lambda percent: feedback.setProgress(0.4 * percent),
-                           is_cancelled=feedback.isCanceled)
+                report = generalise(source, generalised, min_pixels, smoothing, legend,
+                                    progress=lambda percent: feedback.setProgress(0.4 * percent),
+                                    is_cancelled=feedback.isCanceled)
+                feedback.pushInfo(f"Generalised: smoothing {report.majority_size or 'none'}, regions of at least "
+                                  f"{report.min_pixels} px after {report.sieve_passes} sieve pass(es)")
                 feedback.setProgressText("Polygonising")
                 count = polygonise(generalised, polygons_path,
                                    progress=lambda percent: feedback.setProgress(40 + 0.3 * percent),

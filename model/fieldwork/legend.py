@@ -120,14 +120,6 @@ def numbered_legend(dataset: gdal.Dataset, codes) -> ClassLegend:
     return ClassLegend(tuple(entries), int(nodata) if nodata is not None else None, numbered=True)
 
 
-def require_legend(dataset: gdal.Dataset, path) -> ClassLegend:
-    legend = read_legend(dataset)
-    if legend is None or not legend.entries:
-        raise ClassRasterError(f"The class raster '{path}' has no legend (no class names), so its classes cannot "
-                               f"be named. {HOW_TO_GET_A_LEGEND}")
-    return legend
-
-
 def _from_category_names(band: gdal.Band) -> list[tuple[int, str, str | None]]:
     names = band.GetCategoryNames() or []
     return [(code, name.strip(), None) for code, name in enumerate(names) if name and name.strip()]
