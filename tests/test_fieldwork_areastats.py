@@ -194,3 +194,12 @@ def test_bad_inputs_are_refused_with_clear_messages(segmented_scene, sarlulc_pro
         with pytest.raises(QgsProcessingException, match=message):
             processing.run("sarlulc:areastats", parameters)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_cancel_writes_no_table_or_report(segmented_scene, sarlulc_provider, tmp_path):
+    feedback = QgsProcessingFeedback()
+    feedback.cancel()
+    with pytest.raises(QgsProcessingException, match="Cancelled by the user; no statistics were written"):
+        processing.run("sarlulc:areastats", {"INPUT": segmented_scene["classes"], "OUTPUT": str(tmp_path / "a.csv"),
+                                             "OUTPUT_HTML": str(tmp_path / "a.html")}, feedback=feedback)
+    assert list(tmp_path.iterdir()) == []
