@@ -117,8 +117,10 @@ class PluginAlgorithm(QgsProcessingAlgorithm):
         parameters = self.with_option_texts(parameters)
         for definition in self.parameterDefinitions():
             value = parameters.get(definition.name())
+            # Values still not an option's text here are unknown texts or out-of-range indexes.
             if (isinstance(definition, QgsProcessingParameterEnum) and definition.usesStaticStrings()
-                    and isinstance(value, str) and value.strip() and value not in definition.options()):
+                    and isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip()
+                    and value not in definition.options()):
                 return False, (f"{definition.description()}: '{value}' is not an option. Choose one of: "
                                f"{', '.join(definition.options())}.")
         return super().checkParameterValues(parameters, context)

@@ -131,6 +131,18 @@ def field_points(crs, observations):
     return layer
 
 
+def add_field_checks(gpkg, observations) -> None:
+    """Points (x, y, observed class code or None) added to the package's field checks, as a field app does.
+    The layer lives only here: a layer that outlives QGIS (kept by a test's traceback) crashes its exit."""
+    checks = QgsVectorLayer(f"{gpkg}|layername=field_checks", "checks", "ogr")
+    assert checks.startEditing()
+    for x, y, code in observations:
+        values = {checks.fields().indexOf("class_observed"): code} if code is not None else {}
+        assert checks.addFeature(QgsVectorLayerUtils.createFeature(checks, QgsGeometry.fromPointXY(QgsPointXY(x, y)),
+                                                                   values))
+    assert checks.commitChanges()
+
+
 def test_field_checks_score_the_map_with_evaluate(segmented_scene, package, tmp_path):
     folder, _ = package
     gpkg = tmp_path / "returned.gpkg"
@@ -140,16 +152,9 @@ def test_field_checks_score_the_map_with_evaluate(segmented_scene, package, tmp_
     rows, columns = rng.integers(30, 200, 40), rng.integers(40, 240, 40)
     truth = codes[rows, columns]
     observed = np.where(np.arange(40) % 4 == 0, (truth % 9) + 1, truth)  # a quarter observed differently
-    checks = QgsVectorLayer(f"{gpkg}|layername=field_checks", "checks", "ogr")
-    checks.startEditing()
-    for row, column, code in zip(rows, columns, observed):
-        feature = QgsVectorLayerUtils.createFeature(checks, QgsGeometry.fromPointXY(
-            QgsPointXY(500005 + 10 * column, 3999995 - 10 * row)), {1: int(code)})
-        checks.addFeature(feature)
-    unobserved = QgsVectorLayerUtils.createFeature(checks, QgsGeometry.fromPointXY(QgsPointXY(500105, 3999505)))
-    outside = QgsVectorLayerUtils.createFeature(checks, QgsGeometry.fromPointXY(QgsPointXY(400000, 3000000)), {1: 3})
-    checks.addFeatures([unobserved, outside])
-    assert checks.commitChanges()
+    observations = [(500005 + 10 * column, 3999995 - 10 * row, int(code))
+                    for row, column, code in zip(rows, columns, observed)]
+    add_field_checks(gpkg, observations + [(500105, 3999505, None), (400000, 3000000, 3)])  # unobserved, outside
 
     result = processing.run("sarlulc:evaluate", {
         "PREDICTION": segmented_scene["classes"], "REFERENCE": f"{gpkg}|layername=field_checks",

@@ -105,7 +105,7 @@ def test_ambiguous_units_are_refused_naming_input_units(sarlulc_provider, lulc_m
 @pytest.mark.parametrize("name, value", [("INPUT_UNITS", "amplitude"), ("INPUT_UNITS", 4),
                                          ("SPECKLE_FILTER", "median"), ("OUTPUT_GRID", "utm")])
 def test_unknown_enum_values_are_still_refused(sarlulc_provider, lulc_model, sar_raster, tmp_path, name, value):
-    with pytest.raises(QgsProcessingException, match=f"Incorrect parameter value for {name}"):
+    with pytest.raises(QgsProcessingException, match=f"'{value}' is not an option. Choose one of: "):
         processing.run("sarlulc:segment", {"INPUT": sar_raster, "MODEL": lulc_model, name: value,
                                            "OUTPUT": str(tmp_path / "classes.tif")})
     assert not (tmp_path / "classes.tif").exists()
