@@ -107,7 +107,7 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
         if project_path:
             check_destination(project_path, "QGIS project", inputs)
 
-        steps = QgsProcessingMultiStepFeedback(5 if water else 4, feedback)
+        steps = QgsProcessingMultiStepFeedback(5 if project_path else 4, feedback)
         # Built in a hidden folder beside the destination, under a plain name (QGIS picks the vector driver from
         # everything after the file name's first dot), and renamed into place when complete.
         scratch = package.with_name(f".{package.name}.partial")
@@ -146,7 +146,7 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
         feedback.pushInfo(f"Field package written: {package} ({package.stat().st_size / 1e6:.1f} MB)")
         outputs = {self.OUTPUT: str(package), self.POLYGONS: polygons["POLYGONS"]}
         if project_path:
-            steps.setCurrentStep(4 if water else 3)
+            steps.setCurrentStep(4)
             outputs[self.OUTPUT_PROJECT] = self.write_project(project_path, package, classes_layer, classes_legend,
                                                               water_legend)
         return outputs
