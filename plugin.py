@@ -20,6 +20,10 @@ ALGORITHM_ENTRIES = (
     ("sarlulc:waterdetect", "Water Detect…"),
     ("sarlulc:calibrate", "Calibrate ALOS-2 DN to Backscatter…"),
     ("sarlulc:evaluate", "Evaluate Against Reference…"),
+    ("sarlulc:areastats", "Class Area Statistics…"),
+    ("sarlulc:vectorise", "Vectorise Classes…"),
+    ("sarlulc:fieldmap", "Field Map…"),
+    ("sarlulc:fieldpackage", "Field Package…"),
 )
 INSTALL_DEPENDENCIES = "Install dependencies…"
 

@@ -8,6 +8,9 @@ numpy + GDAL only (no QGIS, no torch), so the CLI, the training scripts and the 
 algorithm share it.
 
     python -m model.evaluation PRED REF --out-csv metrics.csv --out-html report.html [--task lulc|water]
+
+The reference may also be field observations: points with an observed class code
+(:func:`evaluate_points`), such as the "field_checks" layer of a SAR LULC field package.
 """
 
 from __future__ import annotations
@@ -77,11 +80,12 @@ class ClassMetrics:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Confusion matrix `matrix[i, j]`: pixels of reference class `classes[i]` predicted as `classes[j]`."""
+    """Confusion matrix `matrix[i, j]`: pixels (or points) of reference class `classes[i]` predicted as `classes[j]`."""
 
     task: str
     classes: tuple[tuple[int, str, str], ...]
     matrix: np.ndarray
+    unit: str = "pixels"  # what was compared: "pixels" of two rasters, or observed "points"
 
     @property
     def pixels(self) -> int:
@@ -131,9 +135,9 @@ def evaluate(prediction_path, reference_path, task: str = "lulc",
     for y in range(0, height, rows):
         n = min(rows, height - y)
         with reading(reference_path, "reference raster"):
-            ref, ref_valid = _read_codes(ref_band, y, n, width, "reference")
+            ref, ref_valid = _read_codes(ref_band, 0, y, width, n, "reference")
         with reading(prediction_path, "prediction raster"):
-            pred, pred_valid = _read_codes(pred_band, y, n, width, "prediction")
+            pred, pred_valid = _read_codes(pred_band, 0, y, width, n, "prediction")
         valid = ref_valid & pred_valid
         ref, pred = ref[valid], pred[valid]
         if task == "water":
@@ -144,12 +148,57 @@ def evaluate(prediction_path, reference_path, task: str = "lulc",
     if not counts:
         raise EvaluationError("No pixel has data in both the prediction and the reference (they do not overlap, "
                               "or one is entirely nodata): check that the rasters cover the same area.")
+    return _evaluation(task, counts, "pixels")
+
+
+def evaluate_points(prediction_path, points, task: str = "lulc",
+                    progress: Callable[[float], None] | None = None) -> tuple[Evaluation, int]:
+    """Compare a class raster with field observations: ``points`` are (x, y, observed code) in the raster's
+    CRS. Returns the evaluation (unit "points") and how many points were left out because they fall outside
+    the raster or on its nodata. `progress(fraction)` is called as points are read; raise from it to stop."""
+    if task not in TASKS:
+        raise EvaluationError(f"Unknown task {task!r}: use one of {', '.join(TASKS)}.")
+    prediction = open_raster(prediction_path, "prediction raster")
+    band = prediction.GetRasterBand(1)
+    inverse = gdal.InvGeoTransform(prediction.GetGeoTransform())
+    width, height = prediction.RasterXSize, prediction.RasterYSize
+    points = list(points)
+    observed, predicted = [], []
+    left_out = 0
+    for done, (x, y, code) in enumerate(points, start=1):
+        column, row = (math.floor(v) for v in gdal.ApplyGeoTransform(inverse, x, y))
+        if not (0 <= column < width and 0 <= row < height):
+            left_out += 1
+            continue
+        value, valid = _read_codes(band, column, row, 1, 1, "prediction")
+        if not valid[0, 0]:
+            left_out += 1
+            continue
+        observed.append(int(code))
+        predicted.append(int(value[0, 0]))
+        if progress and done % 100 == 0:
+            progress(done / len(points))
+    if not observed:
+        raise EvaluationError(f"None of the {len(points)} points lies on a valid pixel of the prediction: they are "
+                              "outside it or on nodata. Check that the points and the raster cover the same area.")
+    reference, prediction_codes = np.array(observed, np.int64), np.array(predicted, np.int64)
+    if task == "water":
+        reference = (reference == WATER_CODE).astype(np.int64)
+        prediction_codes = (prediction_codes == WATER_CODE).astype(np.int64)
+    counts: dict[tuple[int, int], int] = {}
+    _accumulate(counts, reference, prediction_codes)
+    if progress:
+        progress(1.0)
+    return _evaluation(task, counts, "points"), left_out
+
+
+def _evaluation(task: str, counts: dict[tuple[int, int], int], unit: str) -> Evaluation:
     classes = _class_list(task, {code for pair in counts for code in pair})
     index = {code: i for i, (code, _, _) in enumerate(classes)}
     matrix = np.zeros((len(classes), len(classes)), np.int64)
     for (ref_code, pred_code), count in counts.items():
         matrix[index[ref_code], index[pred_code]] += count
-    return Evaluation(task, classes, matrix)
+    return Evaluation(task, classes, matrix, unit)
 
 
 def _describe_crs(wkt: str) -> str:
@@ -182,9 +231,9 @@ def check_same_grid(prediction: gdal.Dataset, reference: gdal.Dataset) -> None:
                                 f"{tuple(round(v, 6) for v in ref_gt)}). {_FIX_GRID}")
 
 
-def _read_codes(band: gdal.Band, y: int, rows: int, width: int, role: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_codes(band: gdal.Band, x: int, y: int, width: int, rows: int, role: str) -> tuple[np.ndarray, np.ndarray]:
     """Integer class codes of a window and the mask of pixels with data (nodata, NaN excluded)."""
-    values = band.ReadAsArray(0, y, width, rows)
+    values = band.ReadAsArray(x, y, width, rows)
     valid = np.ones(values.shape, bool)
     nodata = band.GetNoDataValue()
     if values.dtype.kind == "f":
@@ -253,7 +302,7 @@ def write_csv(evaluation: Evaluation, path, prediction_name: str = "", reference
     with open(path, "w", newline="", encoding="utf-8") as stream:
         stream.write(f"# SAR LULC evaluation ({evaluation.task}); prediction: {prediction_name}; "
                      f"reference: {reference_name}\n")
-        stream.write(f"# pixels={evaluation.pixels}; overall_accuracy={_fmt(evaluation.overall_accuracy)}; "
+        stream.write(f"# {evaluation.unit}={evaluation.pixels}; overall_accuracy={_fmt(evaluation.overall_accuracy)}; "
                      f"miou={_fmt(evaluation.miou)}\n")
         stream.write("# rows: reference class; predicted_<code>: pixels of that reference class predicted as <code>\n")
         writer = csv.writer(stream)
@@ -304,7 +353,7 @@ def confusion_svg(evaluation: Evaluation, cell: int = 44) -> str:
 
 def write_html(evaluation: Evaluation, path, prediction_name: str = "", reference_name: str = "") -> None:
     """A self-contained HTML report: summary, per-class table and the confusion-matrix heat map."""
-    summary = [("Pixels compared", f"{evaluation.pixels:,}"),
+    summary = [(f"{evaluation.unit.capitalize()} compared", f"{evaluation.pixels:,}"),
                ("Overall accuracy", _fmt(evaluation.overall_accuracy)),
                ("mIoU", _fmt(evaluation.miou))]
     water = evaluation.water

@@ -115,7 +115,74 @@ class BandWithDefault(QgsProcessingParameterBand):
         return super().checkValueIsAcceptable(self.defaultValue() if value is None else value, context)
 
 
-class SarLulcAlgorithm(QgsProcessingAlgorithm):
+class PluginAlgorithm(QgsProcessingAlgorithm):
+    """What every SAR LULC algorithm shares: its icon and help, enum options given as text or index,
+    and raster inputs read by GDAL from their file."""
+
+    def createInstance(self):  # noqa: N802 (QGIS API)
+        return type(self)()
+
+    def icon(self):
+        return QIcon(str(ICON_PATH))
+
+    def helpUrl(self):  # noqa: N802 (QGIS API)
+        return QUrl.fromLocalFile(str(PLUGIN_DIR / "README.md")).toString()
+
+    @staticmethod
+    def choice(name, description, options) -> QgsProcessingParameterEnum:
+        """An enum whose value is the option's text (the first option by default); `checkParameterValues`
+        also accepts an option's index, as most QGIS enums take."""
+        parameter = QgsProcessingParameterEnum(name, description, options=options, defaultValue=options[0])
+        parameter.setUsesStaticStrings(True)
+        return parameter
+
+    @staticmethod
+    def advanced(parameter):
+        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        return parameter
+
+    def with_option_texts(self, parameters) -> dict:
+        """``parameters`` with enum values given as an option index (0, "2") or in another letter
+        case ("db") replaced by the option's text, so both forms are accepted everywhere."""
+        resolved = dict(parameters)
+        for definition in self.parameterDefinitions():
+            value = parameters.get(definition.name())
+            if not isinstance(definition, QgsProcessingParameterEnum) or value is None or isinstance(value, bool):
+                continue
+            options = definition.options()
+            text = str(value).strip()
+            if text.isdigit() and int(text) < len(options) and text not in options:
+                resolved[definition.name()] = options[int(text)]
+            else:
+                resolved[definition.name()] = next((o for o in options if o.lower() == text.lower()), value)
+        return resolved
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
+        parameters = self.with_option_texts(parameters)
+        for definition in self.parameterDefinitions():
+            value = parameters.get(definition.name())
+            # Values still not an option's text here are unknown texts or out-of-range indexes.
+            if (isinstance(definition, QgsProcessingParameterEnum) and definition.usesStaticStrings()
+                    and isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip()
+                    and value not in definition.options()):
+                return False, (f"{definition.description()}: '{value}' is not an option. Choose one of: "
+                               f"{', '.join(definition.options())}.")
+        return super().checkParameterValues(parameters, context)
+
+    def raster_file(self, parameters, name, context):
+        """(layer, GDAL source) of the raster parameter ``name``; layers GDAL cannot open by name are refused."""
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is None:
+            raise QgsProcessingException(self.invalidRasterError(parameters, name))
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                f"The input layer '{layer.name()}' is not a raster file GDAL can read (its data provider "
+                f"is '{layer.providerType()}'). Save it as a GeoTIFF (Raster > Conversion > Translate) "
+                f"and run again on that file.")
+        return layer, layer.source()
+
+
+class SarLulcAlgorithm(PluginAlgorithm):
     """Base of the SAR LULC algorithms (as QGIS's GdalAlgorithm is of the GDAL ones)."""
 
     INPUT = "INPUT"
@@ -142,20 +209,11 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
     OUTPUT_LAYER_NAME = ""
     EXTRA_LAYER_NAME = ""
 
-    def createInstance(self):  # noqa: N802 (QGIS API)
-        return type(self)()
-
     def group(self):
         return "Segmentation"
 
     def groupId(self):  # noqa: N802 (QGIS API)
         return "segmentation"
-
-    def icon(self):
-        return QIcon(str(ICON_PATH))
-
-    def helpUrl(self):  # noqa: N802 (QGIS API)
-        return QUrl.fromLocalFile(str(PLUGIN_DIR / "README.md")).toString()
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         # Short labels (the dialog, the modeler's step dialog and the batch headers show them in
@@ -187,35 +245,6 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.OUTPUT_DESCRIPTION))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.EXTRA_OUTPUT, self.EXTRA_OUTPUT_DESCRIPTION, optional=True, createByDefault=False))
-
-    @staticmethod
-    def choice(name, description, options) -> QgsProcessingParameterEnum:
-        """An enum whose value is the option's text (the first option by default); `checkParameterValues`
-        also accepts an option's index, as most QGIS enums take."""
-        parameter = QgsProcessingParameterEnum(name, description, options=options, defaultValue=options[0])
-        parameter.setUsesStaticStrings(True)
-        return parameter
-
-    @staticmethod
-    def advanced(parameter):
-        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        return parameter
-
-    def with_option_texts(self, parameters) -> dict:
-        """``parameters`` with enum values given as an option index (0, "2") or in another letter
-        case ("db") replaced by the option's text, so both forms are accepted everywhere."""
-        resolved = dict(parameters)
-        for definition in self.parameterDefinitions():
-            value = parameters.get(definition.name())
-            if not isinstance(definition, QgsProcessingParameterEnum) or value is None or isinstance(value, bool):
-                continue
-            options = definition.options()
-            text = str(value).strip()
-            if text.isdigit() and int(text) < len(options) and text not in options:
-                resolved[definition.name()] = options[int(text)]
-            else:
-                resolved[definition.name()] = next((o for o in options if o.lower() == text.lower()), value)
-        return resolved
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
         """The engine's own checks and messages before QGIS's, which only say "Incorrect parameter value"."""
@@ -306,15 +335,7 @@ class SarLulcAlgorithm(QgsProcessingAlgorithm):
 
     def input_path(self, parameters, context) -> str:
         """The GDAL source of the INPUT layer; layers GDAL cannot open by name are refused."""
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        if layer is None:
-            raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
-        if layer.providerType() != "gdal":
-            raise QgsProcessingException(
-                f"The input layer '{layer.name()}' is not a raster file GDAL can read (its data provider "
-                f"is '{layer.providerType()}'). Save it as a GeoTIFF (Raster > Conversion > Translate) "
-                f"and run again on that file.")
-        return layer.source()
+        return self.raster_file(parameters, self.INPUT, context)[1]
 
     def optional_number(self, parameters, name, context, zero_is_default=False):
         """The value of an optional number parameter, or None when left empty (model default)."""

@@ -1,23 +1,34 @@
-"""sarlulc:evaluate: accuracy of a class map against a reference map (confusion matrix, IoU, F1)."""
+"""sarlulc:evaluate: accuracy of a class map against a reference map or field observations (confusion matrix,
+IoU, F1)."""
 
 import math
 
+from osgeo import gdal
 from qgis.core import (
+    QgsCoordinateTransform,
+    QgsMapLayer,
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMapLayer,
     QgsProcessingParameterRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
 
-from ..model.evaluation import EvaluationError, check_report_paths, evaluate, write_reports
+from ..model.classes import LULC_CLASSES, WATER_CLASSES
+from ..model.evaluation import NOT_WATER, EvaluationError, check_report_paths, evaluate, evaluate_points, write_reports
+from ..model.fieldwork.legend import read_legend
 from ..model.inference.errors import InferenceError
 from .base_algorithm import ICON_PATH, parameter_problem
 
 # (label shown to users, task passed to model.evaluation)
 TASKS = (("Land use / land cover (9 classes)", "lulc"), ("Water mask (water / not water)", "water"))
+# The observed-class field of a field package's "field_checks" layer: used when no field is given.
+FIELD_CHECKS_FIELD = "class_observed"
 
 
 class EvaluateAlgorithm(QgsProcessingAlgorithm):
@@ -26,6 +37,7 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
     PREDICTION = "PREDICTION"
     REFERENCE = "REFERENCE"
     RASTER_ROLES = {PREDICTION: "prediction raster", REFERENCE: "reference raster"}  # as the engine names them
+    REFERENCE_FIELD = "REFERENCE_FIELD"
     TASK = "TASK"
     OUTPUT_CSV = "OUTPUT_CSV"
     OUTPUT_HTML = "OUTPUT_HTML"
@@ -63,6 +75,12 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
             "<p>Both rasters must be on the <b>same grid</b> (CRS, extent, pixel size); otherwise resample "
             "the prediction to the reference with Warp (nearest neighbour). Pixels that are nodata in "
             "either raster are left out. Band 1 of each raster is read.</p>"
+            "<p>The <b>reference</b> may also be a <b>point layer of field observations</b>, such as the "
+            "<i>field_checks</i> layer of a Field Package filled in the field: each point is compared with the "
+            "prediction's pixel under it (in any CRS). <b>Observed class field</b>: the field holding the observed "
+            f"class, as a code or a class name (empty: '{FIELD_CHECKS_FIELD}'). Points without an observed class, "
+            "outside the raster or on its nodata are left out and counted in the log; the metrics then count "
+            "points, not pixels.</p>"
             "<p><b>Task</b>: <i>Land use / land cover</i> uses the 9-class legend (codes 1-9; other codes "
             "found are reported as 'Code N'); <i>Water mask</i> treats code 1 as water and every other "
             "valid code as not water, so a water mask can be checked against a land-cover reference.</p>"
@@ -75,7 +93,12 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         self.addParameter(QgsProcessingParameterRasterLayer(self.PREDICTION, "Predicted class raster"))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.REFERENCE, "Reference class raster"))
+        self.addParameter(QgsProcessingParameterMapLayer(
+            self.REFERENCE, "Reference: class raster or observed points",
+            types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPoint]))
+        self.addParameter(QgsProcessingParameterField(
+            self.REFERENCE_FIELD, f"Observed class field of reference points (empty: {FIELD_CHECKS_FIELD})",
+            parentLayerParameterName=self.REFERENCE, optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.TASK, "Task", options=[label for label, _ in TASKS], defaultValue=0))
         self.addParameter(QgsProcessingParameterFileDestination(
@@ -85,7 +108,7 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
         for name, description in ((self.MIOU, "mIoU"), (self.OVERALL_ACCURACY, "Overall accuracy"),
                                   (self.WATER_IOU, "Water IoU"), (self.WATER_F1, "Water F1"),
                                   (self.WATER_PRECISION, "Water precision"), (self.WATER_RECALL, "Water recall"),
-                                  (self.PIXELS, "Pixels compared")):
+                                  (self.PIXELS, "Pixels (or points) compared")):
             self.addOutput(QgsProcessingOutputNumber(name, description))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
@@ -104,6 +127,9 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         prediction = self._file_source(parameters, self.PREDICTION, context)
+        reference_layer = self.parameterAsLayer(parameters, self.REFERENCE, context)
+        if reference_layer is not None and reference_layer.type() == QgsMapLayer.VectorLayer:
+            return self.process_points(parameters, context, feedback, prediction, reference_layer)
         reference = self._file_source(parameters, self.REFERENCE, context)
         label, task = TASKS[self.parameterAsEnum(parameters, self.TASK, context)]
         try:
@@ -123,6 +149,12 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
             result = evaluate(prediction, reference, task, progress=report_progress)
         except (EvaluationError, InferenceError) as error:
             raise QgsProcessingException(str(error)) from error
+        return self.outputs(result, parameters, context, feedback, prediction, reference)
+
+    def outputs(self, result, parameters, context, feedback, prediction, reference) -> dict:
+        """Log the metrics, write the CSV and HTML reports, and return the outputs."""
+        csv_path = self.parameterAsFileOutput(parameters, self.OUTPUT_CSV, context)
+        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         water = result.water
         outputs = {
             self.MIOU: result.miou,
@@ -133,7 +165,7 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
             self.WATER_RECALL: water.recall if water else math.nan,
             self.PIXELS: result.pixels,
         }
-        feedback.pushInfo(f"{result.pixels} pixels compared: overall accuracy {result.overall_accuracy:.4f}, "
+        feedback.pushInfo(f"{result.pixels} {result.unit} compared: overall accuracy {result.overall_accuracy:.4f}, "
                           f"mIoU {result.miou:.4f}")
         for metrics in result.per_class:
             feedback.pushInfo(f"  {metrics.code} {metrics.name}: IoU {metrics.iou:.4f}, F1 {metrics.f1:.4f}")
@@ -146,3 +178,70 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
         if html_path:
             outputs[self.OUTPUT_HTML] = html_path
         return outputs
+
+    def process_points(self, parameters, context, feedback, prediction, points_layer) -> dict:
+        """Field observations as reference: each point's observed class against the prediction's pixel under it."""
+        label, task = TASKS[self.parameterAsEnum(parameters, self.TASK, context)]
+        field = self.parameterAsString(parameters, self.REFERENCE_FIELD, context) or FIELD_CHECKS_FIELD
+        index = points_layer.fields().lookupField(field)
+        if index < 0:
+            raise QgsProcessingException(
+                f"The point layer '{points_layer.name()}' has no field '{field}' with the observed class. Its fields "
+                f"are: {', '.join(points_layer.fields().names()) or 'none'}. Choose the observed class field.")
+        dataset = gdal.Open(prediction)
+        codes = self.class_codes_by_name(dataset, task)
+        transform = QgsCoordinateTransform(points_layer.crs(), self.parameterAsRasterLayer(
+            parameters, self.PREDICTION, context).crs(), context.transformContext())
+        points, unobserved = [], 0
+        for feature in points_layer.getFeatures():
+            value = feature.attribute(index)
+            if value is None or str(value).strip() in ("", "NULL") or feature.geometry().isEmpty():
+                unobserved += 1
+                continue
+            code = self.observed_code(value, codes, feature.id(), field)
+            point = transform.transform(feature.geometry().asPoint())
+            points.append((point.x(), point.y(), code))
+
+        def report_progress(fraction):
+            if feedback.isCanceled():
+                raise QgsProcessingException("Evaluation cancelled; no report was written.")
+            feedback.setProgress(100.0 * fraction)
+
+        feedback.pushInfo(f"Comparing {prediction} with the {len(points)} observed points of "
+                          f"'{points_layer.name()}' (field {field}, {label}).")
+        try:
+            result, left_out = evaluate_points(prediction, points, task, progress=report_progress)
+        except EvaluationError as error:
+            raise QgsProcessingException(str(error)) from error
+        if unobserved or left_out:
+            feedback.reportError(f"Left out: {unobserved} point(s) without an observed class, {left_out} outside "
+                                 "the prediction or on its nodata.", fatalError=False)
+        return self.outputs(result, parameters, context, feedback, prediction, points_layer.source())
+
+    @staticmethod
+    def class_codes_by_name(dataset, task) -> dict[str, int]:
+        """Class names (lower case) to codes: the prediction's own legend, else the task's."""
+        legend = read_legend(dataset) if dataset is not None else None
+        if legend is not None:
+            entries = [(e.code, e.name) for e in legend.entries]
+        else:
+            task_legend = LULC_CLASSES if task == "lulc" else (NOT_WATER,) + WATER_CLASSES
+            entries = [(code, name) for code, name, _ in task_legend]
+        return {name.strip().lower(): code for code, name in entries}
+
+    @staticmethod
+    def observed_code(value, codes: dict[str, int], feature_id, field) -> int:
+        """The class code of an observed value: a code (3, "3", 3.0) or a class name ("Paddy field")."""
+        text = str(value).strip()
+        try:
+            number = float(text)
+        except ValueError:
+            if text.lower() in codes:
+                return codes[text.lower()]
+            raise QgsProcessingException(
+                f"Point {feature_id} has the observed class '{text}' in '{field}', which is neither a class code nor "
+                f"a class name of the legend ({', '.join(sorted(codes))}). Correct it and run again.") from None
+        if not number.is_integer():
+            raise QgsProcessingException(f"Point {feature_id} has the observed class {text} in '{field}': class "
+                                         "codes are whole numbers.")
+        return int(number)

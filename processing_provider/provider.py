@@ -5,10 +5,14 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..dependencies import PLUGIN_DIR
 from ..model.inference.writer import OUTPUT_FORMATS
+from .areastats_algorithm import AreaStatisticsAlgorithm
 from .base_algorithm import ICON_PATH
 from .calibrate_algorithm import CalibrateAlgorithm
 from .evaluate_algorithm import EvaluateAlgorithm
+from .fieldmap_algorithm import FieldMapAlgorithm
+from .fieldpackage_algorithm import FieldPackageAlgorithm
 from .segment_algorithm import SegmentAlgorithm
+from .vectorise_algorithm import VectoriseAlgorithm
 from .water_detect_algorithm import WaterDetectAlgorithm
 
 # The provider's algorithms: add a new one here.
@@ -17,6 +21,10 @@ ALGORITHMS = (
     WaterDetectAlgorithm,
     CalibrateAlgorithm,
     EvaluateAlgorithm,
+    AreaStatisticsAlgorithm,
+    VectoriseAlgorithm,
+    FieldMapAlgorithm,
+    FieldPackageAlgorithm,
 )
 # Example Processing models (written by tools/example_models.py), listed under "Example models".
 MODELS_DIR = PLUGIN_DIR / "models"

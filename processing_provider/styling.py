@@ -1,4 +1,4 @@
-"""Styles of the outputs, built from the model contract and saved as .qml sidecars.
+"""Styles of the outputs, built from the model contract or the raster's legend.
 
 Each output raster gets a ``.qml`` file beside it: QGIS applies ``name.qml`` whenever it
 opens ``name.tif``, so the legend travels with the file (also after a headless
@@ -7,23 +7,29 @@ before any work, a sidecar another file would share or that the plugin did not w
 plugin's sidecars record the raster they style (a custom property) so a later run may
 replace them. When Processing loads a result into the project, a layer post-processor applies
 the same sidecar explicitly, names the layer after the input and puts the class map above its
-confidence or probability raster.
+confidence or probability raster. Vector outputs in a GeoPackage carry their style inside it, as the
+layer's default style (the ``layer_styles`` table QGIS and QField read).
 """
 
 from pathlib import Path
 
 from qgis.core import (
+    QgsCategorizedSymbolRenderer,
     QgsColorRampShader,
+    QgsFillSymbol,
     QgsGradientColorRamp,
     QgsGradientStop,
     QgsLayerTreeLayer,
+    QgsMapLayerStyle,
     QgsPalettedRasterRenderer,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
     QgsProject,
     QgsRasterLayer,
     QgsRasterShader,
+    QgsRendererCategory,
     QgsSingleBandPseudoColorRenderer,
+    QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QColor
 
@@ -37,7 +43,7 @@ CONFIDENCE_RAMP = ("#440154", (0.5, "#21918c"), "#fde725")
 PROBABILITY_RAMP = ("#f7fbff", (0.5, "#6baed6"), "#08306b")
 
 # Post-processors must outlive the algorithm run (QGIS keeps only a raw pointer): one per output path.
-_LIVE_POST_PROCESSORS: dict[str, "ApplyStyleSidecar"] = {}
+_LIVE_POST_PROCESSORS: dict[str, QgsProcessingLayerPostProcessorInterface] = {}
 
 
 def class_renderer(layer: QgsRasterLayer, classes) -> QgsPalettedRasterRenderer:
@@ -50,6 +56,34 @@ def water_renderer(layer: QgsRasterLayer, water_class) -> QgsPalettedRasterRende
     """Water pixels in the model's water colour; not-water (0) and nodata (255) transparent."""
     palette = [QgsPalettedRasterRenderer.Class(WATER_VALUE, QColor(water_class.color), water_class.name)]
     return QgsPalettedRasterRenderer(layer.dataProvider(), 1, palette)
+
+
+def polygon_class_renderer(classes, field: str = "code") -> QgsCategorizedSymbolRenderer:
+    """Class polygons filled in their class colour (thin darker outline), labelled with the class name."""
+    categories = []
+    for c in classes:
+        symbol = QgsFillSymbol.createSimple({
+            "color": QColor(c.color).name(), "outline_color": QColor(c.color).darker(160).name(),
+            "outline_width": "0.1", "outline_width_unit": "MM"})
+        categories.append(QgsRendererCategory(c.code, symbol, c.name))
+    return QgsCategorizedSymbolRenderer(field, categories)
+
+
+def save_default_style(layer: QgsVectorLayer, description: str) -> str:
+    """Make the layer's current style its default: inside a GeoPackage (layer_styles table, read by QGIS and
+    QField), as a .qml sidecar beside other files; returns where it went ("" for a memory layer)."""
+    if layer.providerType() == "memory":
+        return ""
+    if layer.providerType() == "ogr" and layer.storageType().upper() == "GPKG":
+        error = layer.saveStyleToDatabase(layer.name(), description, True, "")
+        if error:
+            raise QgsProcessingException(f"Could not store the style in the GeoPackage '{layer.source()}': {error}")
+        return "GeoPackage default style"
+    qml = style_sidecar_path(layer.source().split("|")[0])
+    message, saved = layer.saveNamedStyle(str(qml))
+    if not saved:
+        raise QgsProcessingException(f"Could not write the style file '{qml}': {message}")
+    return str(qml)
 
 
 def score_renderer(layer: QgsRasterLayer, ramp_colors) -> QgsSingleBandPseudoColorRenderer:
@@ -104,6 +138,32 @@ class ApplyStyleSidecar(QgsProcessingLayerPostProcessorInterface):
                 node.setItemVisibilityChecked(False)
         if {"classes", "score"} <= set(self.run_layers):
             place_below(root, self.run_layers["classes"], self.run_layers["score"])
+
+
+class ApplyLayerStyle(QgsProcessingLayerPostProcessorInterface):
+    """Applies a style (e.g. the one stored as a GeoPackage layer's default) when Processing loads the output."""
+
+    def __init__(self, style: QgsMapLayerStyle):
+        super().__init__()
+        self.style = style
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
+        if not self.style.writeToLayer(layer):
+            feedback.reportError(f"Could not apply the style to '{layer.name()}'.")
+            return
+        layer.triggerRepaint()
+        layer.emitStyleChanged()
+
+
+def layer_style_when_loaded(context, destination: str, styled_layer) -> None:
+    """If Processing will load ``destination``, give it ``styled_layer``'s style then."""
+    if not context.willLoadLayerOnCompletion(destination):
+        return
+    style = QgsMapLayerStyle()
+    style.readFromLayer(styled_layer)
+    post_processor = ApplyLayerStyle(style)
+    _LIVE_POST_PROCESSORS[destination] = post_processor
+    context.layerToLoadOnCompletionDetails(destination).setPostProcessor(post_processor)
 
 
 def place_below(root, upper_id: str, lower_id: str) -> None:

@@ -40,9 +40,7 @@ def release_failed_test_before_qgis_exits(qgis_app):
     gc.collect()
 
 
-@pytest.fixture
-def sarlulc_provider(qgis_processing):
-    """The SAR LULC provider in the initialised Processing registry (registered once, on first use)."""
+def _registered_provider():
     from qgis.core import QgsApplication
 
     from sar_lulc.processing_provider.provider import SarLulcProvider
@@ -53,6 +51,12 @@ def sarlulc_provider(qgis_processing):
         _provider = SarLulcProvider()  # the registry does not keep the Python object alive
         assert registry.addProvider(_provider)
     return registry.providerById("sarlulc")
+
+
+@pytest.fixture
+def sarlulc_provider(qgis_processing):
+    """The SAR LULC provider in the initialised Processing registry (registered once, on first use)."""
+    return _registered_provider()
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +86,20 @@ def sar_raster(tmp_path):
     from tests.factories import write_sar_raster
 
     return write_sar_raster(tmp_path / "scene_hh_db.tif", 150, 110, nodata_box=(0, 0, 20, 15))
+
+
+@pytest.fixture(scope="session")
+def segmented_scene(qgis_processing, tmp_path_factory, lulc_model, water_model):
+    """Real plugin outputs to do field work on: a 240 x 200 px scene (UTM 54N, 10 m, nodata in one corner)
+    run through sarlulc:segment and sarlulc:waterdetect. Returns a dict of paths: sar, classes, water."""
+    import processing
+
+    from tests.factories import write_sar_raster
+
+    _registered_provider()
+    folder = tmp_path_factory.mktemp("segmented_scene")
+    sar = write_sar_raster(folder / "scene_hh_db.tif", 240, 200, nodata_box=(0, 0, 30, 25))
+    classes, water = folder / "classes.tif", folder / "water.tif"
+    processing.run("sarlulc:segment", {"INPUT": sar, "MODEL": lulc_model, "OUTPUT": str(classes)})
+    processing.run("sarlulc:waterdetect", {"INPUT": sar, "MODEL": water_model, "OUTPUT": str(water)})
+    return {"sar": sar, "classes": str(classes), "water": str(water)}

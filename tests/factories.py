@@ -262,3 +262,24 @@ def web_mercator_point(lon: float, lat: float) -> tuple[float, float]:
         srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     x, y, _ = osr.CoordinateTransformation(wgs84, mercator).TransformPoint(lon, lat)
     return x, y
+
+
+def write_class_raster(path, codes, *, epsg=32654, geotransform=(500000.0, 10.0, 0.0, 4000000.0, 0.0, -10.0),
+                       nodata=0, legend=LULC_CLASSES, dtype="uint8") -> str:
+    """A class raster like the plugin writes (model.inference.writer: colour table, category names,
+    attribute table), with the given (height, width) codes; ``legend=None`` leaves it without one."""
+    from model.inference.writer import OutputRaster
+
+    codes = np.asarray(codes)
+    gdal_type = {"uint8": gdal.GDT_Byte, "uint16": gdal.GDT_UInt16, "float32": gdal.GDT_Float32}[dtype]
+    like = gdal.GetDriverByName("MEM").Create("", codes.shape[1], codes.shape[0], 1, gdal_type)
+    like.SetGeoTransform(geotransform)
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    like.SetSpatialRef(srs)
+    output = OutputRaster(path, like, gdal_type, nodata, "classes")
+    output.band.WriteArray(codes.astype(dtype))
+    if legend:
+        output.set_legend([tuple(entry) for entry in legend])
+    output.commit()
+    return str(path)

@@ -29,7 +29,7 @@ def test_algorithm_metadata(algorithm_id):
     algorithm = QgsApplication.processingRegistry().algorithmById(algorithm_id)
     assert algorithm.displayName() == "Evaluate Against Reference"
     assert [p.name() for p in algorithm.parameterDefinitions()] == [
-        "PREDICTION", "REFERENCE", "TASK", "OUTPUT_CSV", "OUTPUT_HTML"]
+        "PREDICTION", "REFERENCE", "REFERENCE_FIELD", "TASK", "OUTPUT_CSV", "OUTPUT_HTML"]
     outputs = {o.name() for o in algorithm.outputDefinitions()}
     assert {"MIOU", "OVERALL_ACCURACY", "WATER_IOU", "WATER_F1", "WATER_PRECISION", "WATER_RECALL"} <= outputs
     assert "Warp" in algorithm.shortHelpString()

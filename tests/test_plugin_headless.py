@@ -38,6 +38,7 @@ def test_zip_holds_only_the_plugin_under_one_top_folder(plugin_zip):
     assert all(name.startswith("sar_lulc/") for name in names)
     for required in ("metadata.txt", "__init__.py", "plugin.py", "dependencies.py", "requirements-runtime.txt",
                      "processing_provider/provider.py", "ui/icon.svg", "model/inference/engine.py",
+                     "model/fieldwork/statistics.py",
                      "model/inference/CONTRACT.md", "model/classes.py", "model/MODEL_CARD.md", "LICENSE",
                      "demo/demo_scene_hh_db.tif", "demo/demo_scene_label.tif", "models/land_cover_and_water.model3",
                      "models/land_cover_accuracy.model3"):

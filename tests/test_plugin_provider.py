@@ -31,8 +31,12 @@ def test_provider_registered_with_its_algorithms_segment_and_water_in_one_group(
     names = {alg.id(): alg.displayName() for alg in provider.algorithms() if alg.group() != "Example models"}
     assert names == {"sarlulc:segment": "SAR LULC Segment", "sarlulc:waterdetect": "Water Detect",
                      "sarlulc:calibrate": "Calibrate ALOS-2 DN to Backscatter",
-                     "sarlulc:evaluate": "Evaluate Against Reference"}
+                     "sarlulc:evaluate": "Evaluate Against Reference", "sarlulc:areastats": "Class Area Statistics",
+                     "sarlulc:vectorise": "Vectorise Classes", "sarlulc:fieldmap": "Field Map",
+                     "sarlulc:fieldpackage": "Field Package"}
     assert algorithm("sarlulc:segment").groupId() == algorithm("sarlulc:waterdetect").groupId()
+    assert {algorithm(f"sarlulc:{name}").group() for name in ("areastats", "vectorise", "fieldmap", "fieldpackage")
+            } == {"Field work"}
     # GeoTIFF first (the default), then the other lossless formats the engine writes.
     assert provider.supportedOutputRasterLayerExtensions() == ["tif", "tiff", "img", "gpkg", "png"]
 
@@ -117,11 +121,13 @@ def test_plugin_load_puts_its_entries_under_plugins_and_unload_removes_them(qgis
         actions = plugins_menu["SAR LULC"]
         assert [a.text() for a in actions if not a.isSeparator()] == [
             "SAR LULC Segment…", "Water Detect…", "Calibrate ALOS-2 DN to Backscatter…",
-            "Evaluate Against Reference…", "Install dependencies…"]
+            "Evaluate Against Reference…", "Class Area Statistics…", "Vectorise Classes…", "Field Map…",
+            "Field Package…", "Install dependencies…"]
         assert actions[-2].isSeparator()
-        for action in actions[:4]:
+        for action in actions[:8]:
             action.trigger()
-        assert opened == ["sarlulc:segment", "sarlulc:waterdetect", "sarlulc:calibrate", "sarlulc:evaluate"]
+        assert opened == ["sarlulc:segment", "sarlulc:waterdetect", "sarlulc:calibrate", "sarlulc:evaluate",
+                          "sarlulc:areastats", "sarlulc:vectorise", "sarlulc:fieldmap", "sarlulc:fieldpackage"]
         assert qgis_iface.messageBar().currentItem() is None  # dependencies fine: no prompt
     finally:
         plugin.unload()

@@ -9,7 +9,8 @@ if ! /usr/bin/python3 -c "import qgis.core, osgeo.gdal" 2>/dev/null || [ ! -x /u
     if [ "$(id -u)" = 0 ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update
-        apt-get install -y --no-install-recommends qgis python3-qgis qgis-providers python3-venv python3-pip xauth xvfb
+        apt-get install -y --no-install-recommends qgis python3-qgis qgis-providers python3-venv python3-pip xauth xvfb \
+            poppler-utils
     else
         echo "QGIS 3.22 is missing: run as root, or: sudo apt-get install qgis python3-qgis qgis-providers python3-venv xvfb" >&2
         exit 1
@@ -22,6 +23,16 @@ if ! command -v xvfb-run >/dev/null; then
             || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends xvfb xauth; }
     else
         echo "bootstrap: xvfb is missing (sudo apt-get install xvfb); the desktop test (tests/test_gui.py) will be skipped" >&2
+    fi
+fi
+
+# poppler-utils: the field map tests read the PDFs back (pdfinfo, pdftotext, pdftoppm).
+if ! command -v pdftotext >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends poppler-utils \
+            || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends poppler-utils; }
+    else
+        echo "poppler-utils is missing (the field map tests skip without it): sudo apt-get install poppler-utils" >&2
     fi
 fi
 

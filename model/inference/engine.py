@@ -115,8 +115,8 @@ class _Settings:
 
 @dataclass
 class _OutputSpec:
-    """What one output raster is: its file, type, nodata, band description, legend and how it is
-    warped back to the input grid (nearest for classes, bilinear for scores)."""
+    """What one output raster is: its file, type, nodata, band description, legend, the model that made
+    it, and how it is warped back to the input grid (nearest for classes, bilinear for scores)."""
 
     path: pathlib.Path
     data_type: int
@@ -124,15 +124,18 @@ class _OutputSpec:
     description: str
     legend: list[tuple[int, str, str]] | None
     resampling: str
+    provenance: dict[str, str]
 
     def create(self, path, like: gdal.Dataset) -> OutputRaster:
         output = OutputRaster(path, like, self.data_type, self.nodata, self.description)
-        self.add_legend(output)
+        self.describe(output)
         return output
 
-    def add_legend(self, output: OutputRaster) -> None:
+    def describe(self, output: OutputRaster) -> None:
+        """Legend and provenance (GDAL metadata items naming the model, read back by the field maps)."""
         if self.legend:
             output.set_legend(self.legend)
+        output.dataset.SetMetadata(self.provenance)
 
 
 def _run(task, input_path, output_path, model_path, extra_path, options: RunOptions,
@@ -522,16 +525,18 @@ def _fit_in_memory(tile: int, overlap: int, batch: int, channels: int, options: 
 def _output_specs(task, contract: ModelContract, output_path, extra_path) -> list[_OutputSpec]:
     if task == "lulc":
         main = _OutputSpec(output_path, gdal.GDT_Byte, LULC_NODATA, CLASSES_BAND,
-                           [(c.code, c.name, c.color) for c in contract.classes], "nearest")
+                           [(c.code, c.name, c.color) for c in contract.classes], "nearest", contract.provenance())
         extra_description = CONFIDENCE_BAND
     else:
         water = contract.classes[0]
         main = _OutputSpec(output_path, gdal.GDT_Byte, WATER_NODATA, WATER_BAND,
-                           [(0, "Not water", "#f0f0f0"), (1, water.name, water.color)], "nearest")
+                           [(0, "Not water", "#f0f0f0"), (1, water.name, water.color)], "nearest",
+                           contract.provenance())
         extra_description = PROBABILITY_BAND
     specs = [main]
     if extra_path:
-        specs.append(_OutputSpec(extra_path, gdal.GDT_Float32, SCORE_NODATA, extra_description, None, "bilinear"))
+        specs.append(_OutputSpec(extra_path, gdal.GDT_Float32, SCORE_NODATA, extra_description, None, "bilinear",
+                                 contract.provenance()))
     return specs
 
 
@@ -582,7 +587,7 @@ def _warp_back(specs: list[_OutputSpec], model_grid_outputs: list[OutputRaster],
                                         lambda percent, start=index * share: progress(start + percent * share / 100),
                                         is_cancelled)
             finals.append(final)
-            spec.add_legend(final)
+            spec.describe(final)
         blocks = _blocks(dataset.RasterXSize, dataset.RasterYSize, block_size)
         valid_pixels = 0
         for done, block in enumerate(blocks, start=1):

@@ -23,3 +23,7 @@ class OptionError(InferenceError):
 
 class CancelledError(InferenceError):
     """The user cancelled the run; every partial output file has been removed."""
+
+
+class ClassRasterError(InputRasterError):
+    """The raster is not a class raster (integer class codes) or carries no legend where one is needed."""

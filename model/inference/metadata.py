@@ -25,6 +25,9 @@ _REQUIRED_KEYS = ("sarlulc_contract", "task", "classes", "output_activation", "i
                   "norm_clip", "norm_mean", "norm_std", "gsd_m", "tile_size", "tile_overlap")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _SEE_CONTRACT = "See model/inference/CONTRACT.md in the plugin folder for the metadata a model must carry."
+# GDAL metadata items of every output raster saying which model made it (read back by the field maps).
+PROVENANCE_MODEL, PROVENANCE_TRAINED_ON, PROVENANCE_TASK = "SARLULC_MODEL", "SARLULC_TRAINED_ON", "SARLULC_TASK"
+PROVENANCE_KEYS = (PROVENANCE_MODEL, PROVENANCE_TRAINED_ON, PROVENANCE_TASK)
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,13 @@ class ModelContract:
         if self.input_distribution is not None:
             metadata["input_distribution"] = self.input_distribution.to_json()
         return metadata
+
+    def provenance(self) -> dict[str, str]:
+        """The GDAL metadata items an output raster of this model carries (PROVENANCE_KEYS)."""
+        items = {PROVENANCE_MODEL: self.model_name, PROVENANCE_TASK: self.task}
+        if self.trained_on:
+            items[PROVENANCE_TRAINED_ON] = self.trained_on
+        return items
 
 
 def read_onnx_metadata(path) -> dict[str, str]:

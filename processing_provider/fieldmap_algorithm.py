@@ -1,0 +1,313 @@
+"""Field Map (sarlulc:fieldmap): result layers → a print-ready PDF (GeoPDF) and PNG through a QGIS print layout."""
+
+import contextlib
+import os
+from pathlib import Path
+
+from osgeo import gdal, ogr
+from qgis.core import (
+    Qgis,
+    QgsCoordinateTransform,
+    QgsLayoutExporter,
+    QgsMapLayer,
+    QgsPalettedRasterRenderer,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputBoolean,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMapLayer,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorLayer,
+    QgsProject,
+    QgsRectangle,
+    QgsRenderContext,
+)
+from qgis.PyQt.QtCore import QDate, QSize, Qt
+
+from ..model.fieldwork.legend import INTEGER_TYPES, read_legend
+from ..model.inference.metadata import PROVENANCE_MODEL, PROVENANCE_TRAINED_ON
+from . import styling
+from .field_map_layout import GRIDS, ORIENTATIONS, PAPER_SIZES_MM, MapSheet, build_layout
+from .field_work import FieldWorkAlgorithm, check_destination, ogr_source_parts
+
+
+def geopdf_available() -> bool:
+    """Whether GDAL can write GeoPDF the way QGIS asks it to (its PDF driver's COMPOSITION_FILE, GDAL >= 3)."""
+    driver = gdal.GetDriverByName("PDF")
+    return driver is not None and "COMPOSITION_FILE" in (driver.GetMetadataItem("DMD_CREATIONOPTIONLIST") or "")
+
+
+def provenance(layer) -> dict:
+    """What the plugin recorded about how a result was made: GDAL metadata of a raster, or of a GeoPackage layer
+    written by Vectorise Classes."""
+    with contextlib.suppress(RuntimeError):
+        if layer.type() == QgsMapLayer.RasterLayer and layer.providerType() == "gdal":
+            return gdal.Open(layer.source()).GetMetadata() or {}
+        if layer.type() == QgsMapLayer.VectorLayer and layer.providerType() == "ogr":
+            path, name = ogr_source_parts(layer.source())
+            source = ogr.Open(path)
+            vector = source.GetLayerByName(name) if name else source.GetLayer(0)
+            return (vector.GetMetadata() or {}) if vector is not None else {}
+    return {}
+
+
+class FieldMapAlgorithm(FieldWorkAlgorithm):
+    """Lays the results out on a page with everything a field team needs, and exports it."""
+
+    LAYERS = "LAYERS"
+    BACKGROUND = "BACKGROUND"
+    TITLE = "TITLE"
+    PAPER = "PAPER"
+    ORIENTATION = "ORIENTATION"
+    SCALE = "SCALE"
+    EXTENT = "EXTENT"
+    GRID = "GRID"
+    OVERVIEW = "OVERVIEW"
+    SOURCE = "SOURCE"
+    ATLAS = "ATLAS"
+    GEOPDF = "GEOPDF"
+    DPI = "DPI"
+    OUTPUT = "OUTPUT"
+    OUTPUT_PNG = "OUTPUT_PNG"
+    PAGES = "PAGES"
+    GEOREFERENCED = "GEOREFERENCED"
+
+    def name(self):
+        return "fieldmap"
+
+    def displayName(self):  # noqa: N802 (QGIS API)
+        return "Field Map"
+
+    def flags(self):
+        # Print layouts and their map renders belong on the main thread, as QGIS's own layout exports do.
+        return super().flags() | QgsProcessingAlgorithm.FlagNoThreading
+
+    def shortHelpString(self):  # noqa: N802 (QGIS API)
+        return (
+            "<p>A print-ready map of results for the field, made with a QGIS print layout: title, the map with a "
+            "coordinate grid, the legend with class names and colours, scale, scale bar, north arrow, date, source "
+            "and the model that made the map, and an optional overview inset.</p>"
+            "<p><b>Result layers</b>: one or more layers, listed top first (the class raster of SAR LULC Segment, a "
+            "water mask, the polygons of Vectorise Classes...), drawn with their style; files opened here get their "
+            "saved style (.qml or GeoPackage default), and class rasters without one get their legend's colours. "
+            "<b>Background</b> (optional): any layer drawn below, e.g. the SAR scene or a WMS/XYZ layer of the "
+            "project.</p>"
+            "<p><b>Paper</b> A4 or A3, landscape or portrait. <b>Scale</b>: empty or 0 fits the extent (the result "
+            "layers', or <b>extent</b>) at the next standard scale (1:10,000, 1:25,000, 1:50,000...); a number "
+            "prints at that scale, centred on the extent. <b>Grid</b>: latitude/longitude in degrees, minutes and "
+            "seconds, or the map CRS's coordinates, labelled around the frame.</p>"
+            "<p><b>Atlas</b> (optional): a polygon layer, e.g. a grid from Create Grid or work areas; the PDF then "
+            "has one page per feature, each centred on it.</p>"
+            "<p><b>Outputs</b>: the PDF, georeferenced (<b>GeoPDF</b>) when GDAL supports it (the log says), so "
+            "field apps such as Avenza Maps show your position on it; text stays searchable. QGIS 3.22 georeferences "
+            "single-page PDFs only, so an atlas also gets one GeoPDF per sheet beside it (name_sheet_1.pdf, ...). "
+            "Optionally a PNG (with an atlas, one per page: name.png, name_2.png, ...). The model note comes from "
+            "the metadata the plugin writes into its results; <b>source</b> adds your own line (sensor, acquisition "
+            "date).</p>")
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.LAYERS, "Result layers (top first)", QgsProcessing.TypeMapLayer))
+        self.addParameter(QgsProcessingParameterMapLayer(self.BACKGROUND, "Background layer", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.TITLE, "Title", defaultValue="Land cover map"))
+        self.addParameter(self.choice(self.PAPER, "Paper size", list(PAPER_SIZES_MM)))
+        self.addParameter(self.choice(self.ORIENTATION, "Orientation", list(ORIENTATIONS)))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.SCALE, "Scale 1: (empty: fit the extent)", QgsProcessingParameterNumber.Double, optional=True,
+            minValue=0.0))
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (empty: the result layers')",
+                                                       optional=True))
+        self.addParameter(self.choice(self.GRID, "Coordinate grid", list(GRIDS)))
+        self.addParameter(QgsProcessingParameterBoolean(self.OVERVIEW, "Overview inset", defaultValue=False))
+        self.addParameter(QgsProcessingParameterString(self.SOURCE, "Source note", optional=True))
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            self.ATLAS, "Atlas: one page per polygon of", [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(self.advanced(QgsProcessingParameterBoolean(
+            self.GEOPDF, "Georeferenced PDF (GeoPDF)", defaultValue=True)))
+        self.addParameter(self.advanced(QgsProcessingParameterNumber(
+            self.DPI, "Resolution of rasters in the PDF (dpi)", QgsProcessingParameterNumber.Integer,
+            defaultValue=300, minValue=72, maxValue=1200)))
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Map (PDF)", "PDF files (*.pdf)"))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_PNG, "Map (PNG)", "PNG files (*.png)", optional=True, createByDefault=False))
+        self.addOutput(QgsProcessingOutputNumber(self.PAGES, "Pages"))
+        self.addOutput(QgsProcessingOutputBoolean(self.GEOREFERENCED, "Georeferenced (GeoPDF) written"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
+        parameters = self.with_option_texts(parameters)
+        layers = self.parameterAsLayerList(parameters, self.LAYERS, context)
+        if not layers:
+            raise QgsProcessingException("No result layer was given: choose the layers to print (for example the "
+                                         "class raster of SAR LULC Segment).")
+        pdf_path = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        png_path = self.parameterAsFileOutput(parameters, self.OUTPUT_PNG, context)
+        sources = [layer.source() for layer in layers]
+        check_destination(pdf_path, "map PDF", sources)
+        if png_path:
+            check_destination(png_path, "map PNG", sources)
+
+        project = QgsProject()
+        results = [self.styled_copy(layer, context, feedback) for layer in layers]
+        background_layer = self.parameterAsLayer(parameters, self.BACKGROUND, context)
+        background = [self.styled_copy(background_layer, context, feedback)] if background_layer else []
+        atlas_source = self.parameterAsVectorLayer(parameters, self.ATLAS, context)
+        atlas_layer = atlas_source.clone() if atlas_source is not None else None
+        for layer in results + background + ([atlas_layer] if atlas_layer else []):
+            project.addMapLayer(layer, False)
+        crs = results[0].crs()
+        project.setCrs(crs)
+        project.setTransformContext(context.transformContext())
+
+        sheet = MapSheet(
+            title=self.parameterAsString(parameters, self.TITLE, context) or "Map",
+            paper=self.parameterAsEnumString(parameters, self.PAPER, context) or "A4",
+            orientation=self.parameterAsEnumString(parameters, self.ORIENTATION, context) or ORIENTATIONS[0],
+            crs=crs, extent=self.map_extent(parameters, context, results, crs),
+            scale=self.parameterAsDouble(parameters, self.SCALE, context) or None,
+            grid=self.parameterAsEnumString(parameters, self.GRID, context) or GRIDS[0],
+            overview=self.parameterAsBoolean(parameters, self.OVERVIEW, context),
+            notes=self.notes(parameters, context, layers, crs))
+        if atlas_layer is not None and atlas_layer.featureCount() == 0:
+            raise QgsProcessingException(f"The atlas layer '{atlas_layer.name()}' has no feature: give a polygon "
+                                         "layer with one polygon per page, or leave the atlas empty.")
+        layout = build_layout(project, sheet, results, background, atlas_layer)
+        feedback.setProgress(10)
+
+        georeference = self.parameterAsBoolean(parameters, self.GEOPDF, context)
+        if georeference and not geopdf_available():
+            feedback.reportError("GeoPDF is not available: this GDAL's PDF driver cannot write it (GDAL 3 with "
+                                 "PDF creation support is needed). A plain PDF is written.", fatalError=False)
+            georeference = False
+        pages = self.export_pdf(layout, pdf_path, georeference,
+                                self.parameterAsInt(parameters, self.DPI, context), feedback)
+        feedback.pushInfo(f"{pages} page(s) of {sheet.paper} {sheet.orientation} written to {pdf_path}"
+                          + (" (GeoPDF: georeferenced)" if georeference and pages == 1 else ""))
+        outputs = {self.OUTPUT: pdf_path, self.PAGES: pages, self.GEOREFERENCED: georeference}
+        if png_path:
+            outputs[self.OUTPUT_PNG] = self.export_png(layout, png_path, feedback)
+        return outputs
+
+    def styled_copy(self, layer: QgsMapLayer, context, feedback) -> QgsMapLayer:
+        """A copy of ``layer`` for the layout's own project, drawn as the user sees it: its style in the project,
+        else its saved default style, else (class rasters) its legend's colours."""
+        copy = layer.clone()
+        in_project = context.project() is not None and context.project().mapLayer(layer.id()) is not None
+        if not in_project:
+            copy.loadDefaultStyle()
+            # A layer of a GeoPackage opened by path is named after the file: name it after its table instead.
+            path, table = ogr_source_parts(layer.source())
+            if table and copy.name() == Path(path).stem:
+                copy.setName(table)
+        if copy.type() == QgsMapLayer.RasterLayer and copy.providerType() == "gdal" and \
+                not isinstance(copy.renderer(), QgsPalettedRasterRenderer):
+            with contextlib.suppress(RuntimeError):
+                dataset = gdal.Open(copy.source())
+                if dataset.RasterCount == 1 and dataset.GetRasterBand(1).DataType in INTEGER_TYPES:
+                    legend = read_legend(dataset)
+                    if legend is not None:
+                        copy.setRenderer(styling.class_renderer(copy, legend.entries))
+        if not copy.isValid():
+            raise QgsProcessingException(f"The layer '{layer.name()}' cannot be drawn (it is not valid).")
+        return copy
+
+    def map_extent(self, parameters, context, layers, crs) -> QgsRectangle:
+        if parameters.get(self.EXTENT):
+            return self.parameterAsExtent(parameters, self.EXTENT, context, crs)
+        extent = QgsRectangle()
+        extent.setMinimal()
+        for layer in layers:
+            transform = QgsCoordinateTransform(layer.crs(), crs, context.transformContext())
+            extent.combineExtentWith(transform.transformBoundingBox(layer.extent()))
+        return extent
+
+    def notes(self, parameters, context, layers, crs) -> list[str]:
+        """Footer lines: the source, the model that made each result (from the raster metadata), the CRS and date."""
+        source = self.parameterAsString(parameters, self.SOURCE, context)
+        lines = [f"Source: {source}" if source else "Source: " + ", ".join(layer.name() for layer in layers)]
+        models = []
+        for layer in layers:
+            metadata = provenance(layer)
+            if PROVENANCE_MODEL in metadata:
+                note = f"{metadata[PROVENANCE_MODEL]}"
+                if metadata.get(PROVENANCE_TRAINED_ON):
+                    note += f", trained on {metadata[PROVENANCE_TRAINED_ON]}"
+                if note not in models:
+                    models.append(note)
+        if models:
+            lines.append("Model: " + "; ".join(models) + ". Check the map in the field before relying on it.")
+        today = QDate.currentDate().toString(Qt.ISODate)
+        lines.append(f"Map CRS: {crs.authid()} ({crs.description()}). Produced {today} "
+                     f"with the SAR LULC plugin for QGIS {Qgis.version().split('-')[0]}.")
+        return lines
+
+    def export_pdf(self, layout, pdf_path, georeference, dpi, feedback) -> int:
+        """The PDF (all pages), and with an atlas and GeoPDF one georeferenced PDF per sheet beside it: QGIS 3.22
+        georeferences single-page exports only. Returns the page count."""
+        settings = QgsLayoutExporter.PdfExportSettings()
+        settings.dpi = dpi
+        settings.writeGeoPdf = georeference
+        settings.includeGeoPdfFeatures = False
+        settings.textRenderFormat = QgsRenderContext.TextFormatAlwaysText  # searchable text
+        atlas = layout.atlas()
+        if not atlas.enabled():
+            self.write_pdf(lambda path: (QgsLayoutExporter(layout).exportToPdf(path, settings), ""), pdf_path, feedback)
+            return layout.pageCollection().pageCount()
+        self.write_pdf(lambda path: QgsLayoutExporter.exportToPdf(atlas, path, settings, feedback), pdf_path, feedback)
+        pages = atlas.count()
+        if georeference:
+            exporter = QgsLayoutExporter(layout)
+            atlas.beginRender()
+            sheets = []
+            for page in range(pages):
+                atlas.seekTo(page)
+                sheet = Path(pdf_path).with_name(f"{Path(pdf_path).stem}_sheet_{page + 1}.pdf")
+                self.write_pdf(lambda path: (exporter.exportToPdf(path, settings), ""), sheet, feedback)
+                sheets.append(sheet.name)
+                feedback.setProgress(40 + 40 * (page + 1) / pages)
+            atlas.endRender()
+            feedback.pushInfo(f"QGIS georeferences single-page PDFs only: one GeoPDF per sheet for field apps: "
+                              f"{', '.join(sheets)}")
+        return pages
+
+    def write_pdf(self, export, pdf_path, feedback) -> None:
+        """Run ``export(path)`` into a temporary file beside ``pdf_path`` and rename it: never a half-written PDF."""
+        partial = Path(pdf_path).with_name(f".{Path(pdf_path).name}.partial.pdf")
+        result, error = export(str(partial))
+        if result != QgsLayoutExporter.Success:
+            partial.unlink(missing_ok=True)
+            if feedback.isCanceled():
+                raise QgsProcessingException("Cancelled by the user; no map was written.")
+            raise QgsProcessingException(f"The PDF could not be written to '{pdf_path}' (QGIS layout export error "
+                                         f"{int(result)}{': ' + error if error else ''}). Check the folder and the "
+                                         "free disk space.")
+        os.replace(partial, pdf_path)
+
+    def export_png(self, layout, png_path, feedback) -> str:
+        """The page (each atlas page: name.png, name_2.png, ...) as PNG at 150 dpi."""
+        atlas = layout.atlas()
+        exporter = QgsLayoutExporter(layout)
+        paths = []
+        if atlas.enabled():
+            atlas.beginRender()
+            atlas.first()
+        for page in range(atlas.count() if atlas.enabled() else 1):
+            path = Path(png_path) if page == 0 else Path(png_path).with_name(
+                f"{Path(png_path).stem}_{page + 1}{Path(png_path).suffix}")
+            image = exporter.renderPageToImage(0, QSize(), 150)
+            if image.isNull() or not image.save(str(path), "PNG"):
+                raise QgsProcessingException(f"The PNG '{path}' could not be written. Check the folder.")
+            paths.append(path)
+            if atlas.enabled():
+                atlas.next()
+            if feedback.isCanceled():
+                break
+        if atlas.enabled():
+            atlas.endRender()
+        feedback.setProgress(100)
+        return str(paths[0])

@@ -1,0 +1,251 @@
+"""Field Package (sarlulc:fieldpackage): one offline GeoPackage for tablets, with an optional QGIS project."""
+
+import os
+import shutil
+from pathlib import Path
+
+from osgeo import gdal, ogr, osr
+from qgis.core import (
+    QgsApplication,
+    QgsCategorizedSymbolRenderer,
+    QgsDefaultValue,
+    QgsEditorWidgetSetup,
+    QgsMarkerSymbol,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingMultiStepFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRendererCategory,
+    QgsVectorLayer,
+)
+
+from ..model.inference.metadata import PROVENANCE_TASK
+from . import styling
+from .field_work import FieldWorkAlgorithm, check_destination, engine_errors
+from .vectorise_algorithm import DEFAULT_MIN_AREA_M2, MIN_AREA_UNITS, SMOOTHING
+
+# Tables of the package (the raster tables keep the names the field apps list).
+CLASSES_TABLE, WATER_TABLE = "classes", "water"
+POLYGONS_TABLE, STATISTICS_TABLE, WATER_STATISTICS_TABLE = "class_polygons", "class_statistics", "water_statistics"
+FIELD_CHECKS = "field_checks"
+# (name, OGR type, alias) of the field check points.
+FIELD_CHECK_FIELDS = (("class_observed", ogr.OFTInteger, "Observed class"), ("photo", ogr.OFTString, "Photo"),
+                      ("note", ogr.OFTString, "Note"), ("timestamp", ogr.OFTDateTime, "Time"))
+
+
+class FieldPackageAlgorithm(FieldWorkAlgorithm):
+    """Bundles rasters, styled polygons, statistics and an empty ground-truth layer into one GeoPackage."""
+
+    CLASSES = "CLASSES"
+    WATER = "WATER"
+    MIN_AREA = "MIN_AREA"
+    MIN_AREA_UNIT = "MIN_AREA_UNIT"
+    SMOOTHING = "SMOOTHING"
+    OUTPUT = "OUTPUT"
+    OUTPUT_PROJECT = "OUTPUT_PROJECT"
+    POLYGONS = "POLYGONS"
+
+    def name(self):
+        return "fieldpackage"
+
+    def displayName(self):  # noqa: N802 (QGIS API)
+        return "Field Package"
+
+    def flags(self):
+        # Writes a QGIS project (a QgsProject is not meant to leave the main thread).
+        return super().flags() | QgsProcessingAlgorithm.FlagNoThreading
+
+    def shortHelpString(self):  # noqa: N802 (QGIS API)
+        return (
+            "<p>One GeoPackage to take into the field on a tablet (QField, Mergin Maps or any GeoPackage reader), "
+            "working offline:</p><ul>"
+            f"<li><b>{CLASSES_TABLE}</b> and <b>{WATER_TABLE}</b>: the class raster and the optional water mask as "
+            "raster tables (exact class codes, colour table);</li>"
+            f"<li><b>{POLYGONS_TABLE}</b>: the classes as polygons (Vectorise Classes, with its minimum mapping unit "
+            "and smoothing), styled with the class colours as the layer's default style;</li>"
+            f"<li><b>{STATISTICS_TABLE}</b> (and <b>{WATER_STATISTICS_TABLE}</b>): the area of each class (Class Area "
+            "Statistics);</li>"
+            f"<li><b>{FIELD_CHECKS}</b>: an empty, editable point layer for ground truthing, with a form: "
+            "<i>class_observed</i> (a drop-down of the class names), <i>photo</i>, <i>note</i> and <i>timestamp</i> "
+            "(filled with the time of the observation).</li></ul>"
+            "<p>Back from the field, <b>Evaluate Against Reference</b> scores the map against the field checks: "
+            f"choose the package's {FIELD_CHECKS} layer as reference.</p>"
+            "<p><b>QGIS project</b> (optional): a .qgz next to the GeoPackage that opens all of it styled "
+            "(it refers to the GeoPackage by a relative path: keep them together). The GeoPackage is written under a "
+            "temporary name and renamed when complete.</p>")
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
+        self.addParameter(QgsProcessingParameterRasterLayer(self.CLASSES, "Class raster"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.WATER, "Water mask", optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MIN_AREA, "Minimum mapping unit of the polygons", QgsProcessingParameterNumber.Double,
+            defaultValue=DEFAULT_MIN_AREA_M2, minValue=0.0))
+        self.addParameter(self.choice(self.MIN_AREA_UNIT, "Minimum mapping unit in", list(MIN_AREA_UNITS)))
+        self.addParameter(self.choice(self.SMOOTHING, "Smoothing of the polygons", [label for label, _ in SMOOTHING]))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT, "Field package", "GeoPackage (*.gpkg)"))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_PROJECT, "QGIS project opening the package", "QGIS projects (*.qgz)", optional=True,
+            createByDefault=False))
+        self.addOutput(QgsProcessingOutputNumber(self.POLYGONS, "Number of class polygons"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
+        parameters = self.with_option_texts(parameters)
+        classes_layer, classes, classes_legend = self.class_raster(parameters, self.CLASSES, context)
+        water_layer, water, water_legend = (self.class_raster(parameters, self.WATER, context)
+                                            if parameters.get(self.WATER) else (None, None, None))
+        package = Path(self.parameterAsFileOutput(parameters, self.OUTPUT, context))
+        project_path = self.parameterAsFileOutput(parameters, self.OUTPUT_PROJECT, context)
+        inputs = [classes] + ([water] if water else [])
+        check_destination(str(package), "field package", inputs)
+        if project_path:
+            check_destination(project_path, "QGIS project", inputs)
+
+        steps = QgsProcessingMultiStepFeedback(5 if project_path else 4, feedback)
+        # Built in a hidden folder beside the destination, under a plain name (QGIS picks the vector driver from
+        # everything after the file name's first dot), and renamed into place when complete.
+        scratch = package.with_name(f".{package.name}.partial")
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir()
+        partial = scratch / "package.gpkg"
+        try:
+            steps.setProgressText("Raster tables")
+            self.add_raster(classes, partial, CLASSES_TABLE, classes_layer.name(), steps, append=False)
+            if water:
+                self.add_raster(water, partial, WATER_TABLE, water_layer.name(), steps, append=True)
+            # Child runs get their own context: the layers they open on the partial file close with it.
+            child_context = QgsProcessingContext()
+            child_context.setProject(context.project())
+            child_context.setTransformContext(context.transformContext())
+            steps.setCurrentStep(1)
+            steps.setProgressText("Class polygons")
+            polygons = self.run_child("sarlulc:vectorise", {
+                "INPUT": classes, "MIN_AREA": parameters.get(self.MIN_AREA, DEFAULT_MIN_AREA_M2),
+                "MIN_AREA_UNIT": parameters.get(self.MIN_AREA_UNIT, MIN_AREA_UNITS[0]),
+                "SMOOTHING": parameters.get(self.SMOOTHING, SMOOTHING[0][0]),
+                "OUTPUT": self.table_destination(partial, POLYGONS_TABLE)}, child_context, steps)
+            steps.setCurrentStep(2)
+            steps.setProgressText("Class area statistics")
+            for source, table in ((classes, STATISTICS_TABLE),) + (((water, WATER_STATISTICS_TABLE),) if water else ()):
+                self.run_child("sarlulc:areastats", {"INPUT": source, "OUTPUT_HTML": None,
+                                                     "OUTPUT": self.table_destination(partial, table)},
+                               child_context, steps)
+            del child_context
+            steps.setCurrentStep(3)
+            steps.setProgressText("Field checks layer")
+            self.add_field_checks(partial, classes_layer.crs().toWkt(), classes_legend)
+            os.replace(partial, package)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        feedback.pushInfo(f"Field package written: {package} ({package.stat().st_size / 1e6:.1f} MB)")
+        outputs = {self.OUTPUT: str(package), self.POLYGONS: polygons["POLYGONS"]}
+        if project_path:
+            steps.setCurrentStep(4)
+            outputs[self.OUTPUT_PROJECT] = self.write_project(project_path, package, classes_layer, classes_legend,
+                                                              water_legend)
+        return outputs
+
+    @staticmethod
+    def table_destination(package: Path, table: str) -> str:
+        """A Processing sink destination for a table inside ``package`` (created or added to)."""
+        return f"ogr:dbname='{package}' table=\"{table}\" (geom)"
+
+    def add_raster(self, source, package: Path, table: str, description: str, feedback, append: bool) -> None:
+        """Copy ``source`` into ``package`` as a raster table with exact codes (PNG tiles keep 8/16-bit values)."""
+        options = [f"RASTER_TABLE={table}", f"RASTER_DESCRIPTION={description}", "TILE_FORMAT=PNG"]
+        if append:
+            options.append("APPEND_SUBDATASET=YES")
+
+        def progress(complete, _message, _data):
+            feedback.setProgress(100.0 * complete)
+            return 0 if feedback.isCanceled() else 1
+
+        try:
+            gdal.Translate(str(package), source, format="GPKG", creationOptions=options, callback=progress)
+        except RuntimeError as error:
+            if feedback.isCanceled():
+                raise QgsProcessingException("Cancelled by the user; no field package was written.") from error
+            raise QgsProcessingException(f"Could not copy '{source}' into the field package: {error}") from error
+
+    def run_child(self, algorithm_id, parameters, context, feedback) -> dict:
+        algorithm = QgsApplication.processingRegistry().createAlgorithmById(algorithm_id)
+        results, ok = algorithm.run(parameters, context, feedback, {}, False)
+        if not ok:
+            raise QgsProcessingException(f"{algorithm.displayName()} failed; see the log above.")
+        return results
+
+    def add_field_checks(self, package: Path, crs_wkt: str, legend) -> None:
+        """The empty ground-truth point layer, with its form (class drop-down, photo, time) as default style."""
+        with engine_errors():
+            source = ogr.Open(str(package), 1)
+            srs = osr.SpatialReference()
+            srs.ImportFromWkt(crs_wkt)
+            layer = source.CreateLayer(FIELD_CHECKS, srs, ogr.wkbPoint, ["FID=fid"])
+            for name, kind, _ in FIELD_CHECK_FIELDS:
+                layer.CreateField(ogr.FieldDefn(name, kind))
+            layer = source = None
+        checks = QgsVectorLayer(f"{package}|layername={FIELD_CHECKS}", FIELD_CHECKS, "ogr")
+        if not checks.isValid():
+            raise QgsProcessingException(f"The field checks layer could not be created in '{package}'.")
+        fields = checks.fields()
+        for name, _, alias in FIELD_CHECK_FIELDS:
+            checks.setFieldAlias(fields.indexOf(name), alias)
+        checks.setEditorWidgetSetup(fields.indexOf("class_observed"), QgsEditorWidgetSetup("ValueMap", {
+            "map": [{entry.name: entry.code} for entry in legend.entries]}))
+        checks.setEditorWidgetSetup(fields.indexOf("photo"), QgsEditorWidgetSetup("ExternalResource", {
+            "DocumentViewer": 1, "FileWidget": True, "RelativeStorage": 1}))
+        checks.setEditorWidgetSetup(fields.indexOf("note"), QgsEditorWidgetSetup("TextEdit", {"IsMultiline": True}))
+        checks.setEditorWidgetSetup(fields.indexOf("timestamp"), QgsEditorWidgetSetup("DateTime", {
+            "allow_null": True, "calendar_popup": True, "display_format": "yyyy-MM-dd HH:mm:ss",
+            "field_format": "yyyy-MM-dd HH:mm:ss", "field_iso_format": True}))
+        checks.setDefaultValueDefinition(fields.indexOf("timestamp"), QgsDefaultValue("now()"))
+        categories = [QgsRendererCategory(entry.code, self.point_symbol(entry.color), entry.name)
+                      for entry in legend.entries]
+        categories.append(QgsRendererCategory(None, self.point_symbol("#ffffff"), "Not yet observed"))
+        checks.setRenderer(QgsCategorizedSymbolRenderer("class_observed", categories))
+        styling.save_default_style(checks, "Field checks: form and observed class colours")
+
+    @staticmethod
+    def point_symbol(color: str) -> QgsMarkerSymbol:
+        return QgsMarkerSymbol.createSimple({"name": "circle", "color": color, "outline_color": "#000000",
+                                             "outline_width": "0.4", "size": "3.5"})
+
+    def write_project(self, project_path, package: Path, classes_layer, classes_legend, water_legend) -> str:
+        """A .qgz beside the package opening its layers styled (relative paths)."""
+        project = QgsProject()
+        project.setTitle(f"Field package {package.stem}")
+        project.setCrs(classes_layer.crs())
+        layers = [QgsVectorLayer(f"{package}|layername={FIELD_CHECKS}", "Field checks", "ogr"),
+                  QgsVectorLayer(f"{package}|layername={POLYGONS_TABLE}", "Class polygons", "ogr")]
+        rasters = [(CLASSES_TABLE, "Classes", classes_legend)] + ([(WATER_TABLE, "Water", water_legend)]
+                                                                   if water_legend else [])
+        for table, name, legend in reversed(rasters):
+            raster = QgsRasterLayer(f"GPKG:{package}:{table}", name, "gdal")
+            water = gdal.Open(f"GPKG:{package}:{table}").GetMetadataItem(PROVENANCE_TASK) == "water"
+            water_entry = next((e for e in legend.entries if e.code == styling.WATER_VALUE), None)
+            raster.setRenderer(styling.water_renderer(raster, water_entry) if water and water_entry
+                               else styling.class_renderer(raster, legend.entries))
+            layers.append(raster)
+        layers += [QgsVectorLayer(f"{package}|layername={STATISTICS_TABLE}", "Class statistics", "ogr")]
+        if water_legend:
+            layers.append(QgsVectorLayer(f"{package}|layername={WATER_STATISTICS_TABLE}", "Water statistics", "ogr"))
+        for layer in layers:
+            if not layer.isValid():
+                raise QgsProcessingException(f"The package layer '{layer.name()}' could not be opened for the project.")
+            project.addMapLayer(layer, False)
+            project.layerTreeRoot().addLayer(layer)  # in this order, top first
+        # The class raster shows what the polygons show: listed, but switched off.
+        classes = next(layer for layer in layers if layer.name() == "Classes")
+        project.layerTreeRoot().findLayer(classes.id()).setItemVisibilityChecked(False)
+        partial = Path(project_path).with_name(f".{Path(project_path).stem}.partial.qgz")
+        if not project.write(str(partial)):
+            partial.unlink(missing_ok=True)
+            raise QgsProcessingException(f"The QGIS project '{project_path}' could not be written: {project.error()}")
+        os.replace(partial, project_path)
+        return str(project_path)

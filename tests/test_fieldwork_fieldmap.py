@@ -1,0 +1,186 @@
+"""Field Map (sarlulc:fieldmap) through processing.run: the PDF's page, text, georeference and pixels.
+
+The PDF is read back with poppler (pdfinfo, pdftotext, pdftoppm) as a user's viewer reads it.
+"""
+
+import re
+import shutil
+import subprocess
+import unicodedata
+
+import numpy as np
+import processing
+import pytest
+from osgeo import gdal
+from qgis.core import QgsFeature, QgsGeometry, QgsProcessingException, QgsRectangle, QgsVectorLayer
+from qgis.PyQt.QtGui import QColor, QImage
+
+from model.classes import LULC_CLASSES
+from tests.test_plugin_bad_input import unwritable_folder  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils is missing (tools/bootstrap.sh "
+                                                                      "installs it: apt-get install poppler-utils)")
+
+
+def pdf_info(path) -> dict:
+    output = subprocess.run(["pdfinfo", str(path)], check=True, capture_output=True, text=True).stdout
+    return dict(line.split(":", 1) for line in output.splitlines() if ":" in line)
+
+
+def page_size_mm(path) -> tuple[float, float, str]:
+    """(width, height, paper name) of the first page as pdfinfo reports it (pages are whole points: within
+    0.2 mm of the ISO size)."""
+    match = re.match(r"\s*([\d.]+) x ([\d.]+) pts(?: \((\w+)\))?", pdf_info(path)["Page size"])
+    return float(match.group(1)) * 25.4 / 72, float(match.group(2)) * 25.4 / 72, match.group(3)
+
+
+def pdf_text(path) -> str:
+    """The PDF's text as a viewer's search sees it (typographic ligatures such as 'ﬁ' read as 'fi')."""
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True, text=True).stdout
+    return unicodedata.normalize("NFKC", text)
+
+
+def first_page_png(path, folder) -> QImage:
+    subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "-singlefile", str(path),
+                    str(folder / "page")], check=True)
+    image = QImage(str(folder / "page.png"))
+    assert not image.isNull()
+    return image
+
+
+def colour_share(image: QImage, color: str, tolerance: int = 12) -> float:
+    """Share of the image's pixels within ``tolerance`` of ``color`` in every channel."""
+    image = image.convertToFormat(QImage.Format_RGB888)
+    width, height = image.width(), image.height()
+    data = np.frombuffer(image.constBits().asstring(image.sizeInBytes()), np.uint8)
+    pixels = data.reshape(height, image.bytesPerLine())[:, :width * 3].reshape(height, width, 3).astype(int)
+    target = QColor(color)
+    close = np.all(np.abs(pixels - [target.red(), target.green(), target.blue()]) <= tolerance, axis=-1)
+    return close.mean()
+
+
+def test_a3_portrait_map_at_a_fixed_scale(segmented_scene, sarlulc_provider, tmp_path):
+    pdf, png = tmp_path / "map.pdf", tmp_path / "map.png"
+    result = processing.run("sarlulc:fieldmap", {
+        "LAYERS": [segmented_scene["water"], segmented_scene["classes"]], "BACKGROUND": segmented_scene["sar"],
+        "TITLE": "Flood check Kanto", "PAPER": "A3", "ORIENTATION": "portrait", "SCALE": 10000,
+        "GRID": "latitude/longitude", "OVERVIEW": True, "SOURCE": "ALOS-2 PALSAR-2 HH, test scene",
+        "OUTPUT": str(pdf), "OUTPUT_PNG": str(png)})
+    assert result["PAGES"] == 1 and result["GEOREFERENCED"] is True
+
+    width, height, name = page_size_mm(pdf)
+    assert (width, height) == pytest.approx((297, 420), abs=0.2) and name == "A3"
+    text = pdf_text(pdf)
+    assert "Flood check Kanto" in text
+    for _, class_name, _ in LULC_CLASSES:  # the legend of the class raster, every class
+        assert class_name in text
+    assert "Scale 1:10,000" in text
+    assert "Source: ALOS-2 PALSAR-2 HH, test scene" in text
+    assert "test lulc model, trained on nothing (test factory)" in text  # from the raster's metadata
+    assert "EPSG:32654" in text
+    assert re.search(r"36°\d+′\d+(″|′′)N", text) and re.search(r"141°\d+′\d+(″|′′)E", text)  # grid
+
+    # GeoPDF: a reader gets the map's CRS and georeference from the PDF.
+    georeferenced = gdal.Open(str(pdf))
+    assert "UTM zone 54N" in georeferenced.GetSpatialRef().GetName()
+    x0, dx, _, y0, _, dy = georeferenced.GetGeoTransform()
+    assert dx == pytest.approx(10000 * 0.0254 / 72, rel=1e-3)  # one PDF point (GDAL reads at 72 dpi) at 1:10,000
+    page_x, page_y = georeferenced.RasterXSize, georeferenced.RasterYSize
+    assert x0 < 500000 + 1200 < x0 + dx * page_x and y0 + dy * page_y < 4000000 - 1000 < y0
+
+    image = first_page_png(pdf, tmp_path)  # what a reader shows: the page, the classes in their colours
+    assert image.height() > image.width()
+    assert colour_share(image, "#0b4d1e") > 0.02  # needleleaf forest, the scene's commonest class
+    assert colour_share(image, "#1f78b4") > 0.005  # the water mask's blue, drawn above the classes
+    exported = QImage(str(png))
+    assert (exported.width(), exported.height()) == pytest.approx((1754, 2480), abs=2)  # A3 at 150 dpi
+
+
+def test_a4_landscape_fitted_map_of_styled_polygons(segmented_scene, sarlulc_provider, tmp_path):
+    polygons = tmp_path / "classes.gpkg"
+    processing.run("sarlulc:vectorise", {"INPUT": segmented_scene["classes"], "OUTPUT": str(polygons)})
+    pdf = tmp_path / "polygons.pdf"
+    processing.run("sarlulc:fieldmap", {"LAYERS": [str(polygons)], "TITLE": "Land cover polygons",
+                                        "GRID": "map CRS", "OUTPUT": str(pdf)})
+    width, height, name = page_size_mm(pdf)
+    assert (width, height) == pytest.approx((297, 210), abs=0.2) and name == "A4"
+    text = pdf_text(pdf)
+    assert "Land cover polygons" in text
+    layer = QgsVectorLayer(str(polygons), "polygons", "ogr")
+    for category in layer.renderer().categories():  # the GeoPackage's default style reached the legend
+        assert category.label() in text
+    assert "Model: test lulc model" in text  # recorded in the GeoPackage layer by Vectorise Classes
+    scale = int(re.search(r"Scale 1:([\d,]+)", text).group(1).replace(",", ""))
+    assert scale in (10000, 15000, 20000, 25000)  # the standard scale that fits 2.4 x 2 km on A4
+    assert re.search(r"\b3999\d00\b", text)  # map CRS grid labels (northings)
+
+
+def grid_layer(rectangles):
+    layer = QgsVectorLayer("Polygon?crs=EPSG:32654&field=sheet:integer", "grid", "memory")
+    features = []
+    for index, rectangle in enumerate(rectangles, start=1):
+        feature = QgsFeature(layer.fields())
+        feature.setAttributes([index])
+        feature.setGeometry(QgsGeometry.fromRect(rectangle))
+        features.append(feature)
+    layer.dataProvider().addFeatures(features)
+    return layer
+
+
+def test_atlas_has_one_page_per_cell_and_a_geopdf_per_sheet(segmented_scene, sarlulc_provider, tmp_path):
+    cells = grid_layer([QgsRectangle(500000, 3999000, 501200, 4000000), QgsRectangle(501200, 3998000, 502400, 3999000)])
+    pdf = tmp_path / "atlas.pdf"
+    result = processing.run("sarlulc:fieldmap", {"LAYERS": [segmented_scene["classes"]], "TITLE": "Survey",
+                                                 "ATLAS": cells, "OUTPUT": str(pdf),
+                                                 "OUTPUT_PNG": str(tmp_path / "atlas.png")})
+    assert result["PAGES"] == 2 and pdf_info(pdf)["Pages"].strip() == "2"
+    text = pdf_text(pdf)
+    assert "Survey - sheet 1 of 2" in text and "Survey - sheet 2 of 2" in text
+    for page in (1, 2):
+        sheet = gdal.Open(str(tmp_path / f"atlas_sheet_{page}.pdf"))
+        assert sheet.GetSpatialRef() is not None  # each sheet is a GeoPDF
+    assert (tmp_path / "atlas.png").is_file() and (tmp_path / "atlas_2.png").is_file()
+    # Each sheet is centred on its cell: the sheets' georeferences differ by the cells' offset.
+    first, second = (gdal.Open(str(tmp_path / f"atlas_sheet_{page}.pdf")).GetGeoTransform() for page in (1, 2))
+    assert second[0] - first[0] == pytest.approx(1200, abs=60) and first[3] - second[3] == pytest.approx(1000, abs=60)
+
+
+def test_bad_inputs_are_refused_before_anything_is_written(segmented_scene, sarlulc_provider, tmp_path,
+                                                           unwritable_folder):
+    classes = segmented_scene["classes"]
+    output = tmp_path / "out"
+    output.mkdir()
+    for extra, message in (
+            ({"PAPER": "Letter"}, "Paper size: 'Letter' is not an option. Choose one of: A4, A3"),
+            ({"ORIENTATION": "sideways"}, "'sideways' is not an option. Choose one of: landscape, portrait"),
+            ({"GRID": "UTM"}, "Choose one of: latitude/longitude, map CRS, none"),
+            ({"OUTPUT": str(unwritable_folder / "map.pdf")}, "is not writable"),
+            ({"OUTPUT": str(tmp_path / "missing" / "map.pdf")}, "does not exist"),
+            ({"OUTPUT_PNG": classes}, "is the input raster")):
+        with pytest.raises(QgsProcessingException, match=message):
+            processing.run("sarlulc:fieldmap", {"LAYERS": [classes], "OUTPUT": str(output / "map.pdf"), **extra})
+    assert list(output.iterdir()) == []
+
+
+def test_modeler_chain_segment_vectorise_field_map(sarlulc_provider, lulc_model, sar_raster, tmp_path):
+    """The README's modeler chain, as saved by the graphical modeler: SAR scene → classes → polygons → map."""
+    from pathlib import Path
+
+    from qgis.core import QgsProcessingContext, QgsProcessingModelAlgorithm
+
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(str(Path(__file__).parent / "data" / "field_map_chain.model3"))
+    assert {child.algorithmId() for child in model.childAlgorithms().values()} == {
+        "sarlulc:segment", "sarlulc:vectorise", "sarlulc:fieldmap"}
+    assert model.validate()[0]
+    parameters = {"sar": sar_raster, "lulc_model": lulc_model, "title": "Chained field map",
+                  "segment:classes": str(tmp_path / "classes.tif"), "vectorise:polygons": str(tmp_path / "p.gpkg"),
+                  "fieldmap:map": str(tmp_path / "map.pdf")}
+    assert model.checkParameterValues(parameters, QgsProcessingContext())[0]
+    results = processing.run(model, parameters)
+    assert results["fieldmap:map"] == str(tmp_path / "map.pdf")
+    text = pdf_text(tmp_path / "map.pdf")
+    assert "Chained field map" in text and "Model: test lulc model" in text
+    polygons = QgsVectorLayer(str(tmp_path / "p.gpkg"), "polygons", "ogr")
+    for category in polygons.renderer().categories():
+        assert category.label() in text
