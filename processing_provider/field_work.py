@@ -12,7 +12,7 @@ from qgis.core import QgsPalettedRasterRenderer, QgsProcessingException
 
 from ..model.fieldwork.legend import ClassEntry, ClassLegend, open_class_raster, read_legend
 from ..model.inference.errors import InferenceError
-from ..model.inference.writer import check_output_path
+from ..model.inference.writer import check_outputs
 from .base_algorithm import PluginAlgorithm
 
 _OGR_DESTINATION = re.compile(r"^ogr:dbname='(?P<path>[^']*)'(?:\s+table=\"(?P<table>[^\"]*)\")?")
@@ -99,8 +99,8 @@ def check_destination(destination: str, label: str, inputs=()) -> None:
     if path is None:
         return
     with engine_errors():
-        for source in inputs or ("",):
-            check_output_path(path, str(source).split("|")[0], label)
+        check_outputs({label: path}, {("input raster" if not index else f"input {index + 1}"): str(source).split("|")[0]
+                                      for index, source in enumerate(inputs) if source})
 
 
 def remove_sink_output(destination: str) -> None:

@@ -268,7 +268,7 @@ def write_class_raster(path, codes, *, epsg=32654, geotransform=(500000.0, 10.0,
                        nodata=0, legend=LULC_CLASSES, dtype="uint8") -> str:
     """A class raster like the plugin writes (model.inference.writer: colour table, category names,
     attribute table), with the given (height, width) codes; ``legend=None`` leaves it without one."""
-    from model.inference.writer import OutputRaster
+    from model.inference.writer import OutputRaster, all_or_none
 
     codes = np.asarray(codes)
     gdal_type = {"uint8": gdal.GDT_Byte, "uint16": gdal.GDT_UInt16, "float32": gdal.GDT_Float32}[dtype]
@@ -278,8 +278,8 @@ def write_class_raster(path, codes, *, epsg=32654, geotransform=(500000.0, 10.0,
     srs.ImportFromEPSG(epsg)
     like.SetSpatialRef(srs)
     output = OutputRaster(path, like, gdal_type, nodata, "classes")
-    output.band.WriteArray(codes.astype(dtype))
-    if legend:
-        output.set_legend([tuple(entry) for entry in legend])
-    output.commit()
+    with all_or_none([output]):
+        output.band.WriteArray(codes.astype(dtype))
+        if legend:
+            output.set_legend([tuple(entry) for entry in legend])
     return str(path)

@@ -33,7 +33,7 @@ def class_raster(folder: pathlib.Path, size: int) -> str:
     from osgeo import gdal, osr
 
     from model.classes import LULC_CLASSES
-    from model.inference.writer import OutputRaster
+    from model.inference.writer import OutputRaster, all_or_none
     from tests.factories import expected_pixel_classes, sar_db_field
 
     path = folder / f"classes_{size}.tif"
@@ -46,14 +46,14 @@ def class_raster(folder: pathlib.Path, size: int) -> str:
     like.SetSpatialRef(srs)
     output = OutputRaster(path, like, gdal.GDT_Byte, 0, "classes")
     rows = max(1, (1 << 22) // size)
-    for y in range(0, size, rows):
-        count = min(rows, size - y)
-        codes = expected_pixel_classes(sar_db_field(0, y, size, count))
-        if y < size // 8:
-            codes[:, :size // 8] = 0
-        output.band.WriteArray(codes.astype(np.uint8), 0, y)
-    output.set_legend([tuple(entry) for entry in LULC_CLASSES])
-    output.commit()
+    with all_or_none([output]):
+        for y in range(0, size, rows):
+            count = min(rows, size - y)
+            codes = expected_pixel_classes(sar_db_field(0, y, size, count))
+            if y < size // 8:
+                codes[:, :size // 8] = 0
+            output.band.WriteArray(codes.astype(np.uint8), 0, y)
+        output.set_legend([tuple(entry) for entry in LULC_CLASSES])
     return str(path)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from osgeo import gdal, ogr
 
 from ..inference.errors import CancelledError, OptionError, OutputError
-from ..inference.writer import OutputRaster, all_or_none, check_output_path
+from ..inference.writer import OutputRaster, all_or_none, check_outputs
 from .legend import ClassLegend, open_class_raster
 
 gdal.UseExceptions()
@@ -67,7 +67,8 @@ def generalise(input_path, output_path, min_pixels: int, majority_size: int = 0,
     if min_pixels < 1:
         raise OptionError(f"The minimum mapping unit must be at least 1 pixel, not {min_pixels}.")
     dataset = open_class_raster(input_path)
-    output_path = check_output_path(output_path, input_path, "generalised raster")
+    output_path = check_outputs({"generalised raster": output_path}, {"input raster": input_path},
+                                {"generalised raster": gdal.GDT_Byte})["generalised raster"]
     band = dataset.GetRasterBand(1)
     nodata = band.GetNoDataValue()
     output = OutputRaster(output_path, dataset, band.DataType, nodata if nodata is not None else 0,
