@@ -260,7 +260,7 @@ CASES = {
         r"is truncated or corrupt", "before"),
     "evaluate truncated reference": (
         "evaluate", lambda w: w.evaluate(REFERENCE=truncated_copy(w.reference, w.folder / "ref_truncated.tif")),
-        r"Reference class raster \(REFERENCE\): .*'.*ref_truncated\.tif' is truncated or corrupt", "before"),
+        r"[Rr]eference .*raster.*'.*ref_truncated\.tif' is truncated or corrupt", "before"),
     "segment GCP-only raster": (
         "segment", lambda w: w.segment(INPUT=gcp_only_raster(w.folder / "slant.tif")),
         r"is not georeferenced: it has only 3 ground control points \(GCPs\).*Terrain-correct it first", "before"),
