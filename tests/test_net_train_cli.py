@@ -119,13 +119,25 @@ def test_pretrained_encoder_feeds_an_ablation_run(scenes, tmp_path, capsys):
         train.load_pretrained_encoder(Segmentor(mini_config()), pre / "encoder.pt")
 
 
-def test_torchrun_ddp_path_runs_on_cpu_with_gloo(scenes, tmp_path):
+def _torchrun(module: str, *args) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node=2 -m module args`` on CPU (gloo), one thread per process."""
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", module,
+         "--device", "cpu", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_two_process_ddp_pretraining_and_fine_tuning_run_on_cpu_with_gloo(scenes, tmp_path):
+    """Every parameter must get a gradient on every rank, or DDP stops at the second step."""
+    pre = tmp_path / "pre"
+    two_steps = [*FAST[:2], "--samples-per-epoch", "8", *FAST[4:]]  # 2 steps per rank
+    result = _torchrun("model.net.pretrain", "--data", str(scenes), "--out", str(pre), *two_steps)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SAR-W reconstruction loss" in result.stdout and (pre / "encoder.pt").is_file()
     out = tmp_path / "ddp"
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", "-m", "model.net.train",
-         "--train", str(scenes), "--out", str(out), "--device", "cpu", *FAST],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = _torchrun("model.net.train", "--train", str(scenes), "--out", str(out),
+                       "--pretrained-encoder", str(pre / "encoder.pt"), *two_steps)
+    assert result.returncode == 0, result.stderr[-3000:]
     assert "val mIoU" in result.stdout and (out / "best.pt").is_file()
 
 

@@ -43,6 +43,11 @@ class MixMAE(nn.Module):
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be between 0 and 1, got {mask_ratio}")
         self.encoder = SwinEncoder(encoder_config)
+        # MixMAE reconstructs from the last stage only: the other stages' output norms get no
+        # gradient, and DistributedDataParallel refuses parameters that get none. They stay at
+        # their initial values (as they would anyway) and are trained when fine-tuning.
+        for stage in self.encoder.stages[:-1]:
+            stage.norm.requires_grad_(False)
         self.mask_ratio, self.sarw_k = mask_ratio, sarw_k
         self.norm_mean, self.norm_std = norm_mean, norm_std
         self.to_decoder = nn.Linear(encoder_config.stage_channels[-1], decoder_dim)
@@ -75,7 +80,7 @@ class MixMAE(nn.Module):
         mixed = torch.where(from_a, image_a, image_b)
         tokens = self.encoder.embed(mixed)
         group = mix_mask.float().repeat_interleave(CELL // 4, 1).repeat_interleave(CELL // 4, 2)
-        latent = self.encoder.forward_tokens(tokens, group)[-1]  # (P, C, h, w)
+        (latent,) = self.encoder.forward_tokens(tokens, group, last_only=True)  # (P, C, h, w)
         latent = self.to_decoder(latent.flatten(2).transpose(1, 2))  # (P, h*w, D)
         visible = torch.cat([mix_mask, ~mix_mask]).view(n, h * w, 1)
         decoder_in = torch.where(visible, latent.repeat(2, 1, 1), self.mask_token.to(latent.dtype))

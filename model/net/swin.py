@@ -209,12 +209,18 @@ class SwinEncoder(nn.Module):
         x = F.pad(x, (0, (-w) % PATCH_SIZE, 0, (-h) % PATCH_SIZE))
         return self.embed_norm(self.patch_embed(x).permute(0, 2, 3, 1))
 
-    def forward_tokens(self, tokens: torch.Tensor, group: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Run the stages on embedded tokens; ``group`` (B, h, w) restricts attention per image."""
+    def forward_tokens(self, tokens: torch.Tensor, group: torch.Tensor | None = None,
+                       last_only: bool = False) -> list[torch.Tensor]:
+        """Run the stages on embedded tokens; ``group`` (B, h, w) restricts attention per image.
+
+        ``last_only`` returns only the last stage's map and skips the other stages' output norms
+        (MixMAE uses nothing else: computing them would leave parameters without gradient, which
+        DistributedDataParallel refuses)."""
         features = []
-        for stage in self.stages:
+        for index, stage in enumerate(self.stages):
             tokens = stage(tokens, group)
-            features.append(stage.norm(tokens).permute(0, 3, 1, 2).contiguous())
+            if not last_only or index == len(self.stages) - 1:
+                features.append(stage.norm(tokens).permute(0, 3, 1, 2).contiguous())
         return features
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
