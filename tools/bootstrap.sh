@@ -36,6 +36,17 @@ if ! command -v pdftotext >/dev/null 2>&1; then
     fi
 fi
 
+if ! /usr/bin/python3 -c "import rasterio" 2>/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update
+        apt-get install -y --no-install-recommends python3-rasterio
+    else
+        echo "rasterio is missing (training data layer): sudo apt-get install python3-rasterio" >&2
+        exit 1
+    fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
     /usr/bin/python3 -m venv --system-site-packages "$VENV"
 fi

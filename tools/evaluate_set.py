@@ -30,7 +30,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from model.evaluation import Evaluation, evaluate, write_reports  # noqa: E402
 from model.inference import engine  # noqa: E402
 from model.inference.sar_input import InputUnits  # noqa: E402
-from model.net.data import PROFILES, LabelRaster, Scene, SarRaster, find_pairs  # noqa: E402
+from model.net.data import PROFILES, LabelRaster, ReadOptions, Scene, SarRaster, find_pairs  # noqa: E402
 from model.inference.windows import Window  # noqa: E402
 
 NOMINAL_GRID_EPSG, NOMINAL_ORIGIN, NOMINAL_PIXEL_M = 32633, (500000.0, 5000000.0), 10.0
@@ -43,7 +43,8 @@ def engine_ready(scene: Scene, folder: pathlib.Path, shift_db: float,
     profile = PROFILES[scene.profile]
     if scene.profile == "sarlulc" and not shift_db:
         return str(scene.sar), str(scene.label), InputUnits.AUTO
-    sar, label = SarRaster(scene.sar, scene.profile), LabelRaster(scene.label, scene.profile)
+    sar = SarRaster(scene.sar, scene.profile, ReadOptions(model_grid=False))  # a copy on the raster's own grid
+    label = LabelRaster(scene.label, scene.profile, sar)
     calibrated = bool(profile.db_stretch or shift_db)
     units = InputUnits.DB if calibrated else (profile.units or sar.units)
     source = gdal.Open(str(scene.sar))

@@ -28,7 +28,7 @@ from .errors import CancelledError, InputRasterError, ModelContractError, Option
 from .memory import MEMORY_SHARE, available_memory_bytes, run_memory_bytes
 from .metadata import NORM_SCENE, TILE_MULTIPLE, ModelContract, bundled_model_path
 from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input, reading
-from .resample import ModelGrid, decide_model_grid, open_on_model_grid
+from .resample import ModelGrid, decide_model_grid, open_on_model_grid, resampling_to_model
 from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, CLASSES_BAND, CONFIDENCE_BAND, PROBABILITY_BAND, WATER_BAND,
                         InputUnits, SpeckleFilter, check_calibration_factor, check_units_fit, detect_band_units,
                         filter_halo, ground_pixel_size_m, sample_shape, sample_valid_values)
@@ -431,7 +431,7 @@ def _model_input_reader(band_reader: BandReader, grid: ModelGrid | None, units: 
     if grid is None:
         return BackscatterReader(band_reader, units, options.calibration_factor, speckle_filter, options.filter_size)
     dataset = band_reader.dataset
-    resampling = "average" if min(ground_pixel_size_m(dataset)) < gsd_m else "bilinear"
+    resampling = resampling_to_model(dataset, gsd_m)
     view = open_on_model_grid(dataset, options.band, gsd_m, units, resampling=resampling,
                               calibration_factor=options.calibration_factor, grid=grid)
     log(_resampling_line(dataset, grid, gsd_m, resampling, options.output_grid))

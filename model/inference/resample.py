@@ -148,9 +148,21 @@ def _xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
+def resampling_to_model(dataset: gdal.Dataset, gsd_m: float) -> str:
+    """How the view onto the model grid resamples: `average` (multi-looking) for pixels finer
+    than the model's, `bilinear` for coarser ones."""
+    return "average" if min(ground_pixel_size_m(dataset)) < gsd_m else "bilinear"
+
+
 def power_view(dataset: gdal.Dataset, band: int, units: InputUnits,
                calibration_factor: float = ALOS2_CALIBRATION_FACTOR_DB) -> gdal.Dataset:
     """A one-band VRT of the band as linear power (float32, nodata 0), computed on read."""
+    return gdal.Open(power_view_xml(dataset, band, units, calibration_factor))
+
+
+def power_view_xml(dataset: gdal.Dataset, band: int, units: InputUnits,
+                   calibration_factor: float = ALOS2_CALIBRATION_FACTOR_DB) -> str:
+    """The VRT document of :func:`power_view` (any GDAL-based reader, e.g. rasterio, opens it)."""
     units = InputUnits(units)
     if units is InputUnits.AUTO:
         raise ValueError("power_view needs resolved units; run detect_units for INPUT_UNITS=auto")
@@ -179,7 +191,7 @@ def power_view(dataset: gdal.Dataset, band: int, units: InputUnits,
            f'<VRTRasterBand dataType="Float32" band="1"><NoDataValue>0</NoDataValue><ComplexSource>'
            f'<SourceFilename relativeToVRT="0">{_xml_escape(dataset.GetDescription())}</SourceFilename>'
            f"<SourceBand>{band}</SourceBand>{nodata_xml}{scaling}</ComplexSource></VRTRasterBand></VRTDataset>")
-    return gdal.Open(xml)
+    return xml
 
 
 def open_on_model_grid(dataset_or_path, band: int, gsd_m: float, units: InputUnits,

@@ -1,30 +1,46 @@
-"""Training data: GeoTIFF SAR/label pairs read window by window with GDAL (nothing cached in RAM).
+"""Training data: SAR/label GeoTIFF pairs read window by window with rasterio (nothing cached in RAM).
 
 Naming: a scene is ``<name>_sar.tif`` (one band: sigma0 in dB, linear power or ALOS-2 DN, units
-detected as the plugin does) next to ``<name>_label.tif`` (uint8 class codes of model/classes.py,
-0 = nodata). Sources are folders (all ``*_sar.tif`` with their label) or list files (one SAR path
-per line, optionally followed by its label path; relative paths are relative to the list file).
+detected as the plugin does, from a decimated read of the whole raster, unless given) next to ``<name>_label.tif``
+(uint8 class codes of model/classes.py, 0 = nodata). Sources are folders (all ``*_sar.tif`` with
+their label), single rasters, or list files (one SAR path per line, optionally followed by its
+label path; relative paths are relative to the list file).
 
-Model input is made by the plugin's own :func:`model.inference.reader.prepare_input` (clip,
-standardise, nodata -> 0), so training and inference normalise identically.
+Training sees exactly what the plugin feeds the model: a raster that the engine would resample
+(another pixel size, degrees, a rotated grid) is read through a warped view on the engine's own
+model grid (:func:`model.inference.resample.decide_model_grid`; linear power averaged or
+interpolated as the engine does, labels by nearest neighbour); model input is made by the
+plugin's :func:`model.inference.reader.prepare_input`, so training and inference normalise
+identically. Rasters without a CRS are read on their own grid.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+import warnings
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import numpy as np
+import rasterio
 import torch
-from osgeo import gdal
+from affine import Affine
+from osgeo import gdal, osr
+from rasterio.crs import CRS
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window as RasterioWindow
 from torch.utils.data import Dataset
 
 from ..classes import LULC_CLASSES, WATER_CLASSES
 from ..inference.metadata import NORM_FIXED, NORM_SCENE
-from ..inference.reader import BandReader, SceneStatistics, open_raster, prepare_input
-from ..inference.sar_input import InputUnits, detect_band_units, sample_valid_values, to_db, valid_mask
+from ..inference.reader import SceneStatistics, open_raster, prepare_input
+from ..inference.resample import ModelGrid, decide_model_grid, open_on_model_grid, power_view_xml, resampling_to_model
+from ..inference.errors import InputRasterError
+from ..inference.sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, apply_scaling, band_scaling,
+                                   detect_band_units, sample_valid_values, to_db, valid_mask)
 from ..inference.windows import Window
 from .losses import IGNORE_INDEX
 
@@ -96,10 +112,19 @@ class Scene(NamedTuple):
     profile: str = "sarlulc"
 
 
+def _is_raster(path: pathlib.Path) -> bool:
+    return gdal.IdentifyDriverEx(str(path), gdal.OF_RASTER) is not None
+
+
 def _list_file_entries(list_file: pathlib.Path) -> list[tuple[list[pathlib.Path], str]]:
     """(paths, profile) per line of 'SAR_PATH [LABEL_PATH] [profile=NAME]'."""
+    try:
+        text = list_file.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"'{list_file}' is neither a raster GDAL can read nor a text list file "
+                         f"('SAR_PATH [LABEL_PATH] [profile=NAME]' per line).") from None
     entries = []
-    for number, line in enumerate(list_file.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -115,16 +140,20 @@ def _list_file_entries(list_file: pathlib.Path) -> list[tuple[list[pathlib.Path]
     return entries
 
 
+def _source_entries(source: pathlib.Path, folder_glob, kind: str) -> list[tuple[list[pathlib.Path], str]]:
+    """(paths, profile) entries of a folder, a single raster or a list file."""
+    if source.is_dir():
+        return [([path], "sarlulc") for path in folder_glob(source)]
+    if source.is_file():
+        return [([source], "sarlulc")] if _is_raster(source) else _list_file_entries(source)
+    raise FileNotFoundError(f"{kind} source '{source}' is neither a folder, a raster nor a list file.")
+
+
 def find_pairs(sources) -> list[Scene]:
-    """Labelled scenes from folders and list files; every SAR file must have its label."""
+    """Labelled scenes from folders, ``<name>_sar.tif`` rasters and list files; every SAR file must have its label."""
     pairs = []
     for source in map(pathlib.Path, sources):
-        if source.is_dir():
-            entries = [([sar], "sarlulc") for sar in sorted(source.glob(f"*{SAR_SUFFIX}"))]
-        elif source.is_file():
-            entries = _list_file_entries(source)
-        else:
-            raise FileNotFoundError(f"Training source '{source}' is neither a folder nor a list file.")
+        entries = _source_entries(source, lambda folder: sorted(folder.glob(f"*{SAR_SUFFIX}")), "Training")
         if not entries:
             raise FileNotFoundError(f"No '*{SAR_SUFFIX}' file in '{source}'. Name scenes <name>{SAR_SUFFIX} "
                                     f"with labels <name>{LABEL_SUFFIX}.")
@@ -141,75 +170,177 @@ def find_pairs(sources) -> list[Scene]:
 
 def _label_path(sar: pathlib.Path) -> pathlib.Path:
     if not sar.name.endswith(SAR_SUFFIX):
-        raise ValueError(f"'{sar}' does not end in '{SAR_SUFFIX}'; give its label path on the same line.")
+        raise ValueError(f"'{sar}' does not end in '{SAR_SUFFIX}', so its label cannot be found by name; list it "
+                         f"as 'SAR_PATH LABEL_PATH' in a list file.")
     return sar.with_name(sar.name[:-len(SAR_SUFFIX)] + LABEL_SUFFIX)
 
 
 def find_images(sources) -> list[Scene]:
-    """Unlabelled SAR GeoTIFFs for pretraining: folders (``*.tif`` except labels) or list files."""
+    """Unlabelled SAR GeoTIFFs for pretraining: folders (``*.tif`` except labels), rasters or list files."""
     images = []
     for source in map(pathlib.Path, sources):
-        if source.is_dir():
-            found = [Scene(p, None) for p in sorted(source.glob("*.tif")) if not p.name.endswith(LABEL_SUFFIX)]
-        elif source.is_file():
-            found = [Scene(paths[0], None, profile) for paths, profile in _list_file_entries(source)]
-        else:
-            raise FileNotFoundError(f"Pretraining source '{source}' is neither a folder nor a list file.")
-        if not found:
+        entries = _source_entries(
+            source, lambda folder: [p for p in sorted(folder.glob("*.tif")) if not p.name.endswith(LABEL_SUFFIX)],
+            "Pretraining")
+        if not entries:
             raise FileNotFoundError(f"No SAR GeoTIFF (*.tif) in '{source}'.")
-        images += found
+        images += [Scene(paths[0], None, profile) for paths, profile in entries]
     return images
 
 
-class SarRaster:
-    """One SAR raster: units (detected unless its profile says) and scene statistics computed once;
-    windows read as (dB, valid). Rasters without a CRS are fine for training. Re-opened per process."""
+@dataclass(frozen=True)
+class ReadOptions:
+    """How training reads SAR rasters, as the plugin's INPUT_UNITS / calibration factor would, and
+    the ground sampling distance of the model grid (the exported ``gsd_m``). ``model_grid`` False
+    reads every raster on its own grid (only for tools that copy rasters, not for training)."""
 
-    def __init__(self, path, profile: str = "sarlulc"):
+    input_units: InputUnits = InputUnits.AUTO
+    calibration_factor: float = ALOS2_CALIBRATION_FACTOR_DB
+    gsd_m: float = 10.0
+    model_grid: bool = True
+
+
+UNITS_CHOICES = {"auto": InputUnits.AUTO, "dn": InputUnits.DN, "linear": InputUnits.LINEAR, "db": InputUnits.DB}
+
+
+def add_read_arguments(parser) -> None:
+    """The options train and pretrain share for reading SAR rasters as the plugin does."""
+    parser.add_argument("--input-units", choices=sorted(UNITS_CHOICES), default="auto",
+                        help="units of the SAR rasters (as the plugin's INPUT_UNITS): auto = detected per raster "
+                             "from a decimated read of the whole raster; a data profile's units take precedence")
+    parser.add_argument("--calibration-factor", type=float, default=ALOS2_CALIBRATION_FACTOR_DB,
+                        help="dB; sigma0 = 10*log10(DN^2) + factor for ALOS-2 DN rasters")
+    parser.add_argument("--gsd", type=float, default=10.0,
+                        help="model grid pixel size, m (the exported gsd_m): rasters at another pixel size, "
+                             "in degrees or rotated are read resampled onto it, as the plugin reads them")
+
+
+def read_options(args) -> ReadOptions:
+    return ReadOptions(UNITS_CHOICES[args.input_units], args.calibration_factor, args.gsd)
+
+
+def _open(path: str):
+    """rasterio dataset of ``path``; rasters without georeferencing are fine for training (read on their own grid)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
+
+
+def _reader_valid(reader, raw: np.ndarray, **read_args) -> np.ndarray:
+    """Where ``raw`` (read from ``reader`` with ``read_args``) is valid per the band's mask: its
+    nodata value, or its mask band when it has one (alpha, internal mask)."""
+    flags = reader.mask_flag_enums[0]
+    if MaskFlags.all_valid in flags:
+        return np.ones(raw.shape, bool)
+    if MaskFlags.nodata in flags:
+        return valid_mask(raw, reader.nodata, InputUnits.DB)  # units-neutral: finite and not nodata
+    return reader.read_masks(1, **read_args) != 0
+
+
+class SarRaster:
+    """One SAR raster as the model sees it: on the engine's model grid when the plugin would resample
+    it (``grid``), else on its own; units (the profile's, the user's or detected) and scene statistics
+    computed once (or taken from ``facts``, see :meth:`facts`); windows read as (dB, valid).
+    Rasters without a CRS are read on their own grid. Re-opened per process."""
+
+    def __init__(self, path, profile: str = "sarlulc", options: ReadOptions = ReadOptions(),
+                 facts: dict | None = None):
         self.path = str(path)
         self.profile_name, self.profile = profile, PROFILES[profile]
+        self.options = options
         dataset = open_raster(self.path)
-        self.width, self.height = dataset.RasterXSize, dataset.RasterYSize
-        self.units = self.profile.units or detect_band_units(dataset, 1)[0]
-        self._reader, self._pid = None, None
-        self.scene = SceneStatistics.of(self.sample_db())
+        self.scaling = band_scaling(dataset.GetRasterBand(1))  # GDAL scale/offset, as the engine applies it
+        self.units = self._units(dataset, facts)
+        self.grid: ModelGrid | None = None
+        if (options.model_grid and dataset.GetSpatialRef() is not None and self.units is not InputUnits.RELATIVE
+                and not self.profile.db_stretch):
+            self.grid = decide_model_grid(dataset, options.gsd_m)
+        if self.grid is None:
+            self.width, self.height = dataset.RasterXSize, dataset.RasterYSize
+            self.read_units = self.units
+        else:
+            self.width, self.height = self.grid.width, self.grid.height
+            self.resampling = resampling_to_model(dataset, options.gsd_m)
+            self.read_units = InputUnits.LINEAR  # the view holds linear power, nodata 0
+        self._reader, self._pid, self._sample = None, None, None
+        self.scene = SceneStatistics(**facts["scene"]) if facts else SceneStatistics.of(self.sample_db())
 
-    def _band_reader(self) -> BandReader:
+    def facts(self) -> dict:
+        """What the constructor learnt by reading pixels (JSON-able), to build it again without reading."""
+        return {"units": self.units.value, "scene": asdict(self.scene)}
+
+    def _units(self, dataset: gdal.Dataset, facts: dict | None) -> InputUnits:
+        if self.profile.units is not None:
+            return self.profile.units
+        if InputUnits(self.options.input_units) is not InputUnits.AUTO:
+            return InputUnits(self.options.input_units)
+        if facts:
+            return InputUnits(facts["units"])
+        try:
+            return detect_band_units(dataset, 1)[0]  # from a decimated read of the whole raster
+        except InputRasterError as error:
+            raise ValueError(f"'{self.path}': {error}") from None
+
+    def _band(self):
+        """The rasterio dataset windows are read from: the raster, or its warped view on the model grid."""
         if self._pid != os.getpid():  # GDAL handles must not cross a DataLoader fork
-            self._reader, self._pid = (BandReader(open_raster(self.path), 1, self.path, require_crs=False),
-                                       os.getpid())
+            if self.grid is None:
+                self._reader = _open(self.path)
+            else:
+                view = rasterio.open(power_view_xml(open_raster(self.path), 1, self.units,
+                                                    self.options.calibration_factor))
+                self._reader = WarpedVRT(view, crs=CRS.from_wkt(self.grid.srs_wkt),
+                                         transform=Affine.from_gdal(*self.grid.geotransform), width=self.grid.width,
+                                         height=self.grid.height, resampling=Resampling[self.resampling],
+                                         src_nodata=0, nodata=0, dtype="float32")
+            self._pid = os.getpid()
         return self._reader
 
-    def _valid(self, raw: np.ndarray, nodata) -> np.ndarray:
-        valid = valid_mask(raw, nodata, self.units)
+    def _valid(self, raw: np.ndarray, units: InputUnits | None = None) -> np.ndarray:
+        """Finite values that are measurements in ``units`` (default: those read) and not one of the
+        profile's invalid values."""
+        valid = valid_mask(raw, None, units or self.read_units)
         for value in self.profile.sar_invalid:
             valid &= raw != value
         return valid
 
     def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """(values as stored, valid) of ``window``; valid also excludes the profile's invalid values."""
-        reader = self._band_reader()
-        raw, valid = reader.read(window)
-        valid &= self._valid(raw, reader.nodata)
-        return raw, valid
+        """(values as read, valid) of ``window``: the stored values, or linear power on the model grid;
+        valid also excludes the profile's invalid values."""
+        reader = self._band()
+        area = RasterioWindow(window.x, window.y, window.width, window.height)
+        raw = reader.read(1, window=area)
+        valid = _reader_valid(reader, raw, window=area)
+        if self.grid is None:  # the view on the model grid applies it itself
+            raw = apply_scaling(raw, self.scaling).astype(np.float32, copy=False)
+        return raw, valid & self._valid(raw)
 
     def read_db(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         raw, valid = self.read_raw(window)
         return self._to_db(raw), valid
 
     def sample_db(self) -> np.ndarray:
-        dataset = open_raster(self.path)
-        raw = sample_valid_values(dataset, 1)
-        return self._to_db(raw[self._valid(raw, None)])
+        """dB of the sample the engine takes for scene statistics: a decimated read of the whole raster,
+        or of its view on the model grid."""
+        if self._sample is None:
+            dataset = open_raster(self.path)
+            if self.grid is not None:
+                dataset = open_on_model_grid(dataset, 1, self.options.gsd_m, self.units, self.resampling,
+                                             self.options.calibration_factor, self.grid)
+            raw = sample_valid_values(dataset, 1)
+            self._sample = self._to_db(raw[self._valid(raw)])
+            if self._sample.size == 0:
+                raise ValueError(f"'{self.path}' holds no valid pixel (every pixel is nodata); leave it out.")
+        return self._sample
 
-    def _to_db(self, raw: np.ndarray) -> np.ndarray:
+    def _to_db(self, raw: np.ndarray, units: InputUnits | None = None) -> np.ndarray:
         if self.profile.db_stretch:
             low, high = self.profile.db_stretch
             return (low + raw.astype(np.float32) * np.float32((high - low) / 255.0)).astype(np.float32)
-        return to_db(raw, self.units)
+        return to_db(raw, units or self.read_units, self.options.calibration_factor)
 
     def __getstate__(self):
-        return {**self.__dict__, "_reader": None, "_pid": None}
+        return {**self.__dict__, "_reader": None, "_pid": None, "_sample": None}
 
 
 def compute_normalisation(rasters: list[SarRaster], clip=(-35.0, 5.0), mode: str = NORM_FIXED) -> Normalisation:
@@ -222,9 +353,13 @@ def compute_normalisation(rasters: list[SarRaster], clip=(-35.0, 5.0), mode: str
     return Normalisation((float(clip[0]), float(clip[1])), float(values.mean()), float(max(values.std(), 1e-3)), mode)
 
 
-def normalisation_for(mode: str, scenes: list[Scene]) -> Normalisation:
+def normalisation_for(mode: str, scenes: list[Scene], options: ReadOptions = ReadOptions()) -> Normalisation:
     """The input normalisation of a new model from its training rasters: fixed, or per scene."""
-    rasters = [SarRaster(scene.sar, scene.profile) for scene in scenes]
+    return normalisation_of(mode, _sars(scenes, options, None))
+
+
+def normalisation_of(mode: str, rasters: list[SarRaster]) -> Normalisation:
+    """:func:`normalisation_for` of rasters already open."""
     return compute_normalisation(rasters, SCENE_CLIP_DB if mode == NORM_SCENE else (-35.0, 5.0), mode)
 
 
@@ -277,25 +412,79 @@ def _lookup_table(label_map: dict[int, int] | None) -> np.ndarray | None:
     return table
 
 
-class LabelRaster:
-    """One label raster of class codes (raw values mapped by its profile), read window by window;
-    re-opened per process."""
+def _grid_of(dataset: gdal.Dataset) -> tuple[osr.SpatialReference | None, tuple[float, ...]]:
+    return dataset.GetSpatialRef(), dataset.GetGeoTransform()
 
-    def __init__(self, path, profile: str = "sarlulc"):
+
+def label_offset(sar_path, label_path) -> tuple[int, int]:
+    """Pixel offset (columns, rows) of the SAR raster's origin in the label raster; refuses a label that
+    is not on the SAR's pixel grid (another CRS, pixel size, rotation, or a shift by a fraction of a
+    pixel). The two may cover different areas: outside the label is nodata."""
+    sar_srs, sar_gt = _grid_of(open_raster(sar_path))
+    label_srs, label_gt = _grid_of(open_raster(label_path))
+    fix = ("Put the label on the SAR raster's pixel grid first, e.g. gdalwarp -r near -t_srs <SAR CRS> "
+           "-tr <SAR pixel size> -tap LABEL OUT.")
+    if (sar_srs is None) != (label_srs is None) or (sar_srs is not None and not sar_srs.IsSame(label_srs)):
+        names = [srs.GetName() if srs is not None else "none" for srs in (sar_srs, label_srs)]
+        raise ValueError(f"The label '{label_path}' has another coordinate reference system ({names[1]}) than its "
+                         f"SAR raster '{sar_path}' ({names[0]}). {fix}")
+    pixel = max(abs(sar_gt[1]), abs(sar_gt[2]), abs(sar_gt[4]), abs(sar_gt[5]))
+    if any(abs(a - b) > 1e-6 * pixel for a, b in zip(np.take(sar_gt, [1, 2, 4, 5]), np.take(label_gt, [1, 2, 4, 5]))):
+        raise ValueError(f"The label '{label_path}' has another pixel size or rotation than its SAR raster "
+                         f"'{sar_path}' (geotransforms {label_gt} vs {sar_gt}). {fix}")
+    inverse = gdal.InvGeoTransform(label_gt)
+    column, row = gdal.ApplyGeoTransform(inverse, sar_gt[0], sar_gt[3])
+    if abs(column - round(column)) > 0.01 or abs(row - round(row)) > 0.01:
+        raise ValueError(f"The label '{label_path}' is shifted by a fraction of a pixel against its SAR raster "
+                         f"'{sar_path}' ({column - round(column):+.3f}, {row - round(row):+.3f} px). {fix}")
+    return round(column), round(row)
+
+
+class LabelRaster:
+    """One label raster of class codes (raw values mapped by its profile), read window by window on the
+    grid its SAR raster is read on (``sar``: its model grid by nearest neighbour, or its own grid at the
+    label's offset), or on the label's own grid without ``sar``. Re-opened per process."""
+
+    def __init__(self, path, profile: str = "sarlulc", sar: SarRaster | None = None):
         self.path = str(path)
-        dataset = open_raster(self.path)
-        self.width, self.height = dataset.RasterXSize, dataset.RasterYSize
         self.lookup = _lookup_table(PROFILES[profile].label_map)
-        self._dataset, self._pid = None, None
+        # raw value written where the label has no data: one the profile maps to nodata
+        self.fill = 0 if self.lookup is None else int(np.flatnonzero(self.lookup == NODATA_CODE)[0])
+        self.sar_grid = sar.grid if sar is not None else None
+        self.offset = label_offset(sar.path, self.path) if sar is not None else (0, 0)
+        with _open(self.path) as reader:
+            self.label_width, self.label_height, self.nodata = reader.width, reader.height, reader.nodata
+        self.width, self.height = (sar.width, sar.height) if sar is not None else (self.label_width, self.label_height)
+        self._reader, self._pid = None, None
+
+    def _band(self):
+        if self._pid != os.getpid():  # GDAL handles must not cross a DataLoader fork
+            self._reader = _open(self.path)
+            if self.sar_grid is not None:
+                grid = self.sar_grid
+                self._reader = WarpedVRT(self._reader, crs=CRS.from_wkt(grid.srs_wkt),
+                                         transform=Affine.from_gdal(*grid.geotransform), width=grid.width,
+                                         height=grid.height, resampling=Resampling.nearest,
+                                         src_nodata=self.nodata, nodata=self.fill)
+            self._pid = os.getpid()
+        return self._reader
 
     def read(self, window: Window) -> np.ndarray:
-        if self._pid != os.getpid():  # GDAL handles must not cross a DataLoader fork
-            self._dataset, self._pid = open_raster(self.path), os.getpid()
-        codes = self._dataset.GetRasterBand(1).ReadAsArray(window.x, window.y, window.width, window.height)
+        reader = self._band()
+        if self.sar_grid is not None:
+            codes = reader.read(1, window=RasterioWindow(window.x, window.y, window.width, window.height))
+        else:
+            column, row = self.offset
+            source = Window(window.x + column, window.y + row, window.width, window.height)
+            inside = source.intersection(Window(0, 0, self.label_width, self.label_height))
+            codes = np.full((window.height, window.width), self.fill, dtype=reader.dtypes[0])
+            if inside is not None:
+                codes[inside.slices_in(source)] = reader.read(
+                    1, window=RasterioWindow(inside.x, inside.y, inside.width, inside.height))
         return codes if self.lookup is None else self.lookup[codes]
 
     def __getstate__(self):
-        return {**self.__dict__, "_dataset": None, "_pid": None}
+        return {**self.__dict__, "_reader": None, "_pid": None}
 
 
 def label_histogram(scenes: list[Scene], task: str, rows_per_read: int = 1024) -> np.ndarray:
@@ -318,7 +507,8 @@ def label_histogram(scenes: list[Scene], task: str, rows_per_read: int = 1024) -
         if counts[~allowed].any():
             bad = ", ".join(str(code) for code in np.flatnonzero(counts * ~allowed)[:10])
             raise ValueError(f"Label raster '{scene.label}' holds class code(s) {bad}, outside the legend "
-                             f"0..{legend_end - 1} of model/classes.py (0 = nodata).")
+                             f"0..{legend_end - 1} of model/classes.py (0 = nodata). Remap the source classes "
+                             f"first, e.g. JAXA HRLULC with 'python -m model.net.remap'.")
         total += counts
     return total
 
@@ -386,18 +576,21 @@ class CalibrationJitter(NamedTuple):
         return ((db - scene.median) * gain + scene.median + offset).astype(np.float32)
 
 
+def _sars(scenes: list[Scene], options: ReadOptions, facts: dict | None) -> list[SarRaster]:
+    facts = facts or {}
+    return [SarRaster(scene.sar, scene.profile, options, facts.get(str(scene.sar))) for scene in scenes]
+
+
 class SegmentationCrops(_EpochSeeded):
-    """Random ``crop_size`` crops of SAR/label pairs with flips, rot90 and calibration jitter, for fine-tuning."""
+    """Random ``crop_size`` crops of SAR/label pairs with flips, rot90 and calibration jitter, for fine-tuning.
+    ``facts``: :meth:`SarRaster.facts` by SAR path, so the rasters need not be read again."""
 
     def __init__(self, pairs: list[Scene], normalisation: Normalisation, crop_size: int, samples_per_epoch: int,
-                 task: str, seed: int = 0, jitter: CalibrationJitter = CalibrationJitter()):
+                 task: str, seed: int = 0, jitter: CalibrationJitter = CalibrationJitter(),
+                 options: ReadOptions = ReadOptions(), facts: dict | None = None):
         super().__init__(samples_per_epoch, seed)
-        self.sars = [SarRaster(scene.sar, scene.profile) for scene in pairs]
-        self.labels = [LabelRaster(scene.label, scene.profile) for scene in pairs]
-        for sar, label in zip(self.sars, self.labels):
-            if (sar.width, sar.height) != (label.width, label.height):
-                raise ValueError(f"'{sar.path}' is {sar.width} x {sar.height} px but its label '{label.path}' is "
-                                 f"{label.width} x {label.height}; a pair must share one pixel grid.")
+        self.sars = _sars(pairs, options, facts)
+        self.labels = [LabelRaster(scene.label, scene.profile, sar) for scene, sar in zip(pairs, self.sars)]
         self.weights = _pick_weights(self.sars)
         self.normalisation, self.crop_size, self.task, self.jitter = normalisation, crop_size, task, jitter
 
@@ -424,18 +617,26 @@ class SegmentationCrops(_EpochSeeded):
 
 
 class SegmentationTiles(SegmentationCrops):
-    """Validation: every raster cut into a fixed grid of tiles (last row/column flush with the edge)."""
+    """Validation: the tiles of :func:`validation_tiles` (or ``tiles``, as it returned them), every
+    labelled pixel scored once; ``max_tiles`` keeps a random subset, the same for a given ``seed``."""
 
-    def __init__(self, pairs: list[Scene], normalisation: Normalisation, tile_size: int, task: str):
-        super().__init__(pairs, normalisation, tile_size, 0, task)
-        self.tiles = [(index, x, y) for index, sar in enumerate(self.sars)
-                      for y in _grid(sar.height, tile_size) for x in _grid(sar.width, tile_size)]
+    def __init__(self, pairs: list[Scene], normalisation: Normalisation, tile_size: int, task: str,
+                 options: ReadOptions = ReadOptions(), facts: dict | None = None, tiles: list | None = None,
+                 max_tiles: int | None = None, seed: int = 0):
+        super().__init__(pairs, normalisation, tile_size, 0, task, options=options, facts=facts)
+        self.tiles = [tuple(tile) for tile in tiles] if tiles is not None else validation_tiles(self.labels, tile_size)
+        if max_tiles is not None and len(self.tiles) > max_tiles:
+            keep = np.random.default_rng(seed).choice(len(self.tiles), max_tiles, replace=False)
+            self.tiles = [self.tiles[i] for i in sorted(keep)]
 
     def __len__(self):
         return len(self.tiles)
 
     def __getitem__(self, i):
-        image, target = self.read(*self.tiles[i])
+        index, x, y, skip_x, skip_y = self.tiles[i]
+        image, target = self.read(index, x, y)
+        target[:skip_y] = IGNORE_INDEX  # scored by the tile above / on the left
+        target[:, :skip_x] = IGNORE_INDEX
         return torch.from_numpy(image)[None], torch.from_numpy(target)
 
 
@@ -445,13 +646,34 @@ def _grid(length: int, tile: int) -> list[int]:
     return sorted(set(list(range(0, length - tile, tile)) + [length - tile]))
 
 
+def _already_scored(starts: list[int], tile: int) -> list[int]:
+    """Leading pixels of each tile that the previous one covers (the last tile is flush with the edge)."""
+    return [0] + [max(0, previous + tile - start) for previous, start in zip(starts, starts[1:])]
+
+
+def validation_tiles(labels: list[LabelRaster], tile_size: int) -> list[tuple[int, int, int, int, int]]:
+    """(raster index, x, y, skip_x, skip_y) of the validation tiles, on each label's reading grid: a grid of
+    tiles whose last row/column is flush with the edge, the first skip_y rows / skip_x columns of a tile
+    left to the tile that scored them already, and tiles without a labelled pixel left out. Reads every
+    label once, a strip of tiles at a time."""
+    tiles = []
+    for index, label in enumerate(labels):
+        xs, ys = _grid(label.width, tile_size), _grid(label.height, tile_size)
+        for y, skip_y in zip(ys, _already_scored(ys, tile_size)):
+            strip = Window(0, y + skip_y, label.width, min(tile_size, label.height - y) - skip_y)
+            labelled = label.read(strip) != NODATA_CODE
+            tiles += [(index, x, y, skip_x, skip_y) for x, skip_x in zip(xs, _already_scored(xs, tile_size))
+                      if labelled[:, x + skip_x:x + tile_size].any()]
+    return tiles
+
+
 class UnlabelledCrops(_EpochSeeded):
     """Random crops of unlabelled SAR for MixMAE: (normalised image, valid mask)."""
 
     def __init__(self, scenes: list[Scene], normalisation: Normalisation, crop_size: int, samples_per_epoch: int,
-                 seed: int = 0):
+                 seed: int = 0, options: ReadOptions = ReadOptions(), facts: dict | None = None):
         super().__init__(samples_per_epoch, seed)
-        self.sars = [SarRaster(scene.sar, scene.profile) for scene in scenes]
+        self.sars = _sars(scenes, options, facts)
         self.weights = _pick_weights(self.sars)
         self.normalisation, self.crop_size = normalisation, crop_size
 

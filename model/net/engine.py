@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)
 
 
 @dataclass
@@ -48,7 +50,9 @@ def setup_runtime(device_name: str = "auto") -> Runtime:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    # Rank 0 may read every training raster (data statistics) before the first collective: the
+    # default 10-30 minute timeout would end the other ranks' wait on a large data set.
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
     return Runtime(device, dist.get_rank(), dist.get_world_size(), distributed=True)
 
 
@@ -96,10 +100,27 @@ def grad_scaler(runtime: Runtime, amp: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(runtime.device.type, enabled=amp == "fp16")
 
 
+class ShardSampler(torch.utils.data.Sampler):
+    """Indices rank, rank + world_size, ...: every item on exactly one rank (DistributedSampler pads
+    with repeats, which would score some validation pixels twice)."""
+
+    def __init__(self, length: int, runtime: Runtime):
+        self.indices = range(runtime.rank, length, runtime.world_size)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
 def loader(dataset, batch_size: int, workers: int, runtime: Runtime, shuffle: bool, drop_last: bool) -> DataLoader:
-    """DataLoader that shards across DDP ranks; ``set_epoch`` is the caller's job each epoch."""
-    sampler = (DistributedSampler(dataset, runtime.world_size, runtime.rank, shuffle=shuffle, drop_last=drop_last)
-               if runtime.distributed else None)
+    """DataLoader that shards across DDP ranks; ``set_epoch`` is the caller's job each epoch. Without
+    ``shuffle`` (evaluation), each item is on exactly one rank."""
+    sampler = None
+    if runtime.distributed:
+        sampler = (DistributedSampler(dataset, runtime.world_size, runtime.rank, shuffle=True, drop_last=drop_last)
+                   if shuffle else ShardSampler(len(dataset), runtime))
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       num_workers=workers, drop_last=drop_last, pin_memory=runtime.device.type == "cuda",
                       persistent_workers=False)
@@ -147,3 +168,36 @@ def write_json(data, path: pathlib.Path):
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
+
+
+def files_key(paths) -> list:
+    """What a result computed from files depends on: each path with its size and modification time."""
+    return [[str(path), os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in paths]
+
+
+def computed_once(compute, cache: pathlib.Path, key, runtime: Runtime):
+    """``compute()`` (a JSON-able result) run on rank 0 only and sent to every rank; kept in ``cache`` and
+    reused while ``key`` (the files and settings it depends on) is unchanged. Rank 0's error stops every rank."""
+    result, error = None, None
+    if runtime.is_main:
+        try:
+            stored = json.loads(cache.read_text()) if cache.is_file() else {}
+            if stored.get("key") == json.loads(json.dumps(key)):
+                result = stored["value"]
+                runtime.log(f"data statistics read from {cache} (delete it to recompute)")
+            else:
+                result = compute()
+                write_json({"key": key, "value": result}, cache)
+        except Exception as failure:
+            if not runtime.distributed:
+                raise
+            error = failure
+    if runtime.distributed:
+        box = [(result, None if error is None else f"{type(error).__name__}: {error}")]
+        dist.broadcast_object_list(box, src=0)
+        if error is not None:
+            raise error
+        result, message = box[0]
+        if message is not None:
+            raise RuntimeError(f"rank 0 failed while reading the training data: {message}")
+    return result

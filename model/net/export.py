@@ -37,7 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, type=pathlib.Path, help="ONNX file to write")
     p.add_argument("--tile-size", type=int, default=256, help="fixed input edge of the graph, px (multiple of 32)")
     p.add_argument("--tile-overlap", type=int, default=64, help="default overlap the plugin uses, px")
-    p.add_argument("--gsd", type=float, default=DEFAULT_GSD_M, help="ground sampling distance the model expects, m")
+    p.add_argument("--gsd", type=float,
+                   help=f"ground sampling distance the model expects, m (default: the model grid it was trained on, "
+                        f"{DEFAULT_GSD_M:g} m for checkpoints that do not record one)")
     p.add_argument("--water-threshold", type=float, default=0.5, help="default probability threshold (water task)")
     p.add_argument("--model-name", help="name shown in the plugin's log (default: from the checkpoint)")
     p.add_argument("--trained-on", default="", help="what the model was trained on, shown in the log")
@@ -126,7 +128,8 @@ def main(argv=None) -> int:
                 source = "--input-distribution" if args.input_distribution else "the checkpoint's input distribution"
                 raise ValueError(f"{source}: {error}") from None
         contract = contract_for(task, Normalisation.from_dict(checkpoint["normalisation"]), args.tile_size,
-                                args.tile_overlap, args.gsd, args.water_threshold, name, args.trained_on,
+                                args.tile_overlap, args.gsd or checkpoint.get("gsd_m", DEFAULT_GSD_M),
+                                args.water_threshold, name, args.trained_on,
                                 distribution)
         ModelContract.from_metadata(contract.to_metadata(), str(args.out), task)  # refuse bad options before exporting
     except Exception as error:

@@ -21,7 +21,8 @@ from torch.nn.parallel import DistributedDataParallel
 from . import engine
 from .configs import NAMED_CONFIGS, EncoderConfig, named_config
 from ..inference.metadata import NORM_FIXED, NORM_MODES
-from .data import Normalisation, UnlabelledCrops, find_images, normalisation_for
+from .data import (Normalisation, SarRaster, UnlabelledCrops, add_read_arguments, find_images, normalisation_of,
+                   read_options)
 from .mixmae import CELL, MixMAE
 
 
@@ -45,6 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-4, help="AdamW peak learning rate")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup-epochs", type=float, default=5.0)
+    add_read_arguments(p)
     engine.add_runtime_arguments(p)
     args = p.parse_args(argv)
     if args.crop_size % CELL:
@@ -62,6 +64,17 @@ def encoder_state(model: MixMAE, config: EncoderConfig, normalisation: Normalisa
             "normalisation": normalisation.to_dict(), "epoch": epoch}
 
 
+STATISTICS_FILE = "data_statistics.json"
+
+
+def data_statistics(scenes, options, norm_mode: str | None) -> dict:
+    """Each raster's units and scene statistics, and the input normalisation (None when it is given),
+    read once (rank 0, cached; see engine.computed_once)."""
+    sars = [SarRaster(scene.sar, scene.profile, options) for scene in scenes]
+    return {"facts": {sar.path: sar.facts() for sar in sars},
+            "normalisation": normalisation_of(norm_mode, sars).to_dict() if norm_mode else None}
+
+
 def main(argv=None) -> int:
     return engine.run_cli(parse_args(argv), run)
 
@@ -71,6 +84,8 @@ def run(args, runtime: engine.Runtime):
     args.out.mkdir(parents=True, exist_ok=True)
     resume = torch.load(args.resume, map_location="cpu") if args.resume else None
     paths = find_images(args.data)
+    options = read_options(args)
+    normalisation = None
     if resume is not None:
         config = EncoderConfig.from_dict(resume["encoder_config"])
         normalisation = Normalisation.from_dict(resume["normalisation"])
@@ -78,8 +93,12 @@ def run(args, runtime: engine.Runtime):
         config = named_config(args.config).encoder
         if args.norm_mean is not None and args.norm_std is not None:
             normalisation = Normalisation(norm_mean=args.norm_mean, norm_std=args.norm_std)
-        else:
-            normalisation = normalisation_for(args.norm_mode, paths)
+    norm_mode = None if normalisation else args.norm_mode
+    key = {"version": 1, "images": [[*engine.files_key([scene.sar]), scene.profile] for scene in paths],
+           "read": [options.input_units.value, options.calibration_factor, options.gsd_m], "norm_mode": norm_mode}
+    statistics = engine.computed_once(lambda: data_statistics(paths, options, norm_mode),
+                                      args.out / STATISTICS_FILE, key, runtime)
+    normalisation = normalisation or Normalisation.from_dict(statistics["normalisation"])
     runtime.log(f"{len(paths)} SAR rasters; input normalisation {normalisation.norm_mode}: clip "
                 f"{normalisation.norm_clip} mean {normalisation.norm_mean:.3f} std {normalisation.norm_std:.3f}; "
                 f"SAR-W k = {args.sarw_k}")
@@ -87,7 +106,8 @@ def run(args, runtime: engine.Runtime):
     # changes nothing, since the weights min-max normalise power within each crop.
     model = MixMAE(config, args.decoder_dim, args.decoder_depth, mask_ratio=args.mask_ratio, sarw_k=args.sarw_k,
                    norm_mean=normalisation.norm_mean, norm_std=normalisation.norm_std).to(runtime.device)
-    dataset = UnlabelledCrops(paths, normalisation, args.crop_size, args.samples_per_epoch, args.seed)
+    dataset = UnlabelledCrops(paths, normalisation, args.crop_size, args.samples_per_epoch, args.seed, options,
+                              statistics["facts"])
     data = engine.loader(dataset, args.batch_size, args.workers, runtime, shuffle=True, drop_last=True)
     if runtime.distributed:
         model = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)

@@ -21,8 +21,9 @@ from ..classes import LULC_CLASSES, WATER_CLASSES
 from . import engine
 from .configs import NAMED_CONFIGS, EncoderConfig, NetConfig, named_config
 from ..inference.metadata import NORM_FIXED, NORM_MODES
-from .data import (CalibrationJitter, Normalisation, SegmentationCrops, SegmentationTiles, find_pairs,
-                   input_distribution, label_histogram, normalisation_for, task_histogram)
+from .data import (CalibrationJitter, LabelRaster, Normalisation, SarRaster, SegmentationCrops, SegmentationTiles,
+                   add_read_arguments, find_pairs, input_distribution, label_histogram, normalisation_of, read_options,
+                   task_histogram, validation_tiles)
 from .losses import IGNORE_INDEX, FocalDiceLoss, class_weights
 from .segmentor import Segmentor
 
@@ -60,8 +61,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-4, help="AdamW peak learning rate")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup length, epochs")
+    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and after the last)")
+    p.add_argument("--val-max-tiles", type=int,
+                   help="validate on at most this many tiles, a random subset fixed by --seed (default: all tiles "
+                        "that hold labels)")
+    add_read_arguments(p)
     engine.add_runtime_arguments(p)
     args = p.parse_args(argv)
+    if args.val_every < 1 or (args.val_max_tiles is not None and args.val_max_tiles < 1):
+        p.error("--val-every and --val-max-tiles must be >= 1")
     if args.crop_size % 32:
         p.error(f"--crop-size must be a multiple of 32, got {args.crop_size}")
     if args.batch_size < 1 or args.epochs < 1 or args.samples_per_epoch < args.batch_size:
@@ -84,6 +92,38 @@ def split_pairs(args, runtime: engine.Runtime):
     held = max(1, round(len(pairs) * args.val_fraction))
     order = np.random.default_rng(args.seed).permutation(len(pairs))
     return [pairs[i] for i in order[held:]], [pairs[i] for i in order[:held]]
+
+
+STATISTICS_FILE = "data_statistics.json"
+
+
+def data_statistics(train_pairs, val_pairs, task: str, options, norm_mode: str | None, jitter: CalibrationJitter,
+                    tile_size: int) -> dict:
+    """What training learns by reading whole rasters, once (rank 0, cached; see engine.computed_once):
+    every label raster checked against the legend (validation labels too, before any epoch), class
+    pixel counts, each SAR raster's units and scene statistics, the input normalisation (``norm_mode``;
+    None when it is given), the training input distribution and the validation tiles."""
+    counts = task_histogram(label_histogram(train_pairs, task), task)
+    label_histogram(val_pairs, task)
+    sars = {}
+    for scene in train_pairs + val_pairs:
+        sars.setdefault(str(scene.sar), SarRaster(scene.sar, scene.profile, options))
+    train_sars = [sars[str(scene.sar)] for scene in train_pairs]
+    val_labels = [LabelRaster(scene.label, scene.profile, sars[str(scene.sar)]) for scene in val_pairs]
+    normalisation = normalisation_of(norm_mode, train_sars) if norm_mode else None
+    return {"facts": {path: sar.facts() for path, sar in sars.items()}, "class_counts": counts.tolist(),
+            "normalisation": normalisation.to_dict() if normalisation else None,
+            "input_distribution": input_distribution(train_sars, jitter),
+            "val_tiles": validation_tiles(val_labels, tile_size)}
+
+
+def statistics_key(train_pairs, val_pairs, args, options, norm_mode: str | None) -> dict:
+    """What :func:`data_statistics` depends on."""
+    def scenes(pairs):
+        return [[*engine.files_key([scene.sar, scene.label]), scene.profile] for scene in pairs]
+    return {"version": 1, "task": args.task, "train": scenes(train_pairs), "val": scenes(val_pairs),
+            "read": [options.input_units.value, options.calibration_factor, options.gsd_m], "norm_mode": norm_mode,
+            "jitter": [args.level_jitter, args.gain_jitter], "tile_size": args.crop_size}
 
 
 def load_pretrained_encoder(model: Segmentor, path: pathlib.Path) -> dict:
@@ -148,6 +188,8 @@ def run(args, runtime: engine.Runtime):
         runtime.log(f"encoder initialised from {args.pretrained_encoder}")
 
     train_pairs, val_pairs = split_pairs(args, runtime)
+    options = read_options(args)
+    normalisation = None
     if resume is not None:
         normalisation = Normalisation.from_dict(resume["normalisation"])
     elif args.norm_mean is not None or args.norm_std is not None:
@@ -156,21 +198,33 @@ def run(args, runtime: engine.Runtime):
         normalisation = Normalisation(norm_mean=args.norm_mean, norm_std=args.norm_std)
     elif norm_source and args.norm_mode in (None, norm_source.get("norm_mode", NORM_FIXED)):
         normalisation = Normalisation.from_dict(norm_source)
-    else:
-        normalisation = normalisation_for(args.norm_mode or NORM_FIXED, train_pairs)
-    counts = task_histogram(label_histogram(train_pairs, args.task), args.task)
-    weights = class_weights(counts, args.alpha)
+    norm_mode = None if normalisation else (args.norm_mode or NORM_FIXED)
+    jitter = CalibrationJitter(args.level_jitter, args.gain_jitter)
+    statistics = engine.computed_once(
+        lambda: data_statistics(train_pairs, val_pairs, args.task, options, norm_mode, jitter, args.crop_size),
+        args.out / STATISTICS_FILE, statistics_key(train_pairs, val_pairs, args, options, norm_mode), runtime)
+    normalisation = normalisation or Normalisation.from_dict(statistics["normalisation"])
+    weights = class_weights(np.array(statistics["class_counts"]), args.alpha)
     runtime.log(f"{len(train_pairs)} training / {len(val_pairs)} validation scenes; input normalisation "
                 f"{normalisation.norm_mode}: clip {normalisation.norm_clip} mean {normalisation.norm_mean:.3f} "
                 f"std {normalisation.norm_std:.3f}")
     runtime.log("class weights (alpha=%g): " % args.alpha +
                 ", ".join(f"{n} {w:.2f}" for n, w in zip(names, weights.tolist())))
 
-    jitter = CalibrationJitter(args.level_jitter, args.gain_jitter)
+    facts = statistics["facts"]
     train_set = SegmentationCrops(train_pairs, normalisation, args.crop_size, args.samples_per_epoch, args.task,
-                                  args.seed, jitter)
-    distribution = resume.get("input_distribution", {}) if resume else input_distribution(train_set.sars, jitter)
-    val_set = SegmentationTiles(val_pairs, normalisation, args.crop_size, args.task)
+                                  args.seed, jitter, options, facts)
+    resampled = sum(sar.grid is not None for sar in train_set.sars)
+    if resampled:
+        runtime.log(f"{resampled} of {len(train_set.sars)} training rasters are read resampled onto the "
+                    f"{options.gsd_m:g} m model grid, as the plugin reads them")
+    distribution = resume.get("input_distribution", {}) if resume else statistics["input_distribution"]
+    val_set = SegmentationTiles(val_pairs, normalisation, args.crop_size, args.task, options, facts,
+                                statistics["val_tiles"], args.val_max_tiles, args.seed)
+    runtime.log(f"validation: {len(val_set)} tiles of {args.crop_size} px"
+                + (f" (random subset of {len(statistics['val_tiles'])})"
+                   if len(val_set) < len(statistics["val_tiles"]) else "")
+                + (f", every {args.val_every} epochs" if args.val_every > 1 else ""))
     train_loader = engine.loader(train_set, args.batch_size, args.workers, runtime, shuffle=True, drop_last=True)
     val_loader = engine.loader(val_set, args.batch_size, args.workers, runtime, shuffle=False, drop_last=False)
 
@@ -212,23 +266,29 @@ def run(args, runtime: engine.Runtime):
             total += torch.stack([loss.detach().float(), torch.ones((), device=runtime.device)])
             batches += 1
         total = engine.all_reduce_sum(total, runtime)
-        confusion = evaluate(model, val_loader, len(names), binary, runtime, args.amp)
-        ious = iou_per_class(confusion)
-        miou = float(np.nanmean(ious)) if np.isfinite(ious).any() else 0.0
-        score = float(ious[1]) if binary and np.isfinite(ious[1]) else miou
-        record = {"epoch": epoch + 1, "train_loss": float(total[0] / total[1]), "val_miou": miou,
-                  "val_iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, ious)},
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - started, 1)}
+        record = {"epoch": epoch + 1, "train_loss": float(total[0] / total[1]),
+                  "lr": optimizer.param_groups[0]["lr"]}
+        improved = False
+        if (epoch + 1) % args.val_every == 0 or epoch + 1 == args.epochs:
+            confusion = evaluate(model, val_loader, len(names), binary, runtime, args.amp)
+            ious = iou_per_class(confusion)
+            miou = float(np.nanmean(ious)) if np.isfinite(ious).any() else 0.0
+            score = float(ious[1]) if binary and np.isfinite(ious[1]) else miou
+            record.update(val_miou=miou, val_iou={n: (None if np.isnan(v) else float(v)) for n, v in zip(names, ious)})
+            improved = score > best
+            best = max(best, score)
+            runtime.log(f"epoch {epoch + 1}/{args.epochs}  loss {record['train_loss']:.4f}  val mIoU {miou:.4f}"
+                        + (f"  water IoU {score:.4f}" if binary else "") + ("  (best)" if improved else ""))
+            runtime.log("  per-class IoU: " + ", ".join(f"{n} {'-' if np.isnan(v) else f'{v:.3f}'}"
+                                                        for n, v in zip(names, ious)))
+        else:
+            runtime.log(f"epoch {epoch + 1}/{args.epochs}  loss {record['train_loss']:.4f}  (not validated)")
+        record["seconds"] = round(time.time() - started, 1)
         history.append(record)
-        improved = score > best
-        best = max(best, score)
-        runtime.log(f"epoch {epoch + 1}/{args.epochs}  loss {record['train_loss']:.4f}  val mIoU {miou:.4f}"
-                    + (f"  water IoU {score:.4f}" if binary else "") + ("  (best)" if improved else ""))
-        runtime.log("  per-class IoU: " + ", ".join(f"{n} {'-' if np.isnan(v) else f'{v:.3f}'}" for n, v in zip(names, ious)))
         if runtime.is_main:
             state = {"model": engine.unwrap(model).state_dict(), "net_config": config.to_dict(), "task": args.task,
                      "normalisation": normalisation.to_dict(), "class_weights": weights.tolist(),
-                     "input_distribution": distribution,
+                     "input_distribution": distribution, "gsd_m": options.gsd_m,
                      "epoch": epoch + 1, "best_score": best, "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "history": history,
                      "args": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()}}
