@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.bootstrapped
 export QT_QPA_PLATFORM ?= offscreen
 ARGS    ?=
 
-.PHONY: test demo deploy package example-models bench bench-fieldwork simulate pretrain train export train-bundled clean
+.PHONY: test demo deploy package example-models bench bench-fieldwork bench-train simulate remap pretrain train export train-bundled clean
 
 $(STAMP): requirements-dev.txt tools/bootstrap.sh
 	bash tools/bootstrap.sh
@@ -34,6 +34,9 @@ bench-fieldwork: $(STAMP)
 
 simulate: $(STAMP)
 	$(PY) -m model.simulate $(ARGS)
+
+remap: $(STAMP)
+	$(PY) -m model.net.remap $(ARGS)
 
 pretrain: $(STAMP)
 	$(PY) -m model.net.pretrain $(ARGS)
