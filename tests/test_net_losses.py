@@ -121,6 +121,21 @@ def test_sar_w_normalisation_ignores_invalid_pixels():
     assert weights.flatten()[2].item() == pytest.approx(math.exp(-2.0))  # +10 dB is the brightest valid pixel
 
 
+def test_sar_w_standardised_domain_is_the_public_codes_weighting():
+    # the public SAR-W-MixMAE code takes 10^(x/10) of the standardised input x: -1, 0, 1 give
+    # 0.794, 1, 1.259, whatever dB they stand for; min-max gives p_norm 0, 0.443, 1
+    image = torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 1, 3)
+    power = 10.0 ** (image.flatten() / 10.0)
+    p_norm = (power - power.min()) / (power.max() - power.min())
+    weights = sar_power_weights(image, norm_mean=-12.0, norm_std=6.0, k=1.0, domain="standardised")
+    assert torch.allclose(weights.flatten(), torch.exp(-p_norm), atol=1e-6)
+    assert weights.flatten()[1].item() == pytest.approx(math.exp(-0.4427), abs=1e-3)
+    # in the power domain the same pixels (-18, -12, -6 dB) weigh more alike at the dark end
+    assert sar_power_weights(image, -12.0, 6.0, k=1.0).flatten()[1] > weights.flatten()[1]
+    with pytest.raises(ValueError, match="domain"):
+        sar_power_weights(image, 0.0, 1.0, 1.0, domain="amplitude")
+
+
 @pytest.mark.parametrize("binary", [False, True])
 def test_one_training_step_reduces_the_loss(binary):
     torch.manual_seed(0)

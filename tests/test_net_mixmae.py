@@ -66,3 +66,18 @@ def test_pretrained_encoder_weights_load_into_the_segmentor():
     segmentor.encoder.load_state_dict(pretrained.encoder.state_dict())
     for name, tensor in pretrained.encoder.state_dict().items():
         assert torch.equal(segmentor.encoder.state_dict()[name], tensor)
+
+
+def test_every_trainable_parameter_gets_a_gradient_as_ddp_requires():
+    """MixMAE reconstructs from the last stage: the other stages' output norms are frozen, not left
+    without gradient (DistributedDataParallel stops at the second step otherwise)."""
+    model = _model()
+    images = torch.randn(2, 1, 64, 64)
+    model(images, torch.ones_like(images, dtype=torch.bool)).backward()
+    trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    assert {name for name, parameter in model.named_parameters() if parameter.grad is not None} == trainable
+    assert {name for name, parameter in model.named_parameters() if not parameter.requires_grad} == {
+        f"encoder.stages.{i}.norm.{kind}" for i in range(3) for kind in ("weight", "bias")}
+    segmentor = Segmentor(mini_config())
+    segmentor.encoder.load_state_dict(model.encoder.state_dict())  # fine-tuning trains them again
+    assert all(parameter.requires_grad for parameter in segmentor.parameters())

@@ -10,8 +10,9 @@ import pytest
 import torch
 from osgeo import gdal
 
-from model.net import pretrain, train
+from model.net import engine, pretrain, train
 from model.net.configs import named_config
+from model.net.mixmae import MixMAE
 from model.inference.windows import Window
 from model.net.data import (Normalisation, SarRaster, SegmentationCrops, SegmentationTiles, find_pairs, label_histogram,
                             label_targets, normalisation_for, task_histogram)
@@ -101,6 +102,14 @@ def test_pretrained_encoder_feeds_an_ablation_run(scenes, tmp_path, capsys):
     assert "SAR-W reconstruction loss" in capsys.readouterr().out
     encoder = torch.load(pre / "encoder.pt")
     assert {"encoder", "encoder_config", "normalisation"} <= set(encoder)
+    assert encoder["encoder_config"]["drop_path"] == 0.0  # no stochastic depth while pretraining, by default
+    metrics = json.loads((pre / "metrics.json").read_text())
+    assert metrics["sarw_domain"] == "power" and 0.0 < metrics["sarw_weights"]["median"] <= 1.0
+    assert torch.load(pre / "last.pt")["no_decay"] == ["bias_table", "mask_token"]
+    mixmae = MixMAE(named_config("tiny-cpu").encoder)
+    decayed, not_decayed = engine.adamw(mixmae, 1e-3, 0.05, ("bias_table", "mask_token")).param_groups
+    assert any(p is mixmae.mask_token for p in not_decayed["params"]) and not_decayed["weight_decay"] == 0.0
+    assert not any(p is mixmae.mask_token for p in decayed["params"])
     out = tmp_path / "ablation"
     train.main(["--train", str(scenes), "--out", str(out), "--task", "water", "--alpha", "0",
                 "--no-hr-injection", "--no-refine-up", "--pretrained-encoder", str(pre / "encoder.pt"), *FAST])

@@ -136,13 +136,15 @@ def warmup_cosine(optimizer, total_steps: int, warmup_steps: int) -> torch.optim
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW without weight decay on norms, biases and the relative position bias tables."""
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float,
+          no_decay_names: tuple[str, ...] = ("bias_table",)) -> torch.optim.AdamW:
+    """AdamW without weight decay on norms, biases and parameters whose names end in ``no_decay_names``
+    (default: the relative position bias tables)."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if parameter.ndim <= 1 or name.endswith("bias_table") else decay).append(parameter)
+        (no_decay if parameter.ndim <= 1 or name.endswith(no_decay_names) else decay).append(parameter)
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr)
 

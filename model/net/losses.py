@@ -110,16 +110,24 @@ class FocalDiceLoss(nn.Module):
         return self.focal_weight * focal + self.dice_weight * dice
 
 
+SARW_DOMAINS = ("power", "standardised")
+
+
 def sar_power_weights(normalised_db: torch.Tensor, norm_mean: float, norm_std: float, k: float,
-                      valid: torch.Tensor | None = None) -> torch.Tensor:
+                      valid: torch.Tensor | None = None, domain: str = "power") -> torch.Tensor:
     """SAR-W weight per pixel, w = exp(-k * p_norm), for (N, 1, H, W) normalised dB images.
 
-    p_norm is the linear backscatter power 10^(dB/10), min-max normalised to [0, 1] within each
-    image (over its valid pixels): dark, smooth (water-like) pixels get weight 1, the brightest
-    exp(-k). k = 0 turns the weighting off (plain MixMAE).
+    ``domain`` "power" (the paper's formula): p is the linear backscatter power 10^(dB/10) of the
+    de-normalised input; "standardised" (what the public SAR-W-MixMAE code computes): p = 10^(x/10)
+    of the standardised input x itself. p_norm is p min-max normalised to [0, 1] within each image
+    (over its valid pixels): dark, smooth (water-like) pixels get weight 1, the brightest exp(-k).
+    k = 0 turns the weighting off (plain MixMAE). (The public code's exp(k * (1 - p_norm)) is
+    e^k times this: a constant factor of the loss.)
     """
-    db = normalised_db.float() * norm_std + norm_mean
-    power = torch.pow(10.0, db / 10.0)
+    if domain not in SARW_DOMAINS:
+        raise ValueError(f"SAR-W domain must be one of {SARW_DOMAINS}, not {domain!r}")
+    x = normalised_db.float()
+    power = torch.pow(10.0, (x * norm_std + norm_mean if domain == "power" else x) / 10.0)
     if valid is None:
         valid = torch.ones_like(power, dtype=torch.bool)
     big = torch.finfo(power.dtype).max

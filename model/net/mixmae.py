@@ -38,7 +38,7 @@ class MixMAE(nn.Module):
 
     def __init__(self, encoder_config: EncoderConfig, decoder_dim: int = 128, decoder_depth: int = 2,
                  decoder_heads: int = 4, mask_ratio: float = 0.5, sarw_k: float = 1.0,
-                 norm_mean: float = -12.0, norm_std: float = 6.0):
+                 norm_mean: float = -12.0, norm_std: float = 6.0, sarw_domain: str = "power"):
         super().__init__()
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be between 0 and 1, got {mask_ratio}")
@@ -48,7 +48,7 @@ class MixMAE(nn.Module):
         # their initial values (as they would anyway) and are trained when fine-tuning.
         for stage in self.encoder.stages[:-1]:
             stage.norm.requires_grad_(False)
-        self.mask_ratio, self.sarw_k = mask_ratio, sarw_k
+        self.mask_ratio, self.sarw_k, self.sarw_domain = mask_ratio, sarw_k, sarw_domain
         self.norm_mean, self.norm_std = norm_mean, norm_std
         self.to_decoder = nn.Linear(encoder_config.stage_channels[-1], decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
@@ -88,6 +88,10 @@ class MixMAE(nn.Module):
         cells = self.to_pixels(self.decoder_norm(self.decoder(decoder_in)))  # (2P, h*w, CELL*CELL)
         prediction = cells.view(n, h, w, 1, CELL, CELL).permute(0, 3, 1, 4, 2, 5).reshape(n, 1, height, width)
         hidden = ~torch.cat([from_a, ~from_a])  # the pixels each image lost to the other
-        weights = sar_power_weights(images, self.norm_mean, self.norm_std, self.sarw_k, valid)
+        weights = self.sarw_weights(images, valid)
         return weighted_reconstruction_loss(prediction, images, weights, hidden & valid)
+
+    def sarw_weights(self, images: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The SAR-W weight of every pixel of ``images`` (normalised input)."""
+        return sar_power_weights(images, self.norm_mean, self.norm_std, self.sarw_k, valid, self.sarw_domain)
 

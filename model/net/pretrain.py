@@ -23,6 +23,7 @@ from .configs import NAMED_CONFIGS, EncoderConfig, named_config
 from ..inference.metadata import NORM_FIXED, NORM_MODES
 from .data import (Normalisation, SarRaster, UnlabelledCrops, add_read_arguments, find_images, normalisation_of,
                    read_options)
+from .losses import SARW_DOMAINS
 from .mixmae import CELL, MixMAE
 
 
@@ -34,8 +35,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", choices=sorted(NAMED_CONFIGS), default="tiny-cpu", help="encoder size")
     p.add_argument("--mask-ratio", type=float, default=0.5, help="share of 32 px cells each image gives up")
     p.add_argument("--sarw-k", type=float, default=1.0, help="SAR-W weight exp(-k * p_norm); 0 = plain MixMAE")
+    p.add_argument("--sarw-domain", choices=SARW_DOMAINS, default="power",
+                   help="what p is: power = linear backscatter power of the de-normalised input (the paper's "
+                        "formula); standardised = 10^(x/10) of the standardised input x (what the public "
+                        "SAR-W-MixMAE code computes); see model/README.md for how strong each is")
+    p.add_argument("--drop-path", type=float, default=0.0,
+                   help="stochastic depth rate of the encoder while pretraining (the public SAR-W-MixMAE code "
+                        "uses 0; fine-tuning uses the network config's)")
     p.add_argument("--decoder-dim", type=int, default=128)
     p.add_argument("--decoder-depth", type=int, default=2)
+    p.add_argument("--decoder-heads", type=int, default=4, help="attention heads of the decoder layers")
     p.add_argument("--norm-mode", choices=NORM_MODES, default=NORM_FIXED,
                    help="input normalisation: fixed (dB statistics of the data) or scene (each raster's median "
                         "removed first)")
@@ -75,6 +84,19 @@ def data_statistics(scenes, options, norm_mode: str | None) -> dict:
             "normalisation": normalisation_of(norm_mode, sars).to_dict() if norm_mode else None}
 
 
+def weight_summary(model: MixMAE, images: torch.Tensor, valid: torch.Tensor) -> dict:
+    """How strong the SAR-W weighting is on these images: quantiles of the valid pixels' weights
+    (all 1 would be plain MixMAE)."""
+    with torch.no_grad():
+        weights = model.sarw_weights(images, valid)[valid].float().cpu()
+    if weights.numel() == 0:
+        return {}
+    sample = weights[torch.randperm(weights.numel(), generator=torch.Generator().manual_seed(0))[:100_000]]
+    quantiles = torch.quantile(sample, torch.tensor([0.1, 0.5, 0.9]))
+    return {"p10": float(quantiles[0]), "median": float(quantiles[1]), "p90": float(quantiles[2]),
+            "mean": float(weights.mean())}
+
+
 def main(argv=None) -> int:
     return engine.run_cli(parse_args(argv), run)
 
@@ -90,7 +112,7 @@ def run(args, runtime: engine.Runtime):
         config = EncoderConfig.from_dict(resume["encoder_config"])
         normalisation = Normalisation.from_dict(resume["normalisation"])
     else:
-        config = named_config(args.config).encoder
+        config = dataclasses.replace(named_config(args.config).encoder, drop_path=args.drop_path)
         if args.norm_mean is not None and args.norm_std is not None:
             normalisation = Normalisation(norm_mean=args.norm_mean, norm_std=args.norm_std)
     norm_mode = None if normalisation else args.norm_mode
@@ -104,17 +126,22 @@ def run(args, runtime: engine.Runtime):
                 f"SAR-W k = {args.sarw_k}")
     # SAR-W weights use power from the de-normalised dB: relative to the scene median in scene mode, which
     # changes nothing, since the weights min-max normalise power within each crop.
-    model = MixMAE(config, args.decoder_dim, args.decoder_depth, mask_ratio=args.mask_ratio, sarw_k=args.sarw_k,
-                   norm_mean=normalisation.norm_mean, norm_std=normalisation.norm_std).to(runtime.device)
+    decoder_heads = resume.get("decoder_heads", 4) if resume is not None else args.decoder_heads
+    model = MixMAE(config, args.decoder_dim, args.decoder_depth, decoder_heads, mask_ratio=args.mask_ratio,
+                   sarw_k=args.sarw_k, norm_mean=normalisation.norm_mean, norm_std=normalisation.norm_std,
+                   sarw_domain=args.sarw_domain).to(runtime.device)
     dataset = UnlabelledCrops(paths, normalisation, args.crop_size, args.samples_per_epoch, args.seed, options,
                               statistics["facts"])
     data = engine.loader(dataset, args.batch_size, args.workers, runtime, shuffle=True, drop_last=True)
     if runtime.distributed:
         model = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
-    optimizer = engine.adamw(model, args.lr, args.weight_decay)
+    # MixMAE's mask token is, like its relative position tables, not weight-decayed (as MixMIM declares);
+    # checkpoints from before this choice resume with the grouping they were saved with.
+    no_decay = tuple(resume.get("no_decay", ["bias_table"])) if resume is not None else ("bias_table", "mask_token")
+    optimizer = engine.adamw(model, args.lr, args.weight_decay, no_decay)
     scheduler = engine.warmup_cosine(optimizer, args.epochs * len(data), round(args.warmup_epochs * len(data)))
     scaler = engine.grad_scaler(runtime, args.amp)
-    start_epoch, history = 0, []
+    start_epoch, history, history_info = 0, [], {}
     if resume is not None:
         engine.unwrap(model).load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -132,6 +159,10 @@ def run(args, runtime: engine.Runtime):
         total = torch.zeros(2, device=runtime.device)
         for image, valid in data:
             image, valid = image.to(runtime.device, non_blocking=True), valid.to(runtime.device, non_blocking=True)
+            if "sarw_weights" not in history_info:
+                history_info["sarw_weights"] = weight_summary(engine.unwrap(model), image, valid)
+                runtime.log(f"SAR-W weights ({args.sarw_domain}, k = {args.sarw_k}) of the first batch's valid pixels: "
+                            + ", ".join(f"{key} {value:.3f}" for key, value in history_info["sarw_weights"].items()))
             with engine.autocast(runtime, args.amp):
                 loss = model(image, valid)
             optimizer.zero_grad(set_to_none=True)
@@ -151,8 +182,10 @@ def run(args, runtime: engine.Runtime):
             engine.save_atomic({"model": unwrapped.state_dict(), "encoder_config": dataclasses.asdict(config),
                                 "normalisation": normalisation.to_dict(), "epoch": epoch + 1,
                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                "scaler": scaler.state_dict(), "history": history}, args.out / "last.pt")
-            engine.write_json({"sarw_k": args.sarw_k, "mask_ratio": args.mask_ratio, "epochs": history},
+                                "scaler": scaler.state_dict(), "history": history, "no_decay": list(no_decay),
+                                "decoder_heads": decoder_heads}, args.out / "last.pt")
+            engine.write_json({"sarw_k": args.sarw_k, "sarw_domain": args.sarw_domain, "mask_ratio": args.mask_ratio,
+                               "drop_path": config.drop_path, **history_info, "epochs": history},
                               args.out / "metrics.json")
     runtime.log(f"done: encoder weights in {args.out / 'encoder.pt'}")
 
