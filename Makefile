@@ -32,6 +32,9 @@ bench: $(STAMP)
 bench-fieldwork: $(STAMP)
 	$(PY) tools/bench_fieldwork.py $(ARGS)
 
+bench-train: $(STAMP)
+	$(PY) tools/bench_train.py $(ARGS)
+
 simulate: $(STAMP)
 	$(PY) -m model.simulate $(ARGS)
 

@@ -126,3 +126,28 @@ def test_group_attention_keeps_two_mixed_images_apart():
         rows = a.shape[-2] // 2
         assert torch.allclose(a[..., :rows, :], b[..., :rows, :], atol=1e-5), level
     assert not torch.allclose(fa[0][..., :8, :], plain[0][..., :8, :], atol=1e-3)
+
+
+def test_window_attention_matches_the_explicit_formula_with_masks():
+    """scaled_dot_product_attention with the relative position bias and per-window / per-image masks
+    equals softmax(q k^T / sqrt(d) + bias + mask) v written out."""
+    from model.net.swin import MASKED, WindowAttention, attention_mask
+
+    assert attention_mask(8, 8, 7, 6, 4, 2, torch.device("cpu")) is attention_mask(8, 8, 7, 6, 4, 2, torch.device("cpu"))
+
+    torch.manual_seed(0)
+    attention = WindowAttention(dim=8, window=2, num_heads=2).eval()
+    batch, windows, n = 3, 2, 4
+    x = torch.randn(batch * windows, n, 8)
+    masks = [None, (torch.rand(windows, n, n) > 0.7).float() * MASKED,
+             (torch.rand(batch, windows, n, n) > 0.7).float() * MASKED]
+    for mask in masks:
+        q, k, v = attention.qkv(x).view(batch * windows, n, 3, 2, 4).permute(2, 0, 3, 1, 4)
+        logits = (q @ k.transpose(-2, -1)) * 4 ** -0.5
+        logits = logits + attention.bias_table[attention.bias_index.view(-1)].view(n, n, 2).permute(2, 0, 1)
+        if mask is not None:
+            full = mask.unsqueeze(0).expand(batch, -1, -1, -1) if mask.dim() == 3 else mask
+            logits = logits + full.reshape(batch * windows, 1, n, n)
+        expected = attention.proj((logits.softmax(-1) @ v).transpose(1, 2).reshape(batch * windows, n, 8))
+        with torch.no_grad():
+            assert torch.allclose(attention(x, mask), expected, atol=1e-5)

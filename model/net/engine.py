@@ -67,7 +67,8 @@ def add_runtime_arguments(parser) -> None:
     parser.add_argument("--norm-std", type=float, help="fix the input std (dB) instead of computing it")
     parser.add_argument("--resume", type=pathlib.Path, help="last.pt to continue from")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    parser.add_argument("--amp", choices=sorted(AMP_DTYPES), default="none", help="mixed precision")
+    parser.add_argument("--amp", choices=sorted(AMP_DTYPES) + ["auto"], default="none",
+                        help="mixed precision; auto: bf16 on GPUs that support it, else fp16 on GPUs, none on CPU")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: PyTorch's choice)")
     parser.add_argument("--seed", type=int, default=0)
@@ -78,11 +79,22 @@ def run_cli(args, run) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     runtime = setup_runtime(args.device)
+    args.amp = resolve_amp(args.amp, runtime)
     try:
         run(args, runtime)
     finally:
         shutdown(runtime)
     return 0
+
+
+def resolve_amp(amp: str, runtime: Runtime) -> str:
+    """``--amp auto`` made concrete for this device: bf16 where the GPU supports it (no loss scaling
+    needed), fp16 on older GPUs, none on CPU (CPU autocast rarely pays off for training)."""
+    if amp != "auto":
+        return amp
+    if runtime.device.type != "cuda":
+        return "none"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 def autocast(runtime: Runtime, amp: str):

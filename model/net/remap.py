@@ -75,17 +75,25 @@ class CodeTable:
                          for code, (name, target) in sorted(self.rows.items()))
 
     def apply(self, codes: np.ndarray, unlisted_nodata: bool, source_name: str) -> np.ndarray:
-        """Class codes (uint8) of ``codes``; an unlisted code is nodata or stops with the codes named."""
-        codes = codes.astype(np.int64, copy=False)
-        inside = (codes >= 0) & (codes < len(self.lookup))
-        mapped = np.where(inside, self.lookup[np.clip(codes, 0, len(self.lookup) - 1)], -1)
+        """Class codes (uint8) of ``codes`` (an integer array); an unlisted code is nodata or stops
+        with the codes named."""
+        if codes.dtype.kind == "u" and codes.dtype.itemsize <= 2:  # label products: one table lookup
+            table = np.full(1 << (8 * codes.dtype.itemsize), -1, dtype=np.int16)
+            table[:min(len(table), len(self.lookup))] = self.lookup[:len(table)]
+            mapped = table[codes]
+        else:
+            wide = codes.astype(np.int64, copy=False)
+            inside = (wide >= 0) & (wide < len(self.lookup))
+            mapped = np.where(inside, self.lookup[np.clip(wide, 0, len(self.lookup) - 1)], -1)
         unknown = mapped < 0
-        if unknown.any() and not unlisted_nodata:
-            found = ", ".join(str(code) for code in np.unique(codes[unknown])[:20])
-            raise ValueError(f"'{source_name}' holds code(s) {found}, which the table {self.origin} does not list. "
-                             f"Check the product version (--table) or add them to a copy of the table; "
-                             f"--unlisted nodata makes them nodata.")
-        return np.where(unknown, NODATA, mapped).astype(np.uint8)
+        if unknown.any():
+            if not unlisted_nodata:
+                found = ", ".join(str(code) for code in np.unique(codes[unknown])[:20])
+                raise ValueError(f"'{source_name}' holds code(s) {found}, which the table {self.origin} does not "
+                                 f"list. Check the product version (--table) or add them to a copy of the table; "
+                                 f"--unlisted nodata makes them nodata.")
+            mapped[unknown] = NODATA
+        return mapped.astype(np.uint8)
 
 
 def remap_raster(source: pathlib.Path, target: pathlib.Path, table: CodeTable, unlisted_nodata: bool = False) -> dict:
@@ -100,9 +108,7 @@ def remap_raster(source: pathlib.Path, target: pathlib.Path, table: CodeTable, u
             with rasterio.open(partial, "w", **profile) as writer:
                 for window in _blocks(reader):
                     codes = reader.read(1, window=window)
-                    values, found = np.unique(codes, return_counts=True)
-                    for value, count in zip(values.tolist(), found.tolist()):
-                        counts[value] = counts.get(value, 0) + count
+                    _count(codes, counts)
                     writer.write(table.apply(codes, unlisted_nodata, str(source)), 1, window=window)
                 writer.write_colormap(1, {NODATA: (0, 0, 0, 0), **colours})
                 writer.set_band_description(1, "LULC class (model/classes.py)")
@@ -110,6 +116,18 @@ def remap_raster(source: pathlib.Path, target: pathlib.Path, table: CodeTable, u
     finally:
         partial.unlink(missing_ok=True)
     return counts
+
+
+def _count(codes: np.ndarray, counts: dict[int, int]) -> None:
+    """Add the pixel count of every value in ``codes`` to ``counts``."""
+    if codes.dtype.kind == "u":
+        found = np.bincount(codes.ravel())
+        values = np.flatnonzero(found)
+        found = found[values]
+    else:
+        values, found = np.unique(codes, return_counts=True)
+    for value, count in zip(values.tolist(), found.tolist()):
+        counts[value] = counts.get(value, 0) + count
 
 
 def _blocks(reader):

@@ -8,6 +8,8 @@ attention is restricted to tokens of the same image (MixMAE's masked self-attent
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,11 +34,13 @@ def window_reverse(windows: torch.Tensor, window: int, h: int, w: int) -> torch.
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, h, w, c)
 
 
+@functools.lru_cache(maxsize=64)
 def attention_mask(hp: int, wp: int, h: int, w: int, window: int, shift: int, device) -> torch.Tensor:
     """Additive (nW, N, N) mask over the windows of a padded (hp, wp) grid whose valid part is (h, w).
 
     Two cases remove a key: after the cyclic shift, tokens from different image regions must not
     see each other; and padding tokens (added to reach a multiple of the window) are never keys.
+    Cached per resolution and device (it depends on nothing else); callers must not modify it.
     """
     ids = torch.zeros(1, hp, wp, 1, device=device)
     if shift:
@@ -73,18 +77,20 @@ class WindowAttention(nn.Module):
         self.register_buffer("bias_index", relative[..., 0] * (2 * window - 1) + relative[..., 1], persistent=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """x: (B*nW, N, C); mask: additive, (nW, N, N) or (B, nW, N, N), or None."""
+        """x: (B*nW, N, C); mask: additive, (nW, N, N) or (B, nW, N, N), or None.
+
+        softmax(q k^T / sqrt(d) + relative position bias + mask) v through PyTorch's fused
+        scaled_dot_product_attention (memory-efficient kernels on GPUs; exported to ONNX as plain ops)."""
         bw, n, c = x.shape
         q, k, v = self.qkv(x).view(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        attn = attn + self.bias_table[self.bias_index.view(-1)].view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
+        bias = self.bias_table[self.bias_index.view(-1)].view(n, n, -1).permute(2, 0, 1).unsqueeze(0)  # (1, h, N, N)
         if mask is not None:
             nw = mask.shape[-3]
-            mask = mask if mask.dim() == 4 else mask.unsqueeze(0)
-            attn = attn.view(-1, nw, self.num_heads, n, n) + mask.unsqueeze(2)
-            attn = attn.view(bw, self.num_heads, n, n)
-        x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(bw, n, c)
-        return self.proj(x)
+            mask = mask if mask.dim() == 4 else mask.unsqueeze(0)  # (B or 1, nW, N, N)
+            bias = (mask.unsqueeze(2) + bias.unsqueeze(0)).expand(bw // nw, nw, self.num_heads, n, n)
+            bias = bias.reshape(bw, self.num_heads, n, n)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
+        return self.proj(x.transpose(1, 2).reshape(bw, n, c))
 
 
 class DropPath(nn.Module):
