@@ -90,8 +90,8 @@ def main(argv=None) -> int:
         del mixmae
         results.append({"config": name, "parameters_m": round(parameters / 1e6, 1), "fine_tune_images_s": fine_tune,
                         "pretrain_images_s": pretrain, "iterations": iterations})
-        print(f"{name:>9}: {parameters / 1e6:6.1f} M parameters; fine-tuning {fine_tune:8.2f} images/s, "
-              f"pretraining {pretrain:8.2f} images/s ({iterations} timed steps)", flush=True)
+        print(f"{name:>9}: {parameters / 1e6:6.1f} M parameters; fine-tuning {fine_tune:8.3g} images/s, "
+              f"pretraining {pretrain:8.3g} images/s ({iterations} timed steps)", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"device": device_name, "amp": amp, "batch_size": args.batch_size,
                                          "crop_size": args.crop_size, "results": results}, indent=2))

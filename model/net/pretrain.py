@@ -132,6 +132,10 @@ def run(args, runtime: engine.Runtime):
                    sarw_domain=args.sarw_domain).to(runtime.device)
     dataset = UnlabelledCrops(paths, normalisation, args.crop_size, args.samples_per_epoch, args.seed, options,
                               statistics["facts"])
+    resampled = sum(sar.grid is not None for sar in dataset.sars)
+    if resampled:
+        runtime.log(f"{resampled} of {len(dataset.sars)} rasters are read resampled onto the {options.gsd_m:g} m "
+                    f"model grid, as the plugin reads them")
     data = engine.loader(dataset, args.batch_size, args.workers, runtime, shuffle=True, drop_last=True)
     if runtime.distributed:
         model = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
