@@ -36,11 +36,11 @@ if ! command -v pdftotext >/dev/null 2>&1; then
     fi
 fi
 
+# rasterio: the training data layer; Debian's package runs on the same GDAL as the plugin's bindings.
 if ! /usr/bin/python3 -c "import rasterio" 2>/dev/null; then
     if [ "$(id -u)" = 0 ]; then
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update
-        apt-get install -y --no-install-recommends python3-rasterio
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-rasterio \
+            || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-rasterio; }
     else
         echo "rasterio is missing (training data layer): sudo apt-get install python3-rasterio" >&2
         exit 1
