@@ -241,7 +241,8 @@ class SarRaster:
     """One SAR raster as the model sees it: on the engine's model grid when the plugin would resample
     it (``grid``), else on its own; units (the profile's, the user's or detected) and scene statistics
     computed once (or taken from ``facts``, see :meth:`facts`); windows read as (dB, valid).
-    Rasters without a CRS are read on their own grid. Re-opened per process."""
+    Rasters without a CRS, and those read through a profile's assumed stretch, are read on their own
+    grid. Re-opened per process."""
 
     def __init__(self, path, profile: str = "sarlulc", options: ReadOptions = ReadOptions(),
                  facts: dict | None = None):
@@ -252,8 +253,7 @@ class SarRaster:
         self.scaling = band_scaling(dataset.GetRasterBand(1))  # GDAL scale/offset, as the engine applies it
         self.units = self._units(dataset, facts)
         self.grid: ModelGrid | None = None
-        if (options.model_grid and dataset.GetSpatialRef() is not None and self.units is not InputUnits.RELATIVE
-                and not self.profile.db_stretch):
+        if options.model_grid and dataset.GetSpatialRef() is not None and not self.profile.db_stretch:
             self.grid = decide_model_grid(dataset, options.gsd_m)
         if self.grid is None:
             self.width, self.height = dataset.RasterXSize, dataset.RasterYSize
