@@ -1,6 +1,7 @@
 """The training data layer reads what the plugin's engine feeds the model: model grid, units, labels."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -13,8 +14,8 @@ from model.inference.reader import BandReader, prepare_input
 from model.inference.sar_input import InputUnits, SpeckleFilter
 from model.inference.windows import Window
 from model.net import train
-from model.net.data import (LabelRaster, Normalisation, ReadOptions, SarRaster, SegmentationTiles, find_images,
-                            find_pairs, label_offset, read_options)
+from model.net.data import (LabelRaster, Normalisation, ReadOptions, SarRaster, Scene, SegmentationTiles, find_images,
+                            find_pairs, label_offset, open_rasters, read_options)
 from model.net.losses import IGNORE_INDEX
 from tests.net_support import codes_from_db, write_pair
 
@@ -77,6 +78,17 @@ def test_training_reads_a_degree_tile_on_the_engines_model_grid(degree_pair):
                         resampleAlg="near").ReadAsArray()
     codes = label.read(whole)
     assert np.mean(codes == nearest) > 0.999 and set(np.unique(codes)) <= set(range(10))
+
+
+def test_rasters_are_measured_in_several_processes_with_the_same_result(tmp_path, degree_pair):
+    write_pair(tmp_path, "a", 64, seed=1)
+    scenes = [Scene(pathlib.Path(degree_pair[0]), None), Scene(tmp_path / "a_sar.tif", None)]
+    here, parallel = open_rasters(scenes, ReadOptions(), 1), open_rasters(scenes, ReadOptions(), 2)
+    assert list(here) == [str(scene.sar) for scene in scenes] == list(parallel)
+    for path, sar in here.items():
+        assert parallel[path].facts() == sar.facts() and parallel[path].grid == sar.grid
+        assert np.array_equal(parallel[path].sample_db(), sar.sample_db())
+    assert here[degree_pair[0]].grid is not None and here[str(tmp_path / "a_sar.tif")].grid is None
 
 
 def test_labels_must_share_the_sar_pixel_grid(tmp_path):

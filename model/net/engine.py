@@ -69,7 +69,9 @@ def add_runtime_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     parser.add_argument("--amp", choices=sorted(AMP_DTYPES) + ["auto"], default="none",
                         help="mixed precision; auto: bf16 on GPUs that support it, else fp16 on GPUs, none on CPU")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="DataLoader worker processes (also the processes that read the rasters' statistics once "
+                             "at start-up)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: PyTorch's choice)")
     parser.add_argument("--seed", type=int, default=0)
 

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import engine
 from .configs import NAMED_CONFIGS, EncoderConfig, named_config
 from ..inference.metadata import NORM_FIXED, NORM_MODES
-from .data import (Normalisation, SarRaster, UnlabelledCrops, add_read_arguments, find_images, normalisation_of,
+from .data import (Normalisation, UnlabelledCrops, add_read_arguments, find_images, normalisation_of, open_rasters,
                    read_options)
 from .losses import SARW_DOMAINS
 from .mixmae import CELL, MixMAE
@@ -76,10 +76,10 @@ def encoder_state(model: MixMAE, config: EncoderConfig, normalisation: Normalisa
 STATISTICS_FILE = "data_statistics.json"
 
 
-def data_statistics(scenes, options, norm_mode: str | None) -> dict:
+def data_statistics(scenes, options, norm_mode: str | None, processes: int = 1) -> dict:
     """Each raster's units and scene statistics, and the input normalisation (None when it is given),
     read once (rank 0, cached; see engine.computed_once)."""
-    sars = [SarRaster(scene.sar, scene.profile, options) for scene in scenes]
+    sars = list(open_rasters(scenes, options, processes).values())
     return {"facts": {sar.path: sar.facts() for sar in sars},
             "normalisation": normalisation_of(norm_mode, sars).to_dict() if norm_mode else None}
 
@@ -118,7 +118,7 @@ def run(args, runtime: engine.Runtime):
     norm_mode = None if normalisation else args.norm_mode
     key = {"version": 1, "images": [[*engine.files_key([scene.sar]), scene.profile] for scene in paths],
            "read": [options.input_units.value, options.calibration_factor, options.gsd_m], "norm_mode": norm_mode}
-    statistics = engine.computed_once(lambda: data_statistics(paths, options, norm_mode),
+    statistics = engine.computed_once(lambda: data_statistics(paths, options, norm_mode, args.workers),
                                       args.out / STATISTICS_FILE, key, runtime)
     normalisation = normalisation or Normalisation.from_dict(statistics["normalisation"])
     runtime.log(f"{len(paths)} SAR rasters; input normalisation {normalisation.norm_mode}: clip "

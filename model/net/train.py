@@ -21,8 +21,8 @@ from ..classes import LULC_CLASSES, WATER_CLASSES
 from . import engine
 from .configs import NAMED_CONFIGS, EncoderConfig, NetConfig, named_config
 from ..inference.metadata import NORM_FIXED, NORM_MODES
-from .data import (CalibrationJitter, LabelRaster, Normalisation, SarRaster, SegmentationCrops, SegmentationTiles,
-                   add_read_arguments, find_pairs, input_distribution, label_histogram, normalisation_of, read_options,
+from .data import (CalibrationJitter, LabelRaster, Normalisation, SegmentationCrops, SegmentationTiles, add_read_arguments,
+                   find_pairs, input_distribution, label_histogram, normalisation_of, open_rasters, read_options,
                    task_histogram, validation_tiles)
 from .losses import IGNORE_INDEX, FocalDiceLoss, class_weights
 from .segmentor import Segmentor
@@ -98,16 +98,14 @@ STATISTICS_FILE = "data_statistics.json"
 
 
 def data_statistics(train_pairs, val_pairs, task: str, options, norm_mode: str | None, jitter: CalibrationJitter,
-                    tile_size: int) -> dict:
+                    tile_size: int, processes: int = 1) -> dict:
     """What training learns by reading whole rasters, once (rank 0, cached; see engine.computed_once):
     every label raster checked against the legend (validation labels too, before any epoch), class
     pixel counts, each SAR raster's units and scene statistics, the input normalisation (``norm_mode``;
     None when it is given), the training input distribution and the validation tiles."""
     counts = task_histogram(label_histogram(train_pairs, task), task)
     label_histogram(val_pairs, task)
-    sars = {}
-    for scene in train_pairs + val_pairs:
-        sars.setdefault(str(scene.sar), SarRaster(scene.sar, scene.profile, options))
+    sars = open_rasters(train_pairs + val_pairs, options, processes)
     train_sars = [sars[str(scene.sar)] for scene in train_pairs]
     val_labels = [LabelRaster(scene.label, scene.profile, sars[str(scene.sar)]) for scene in val_pairs]
     normalisation = normalisation_of(norm_mode, train_sars) if norm_mode else None
@@ -201,7 +199,8 @@ def run(args, runtime: engine.Runtime):
     norm_mode = None if normalisation else (args.norm_mode or NORM_FIXED)
     jitter = CalibrationJitter(args.level_jitter, args.gain_jitter)
     statistics = engine.computed_once(
-        lambda: data_statistics(train_pairs, val_pairs, args.task, options, norm_mode, jitter, args.crop_size),
+        lambda: data_statistics(train_pairs, val_pairs, args.task, options, norm_mode, jitter, args.crop_size,
+                                args.workers),
         args.out / STATISTICS_FILE, statistics_key(train_pairs, val_pairs, args, options, norm_mode), runtime)
     normalisation = normalisation or Normalisation.from_dict(statistics["normalisation"])
     weights = class_weights(np.array(statistics["class_counts"]), args.alpha)
