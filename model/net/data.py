@@ -298,10 +298,9 @@ class SarRaster:
             self._pid = os.getpid()
         return self._reader
 
-    def _valid(self, raw: np.ndarray, units: InputUnits | None = None) -> np.ndarray:
-        """Finite values that are measurements in ``units`` (default: those read) and not one of the
-        profile's invalid values."""
-        valid = valid_mask(raw, None, units or self.read_units)
+    def _valid(self, raw: np.ndarray) -> np.ndarray:
+        """Finite values that are measurements in the units read and not one of the profile's invalid values."""
+        valid = valid_mask(raw, None, self.read_units)
         for value in self.profile.sar_invalid:
             valid &= raw != value
         return valid
@@ -335,11 +334,11 @@ class SarRaster:
                 raise ValueError(f"'{self.path}' holds no valid pixel (every pixel is nodata); leave it out.")
         return self._sample
 
-    def _to_db(self, raw: np.ndarray, units: InputUnits | None = None) -> np.ndarray:
+    def _to_db(self, raw: np.ndarray) -> np.ndarray:
         if self.profile.db_stretch:
             low, high = self.profile.db_stretch
             return (low + raw.astype(np.float32) * np.float32((high - low) / 255.0)).astype(np.float32)
-        return to_db(raw, units or self.read_units, self.options.calibration_factor)
+        return to_db(raw, self.read_units, self.options.calibration_factor)
 
     def __getstate__(self):
         return {**self.__dict__, "_reader": None, "_pid": None, "_sample": None}
