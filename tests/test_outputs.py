@@ -74,7 +74,9 @@ def test_a_rerun_replaces_its_outputs_their_styles_and_stale_companions(sarlulc_
     processing.run("sarlulc:waterdetect", {"INPUT": sar_raster, "MODEL": water_model, "OUTPUT": str(output)})
 
     assert loaded_palette(output) == {1: "Water"}  # the water legend replaced the 9 classes
-    assert gdal.Open(str(output)).GetRasterBand(1).GetNoDataValue() == 255
+    written = gdal.Open(str(output))
+    assert written.GetRasterBand(1).GetNoDataValue() == 255
+    written = None
     assert not (tmp_path / "map.tif.ovr").exists()
     assert hidden_files(tmp_path) == []
 

@@ -422,7 +422,9 @@ class OutputRaster:
         warper, streamed; nodata and description kept), open for update under a hidden name.
         The legend, kept in a sidecar, must be set again."""
         output = cls.__new__(cls)
-        data_type = gdal.Open(str(source_path)).GetRasterBand(1).DataType
+        source = gdal.Open(str(source_path))  # kept open: a band outliving its dataset crashes GDAL
+        data_type = source.GetRasterBand(1).DataType
+        source = None
         output._start(final_path, like.RasterXSize * like.RasterYSize, data_type)
         try:
             warp_back_to_input_grid(source_path, like, output.temp_path, resampling,
