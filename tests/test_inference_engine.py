@@ -11,6 +11,7 @@ from model.inference import engine
 from model.inference.engine import RunOptions, detect_water, segment
 from model.inference.errors import (CancelledError, InferenceError, InputRasterError, ModelContractError,
                                     OptionError, OutputError)
+from model.inference.coverage import CELL, READ_CELLS
 from model.inference.reader import BandReader
 
 from .factories import (expected_pixel_classes, write_context_lulc_model, write_foreign_onnx, write_nan_lulc_model,
@@ -153,7 +154,7 @@ def test_rasters_smaller_than_or_near_one_tile(models, tmp_path, width, height):
     np.testing.assert_array_equal(classes, expected_pixel_classes(source_db(sar)))
 
 
-def test_engine_never_reads_more_than_a_block_and_its_halo(models, tmp_path, monkeypatch):
+def test_engine_never_reads_more_than_a_block_and_its_tiles(models, tmp_path, monkeypatch):
     sar = write_sar_raster(tmp_path / "wide.tif", 700, 150)
     windows = []
     original = BandReader.read
@@ -164,9 +165,13 @@ def test_engine_never_reads_more_than_a_block_and_its_halo(models, tmp_path, mon
 
     monkeypatch.setattr(BandReader, "read", recording_read)
     segment(sar, tmp_path / "lulc.tif", models["lulc"], options=RunOptions(block_size=96))
-    assert len(windows) > 1
-    limit = 96 + 2 * 64  # block (a multiple of the 48 px stride, at most 96) plus a tile each side
-    assert all(w.width <= limit and w.height <= limit for w in windows)
+    # The data-coverage scan reads whole cells in windows of a few MB; the stream, a block and its tiles.
+    scan_rows, scan_columns = (cells * CELL for cells in READ_CELLS)
+    scan = [w for w in windows if w.x % scan_columns == 0 and w.y % scan_rows == 0 and
+            (w.width, w.height) == (min(scan_columns, 700 - w.x), min(scan_rows, 150 - w.y))]
+    stream = [w for w in windows if w not in scan]
+    assert len(scan) == 1 and len(stream) > 1
+    assert all(w.width <= 96 + 64 and w.height <= 96 + 64 for w in stream)
     _, classes = read(tmp_path / "lulc.tif")
     np.testing.assert_array_equal(classes, expected_pixel_classes(source_db(sar)))
 

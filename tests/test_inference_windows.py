@@ -19,35 +19,58 @@ def test_tile_origins_cover_every_pixel_and_end_flush(size):
     assert all(b - a <= 48 for a, b in zip(origins, origins[1:]))
 
 
-@pytest.mark.parametrize("block_size", [48, 100, 1000])
-def test_blocks_partition_the_raster_and_their_tiles_cover_them(block_size):
-    plan = TilePlan(203, 157, 64, 16, block_size)
-    seen = np.zeros((157, 203), int)
+@pytest.mark.parametrize("width, height, tile, overlap, block_size", [
+    (203, 157, 64, 16, 48), (203, 157, 64, 16, 100), (203, 157, 64, 16, 1000), (5000, 3001, 256, 64, 1024),
+    (2100, 700, 256, 64, 1920), (40, 30, 64, 16, 32)])
+def test_every_tile_belongs_to_exactly_one_block_and_blocks_partition_the_raster(width, height, tile, overlap,
+                                                                                  block_size):
+    plan = TilePlan(width, height, tile, overlap, block_size)
+    seen = np.zeros((height, width), int)
+    tiles = []
     for row in plan.block_rows():
         for block in row:
             seen[block.slices_in(plan.raster)] += 1
-            covered = np.zeros((157, 203), bool)
-            for tile in plan.tiles_for(block):
-                assert tile.x in plan.x_origins and tile.y in plan.y_origins
-                part = tile.intersection(plan.raster)
-                covered[part.slices_in(plan.raster)] = True
-            assert covered[block.slices_in(plan.raster)].all()
+            for t in plan.tiles_of(block):
+                assert block.x <= t.x < block.x_end and block.y <= t.y < block.y_end
+                tiles.append((t.x, t.y))
     assert (seen == 1).all()
+    assert sorted(tiles) == sorted((x, y) for x in plan.x_origins for y in plan.y_origins)
+    assert len(tiles) == plan.tile_count
 
 
-def test_read_window_is_block_plus_at_most_one_tile_of_halo():
+@pytest.mark.parametrize("block_size", [32, 100, 1000])
+def test_tiles_reach_only_the_blocks_they_name_and_those_cover_every_pixel(block_size):
+    """A pixel gets the outputs of all the tiles over it: those of its own block, and those of the
+    earlier blocks that name its block as reached."""
+    plan = TilePlan(203, 157, 64, 16, block_size)
+    blocks = [block for row in plan.block_rows() for block in row]
+    contributions = np.zeros((157, 203), int)
+    expected = np.zeros((157, 203), int)
+    for x in plan.x_origins:
+        for y in plan.y_origins:
+            part = Window(x, y, 64, 64).intersection(plan.raster)
+            expected[part.slices_in(plan.raster)] += 1
+    for block in blocks:
+        reached = plan.blocks_reached(block)
+        assert all(later in blocks and (later.y, later.x) > (block.y, block.x) for later in reached)
+        for t in plan.tiles_of(block):
+            part = t.intersection(plan.raster)
+            for target in [block] + reached:
+                on_target = part.intersection(target)
+                if on_target:
+                    contributions[on_target.slices_in(plan.raster)] += 1
+            assert part.intersection(plan.read_window(block)) == part  # each tile is read whole
+    np.testing.assert_array_equal(contributions, expected)
+
+
+def test_read_window_is_the_block_and_its_tiles():
     plan = TilePlan(5000, 4000, 256, 64, 1024)
     for row in plan.block_rows():
         for block in row:
             window = plan.read_window(block)
-            assert window.x >= block.x - 256 and window.x_end <= block.x_end + 256
-            assert window.y >= block.y - 256 and window.y_end <= block.y_end + 256
+            assert (window.x, window.y) == (block.x, block.y)
+            assert block.x_end <= window.x_end <= block.x_end + 256 and block.y_end <= window.y_end <= block.y_end + 256
             assert window.intersection(plan.raster) == window
-
-
-def test_block_size_is_a_multiple_of_the_stride():
-    assert TilePlan(5000, 5000, 256, 64, 2048).block_size == 1920
-    assert TilePlan(5000, 5000, 256, 64, 10).block_size == 192
 
 
 def test_window_intersection_and_slices():

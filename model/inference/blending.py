@@ -27,7 +27,8 @@ def to_probabilities(scores: np.ndarray, activation: str) -> np.ndarray:
 
 
 class BlockAccumulator:
-    """Weighted sum of the tile probabilities that fall on one output block."""
+    """Weighted sum of the tile probabilities that fall on one output block (or on the part of a
+    later block that the tiles of the current one reach, carried to it: `add_carried`)."""
 
     def __init__(self, block: Window, channels: int, weights: np.ndarray):
         self.block = block
@@ -45,6 +46,12 @@ class BlockAccumulator:
         weights = self.weights[in_tile]
         self.sum[(slice(None),) + in_block] += probabilities[(slice(None),) + in_tile] * weights
         self.weight_sum[in_block] += weights
+
+    def add_carried(self, part: "BlockAccumulator") -> None:
+        """Add the sums of ``part``, an accumulator over a window inside this block."""
+        in_block = part.block.slices_in(self.block)
+        self.sum[(slice(None),) + in_block] += part.sum
+        self.weight_sum[in_block] += part.weight_sum
 
     def probabilities(self) -> np.ndarray:
         """(C, h, w) blended probabilities, normalised in place (call once, after the last tile);

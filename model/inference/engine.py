@@ -13,6 +13,7 @@ threshold found for the whole raster, then applied block by block.
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import shutil
 import time
@@ -24,6 +25,7 @@ from osgeo import gdal, osr
 
 from .blending import BlockAccumulator, blend_weights, to_probabilities
 from .distribution import check_input_distribution
+from .coverage import DataCoverage, ModelGridCoverage
 from .errors import CancelledError, InputRasterError, ModelContractError, OptionError
 from .memory import MEMORY_SHARE, available_memory_bytes, run_memory_bytes
 from .metadata import NORM_SCENE, TILE_MULTIPLE, ModelContract, bundled_model_path
@@ -32,6 +34,7 @@ from .resample import ModelGrid, decide_model_grid, open_on_model_grid, resampli
 from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, CLASSES_BAND, CONFIDENCE_BAND, PROBABILITY_BAND, WATER_BAND,
                         InputUnits, SpeckleFilter, check_calibration_factor, check_units_fit, detect_band_units,
                         filter_halo, ground_pixel_size_m, sample_shape, sample_valid_values)
+from .pipeline import BackgroundWriter, Prefetch
 from .session import DEVICES, ModelSession
 from .threshold import WaterThreshold, find_water_threshold, sample_tiles
 from .windows import TilePlan, Window
@@ -39,7 +42,7 @@ from .writer import (OutputRaster, PendingFiles, all_or_none, check_free_space, 
                      raster_bytes, style_sidecar_path)
 
 DEFAULT_BATCH_SIZE = 4
-DEFAULT_BLOCK_SIZE = 2048
+DEFAULT_BLOCK_SIZE = 1024  # a multiple of the outputs' 256 px GeoTIFF blocks: whole blocks written
 LULC_NODATA, WATER_NODATA, SCORE_NODATA = 0, 255, -1.0
 OUTPUT_GRIDS = ("input", "model")  # where the results are written when the input is read resampled
 WATER_METHODS = ("model", "threshold")  # how Water Detect decides: the water model, or a backscatter threshold
@@ -65,6 +68,7 @@ class RunOptions:
     filter_size: int = 7  # speckle filter window edge in pixels
     output_grid: str = "input"  # "input" | "model": grid of the results of a resampled input
     method: str = "model"  # water only: "model" | "threshold" (automatic split-based threshold in dB)
+    threads: int | None = None  # ONNX Runtime's threads on the CPU (None: one per physical core)
 
 
 @dataclass
@@ -73,11 +77,12 @@ class RunReport:
     extra_output_path: str | None
     contract: ModelContract
     providers: list[str]
-    tiles: int
+    tiles: int  # tiles run: each once; those without a valid pixel are not run
     seconds: float
     valid_pixels: int
     method: str = "model"
     water_threshold_db: float | None = None  # METHOD threshold: pixels darker than this are water (None: none)
+    tiles_planned: int = 0  # tiles of the plan (run or, without valid pixels, skipped)
 
 
 def segment(input_path, output_path, model_path=None, confidence_path=None, options=None,
@@ -167,11 +172,13 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
         log(f"Method: automatic backscatter threshold, no model; the model '{contract.model_name}' only sets the "
             f"{contract.gsd_m:g} m working grid and the legend")
     else:
-        session = ModelSession(model_path, options.device)
+        session = ModelSession(model_path, options.device, options.threads)
         contract = ModelContract.from_metadata(session.metadata, str(model_path), expected_task=task)
         settings = _settings(options, contract, session.fixed_tile_size, log)
         log(f"Model: {contract.model_name}" + (f" (trained on {contract.trained_on})" if contract.trained_on else ""))
         log(f"Execution provider: {session.providers[0]}")
+        log(f"ONNX Runtime threads: {session.threads}" + (" (one per physical core)" if options.threads is None
+                                                          else " (as set)"))
     log(_band_line(dataset, options.band))
     input_reader = BackscatterReader(band_reader, units, options.calibration_factor)
     if not thresholding:
@@ -187,11 +194,17 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     warp_back = grid is not None and options.output_grid == "input"
     # The last 5 % are closing the outputs, when GDAL compresses the blocks it still caches.
     stream_share = 85.0 if warp_back else 95.0
+    # Before any output exists: where the input holds data (the first 2 % of the progress bar).
+    input_coverage = _data_coverage(input_reader, input_path, options.band,
+                                    lambda percent: progress(percent * stream_share / 5000.0), is_cancelled)
+    coverage = input_coverage if grid is None else \
+        ModelGridCoverage(input_coverage, dataset, source.band_reader.dataset)
     if thresholding:
-        # Found before any output file exists; the first tenth of the progress bar.
-        water_threshold = _find_threshold(source, lambda percent: progress(percent * stream_share / 1000.0),
-                                          is_cancelled, log, warn)
-        blocks = _blocks(source.band_reader.width, source.band_reader.height, options.block_size)
+        # Found before any output file exists; up to the first tenth of the progress bar.
+        water_threshold = _find_threshold(source, lambda percent: progress((2.0 + 0.08 * percent) * stream_share
+                                                                           / 100.0), is_cancelled, log, warn)
+        all_blocks = _blocks(source.band_reader.width, source.band_reader.height, options.block_size)
+        blocks = [block for block in all_blocks if coverage.has_data(block)]
     else:
         if contract.norm_mode == NORM_SCENE:
             settings.scene = _scene_statistics(source, input_path, options.band)
@@ -199,10 +212,13 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
                 f"pixels sampled over the whole raster); the map does not depend on the absolute calibration")
         plan = TilePlan(source.band_reader.width, source.band_reader.height, settings.tile_size,
                         settings.tile_overlap, options.block_size)
-        block_rows = plan.block_rows()
-        block_count = sum(len(row) for row in block_rows)
+        all_blocks = [block for row in plan.block_rows() for block in row]
+        blocks = [block for block in all_blocks if coverage.has_data(plan.read_window(block))]
         log(f"Tiles: {plan.tile_count} of {settings.tile_size} px with {settings.tile_overlap} px overlap, "
-            f"batches of {settings.batch_size}, {block_count} block(s) of up to {plan.block_size} px")
+            f"batches of {settings.batch_size}, {len(all_blocks)} block(s) of up to {plan.block_size} px")
+    if len(blocks) < len(all_blocks):
+        log(f"Data coverage: {len(all_blocks) - len(blocks)} of {len(all_blocks)} block(s) hold no valid pixel and "
+            f"are skipped (data in {input_coverage.share:.0%} of the input)")
 
     specs = _output_specs(task, contract, output_path, extra_path)
     check_free_space(_space_needed(specs, dataset, source.band_reader.dataset, warp_back))
@@ -223,15 +239,15 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
                     blocks, source, water_threshold.db, outputs[0],
                     lambda percent: progress((10.0 + 0.9 * percent) * stream_share / 100.0), is_cancelled)
             else:
-                tiles_run, valid_pixels = _stream(task, plan, block_rows, source, session, contract, settings,
-                                                  outputs, lambda percent: progress(percent * stream_share / 100.0),
-                                                  is_cancelled)
+                tiles_run, valid_pixels = _stream(
+                    task, plan, blocks, source, session, contract, settings, outputs,
+                    lambda percent: progress((2.0 + 0.98 * percent) * stream_share / 100.0), is_cancelled)
             if valid_pixels == 0:
                 raise InputRasterError(
                     f"Band {options.band} of '{input_path}' has no valid pixel: every pixel is nodata "
                     f"({band_reader.nodata}) or masked. Check the band, and the raster's nodata value.")
         if warp_back:
-            valid_pixels = _warp_back(specs, outputs, dataset, input_reader, options.block_size,
+            valid_pixels = _warp_back(specs, outputs, dataset, input_reader, input_coverage, options.block_size,
                                       lambda percent: progress(stream_share + percent / 10.0), is_cancelled,
                                       add_styles)
     finally:
@@ -243,6 +259,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
         f"{valid_pixels} valid pixels")
     return RunReport(output_path=str(output_path), extra_output_path=str(extra_path) if extra_path else None,
                      contract=contract, providers=list(session.providers) if session else [], tiles=tiles_run,
+                     tiles_planned=0 if thresholding else plan.tile_count,
                      seconds=seconds, valid_pixels=valid_pixels, method="threshold" if thresholding else "model",
                      water_threshold_db=water_threshold.db if thresholding else None)
 
@@ -277,6 +294,17 @@ def _blocks(width: int, height: int, block_size: int) -> list[Window]:
     """The raster cut into blocks of up to ``block_size`` px, row by row."""
     return [Window(x, y, min(block_size, width - x), min(block_size, height - y))
             for y in range(0, height, block_size) for x in range(0, width, block_size)]
+
+
+def _data_coverage(input_reader: BackscatterReader, input_path, band: int, progress, is_cancelled) -> DataCoverage:
+    """Where the input holds valid data; refuses an input without any valid pixel (the decimated
+    start-up sample cannot see everything)."""
+    coverage = DataCoverage(input_reader, is_cancelled, progress)
+    if not coverage.share:
+        raise InputRasterError(
+            f"Band {band} of '{input_path}' has no valid pixel: every pixel is nodata "
+            f"({input_reader.band_reader.nodata}) or masked. Check the band, and the raster's nodata value.")
+    return coverage
 
 
 def _stream_threshold(blocks: list[Window], source: BackscatterReader, threshold_db: float | None,
@@ -336,6 +364,9 @@ def check_options(options: RunOptions) -> None:
         _check_batch_size(options.batch_size)
     if options.water_threshold is not None:
         _check_threshold(options.water_threshold)
+    if options.threads is not None and options.threads < 1:
+        raise OptionError(f"Thread count {options.threads} is invalid: use 1 or more, or leave it empty for one "
+                          f"thread per physical core.")
     if options.block_size < TILE_MULTIPLE:
         raise OptionError(f"Block size {options.block_size} is invalid: use at least {TILE_MULTIPLE} px.")
 
@@ -576,9 +607,11 @@ def _create_outputs(specs: list[_OutputSpec], paths, like: gdal.Dataset) -> list
 
 
 def _warp_back(specs: list[_OutputSpec], model_grid_outputs: list[OutputRaster], dataset: gdal.Dataset,
-               input_reader: BackscatterReader, block_size: int, progress, is_cancelled, add_styles) -> int:
+               input_reader: BackscatterReader, coverage: DataCoverage, block_size: int, progress, is_cancelled,
+               add_styles) -> int:
     """Warp the model-grid results onto the input grid into the final files, then make every input
-    nodata pixel nodata there (interpolation may have spread values into it); returns the valid pixels."""
+    nodata pixel nodata there (interpolation may have spread values into it; blocks without valid
+    input are filled with nodata unread); returns the valid pixels."""
     finals: list[OutputRaster] = []
     with all_or_none(finals, add_styles):
         for index, (spec, source) in enumerate(zip(specs, model_grid_outputs)):
@@ -593,87 +626,95 @@ def _warp_back(specs: list[_OutputSpec], model_grid_outputs: list[OutputRaster],
         for done, block in enumerate(blocks, start=1):
             if is_cancelled():
                 raise CancelledError("Cancelled by the user; no output was written.")
-            main = finals[0].read(block)
-            valid = input_reader.read_valid(block) & (main != specs[0].nodata)
-            finals[0].write(np.where(valid, main, specs[0].nodata).astype(main.dtype), block)
-            for spec, final in zip(specs[1:], finals[1:]):
-                scores = final.read(block)
-                final.write(np.where(valid, scores, spec.nodata).astype(scores.dtype), block)
-            valid_pixels += int(valid.sum())
+            if coverage.has_data(block):
+                main = finals[0].read(block)
+                valid = input_reader.read_valid(block) & (main != specs[0].nodata)
+                finals[0].write(np.where(valid, main, specs[0].nodata).astype(main.dtype), block)
+                for spec, final in zip(specs[1:], finals[1:]):
+                    scores = final.read(block)
+                    final.write(np.where(valid, scores, spec.nodata).astype(scores.dtype), block)
+                valid_pixels += int(valid.sum())
+            else:
+                for spec, final in zip(specs, finals):
+                    final.fill(spec.nodata, block)
             progress(80.0 + 20.0 * done / len(blocks))
     return valid_pixels
 
 
-def _stream(task, plan: TilePlan, block_rows, reader: BackscatterReader, session: ModelSession, contract: ModelContract,
-            settings: _Settings, outputs: list[OutputRaster], progress, is_cancelled) -> tuple[int, int]:
-    """Run every block; returns (tiles run, valid pixels). Only one block's data is held at a time,
-    plus the outputs of tiles shared with the next block of the same row (so they are not run twice)."""
+def _stream(task, plan: TilePlan, blocks: list[Window], reader: BackscatterReader, session: ModelSession,
+            contract: ModelContract, settings: _Settings, outputs: list[OutputRaster], progress,
+            is_cancelled) -> tuple[int, int]:
+    """Run ``blocks`` (those that may hold data; the others are left to the outputs' nodata fill);
+    returns (tiles run, valid pixels). Each tile runs once, in the block holding its origin: what
+    it adds to later blocks is carried to them (`TilePlan.blocks_reached`), a band of overlap rows
+    across the raster's width at most. A reader thread reads and normalises the next block while
+    the model runs; a writer thread blends, classifies and writes the previous one."""
     channels = len(contract.classes) if task == "lulc" else 1
     weights = blend_weights(settings.tile_size)
     tiles_run = valid_pixels = 0
-    work = _StreamProgress(plan, block_rows, progress)
-    for row in block_rows:
-        shared: dict[Window, np.ndarray] = {}
-        for block in row:
+    work = _StreamProgress(plan, blocks, progress)
+    carried: dict[Window, list[BlockAccumulator]] = {}
+
+    def read(block: Window):
+        window = plan.read_window(block)
+        db, valid = reader.read(window)
+        model_input = prepare_input(db, valid, contract, settings.scene) if valid.any() else None
+        return block, window, model_input, valid
+
+    with Prefetch(blocks, read) as prefetched, BackgroundWriter() as writer:
+        for block, window, model_input, valid in prefetched:
             if is_cancelled():
                 raise CancelledError("Cancelled by the user; no output was written.")
-            read_window = plan.read_window(block)
-            db, valid = reader.read(read_window)
-            model_input = prepare_input(db, valid, contract, settings.scene)
-            del db
+            parts = carried.pop(block, [])
             work.block_read(block)
+            if model_input is None:  # no valid pixel after all: nodata, as if skipped
+                work.block_written(block)
+                continue
             accumulator = BlockAccumulator(block, channels, weights)
-            pending = []
-            tiles = plan.tiles_for(block)
-            next_shared: dict[Window, np.ndarray] = {}
-            for tile in tiles:
-                if tile in shared:
-                    accumulator.add(tile, shared[tile])
-                    if tile.x_end > block.x_end:
-                        next_shared[tile] = shared[tile]
-                    continue
-                part = tile.intersection(read_window)
-                if valid[part.slices_in(read_window)].any():
-                    pending.append(tile)
-            for start in range(0, len(pending), settings.batch_size):
+            for part in parts:
+                accumulator.add_carried(part)
+            del parts
+            reached = []
+            for later in plan.blocks_reached(block):
+                reached.append(BlockAccumulator(later.intersection(window), channels, weights))
+                carried.setdefault(later, []).append(reached[-1])
+            tiles = [tile for tile in plan.tiles_of(block)
+                     if valid[tile.intersection(window).slices_in(window)].any()]
+            for start in range(0, len(tiles), settings.batch_size):
                 if is_cancelled():
                     raise CancelledError("Cancelled by the user; no output was written.")
-                batch_tiles = pending[start:start + settings.batch_size]
-                batch = np.stack([_tile_input(model_input, read_window, tile) for tile in batch_tiles])
+                batch_tiles = tiles[start:start + settings.batch_size]
+                batch = np.stack([_tile_input(model_input, window, tile) for tile in batch_tiles])
                 scores = session.run(batch)
                 _check_scores(scores, batch.shape, channels, session.path)
-                probabilities = to_probabilities(scores, contract.output_activation)
-                for tile, tile_probabilities in zip(batch_tiles, probabilities):
+                for tile, tile_probabilities in zip(batch_tiles, to_probabilities(scores, contract.output_activation)):
                     accumulator.add(tile, tile_probabilities)
-                    if tile.x_end > block.x_end:
-                        next_shared[tile] = tile_probabilities.copy()  # not a view pinning the batch
+                    for part in reached:
+                        part.add(tile, tile_probabilities)
                 tiles_run += len(batch_tiles)
                 work.tiles_run(len(batch_tiles))
-            shared = next_shared
-            block_valid = valid[block.slices_in(read_window)]
+            block_valid = valid[block.slices_in(window)]
             valid_pixels += int(block_valid.sum())
-            _write_block(task, accumulator.probabilities(), block_valid, block, contract, settings, outputs)
+            writer.submit(functools.partial(_write_block, task, accumulator, block_valid, block, contract, settings,
+                                            outputs))
             work.block_written(block)
     return tiles_run, valid_pixels
 
 
 class _StreamProgress:
     """Progress of `_stream` by work done rather than by blocks: each block weighs the tiles it runs
-    (tiles already run for the previous block of its row are reused, so they do not count) plus a
-    share for reading and writing its pixels. Block sizes differ a lot (the last row and column
-    are thin strips), so counting blocks would stall on the first block and then jump."""
+    plus a share for reading and writing its pixels. Block sizes differ a lot (the last row and
+    column are thin strips, empty blocks are skipped), so counting blocks would stall and jump."""
 
     IO_COST = 0.1  # reading + writing a pixel, relative to running the model on it
 
-    def __init__(self, plan: TilePlan, block_rows, report: Callable[[float], None]):
+    def __init__(self, plan: TilePlan, blocks: list[Window], report: Callable[[float], None]):
         self.report = report
         self.weights: dict[Window, tuple[float, int]] = {}  # block: (half of its read+write share, tiles)
-        for row in block_rows:
-            for index, block in enumerate(row):
-                tiles = [t for t in plan.tiles_for(block) if index == 0 or t.x >= block.x]
-                io = self.IO_COST * block.width * block.height / plan.tile_size ** 2
-                self.weights[block] = (io / 2, len(tiles))
-        self.total = sum(2 * half_io + tiles for half_io, tiles in self.weights.values())
+        for block in blocks:
+            io = self.IO_COST * block.width * block.height / plan.tile_size ** 2
+            self.weights[block] = (io / 2, len(plan.tiles_of(block)))
+        self.total = max(sum(2 * half_io + tiles for half_io, tiles in self.weights.values()), 1e-9)
         self.done = self.block_start = 0.0
         self.block_tiles_left = 0
 
@@ -687,7 +728,7 @@ class _StreamProgress:
         self._advance(half_io)
 
     def tiles_run(self, count: int) -> None:
-        counted = min(count, self.block_tiles_left)  # tiles of nodata areas are skipped, never run
+        counted = min(count, self.block_tiles_left)
         self.block_tiles_left -= counted
         self._advance(counted)
 
@@ -756,8 +797,9 @@ def _check_scores(scores: np.ndarray, input_shape, channels: int, model_path: st
             f"(for example exported after training diverged): re-export it or choose another model.")
 
 
-def _write_block(task, probabilities, valid, block, contract, settings, outputs) -> None:
+def _write_block(task, accumulator: BlockAccumulator, valid, block, contract, settings, outputs) -> None:
     """Classes (or water mask) and the optional score raster of one block; invalid pixels get nodata."""
+    probabilities = accumulator.probabilities()
     if task == "lulc":
         codes = np.array([c.code for c in contract.classes], dtype=np.uint8)
         labels = np.where(valid, codes[probabilities.argmax(axis=0)], LULC_NODATA).astype(np.uint8)

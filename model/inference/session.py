@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import numpy as np
@@ -40,13 +41,28 @@ def check_model_file(path) -> pathlib.Path:
     return path
 
 
-def load_session(path, providers: list[str], optimise: bool = True):
-    """An ONNX Runtime InferenceSession for ``path``, or a ModelContractError saying why not."""
+def physical_cores() -> int:
+    """Physical CPU cores this process may use (hyper-threads share a core's arithmetic units, so the
+    model runs no faster on them); the logical count where the topology cannot be read."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for cpu in allowed:
+        topology = pathlib.Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topology / "physical_package_id").read_text(), (topology / "core_id").read_text()))
+        except OSError:
+            return max(1, len(allowed))
+    return max(1, len(cores))
+
+
+def load_session(path, providers: list[str], optimise: bool = True, threads: int | None = None):
+    """An ONNX Runtime InferenceSession for ``path`` running on ``threads`` threads (default: the
+    physical cores), or a ModelContractError saying why not."""
     import onnxruntime
 
     path = check_model_file(path)
     options = onnxruntime.SessionOptions()
-    # intra_op_num_threads stays 0: ONNX Runtime then uses one thread per physical core.
+    options.intra_op_num_threads = threads or physical_cores()
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = (onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL if optimise
                                         else onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL)
@@ -61,10 +77,11 @@ def load_session(path, providers: list[str], optimise: bool = True):
 class ModelSession:
     """The model, loaded once and reused for every batch of tiles."""
 
-    def __init__(self, path, device: str):
+    def __init__(self, path, device: str, threads: int | None = None):
         self.path = str(path)
+        self.threads = threads or physical_cores()
         requested = providers_for(device)
-        self.session = load_session(path, requested)
+        self.session = load_session(path, requested, threads=self.threads)
         self.providers = self.session.get_providers()
         if device == "cuda" and CUDA not in self.providers:
             raise InferenceError(f"ONNX Runtime could not start CUDA for this model and fell back to "

@@ -1,7 +1,8 @@
 """The tile plan: a global tile grid over the raster, visited in bounded output blocks.
 
 Tile origins depend only on the raster size, tile size and overlap, never on the block size or
-the processing order, so a pixel's blended result is the same whichever block computes it.
+the processing order, so a pixel's blended result is the same whichever block computes it, and
+each tile runs once.
 """
 
 from __future__ import annotations
@@ -50,14 +51,18 @@ def tile_origins(size: int, tile_size: int, stride: int) -> list[int]:
 
 
 class TilePlan:
-    """Which tiles cover which output block, and which pixels each block must read."""
+    """Which tiles each output block runs, and which pixels it must read.
+
+    Every tile belongs to the one block holding its origin (top-left pixel), so each tile runs
+    exactly once whatever the block size; its outputs that fall on later blocks (to the right and
+    below) are carried to them (`blocks_reached`).
+    """
 
     def __init__(self, width: int, height: int, tile_size: int, tile_overlap: int, block_size: int):
         self.width, self.height = width, height
         self.tile_size = tile_size
         self.stride = tile_size - tile_overlap
-        # Blocks are whole multiples of the stride, so each block boundary cuts the fewest tiles.
-        self.block_size = max(self.stride, block_size - block_size % self.stride)
+        self.block_size = block_size
         self.x_origins = tile_origins(width, tile_size, self.stride)
         self.y_origins = tile_origins(height, tile_size, self.stride)
         self.raster = Window(0, 0, width, height)
@@ -73,21 +78,31 @@ class TilePlan:
                  for x in range(0, self.width, size)]
                 for y in range(0, self.height, size)]
 
-    def tiles_for(self, block: Window) -> list[Window]:
-        """Every tile touching ``block`` (a tile may extend past the raster when the raster is smaller)."""
+    def tiles_of(self, block: Window) -> list[Window]:
+        """The tiles whose origin lies in ``block``, row by row (a tile may extend past the raster
+        when the raster is smaller than a tile)."""
         t = self.tile_size
-        return [Window(x, y, t, t) for y in _touching(self.y_origins, block.y, block.y_end, t)
-                for x in _touching(self.x_origins, block.x, block.x_end, t)]
+        return [Window(x, y, t, t) for y in _inside(self.y_origins, block.y, block.y_end)
+                for x in _inside(self.x_origins, block.x, block.x_end)]
 
     def read_window(self, block: Window) -> Window:
-        """The block plus the halo its tiles need, clipped to the raster: all the block reads."""
-        tiles = self.tiles_for(block)
-        union = Window(tiles[0].x, tiles[0].y, tiles[-1].x_end - tiles[0].x, tiles[-1].y_end - tiles[0].y)
-        return union.intersection(self.raster)
+        """The block and its own tiles, clipped to the raster: all the block reads."""
+        tiles = self.tiles_of(block)
+        if not tiles:
+            return block
+        x_end = max(block.x_end, tiles[-1].x_end)
+        y_end = max(block.y_end, tiles[-1].y_end)
+        return Window(block.x, block.y, x_end - block.x, y_end - block.y).intersection(self.raster)
+
+    def blocks_reached(self, block: Window) -> list[Window]:
+        """The later blocks that the tiles of ``block`` reach into (right, below, or both)."""
+        window = self.read_window(block)
+        size = self.block_size
+        return [Window(x, y, min(size, self.width - x), min(size, self.height - y))
+                for y in range(block.y, window.y_end, size) for x in range(block.x, window.x_end, size)
+                if (x, y) != (block.x, block.y)]
 
 
-def _touching(origins: list[int], start: int, end: int, tile_size: int) -> list[int]:
-    """Origins o (sorted) whose tile [o, o + tile_size) meets [start, end)."""
-    first = bisect.bisect_right(origins, start - tile_size)
-    last = bisect.bisect_left(origins, end)
-    return origins[first:last]
+def _inside(origins: list[int], start: int, end: int) -> list[int]:
+    """Origins o (sorted) with start <= o < end."""
+    return origins[bisect.bisect_left(origins, start):bisect.bisect_left(origins, end)]

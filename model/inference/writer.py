@@ -474,6 +474,11 @@ class OutputRaster:
     def read(self, window: Window) -> np.ndarray:
         return self.band.ReadAsArray(window.x, window.y, window.width, window.height)
 
+    def fill(self, value: float, window: Window) -> None:
+        """Write ``value`` over ``window`` (nodata over a part without input data)."""
+        dtype = np.uint8 if self.band.DataType == gdal.GDT_Byte else np.float32
+        self.write(np.full((window.height, window.width), value, dtype), window)
+
     def close(self) -> None:
         if self.dataset is not None:
             self.band = None
