@@ -431,8 +431,20 @@ def test_tile_and_batch_sizes_are_bounded_by_the_memory_available(models, sar, t
                                   np.where(db == NODATA, 0, expected_pixel_classes(db)))
 
 
+def test_the_default_batch_size_on_the_cpu_is_the_largest_within_the_run_budget(models, sar, tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "CPU_RUN_BUDGET", engine.run_memory_bytes(64, 3, len(CODES), 16,
+                                                                          engine.DEFAULT_BLOCK_SIZE, 203))
+    messages = []
+    segment(sar, tmp_path / "lulc.tif", models["lulc"], log=messages.append)
+    assert any("batches of 3" in m for m in messages)
+    messages.clear()
+    segment(sar, tmp_path / "asked.tif", models["lulc"], options=RunOptions(batch_size=4), log=messages.append)
+    assert any("batches of 4" in m for m in messages)  # what the user asks for, when memory allows
+    np.testing.assert_array_equal(read(tmp_path / "lulc.tif")[1], read(tmp_path / "asked.tif")[1])
+
+
 def test_the_default_batch_size_shrinks_to_fit_in_memory_and_says_so(models, sar, tmp_path, monkeypatch):
-    fits_two = engine.run_memory_bytes(64, 2, len(CODES), 16, engine.DEFAULT_BLOCK_SIZE) / engine.MEMORY_SHARE
+    fits_two = engine.run_memory_bytes(64, 2, len(CODES), 16, engine.DEFAULT_BLOCK_SIZE, 203) / engine.MEMORY_SHARE
     monkeypatch.setattr(engine, "available_memory_bytes", lambda: int(fits_two) + 1)
     messages = []
     segment(sar, tmp_path / "lulc.tif", models["lulc"], log=messages.append)

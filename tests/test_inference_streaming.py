@@ -9,6 +9,7 @@ from model.inference import engine
 from model.inference.coverage import CELL, READ_CELLS
 from model.inference.engine import RunOptions, detect_water, segment
 from model.inference.errors import InputRasterError, OutputError
+from model.inference.memory import GDAL_CACHE_BYTES
 from model.inference.reader import BandReader
 from model.inference.session import ModelSession
 from model.inference.writer import write_error
@@ -207,3 +208,16 @@ def test_the_model_runs_with_the_thread_count_asked_and_logs_it(models, tmp_path
     assert any(m.startswith("ONNX Runtime threads:") and "physical core" in m for m in messages)
     session = ModelSession(models["lulc"], "cpu", threads=1)
     assert session.threads == 1
+
+
+def test_gdal_block_cache_is_bounded_during_a_run_and_restored_after(models, tmp_path):
+    sar = write_sar_raster(tmp_path / "sar.tif", 200, 150)
+    before = gdal.GetCacheMax()
+    gdal.SetCacheMax(512 * 2**20)
+    try:
+        during = []
+        segment(sar, tmp_path / "lulc.tif", models["lulc"], progress=lambda percent: during.append(gdal.GetCacheMax()))
+        assert during and max(during) == GDAL_CACHE_BYTES
+        assert gdal.GetCacheMax() == 512 * 2**20
+    finally:
+        gdal.SetCacheMax(before)

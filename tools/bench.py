@@ -1,16 +1,20 @@
-"""Throughput and memory of the inference core (figures, not pass/fail).
+"""Throughput and memory of the inference core (figures and ratios, not pass/fail).
 
-(a) model only: the session run on every tile of the first raster, nothing else;
-(b) end to end: segment() on the same raster (read, normalise, run, blend, write);
-both in Mpx/s of raster and their ratio; then peak RSS of segment() per raster size, each in a
-fresh subprocess. Uses the bundled LULC model when present, else a factory model with a
-stack of 3x3 convolutions standing in for the network's cost.
+    make bench                                 # CPU, bundled LULC model, 1024..12000 px
+    make bench ARGS="--sizes 1024,4096 --profile"
+    make bench ARGS="--device cuda"            # the same comparison on a GPU
 
-    make bench ARGS="--sizes 1024,4096"
+(a) model only: the session run on every tile of the first raster, nothing else, with the batch
+    size and threads the engine chose; (b) end to end: segment() on the same raster at its
+    default settings (read, normalise, run, blend, write); both in Mpx/s and their ratio.
+Then, per raster size, each run in a fresh process: time, Mpx/s, time per pixel relative to the
+first size, tiles run against the plan's, and peak RSS. Then a mostly-empty JAXA-like mosaic
+tile (EPSG:4326, UInt16 DN, nodata 1, strips; data in its southern twentieth) against the same
+tile full of data. ``--profile`` prints the top cost centres of (b) (cProfile, all threads'
+Python frames; time inside ONNX Runtime and GDAL is charged to the calls that wait for them).
 
-Peak RSS includes GDAL's block cache, which fills up to GDAL_CACHEMAX on big rasters (GDAL's
-default is 5 % of RAM; QGIS sets its own). The child runs get `--gdal-cache-mb` (default 256) so
-that the figures show the engine's bounded footprint plus a known cache.
+Peak RSS includes GDAL's block cache, which the engine bounds during a run (memory.GDAL_CACHE_BYTES);
+the children run with GDAL's default cache unless ``--gdal-cache-mb`` is given.
 """
 
 from __future__ import annotations
@@ -55,9 +59,20 @@ def raster(folder: pathlib.Path, size: int) -> str:
     return str(path)
 
 
+def mosaic_tile(folder: pathlib.Path, size: int, data_share: float) -> str:
+    """A JAXA-like 25 m mosaic tile (see tests.factories.write_alos2_mosaic_tile) of ``size`` px
+    whose southern ``data_share`` holds data, the rest nodata (DN 1)."""
+    from tests.factories import write_alos2_mosaic_tile
+
+    path = folder / f"mosaic_{size}_{round(100 * data_share)}.tif"
+    if not path.exists():
+        write_alos2_mosaic_tile(path, size=size, strip_rows=max(1, round(size * data_share)), ocean_fraction=0.2)
+    return str(path)
+
+
 def model_only(raster_path: str, model_path, batch_size: int, device: str) -> tuple[float, int, float]:
-    """Seconds spent in session.run alone over the plan's tiles (read and normalised beforehand),
-    tile count, and the seconds the session took to load (a fixed cost end to end runs pay once)."""
+    """Seconds spent in session.run alone over the plan's tiles holding data (read and normalised
+    beforehand), tile count, and the seconds the session took to load (paid once end to end)."""
     began = time.perf_counter()
     session = ModelSession(model_path, device)
     load_seconds = time.perf_counter() - began
@@ -91,58 +106,91 @@ def peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
-def child(raster_path: str, model_path: str, output: str, batch_size: int, device: str) -> None:
+def child(raster_path: str, model_path: str, output: str, batch_size: int | None, device: str, profile: bool) -> None:
     """One end-to-end run; prints JSON with its time and peak RSS (run in a fresh process)."""
     baseline_mb = peak_rss_mb()
-    report = segment(raster_path, output, model_path, options=RunOptions(batch_size=batch_size, device=device))
-    print(json.dumps({"seconds": report.seconds, "tiles": report.tiles, "providers": report.providers,
-                      "baseline_mb": baseline_mb, "peak_rss_mb": peak_rss_mb()}))
+    options = RunOptions(batch_size=batch_size, device=device)
+    if profile:
+        import cProfile
+        import pstats
+        import threading
+
+        profiler = cProfile.Profile()
+        threading.setprofile(lambda *args: None)  # the reader and writer threads' frames are not profiled
+        report = profiler.runcall(segment, raster_path, output, model_path, options=options)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(15)
+    else:
+        report = segment(raster_path, output, model_path, options=options)
+    print(json.dumps({"seconds": report.seconds, "tiles": report.tiles, "tiles_planned": report.tiles_planned,
+                      "batch_size": report.batch_size, "providers": report.providers, "baseline_mb": baseline_mb,
+                      "peak_rss_mb": peak_rss_mb(), "valid_pixels": report.valid_pixels}))
 
 
-def run_child(raster_path, model_path, output, batch_size, device, gdal_cache_mb) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--child", raster_path, str(model_path), str(output),
-                             "--batch-size", str(batch_size), "--device", device],
-                            capture_output=True, text=True, check=True,
-                            env={**os.environ, "GDAL_CACHEMAX": str(gdal_cache_mb)})
+def run_child(raster_path, model_path, output, args, profile=False) -> dict:
+    command = [sys.executable, __file__, "--child", raster_path, str(model_path), str(output), "--device", args.device]
+    if args.batch_size:
+        command += ["--batch-size", str(args.batch_size)]
+    if profile:
+        command.append("--profile")
+    cache = {"GDAL_CACHEMAX": str(args.gdal_cache_mb)} if args.gdal_cache_mb else {}
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, **cache})
+    if profile:
+        print(result.stderr)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="2048,12000", help="square raster edges, comma-separated")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--sizes", default="1024,2048,4096,12000", help="square raster edges, comma-separated")
+    parser.add_argument("--batch-size", type=int, help="tiles per model call (default: the engine's choice)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--conv-layers", type=int, default=4, help="depth of the stand-in model (no bundled one)")
-    parser.add_argument("--gdal-cache-mb", type=int, default=256, help="GDAL_CACHEMAX of the end-to-end runs")
+    parser.add_argument("--gdal-cache-mb", type=int, help="GDAL_CACHEMAX of the end-to-end runs (default: GDAL's)")
+    parser.add_argument("--mosaic-size", type=int, default=1800, help="edge of the JAXA-like tile (0: skip)")
+    parser.add_argument("--profile", action="store_true", help="cost centres of the end-to-end run")
     parser.add_argument("--out", default=str(REPO / "bench_output"))
     parser.add_argument("--child", nargs=3, metavar=("RASTER", "MODEL", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(*args.child, args.batch_size, args.device)
+        child(*args.child, args.batch_size, args.device, args.profile)
         return
     folder = pathlib.Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     model_path = bench_model(folder, args.conv_layers)
     sizes = [int(size) for size in args.sizes.split(",")]
-    print(f"model: {model_path}")
+    print(f"model: {model_path}, GDAL_CACHEMAX={args.gdal_cache_mb or 'default'} (MB)")
 
-    first = raster(folder, sizes[0])
-    megapixels = sizes[0] ** 2 / 1e6
-    model_seconds, tiles, load_seconds = model_only(first, model_path, args.batch_size, args.device)
-    end_to_end = run_child(first, model_path, folder / f"lulc_{sizes[0]}.tif", args.batch_size, args.device,
-                           args.gdal_cache_mb)
+    first = raster(folder, sizes[0] if len(sizes) == 1 else sizes[1])
+    size = int(pathlib.Path(first).stem.split("_")[1])
+    end_to_end = run_child(first, model_path, folder / f"lulc_{size}.tif", args, profile=args.profile)
+    model_seconds, tiles, load_seconds = model_only(first, model_path, end_to_end["batch_size"], args.device)
+    megapixels = size ** 2 / 1e6
     model_rate, e2e_rate = megapixels / model_seconds, megapixels / end_to_end["seconds"]
-    print(f"{sizes[0]}^2 px, {tiles} tiles, batch {args.batch_size}, {', '.join(end_to_end['providers'])}")
-    print(f"  (a) model only : {model_rate:7.3f} Mpx/s ({model_seconds:.1f} s)")
-    print(f"  (b) end to end : {e2e_rate:7.3f} Mpx/s ({end_to_end['seconds']:.1f} s, {end_to_end['tiles']} tiles run)")
+    print(f"{size}^2 px, batch {end_to_end['batch_size']}, {', '.join(end_to_end['providers'])}")
+    print(f"  (a) model only : {model_rate:7.3f} Mpx/s ({model_seconds:.1f} s, {tiles} tiles holding data)")
+    print(f"  (b) end to end : {e2e_rate:7.3f} Mpx/s ({end_to_end['seconds']:.1f} s, {end_to_end['tiles']} tiles run "
+          f"of the plan's {end_to_end['tiles_planned']})")
     print(f"  ratio (b)/(a)  : {e2e_rate / model_rate:.2f}  (b includes loading the model once: {load_seconds:.1f} s)")
-    print(f"peak RSS of segment() in a fresh process (GDAL_CACHEMAX={args.gdal_cache_mb} MB):")
+
+    print("end to end per raster size, each in a fresh process:")
+    results = {size: end_to_end}
     for size in sizes:
-        result = end_to_end if size == sizes[0] else run_child(raster(folder, size), model_path,
-                                                               folder / f"lulc_{size}.tif", args.batch_size,
-                                                               args.device, args.gdal_cache_mb)
-        print(f"  {size:>6}^2 px: peak {result['peak_rss_mb']:7.0f} MB (after imports {result['baseline_mb']:.0f} MB), "
-              f"{size * size / 1e6 / result['seconds']:.3f} Mpx/s, {result['seconds']:.1f} s")
+        result = results.get(size) or run_child(raster(folder, size), model_path, folder / f"lulc_{size}.tif", args)
+        results[size] = result
+        relative = (result["seconds"] / size ** 2) / (results[sizes[0]]["seconds"] / sizes[0] ** 2)
+        print(f"  {size:>6}^2 px: {size * size / 1e6 / result['seconds']:6.3f} Mpx/s, {result['seconds']:7.1f} s, "
+              f"time/px x{relative:.2f} of {sizes[0]}^2, tiles {result['tiles']}/{result['tiles_planned']}, "
+              f"batch {result['batch_size']}, peak RSS {result['peak_rss_mb']:.0f} MB "
+              f"(after imports {result['baseline_mb']:.0f} MB)")
+
+    if args.mosaic_size:
+        print(f"JAXA-like mosaic tile, {args.mosaic_size}^2 px in EPSG:4326 (read on the 10 m model grid):")
+        full = run_child(mosaic_tile(folder, args.mosaic_size, 1.0), model_path, folder / "mosaic_full.tif", args)
+        empty = run_child(mosaic_tile(folder, args.mosaic_size, 0.05), model_path, folder / "mosaic_5.tif", args)
+        for name, result in (("all data", full), ("95 % nodata", empty)):
+            print(f"  {name:>11}: {result['seconds']:6.1f} s, tiles {result['tiles']}/{result['tiles_planned']}, "
+                  f"peak RSS {result['peak_rss_mb']:.0f} MB")
+        print(f"  cost of the 95 % empty tile: {empty['seconds'] / full['seconds']:.1%} of the full one")
 
 
 if __name__ == "__main__":

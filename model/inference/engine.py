@@ -27,7 +27,7 @@ from .blending import BlockAccumulator, blend_weights, to_probabilities
 from .distribution import check_input_distribution
 from .coverage import DataCoverage, ModelGridCoverage
 from .errors import CancelledError, InputRasterError, ModelContractError, OptionError
-from .memory import MEMORY_SHARE, available_memory_bytes, run_memory_bytes
+from .memory import CPU_RUN_BUDGET, MEMORY_SHARE, available_memory_bytes, bounded_gdal_cache, run_memory_bytes
 from .metadata import NORM_SCENE, TILE_MULTIPLE, ModelContract, bundled_model_path
 from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input, reading
 from .resample import ModelGrid, decide_model_grid, open_on_model_grid, resampling_to_model
@@ -35,14 +35,14 @@ from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, CLASSES_BAND, CONFIDENCE_BA
                         InputUnits, SpeckleFilter, check_calibration_factor, check_units_fit, detect_band_units,
                         filter_halo, ground_pixel_size_m, sample_shape, sample_valid_values)
 from .pipeline import BackgroundWriter, Prefetch
-from .session import DEVICES, ModelSession
+from .session import CUDA, DEVICES, ModelSession
 from .threshold import WaterThreshold, find_water_threshold, sample_tiles
 from .windows import TilePlan, Window
 from .writer import (OutputRaster, PendingFiles, all_or_none, check_free_space, check_outputs, hidden_path,
                      raster_bytes, style_sidecar_path)
 
 DEFAULT_BATCH_SIZE = 4
-DEFAULT_BLOCK_SIZE = 1024  # a multiple of the outputs' 256 px GeoTIFF blocks: whole blocks written
+DEFAULT_BLOCK_SIZE = 512  # a multiple of the outputs' 256 px GeoTIFF blocks: whole blocks written
 LULC_NODATA, WATER_NODATA, SCORE_NODATA = 0, 255, -1.0
 OUTPUT_GRIDS = ("input", "model")  # where the results are written when the input is read resampled
 WATER_METHODS = ("model", "threshold")  # how Water Detect decides: the water model, or a backscatter threshold
@@ -83,6 +83,7 @@ class RunReport:
     method: str = "model"
     water_threshold_db: float | None = None  # METHOD threshold: pixels darker than this are water (None: none)
     tiles_planned: int = 0  # tiles of the plan (run or, without valid pixels, skipped)
+    batch_size: int = 0  # tiles per model call (chosen from the memory budget unless set)
 
 
 def segment(input_path, output_path, model_path=None, confidence_path=None, options=None,
@@ -90,7 +91,7 @@ def segment(input_path, output_path, model_path=None, confidence_path=None, opti
     """LULC class raster (uint8 codes, nodata 0) and optional confidence (max probability, nodata -1);
     with ``style``, each gets a .qml style file committed with it. ``log`` gets the information
     lines, ``warn`` the warnings (default: ``log`` with "Warning: ")."""
-    with reading(input_path):
+    with reading(input_path), bounded_gdal_cache():
         return _run("lulc", input_path, output_path, model_path, confidence_path, options or RunOptions(),
                     progress, is_cancelled, log, style, warn)
 
@@ -104,7 +105,7 @@ def detect_water(input_path, output_path, model_path=None, probability_path=None
     With ``options.method`` = "threshold" no model runs: the mask thresholds the backscatter at a
     level found automatically for the whole raster, and there is no probability. The model given
     (or the bundled one) then only sets the working grid (its pixel size) and the legend."""
-    with reading(input_path):
+    with reading(input_path), bounded_gdal_cache():
         return _run("water", input_path, output_path, model_path, probability_path, options or RunOptions(),
                     progress, is_cancelled, log, style, warn)
 
@@ -212,6 +213,8 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
                 f"pixels sampled over the whole raster); the map does not depend on the absolute calibration")
         plan = TilePlan(source.band_reader.width, source.band_reader.height, settings.tile_size,
                         settings.tile_overlap, options.block_size)
+        settings.batch_size = _fit_in_memory(settings, len(contract.classes) if task == "lulc" else 1, plan.width,
+                                             options, session.providers[0] != CUDA, session.fixed_tile_size, log)
         all_blocks = [block for row in plan.block_rows() for block in row]
         blocks = [block for block in all_blocks if coverage.has_data(plan.read_window(block))]
         log(f"Tiles: {plan.tile_count} of {settings.tile_size} px with {settings.tile_overlap} px overlap, "
@@ -260,6 +263,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     return RunReport(output_path=str(output_path), extra_output_path=str(extra_path) if extra_path else None,
                      contract=contract, providers=list(session.providers) if session else [], tiles=tiles_run,
                      tiles_planned=0 if thresholding else plan.tile_count,
+                     batch_size=0 if thresholding else settings.batch_size,
                      seconds=seconds, valid_pixels=valid_pixels, method="threshold" if thresholding else "model",
                      water_threshold_db=water_threshold.db if thresholding else None)
 
@@ -510,8 +514,6 @@ def _settings(options: RunOptions, contract: ModelContract, fixed_tile_size: int
     _check_overlap(overlap, tile)
     batch = DEFAULT_BATCH_SIZE if options.batch_size is None else options.batch_size
     _check_batch_size(batch)
-    channels = len(contract.classes) if contract.task == "lulc" else 1
-    batch = _fit_in_memory(tile, overlap, batch, channels, options, fixed_tile_size, log)
     threshold = None
     if contract.task == "water":
         threshold = contract.water_threshold if options.water_threshold is None else options.water_threshold
@@ -519,18 +521,21 @@ def _settings(options: RunOptions, contract: ModelContract, fixed_tile_size: int
     return _Settings(tile, overlap, batch, threshold)
 
 
-def _fit_in_memory(tile: int, overlap: int, batch: int, channels: int, options: RunOptions,
+def _fit_in_memory(settings: _Settings, channels: int, width: int, options: RunOptions, on_cpu: bool,
                    fixed_tile_size: int | None, log) -> int:
-    """The batch size to run with: ``batch`` when the run fits in the memory available, a smaller
-    default batch (logged), or an OptionError naming the largest tile and batch sizes that fit."""
+    """The batch size to run with on a raster ``width`` px wide: the one asked for when the run fits
+    in the memory available; by default, the largest up to DEFAULT_BATCH_SIZE that also keeps a
+    CPU run within CPU_RUN_BUDGET (logged when the memory available is what limits it); or an
+    OptionError naming the largest tile and batch sizes that fit."""
+    tile, overlap, batch = settings.tile_size, settings.tile_overlap, settings.batch_size
     available = available_memory_bytes()
-    if available is None:
-        return batch
-    budget = MEMORY_SHARE * available
+    budget = MEMORY_SHARE * available if available is not None else float("inf")
 
     def need(tile_size, batch_size):
-        return run_memory_bytes(tile_size, batch_size, channels, overlap, options.block_size)
+        return run_memory_bytes(tile_size, batch_size, channels, overlap, options.block_size, width)
 
+    if options.batch_size is None and on_cpu:
+        batch = next((b for b in range(batch, 1, -1) if need(tile, b) <= CPU_RUN_BUDGET), 1)
     if need(tile, batch) <= budget:
         return batch
     largest_batch = next((b for b in range(batch - 1, 0, -1) if need(tile, b) <= budget), 0)
@@ -550,7 +555,8 @@ def _fit_in_memory(tile: int, overlap: int, batch: int, channels: int, options: 
     raise OptionError(
         f"Tiles of {tile} px in batches of {batch} need about {need(tile, batch) / 2**30:.1f} GiB of memory, more "
         f"than the {budget / 2**30:.1f} GiB this run may use ({MEMORY_SHARE:.0%} of the "
-        f"{available / 2**30:.1f} GiB available). Use {' or '.join(advice)}.")
+        f"{available / 2**30:.1f} GiB available) on a raster {width} px wide. Use {' or '.join(advice)}"
+        + (", or clip the raster into narrower parts." if width > 20 * options.block_size else "."))
 
 
 def _output_specs(task, contract: ModelContract, output_path, extra_path) -> list[_OutputSpec]:
