@@ -14,6 +14,7 @@ threshold found for the whole raster, then applied block by block.
 from __future__ import annotations
 
 import functools
+import math
 import pathlib
 import shutil
 import time
@@ -250,7 +251,8 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
                     f"Band {options.band} of '{input_path}' has no valid pixel: every pixel is nodata "
                     f"({band_reader.nodata}) or masked. Check the band, and the raster's nodata value.")
         if warp_back:
-            valid_pixels = _warp_back(specs, outputs, dataset, input_reader, input_coverage, options.block_size,
+            valid_pixels = _warp_back(specs, outputs, dataset, input_reader, input_coverage, contract.gsd_m,
+                                      options.block_size,
                                       lambda percent: progress(stream_share + percent / 10.0), is_cancelled,
                                       add_styles)
     finally:
@@ -613,11 +615,13 @@ def _create_outputs(specs: list[_OutputSpec], paths, like: gdal.Dataset) -> list
 
 
 def _warp_back(specs: list[_OutputSpec], model_grid_outputs: list[OutputRaster], dataset: gdal.Dataset,
-               input_reader: BackscatterReader, coverage: DataCoverage, block_size: int, progress, is_cancelled,
-               add_styles) -> int:
+               input_reader: BackscatterReader, coverage: DataCoverage, gsd_m: float, block_size: int, progress,
+               is_cancelled, add_styles) -> int:
     """Warp the model-grid results onto the input grid into the final files, then make every input
-    nodata pixel nodata there (interpolation may have spread values into it; blocks without valid
-    input are filled with nodata unread); returns the valid pixels."""
+    nodata pixel nodata there (interpolation may have spread values into it); returns the valid
+    pixels. Blocks without valid input are filled with nodata unread, and left as the warp wrote
+    them (nodata) when no valid input lies within two model pixels either."""
+    reach = 2 * math.ceil(gsd_m / min(ground_pixel_size_m(dataset))) + 2
     finals: list[OutputRaster] = []
     with all_or_none(finals, add_styles):
         for index, (spec, source) in enumerate(zip(specs, model_grid_outputs)):
@@ -632,6 +636,7 @@ def _warp_back(specs: list[_OutputSpec], model_grid_outputs: list[OutputRaster],
         for done, block in enumerate(blocks, start=1):
             if is_cancelled():
                 raise CancelledError("Cancelled by the user; no output was written.")
+            near = Window(block.x - reach, block.y - reach, block.width + 2 * reach, block.height + 2 * reach)
             if coverage.has_data(block):
                 main = finals[0].read(block)
                 valid = input_reader.read_valid(block) & (main != specs[0].nodata)
@@ -640,7 +645,7 @@ def _warp_back(specs: list[_OutputSpec], model_grid_outputs: list[OutputRaster],
                     scores = final.read(block)
                     final.write(np.where(valid, scores, spec.nodata).astype(scores.dtype), block)
                 valid_pixels += int(valid.sum())
-            else:
+            elif coverage.has_data(near):
                 for spec, final in zip(specs, finals):
                     final.fill(spec.nodata, block)
             progress(80.0 + 20.0 * done / len(blocks))
