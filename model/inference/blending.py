@@ -18,12 +18,18 @@ def blend_weights(tile_size: int) -> np.ndarray:
 
 
 def to_probabilities(scores: np.ndarray, activation: str) -> np.ndarray:
-    """Raw model scores (N, C, H, W) to probabilities: softmax over C, or sigmoid."""
+    """Raw model scores (N, C, H, W) to probabilities: softmax over C, or sigmoid (in place when
+    the scores are float32: they are not used afterwards)."""
     scores = scores.astype(np.float32, copy=False)
     if activation == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-scores))
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+        np.negative(scores, out=scores)
+        np.exp(scores, out=scores)
+        scores += 1.0
+        return np.reciprocal(scores, out=scores)
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    return scores
 
 
 class BlockAccumulator:
