@@ -23,8 +23,9 @@ def test_segment_writes_classes_and_confidence(tmp_path):
     model = write_pixel_lulc_model(tmp_path / "m.onnx")
     sar = write_sar_raster(tmp_path / "sar.tif", 120, 90)
     result = cli("segment", sar, tmp_path / "out.tif", "--model", model, "--confidence", tmp_path / "conf.tif",
-                 "--tile-size", 32, "--overlap", 8, "--batch-size", 2, "--device", "cpu")
+                 "--tile-size", 32, "--overlap", 8, "--batch-size", 2, "--threads", 1, "--device", "cpu")
     assert result.returncode == 0, result.stderr
+    assert "batches of 2" in result.stderr and "ONNX Runtime threads: 1 (as set)" in result.stderr
     assert result.stdout.split() == [str(tmp_path / "out.tif"), str(tmp_path / "conf.tif")]
     assert "CPUExecutionProvider" in result.stderr and "100.0 %" in result.stderr
     dataset = gdal.Open(str(tmp_path / "out.tif"))

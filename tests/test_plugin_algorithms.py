@@ -152,10 +152,11 @@ def test_tiling_options_reach_the_engine_and_leave_no_seams(sarlulc_provider, lu
     run_segment(sar_raster, lulc_model, tmp_path / "default.tif")
     processing.run("sarlulc:segment", {
         "INPUT": sar_raster, "MODEL": lulc_model, "OUTPUT": str(tmp_path / "tiled.tif"), "DEVICE": "cpu",
-        "TILE_SIZE": 32, "OVERLAP": 0, "BATCH_SIZE": 3}, feedback=feedback)
+        "TILE_SIZE": 32, "OVERLAP": 0, "BATCH_SIZE": 3, "THREADS": 1}, feedback=feedback)
 
     log = "\n".join(feedback.lines)
     assert "of 32 px with 0 px overlap, batches of 3" in log
+    assert "ONNX Runtime threads: 1 (as set)" in log
     assert "CPUExecutionProvider" in log
     assert "test lulc model" in log
     assert feedback.progress_values and max(feedback.progress_values) == 100.0

@@ -15,8 +15,8 @@ from qgis.core import (
 from qgis.PyQt.QtWidgets import QPushButton
 
 COMMON = {"INPUT", "BAND", "INPUT_UNITS", "CALIBRATION_FACTOR", "SPECKLE_FILTER", "FILTER_SIZE", "MODEL", "DEVICE",
-          "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "OUTPUT_GRID", "OUTPUT"}  # the input ones: test_real_inputs_plugin
-ADVANCED = {"TILE_SIZE", "OVERLAP", "BATCH_SIZE"}
+          "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "THREADS", "OUTPUT_GRID", "OUTPUT"}  # inputs: test_real_inputs_plugin
+ADVANCED = {"TILE_SIZE", "OVERLAP", "BATCH_SIZE", "THREADS"}
 
 
 def algorithm(algorithm_id):

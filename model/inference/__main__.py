@@ -42,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
         task.add_argument("--device", choices=DEVICES, default="auto", help="execution device (default auto)")
         task.add_argument("--tile-size", type=int, help="tile edge in pixels (default: the model's)")
         task.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the model's)")
-        task.add_argument("--batch-size", type=int, help="tiles per model call (default 4)")
+        task.add_argument("--batch-size", type=int,
+                          help="tiles per model call (default: up to 4, as many as keep a CPU run near 500 MB)")
+        task.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: one per physical core)")
         task.add_argument(extra, dest="extra", metavar="PATH", help=extra_help)
         if name == "water":
             task.add_argument("--threshold", type=float, help="water probability threshold (default: the model's)")
@@ -58,7 +60,7 @@ def main(argv=None) -> int:
                          batch_size=args.batch_size, water_threshold=getattr(args, "threshold", None),
                          input_units=UNITS_FLAGS[args.input_units], calibration_factor=args.calibration_factor,
                          speckle_filter=FILTER_FLAGS[args.speckle_filter], filter_size=args.filter_size,
-                         output_grid=args.output_grid, method=getattr(args, "method", "model"))
+                         output_grid=args.output_grid, method=getattr(args, "method", "model"), threads=args.threads)
     interrupted = []
     signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))  # Ctrl-C: cancel and clean up
     shown = [-10.0]
