@@ -5,6 +5,7 @@ QGIS installs the plugin folder under the name ``sar_lulc``; the tests import it
 """
 
 import gc
+import os
 import shutil
 import sys
 import tempfile
@@ -17,6 +18,9 @@ PLUGIN_NAME = "sar_lulc"
 _PLUGIN_PARENT = Path(tempfile.mkdtemp(prefix="sarlulc-plugin-path-"))
 (_PLUGIN_PARENT / PLUGIN_NAME).symlink_to(REPO, target_is_directory=True)
 sys.path.insert(0, str(_PLUGIN_PARENT))
+# Optimised model graphs are cached per machine (model/inference/session.py): the tests keep
+# theirs out of the user's cache, in a folder removed at the end.
+os.environ["SAR_LULC_CACHE"] = str(_PLUGIN_PARENT / "onnx-cache")
 _provider = None
 
 

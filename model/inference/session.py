@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
+import platform
+import threading
 
 import numpy as np
 
@@ -12,6 +15,7 @@ from .errors import InferenceError, ModelContractError
 DEVICES = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+CACHE_ENV = "SAR_LULC_CACHE"
 _CUDA_HELP = ("Install the GPU build of ONNX Runtime (pip install onnxruntime-gpu) with a matching CUDA, "
               "on a machine with an NVIDIA CUDA GPU, or choose the 'cpu' device.")
 
@@ -57,7 +61,8 @@ def physical_cores() -> int:
 
 def load_session(path, providers: list[str], optimise: bool = True, threads: int | None = None):
     """An ONNX Runtime InferenceSession for ``path`` running on ``threads`` threads (default: the
-    physical cores), or a ModelContractError saying why not."""
+    physical cores), or a ModelContractError saying why not. Optimised on the CPU, the session
+    comes from this machine's cached optimised graph when there is one, and leaves one otherwise."""
     import onnxruntime
 
     path = check_model_file(path)
@@ -66,12 +71,69 @@ def load_session(path, providers: list[str], optimise: bool = True, threads: int
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = (onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL if optimise
                                         else onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    cached = optimised_graph_path(path) if optimise and providers == [CPU] else None
+    if cached is not None and cached.is_file():
+        try:
+            return onnxruntime.InferenceSession(str(cached), options, providers=providers)
+        except Exception:  # a damaged cache entry: made again below
+            cached.unlink(missing_ok=True)
+    partial = None
+    if cached is not None and _writable_folder(cached.parent):
+        partial = cached.with_name(f".{cached.name}.{os.getpid()}-{threading.get_ident()}.partial")
+        options.optimized_model_filepath = str(partial)
     try:
-        return onnxruntime.InferenceSession(str(path), options, providers=providers)
+        session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception as error:  # ONNX Runtime raises several unrelated types for a bad file
         raise ModelContractError(
             f"The model file '{path}' could not be loaded as an ONNX model ({error}). "
             f"Check that it is a complete .onnx file exported for this plugin.") from error
+    finally:
+        if partial is not None:
+            try:
+                if partial.is_file():
+                    os.replace(partial, cached)
+            except OSError:
+                partial.unlink(missing_ok=True)
+    return session
+
+
+def optimised_graph_path(model_path) -> pathlib.Path | None:
+    """Where this machine keeps ONNX Runtime's optimised graph of ``model_path`` (None: nowhere).
+
+    Optimising the bundled models takes about a second, longer than a small run's model time;
+    the result is specific to the CPU and the ONNX Runtime version, so it is cached per model
+    contents, CPU and version, in $SAR_LULC_CACHE (``off``: no cache) or ~/.cache/sar_lulc.
+    """
+    import onnxruntime
+
+    folder = os.environ.get(CACHE_ENV, "")
+    if folder.lower() == "off":
+        return None
+    folder = pathlib.Path(folder) if folder else pathlib.Path.home() / ".cache" / "sar_lulc"
+    key = hashlib.sha256()
+    with open(model_path, "rb") as model:
+        for chunk in iter(lambda: model.read(1 << 20), b""):
+            key.update(chunk)
+    key.update(f"{onnxruntime.__version__}|{platform.machine()}|{_cpu_identity()}".encode())
+    return folder / f"{pathlib.Path(model_path).stem}-{key.hexdigest()[:20]}.ort.onnx"
+
+
+def _cpu_identity() -> str:
+    """The CPU's model name and instruction-set flags (what optimised kernels depend on)."""
+    try:
+        text = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    lines = [line for line in text.splitlines() if line.startswith(("model name", "flags", "Features"))]
+    return "|".join(dict.fromkeys(lines))
+
+
+def _writable_folder(folder: pathlib.Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
 
 
 class ModelSession:
