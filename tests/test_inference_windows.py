@@ -88,3 +88,16 @@ def test_blend_weights_peak_in_the_centre_and_keep_edges_positive():
     assert weights[0, 0] == pytest.approx(EDGE_WEIGHT ** 2, rel=0.05)
     assert weights[31, 31] == pytest.approx(weights.max()) and weights.max() <= 1.0
     np.testing.assert_allclose(weights, weights.T)
+
+
+@pytest.mark.parametrize("height, block_size", [(2048, 512), (2100, 1920), (700, 128), (157, 48), (200, 1024)])
+def test_carried_rows_are_what_tiles_reach_past_each_block_row(height, block_size):
+    plan = TilePlan(300, height, 256 if height > 300 else 64, 64 if height > 300 else 16, block_size)
+    reach = 0
+    for row in plan.block_rows():
+        block = row[0]
+        for tile in plan.tiles_of(block):
+            if block.y_end < height:
+                reach = max(reach, min(tile.y_end, height) - block.y_end)
+    assert plan.carried_rows() == reach
+    assert plan.carried_rows() <= plan.tile_size

@@ -214,7 +214,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
                 f"pixels sampled over the whole raster); the map does not depend on the absolute calibration")
         plan = TilePlan(source.band_reader.width, source.band_reader.height, settings.tile_size,
                         settings.tile_overlap, options.block_size)
-        settings.batch_size = _fit_in_memory(settings, len(contract.classes) if task == "lulc" else 1, plan.width,
+        settings.batch_size = _fit_in_memory(settings, len(contract.classes) if task == "lulc" else 1, plan,
                                              options, session.providers[0] != CUDA, session.fixed_tile_size, log)
         all_blocks = [block for row in plan.block_rows() for block in row]
         blocks = [block for block in all_blocks if coverage.has_data(plan.read_window(block))]
@@ -523,9 +523,9 @@ def _settings(options: RunOptions, contract: ModelContract, fixed_tile_size: int
     return _Settings(tile, overlap, batch, threshold)
 
 
-def _fit_in_memory(settings: _Settings, channels: int, width: int, options: RunOptions, on_cpu: bool,
+def _fit_in_memory(settings: _Settings, channels: int, plan: TilePlan, options: RunOptions, on_cpu: bool,
                    fixed_tile_size: int | None, log) -> int:
-    """The batch size to run with on a raster ``width`` px wide: the one asked for when the run fits
+    """The batch size to run with on the raster of ``plan``: the one asked for when the run fits
     in the memory available; by default, the largest up to DEFAULT_BATCH_SIZE that also keeps a
     CPU run within CPU_RUN_BUDGET (logged when the memory available is what limits it); or an
     OptionError naming the largest tile and batch sizes that fit."""
@@ -533,8 +533,11 @@ def _fit_in_memory(settings: _Settings, channels: int, width: int, options: RunO
     available = available_memory_bytes()
     budget = MEMORY_SHARE * available if available is not None else float("inf")
 
+    width = plan.width
+
     def need(tile_size, batch_size):
-        return run_memory_bytes(tile_size, batch_size, channels, overlap, options.block_size, width)
+        carried = plan.carried_rows() if tile_size == tile else None  # other tile sizes: the worst case
+        return run_memory_bytes(tile_size, batch_size, channels, overlap, options.block_size, width, carried)
 
     if options.batch_size is None and on_cpu:
         batch = next((b for b in range(batch, 1, -1) if need(tile, b) <= CPU_RUN_BUDGET), 1)

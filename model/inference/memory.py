@@ -23,18 +23,19 @@ largest that fits. The model runs as fast on one tile at a time as on four on th
 
 
 def run_memory_bytes(tile_size: int, batch_size: int, channels: int, tile_overlap: int, block_size: int,
-                     width: int = 0) -> int:
+                     width: int = 0, carried_rows: int | None = None) -> int:
     """Peak memory of the engine's arrays and the model's working memory for these settings on a
     raster ``width`` px wide (an upper estimate): a batch (input, scores, probabilities, model);
     two blocks' read windows (the one running, the one read ahead), each with its tiles; three
     blocks' blended sums (running, queued, being written); and what the tiles of a block row add
-    to the next one, a band across the raster of ``tile_overlap`` rows (of up to a tile's height
-    above the raster's last rows)."""
+    to the next one, a band of ``carried_rows`` (`TilePlan.carried_rows`; default: a tile's
+    height) across the raster."""
     pixels = tile_size * tile_size
     batch = batch_size * pixels * (4 + 3 * 4 * channels + MODEL_BYTES_PER_PIXEL)
     read = 2 * (block_size + tile_size) ** 2 * 24  # raw values, dB, validity, model input, temporaries
     blend = 3 * block_size * block_size * 4 * (channels + 1) + block_size * block_size * 8  # + classes, scores
-    carried = (width + block_size) * tile_size * 4 * (channels + 1)
+    rows = tile_size if carried_rows is None else carried_rows
+    carried = (width + block_size) * rows * 4 * (channels + 1)
     return batch + read + blend + carried
 
 

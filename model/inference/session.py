@@ -81,6 +81,7 @@ def load_session(path, providers: list[str], optimise: bool = True, threads: int
     if cached is not None and _writable_folder(cached.parent):
         partial = cached.with_name(f".{cached.name}.{os.getpid()}-{threading.get_ident()}.partial")
         options.optimized_model_filepath = str(partial)
+        options.log_severity_level = 3  # not the warning that the graph saved suits this machine only: it is known
     try:
         session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception as error:  # ONNX Runtime raises several unrelated types for a bad file

@@ -78,6 +78,16 @@ class TilePlan:
                  for x in range(0, self.width, size)]
                 for y in range(0, self.height, size)]
 
+    def carried_rows(self) -> int:
+        """The most rows that the tiles of one block row add to the next (what `blocks_reached`
+        carries below, across the raster's width): the overlap, or up to a tile's height where
+        the last row of tiles, flush with the raster's bottom, starts above a block boundary."""
+        rows = 0
+        for boundary in range(self.block_size, self.height, self.block_size):
+            above = self.y_origins[:bisect.bisect_left(self.y_origins, boundary)]
+            rows = max(rows, min(self.height, above[-1] + self.tile_size) - boundary)
+        return rows
+
     def tiles_of(self, block: Window) -> list[Window]:
         """The tiles whose origin lies in ``block``, row by row (a tile may extend past the raster
         when the raster is smaller than a tile)."""
