@@ -24,6 +24,7 @@ import json
 import os
 import pathlib
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -133,10 +134,22 @@ def run_child(raster_path, model_path, output, args, profile=False) -> dict:
     if profile:
         command.append("--profile")
     cache = {"GDAL_CACHEMAX": str(args.gdal_cache_mb)} if args.gdal_cache_mb else {}
-    result = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, **cache})
+    # On a GPU, how busy it was during the run: nvidia-smi sampled every 200 ms.
+    sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                "-lms", "200"], stdout=subprocess.PIPE, text=True) \
+        if args.device == "cuda" and shutil.which("nvidia-smi") else None
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, **cache})
+    finally:
+        if sampler is not None:
+            sampler.terminate()
     if profile:
         print(result.stderr)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    if sampler is not None:
+        busy = [float(line) for line in sampler.communicate()[0].split() if line.replace(".", "").isdigit()]
+        measured["gpu_busy_percent"] = sum(busy) / len(busy) if busy else None
+    return measured
 
 
 def main() -> None:
@@ -171,6 +184,8 @@ def main() -> None:
     print(f"  (b) end to end : {e2e_rate:7.3f} Mpx/s ({end_to_end['seconds']:.1f} s, {end_to_end['tiles']} tiles run "
           f"of the plan's {end_to_end['tiles_planned']})")
     print(f"  ratio (b)/(a)  : {e2e_rate / model_rate:.2f}  (b includes loading the model once: {load_seconds:.1f} s)")
+    if end_to_end.get("gpu_busy_percent") is not None:
+        print(f"  GPU busy during (b): {end_to_end['gpu_busy_percent']:.0f} % (nvidia-smi, every 200 ms)")
 
     print("end to end per raster size, each in a fresh process:")
     results = {size: end_to_end}
