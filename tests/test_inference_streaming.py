@@ -241,3 +241,11 @@ def test_the_optimised_graph_is_cached_per_machine_and_a_damaged_entry_is_replac
     assert third.tiles == first.tiles
     monkeypatch.setenv("SAR_LULC_CACHE", "off")
     assert optimised_graph_path(models["context"]) is None
+
+
+def test_a_raster_too_wide_for_the_memory_is_refused_advising_to_clip_it(models, tmp_path, monkeypatch):
+    sar = write_sar_raster(tmp_path / "wide.tif", 3000, 40)
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 2**20)
+    with pytest.raises(engine.OptionError, match=r"raster 3000 px wide.*clip the raster into narrower parts"):
+        segment(sar, tmp_path / "lulc.tif", models["lulc"], options=RunOptions(block_size=64))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.tif"]

@@ -173,13 +173,13 @@ def main() -> None:
     sizes = [int(size) for size in args.sizes.split(",")]
     print(f"model: {model_path}, GDAL_CACHEMAX={args.gdal_cache_mb or 'default'} (MB)")
 
-    first = raster(folder, sizes[0] if len(sizes) == 1 else sizes[1])
-    size = int(pathlib.Path(first).stem.split("_")[1])
-    end_to_end = run_child(first, model_path, folder / f"lulc_{size}.tif", args, profile=args.profile)
+    measured = sizes[0] if len(sizes) == 1 else sizes[1]  # model only vs end to end on this size
+    first = raster(folder, measured)
+    end_to_end = run_child(first, model_path, folder / f"lulc_{measured}.tif", args)
     model_seconds, tiles, load_seconds = model_only(first, model_path, end_to_end["batch_size"], args.device)
-    megapixels = size ** 2 / 1e6
+    megapixels = measured ** 2 / 1e6
     model_rate, e2e_rate = megapixels / model_seconds, megapixels / end_to_end["seconds"]
-    print(f"{size}^2 px, batch {end_to_end['batch_size']}, {', '.join(end_to_end['providers'])}")
+    print(f"{measured}^2 px, batch {end_to_end['batch_size']}, {', '.join(end_to_end['providers'])}")
     print(f"  (a) model only : {model_rate:7.3f} Mpx/s ({model_seconds:.1f} s, {tiles} tiles holding data)")
     print(f"  (b) end to end : {e2e_rate:7.3f} Mpx/s ({end_to_end['seconds']:.1f} s, {end_to_end['tiles']} tiles run "
           f"of the plan's {end_to_end['tiles_planned']})")
@@ -187,16 +187,30 @@ def main() -> None:
     if end_to_end.get("gpu_busy_percent") is not None:
         print(f"  GPU busy during (b): {end_to_end['gpu_busy_percent']:.0f} % (nvidia-smi, every 200 ms)")
 
-    print("end to end per raster size, each in a fresh process:")
-    results = {size: end_to_end}
+    if args.profile:
+        print("cost centres of (b), in a separate run (cProfile slows it down):")
+        run_child(first, model_path, folder / f"lulc_{measured}_profiled.tif", args, profile=True)
+
+    print("end to end per raster size, each in a fresh process (time per tile run: the tile grid fits some "
+          "sizes better than others):")
+    results = {measured: end_to_end}
     for size in sizes:
         result = results.get(size) or run_child(raster(folder, size), model_path, folder / f"lulc_{size}.tif", args)
         results[size] = result
-        relative = (result["seconds"] / size ** 2) / (results[sizes[0]]["seconds"] / sizes[0] ** 2)
+        reference = results[sizes[0]]
+        per_pixel = (result["seconds"] / size ** 2) / (reference["seconds"] / sizes[0] ** 2)
+        per_tile = (result["seconds"] / result["tiles"]) / (reference["seconds"] / reference["tiles"])
         print(f"  {size:>6}^2 px: {size * size / 1e6 / result['seconds']:6.3f} Mpx/s, {result['seconds']:7.1f} s, "
-              f"time/px x{relative:.2f} of {sizes[0]}^2, tiles {result['tiles']}/{result['tiles_planned']}, "
+              f"time/px x{per_pixel:.2f} and time/tile x{per_tile:.2f} of {sizes[0]}^2, "
+              f"tiles {result['tiles']}/{result['tiles_planned']}, "
               f"batch {result['batch_size']}, peak RSS {result['peak_rss_mb']:.0f} MB "
               f"(after imports {result['baseline_mb']:.0f} MB)")
+        if size > measured:
+            # Model only on every tile of a large raster would hold it all in memory: its time is
+            # estimated from (a)'s time per tile.
+            estimate = result["tiles"] * model_seconds / tiles
+            print(f"          ratio (b)/(a) {estimate / result['seconds']:.2f}, with (a) estimated from its time per "
+                  f"tile on {measured}^2")
 
     if args.mosaic_size:
         print(f"JAXA-like mosaic tile, {args.mosaic_size}^2 px in EPSG:4326 (read on the 10 m model grid):")
