@@ -283,3 +283,18 @@ def write_class_raster(path, codes, *, epsg=32654, geotransform=(500000.0, 10.0,
         if legend:
             output.set_legend([tuple(entry) for entry in legend])
     return str(path)
+
+
+def record_band_reads(monkeypatch) -> list:
+    """The windows the engine reads from any raster band (BandReader.read), in order."""
+    from model.inference.reader import BandReader
+
+    windows = []
+    original = BandReader.read
+
+    def recording_read(self, window):
+        windows.append(window)
+        return original(self, window)
+
+    monkeypatch.setattr(BandReader, "read", recording_read)
+    return windows

@@ -12,10 +12,9 @@ from model.inference.engine import RunOptions, detect_water, segment
 from model.inference.errors import (CancelledError, InferenceError, InputRasterError, ModelContractError,
                                     OptionError, OutputError)
 from model.inference.coverage import CELL, READ_CELLS
-from model.inference.reader import BandReader
 
-from .factories import (expected_pixel_classes, write_context_lulc_model, write_foreign_onnx, write_nan_lulc_model,
-                        write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)
+from .factories import (expected_pixel_classes, record_band_reads, write_context_lulc_model, write_foreign_onnx,
+                        write_nan_lulc_model, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)
 
 NODATA = -9999.0
 CODES = [code for code, _, _ in LULC_CLASSES]
@@ -156,14 +155,7 @@ def test_rasters_smaller_than_or_near_one_tile(models, tmp_path, width, height):
 
 def test_engine_never_reads_more_than_a_block_and_its_tiles(models, tmp_path, monkeypatch):
     sar = write_sar_raster(tmp_path / "wide.tif", 700, 150)
-    windows = []
-    original = BandReader.read
-
-    def recording_read(self, window):
-        windows.append(window)
-        return original(self, window)
-
-    monkeypatch.setattr(BandReader, "read", recording_read)
+    windows = record_band_reads(monkeypatch)
     segment(sar, tmp_path / "lulc.tif", models["lulc"], options=RunOptions(block_size=96))
     # The data-coverage scan reads whole cells in windows of a few MB; the stream, a block and its tiles.
     scan_rows, scan_columns = (cells * CELL for cells in READ_CELLS)

@@ -15,8 +15,8 @@ from model.inference.session import ModelSession, optimised_graph_path
 from model.inference.writer import write_error
 from model.inference.windows import TilePlan
 
-from .factories import (expected_pixel_classes, write_alos2_mosaic_tile, write_context_lulc_model,
-                        write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)
+from .factories import (expected_pixel_classes, record_band_reads, write_alos2_mosaic_tile,
+                        write_context_lulc_model, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)
 
 NODATA = -9999.0
 
@@ -80,14 +80,7 @@ def test_empty_blocks_are_neither_read_nor_run(models, tmp_path, monkeypatch):
     values[600:680, 20:130] = -8.0
     values[620:640, 50:60] = -25.0
     sar = write_sar_raster(tmp_path / "sparse.tif", 900, 700, values=values)
-    windows, fed = [], tiles_fed(monkeypatch)
-    original = BandReader.read
-
-    def recording_read(self, window):
-        windows.append(window)
-        return original(self, window)
-
-    monkeypatch.setattr(BandReader, "read", recording_read)
+    windows, fed = record_band_reads(monkeypatch), tiles_fed(monkeypatch)
     messages = []
     report = segment(sar, tmp_path / "lulc.tif", models["lulc"], options=RunOptions(block_size=128),
                      log=messages.append)
@@ -115,14 +108,7 @@ def test_holes_of_a_sparse_file_are_not_even_read(models, tmp_path, monkeypatch)
     dataset.GetRasterBand(1).SetNoDataValue(NODATA)
     dataset.GetRasterBand(1).WriteArray(np.full((256, 256), -9.0, np.float32), 256, 768)
     dataset = None
-    windows = []
-    original = BandReader.read
-
-    def recording_read(self, window):
-        windows.append(window)
-        return original(self, window)
-
-    monkeypatch.setattr(BandReader, "read", recording_read)
+    windows = record_band_reads(monkeypatch)
     report = segment(str(path), tmp_path / "lulc.tif", models["lulc"], options=RunOptions(block_size=256))
     scan_rows = READ_CELLS[0] * CELL
     assert scan_rows == 512
