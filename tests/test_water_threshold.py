@@ -16,6 +16,7 @@ from qgis.core import QgsProcessingException, QgsRasterLayer
 from model.classes import WATER_CLASSES
 from model.inference import engine
 from model.inference.errors import CancelledError, OptionError
+from model.inference.metadata import ModelContract, bundled_model_path
 from model.inference.threshold import (fit_two_gaussians, kittler_illingworth_threshold, otsu_threshold,
                                        sample_grid)
 from tests.factories import DEMO_LIKE_DISTRIBUTION, water_land_scene, write_pixel_water_model, write_sar_raster
@@ -372,3 +373,16 @@ def test_evaluate_set_scores_the_threshold_baseline(water_model, tmp_path):
                               "--task", "lulc", "--data", str(data), "--out", str(tmp_path / "r2")],
                              capture_output=True, text=True, timeout=60, cwd=REPO)
     assert refused.returncode == 2 and "scores water detection only" in refused.stderr
+
+
+@pytest.mark.parametrize("task", ["water", "lulc"])
+def test_the_bundled_models_declare_their_training_backscatter_and_flag_an_input_10_db_too_dark(task, tmp_path):
+    contract = ModelContract.from_onnx(bundled_model_path(task), expected_task=task)
+    assert contract.input_distribution is not None
+    run = engine.detect_water if task == "water" else engine.segment
+    for sar, expected_warnings in ((str(DEMO), 0), (shifted_demo(tmp_path / "dark.tif", -10.0), 1)):
+        lines, warnings = [], []
+        run(sar, tmp_path / f"{task}.tif", log=lines.append, warn=warnings.append)
+        median_warnings = [w for w in warnings if "below anything the model was trained on" in w]
+        assert len(median_warnings) == expected_warnings, "\n".join(lines + warnings)
+        assert "the model was trained on scene medians -10.49..-7.12 dB" in "\n".join(lines)
