@@ -247,9 +247,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
                     task, plan, blocks, source, session, contract, settings, outputs,
                     lambda percent: progress((2.0 + 0.98 * percent) * stream_share / 100.0), is_cancelled)
             if valid_pixels == 0:
-                raise InputRasterError(
-                    f"Band {options.band} of '{input_path}' has no valid pixel: every pixel is nodata "
-                    f"({band_reader.nodata}) or masked. Check the band, and the raster's nodata value.")
+                raise _no_valid_pixel(options.band, input_path, band_reader.nodata)
         if warp_back:
             valid_pixels = _warp_back(specs, outputs, dataset, input_reader, input_coverage, contract.gsd_m,
                                       options.block_size,
@@ -307,10 +305,14 @@ def _data_coverage(input_reader: BackscatterReader, input_path, band: int, progr
     start-up sample cannot see everything)."""
     coverage = DataCoverage(input_reader, is_cancelled, progress)
     if not coverage.share:
-        raise InputRasterError(
-            f"Band {band} of '{input_path}' has no valid pixel: every pixel is nodata "
-            f"({input_reader.band_reader.nodata}) or masked. Check the band, and the raster's nodata value.")
+        raise _no_valid_pixel(band, input_path, input_reader.band_reader.nodata)
     return coverage
+
+
+def _no_valid_pixel(band: int, input_path, nodata) -> InputRasterError:
+    """The refusal of a band without any valid pixel (found before the run, or only by it)."""
+    return InputRasterError(f"Band {band} of '{input_path}' has no valid pixel: every pixel is nodata ({nodata}) or "
+                            f"masked. Check the band, and the raster's nodata value.")
 
 
 def _stream_threshold(blocks: list[Window], source: BackscatterReader, threshold_db: float | None,
@@ -532,11 +534,10 @@ def _fit_in_memory(settings: _Settings, channels: int, plan: TilePlan, options: 
     tile, overlap, batch = settings.tile_size, settings.tile_overlap, settings.batch_size
     available = available_memory_bytes()
     budget = MEMORY_SHARE * available if available is not None else float("inf")
-
-    width = plan.width
+    width, carried_rows = plan.width, plan.carried_rows()
 
     def need(tile_size, batch_size):
-        carried = plan.carried_rows() if tile_size == tile else None  # other tile sizes: the worst case
+        carried = carried_rows if tile_size == tile else None  # other tile sizes: the worst case
         return run_memory_bytes(tile_size, batch_size, channels, overlap, options.block_size, width, carried)
 
     if options.batch_size is None and on_cpu:
@@ -660,9 +661,10 @@ def _stream(task, plan: TilePlan, blocks: list[Window], reader: BackscatterReade
             is_cancelled) -> tuple[int, int]:
     """Run ``blocks`` (those that may hold data; the others are left to the outputs' nodata fill);
     returns (tiles run, valid pixels). Each tile runs once, in the block holding its origin: what
-    it adds to later blocks is carried to them (`TilePlan.blocks_reached`), a band of overlap rows
-    across the raster's width at most. A reader thread reads and normalises the next block while
-    the model runs; a writer thread blends, classifies and writes the previous one."""
+    it adds to later blocks is carried to them (`TilePlan.blocks_reached`), at most a band of
+    `TilePlan.carried_rows` across the raster's width. A reader thread reads and normalises the
+    next block while the model runs; a writer thread normalises the previous block's blended
+    sums, classifies and writes it."""
     channels = len(contract.classes) if task == "lulc" else 1
     weights = blend_weights(settings.tile_size)
     tiles_run = valid_pixels = 0
