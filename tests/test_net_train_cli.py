@@ -196,6 +196,63 @@ def test_etci_profile_reads_uncalibrated_water_labels_in_place(tmp_path):
     assert image[0, 10:50, :12].mean() < -1 < 0 < image[0, 10:50, 20:].mean()  # water below the scene median
 
 
+def _etci_chips(tmp_path, size=512):
+    """An ETCI-like scene of four 256 px chips: top left, dark water labelled water (kept); top right,
+    bright fields labelled flood water (the SAR shows none: screened out); bottom left, dry; bottom right,
+    one 32 px pond in dry land (1 % of the scene)."""
+    rng = np.random.default_rng(4)
+    brightness = rng.integers(130, 180, (size, size)).astype(np.uint8)
+    labels = np.zeros((size, size), np.uint8)
+    brightness[40:140, 40:140] = rng.integers(10, 50, (100, 100))
+    labels[40:140, 40:140] = 1
+    labels[300:, 300:] = 0
+    labels[40:140, 300:400] = 1  # labelled flood, as bright as the fields around it
+    brightness[400:432, 400:432] = rng.integers(10, 50, (32, 32))
+    labels[400:432, 400:432] = 2
+    names = []
+    for name, array in (("chips_vv.tif", brightness), ("chips_label.tif", labels)):
+        dataset = gdal.GetDriverByName("GTiff").Create(str(tmp_path / name), size, size, 1, gdal.GDT_Byte)
+        dataset.GetRasterBand(1).WriteArray(array)
+        dataset = None
+        names.append(name)
+    listing = tmp_path / "chips.txt"
+    listing.write_text(f"{names[0]} {names[1]} profile=etci2021\n")
+    return find_pairs([listing])[0]
+
+
+def test_training_leaves_out_water_labels_the_sar_does_not_show_and_validation_keeps_them(tmp_path):
+    scene = _etci_chips(tmp_path)
+    normalisation = normalisation_for("scene", [scene])
+    crops = SegmentationCrops([scene], normalisation, 128, 1, "water")
+    assert crops.kept_chips[0].tolist() == [[True, False], [True, True]]
+    _, kept = crops.read(0, 20, 20)
+    assert (kept[20:120, 20:120] == 1).all() and (kept[:20, :20] == 0).all()  # water and land of a kept chip
+    _, screened = crops.read(0, 280, 20)
+    assert (screened == IGNORE_INDEX).all()
+    _, straddling = crops.read(0, 200, 20)  # columns 200..255 in the kept chip, 256.. in the screened one
+    assert (straddling[:, :56] != IGNORE_INDEX).all() and (straddling[:, 56:] == IGNORE_INDEX).all()
+    tiles = SegmentationTiles([scene], normalisation, 256, "water")
+    scored = {(x, y): target for (_, x, y, _, _), (_, target) in zip(tiles.tiles, tiles)}
+    assert (scored[(256, 0)][40:140, 44:144] == 1).all()  # held-out scores count every label
+
+
+def test_balanced_crops_show_a_rare_class_as_often_as_a_common_one(tmp_path):
+    scene = _etci_chips(tmp_path)
+    normalisation = normalisation_for("scene", [scene])
+
+    def water_share(balanced_share):
+        crops = SegmentationCrops([scene], normalisation, 64, 120, "water", seed=2, balanced_share=balanced_share)
+        return np.mean([(crops[i][1] == 1).any().item() for i in range(len(crops))])
+
+    uniform, balanced = water_share(0.0), water_share(1.0)
+    assert uniform < 0.2 and 0.4 < balanced < 0.65  # half of the balanced crops hold water
+    crops = SegmentationCrops([scene], normalisation, 64, 1, "water", balanced_share=1.0)
+    water_cells = crops.cells[0][1]
+    columns = 512 // 32
+    assert {divmod(int(cell), columns) for cell in water_cells} == {(r, c) for r in range(1, 5) for c in range(1, 5)} | \
+        {(r, c) for r in range(12, 14) for c in range(12, 14)}  # the screened chip's labels are not a target
+
+
 def test_scene_normalisation_ignores_calibration_and_jitter_moves_the_level(scenes):
     from model.inference.reader import SceneStatistics, prepare_input
     from model.net.data import CalibrationJitter

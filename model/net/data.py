@@ -53,6 +53,7 @@ LABEL_SUFFIX = "_label.tif"
 NODATA_CODE = 0
 WATER_CODE = WATER_CLASSES[0][0]
 MIN_LABELLED_SHARE = 0.05  # a random crop with fewer labelled pixels is redrawn (a few times)
+FOCUS_CELL = 32  # px: grid on which class-balanced crops find the pixels of a class
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class DataProfile:
     label_map: dict[int, int] | None = None
     water_only: bool = False
     db_stretch: tuple[float, float] | None = None  # assumed dB of raw values 0 and 255 (units dB)
+    # labels were published per chip of this many px: training screens them chip by chip (see screen_water_chips)
+    label_chip: int | None = None
 
 
 NOT_WATER_CODE = 255  # "valid, not water, land-cover class unknown" in water-only labels
@@ -102,8 +105,11 @@ PROFILES = {
     # makes the offset of that guess irrelevant, gain jitter covers part of the error in its slope.
     "etci2021": DataProfile(units=InputUnits.DB, sar_invalid=(255.0,),
                             label_map={0: NOT_WATER_CODE, 1: WATER_CLASSES[0][0], 2: WATER_CLASSES[0][0]},
-                            water_only=True, db_stretch=(-25.0, 0.0)),
+                            water_only=True, db_stretch=(-25.0, 0.0), label_chip=256),
 }
+# A chip's water label is kept for training only if its water is this much darker than its land (median dB).
+WATER_LABEL_CONTRAST_DB = 5.0
+CHIP_MIN_PIXELS = 200  # fewer labelled water (land) pixels than this: the chip counts as dry (all water)
 
 
 class Scene(NamedTuple):
@@ -595,6 +601,63 @@ class CalibrationJitter(NamedTuple):
         return ((db - scene.median) * gain + scene.median + offset).astype(np.float32)
 
 
+def screen_water_chips(sar: SarRaster, label: "LabelRaster") -> np.ndarray | None:
+    """Which chips (of the profile's ``label_chip`` px) training may learn water from, or None (no
+    screening). Published chip data sets (ETCI 2021) label as water many chips where the SAR shows
+    none (flooded fields under crops, labels from another date or sensor): learning from them
+    teaches that bright can be water, and the model floods every field. A chip with water is kept
+    when its water is ``WATER_LABEL_CONTRAST_DB`` darker than its land (median dB; a chip of water
+    only: than the scene median); dry chips are kept. Reads the pair once, a row of chips at a time."""
+    chip = sar.profile.label_chip
+    if not chip:
+        return None
+    kept = np.ones((-(-sar.height // chip), -(-sar.width // chip)), dtype=bool)
+    for row in range(kept.shape[0]):
+        strip = Window(0, row * chip, sar.width, min(chip, sar.height - row * chip))
+        db, valid = sar.read_db(strip)
+        codes = label.read(strip)
+        water, land = valid & (codes == WATER_CODE), valid & (codes != WATER_CODE) & (codes != NODATA_CODE)
+        for column in range(kept.shape[1]):
+            part = np.s_[:, column * chip:(column + 1) * chip]
+            water_db, land_db = db[part][water[part]], db[part][land[part]]
+            if water_db.size < CHIP_MIN_PIXELS:
+                continue
+            reference = np.median(land_db) if land_db.size >= CHIP_MIN_PIXELS else sar.scene.median
+            kept[row, column] = np.median(water_db) <= reference - WATER_LABEL_CONTRAST_DB
+    return kept
+
+
+def class_cells(label: "LabelRaster", task: str, kept_chips: np.ndarray | None, chip: int | None,
+                rows_per_read: int = 1024) -> list[np.ndarray]:
+    """Per training channel, the flat indices of the ``FOCUS_CELL`` px cells that hold a labelled pixel of
+    it (outside screened-out chips): where class-balanced crops are centred."""
+    columns = -(-label.width // FOCUS_CELL)
+    found = [[] for _ in range(2 if task == "water" else len(LULC_CLASSES))]
+    for y in range(0, label.height, rows_per_read):
+        strip = Window(0, y, label.width, min(rows_per_read, label.height - y))
+        codes = label.read(strip)
+        target = label_targets(codes, np.ones(codes.shape, bool), task)
+        if kept_chips is not None:
+            target[~_chip_mask(kept_chips, chip, strip.x, strip.y, strip.width, strip.height)] = IGNORE_INDEX
+        padded = np.full((-(-strip.height // FOCUS_CELL) * FOCUS_CELL, columns * FOCUS_CELL), IGNORE_INDEX, np.int64)
+        padded[:strip.height, :strip.width] = target
+        cells = padded.reshape(padded.shape[0] // FOCUS_CELL, FOCUS_CELL, columns, FOCUS_CELL).transpose(0, 2, 1, 3)
+        cells = cells.reshape(cells.shape[0], columns, -1)
+        for channel in range(len(found)):
+            present = (cells == channel).any(axis=2)
+            found[channel].append(np.flatnonzero(present) + (y // FOCUS_CELL) * columns)
+    return [np.concatenate(parts) for parts in found]
+
+
+def _chip_mask(kept_chips: np.ndarray, chip: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+    """Per pixel of the window (x, y, width, height): is its chip kept? (pixels outside the grid: no)"""
+    rows, columns = (y + np.arange(height)) // chip, (x + np.arange(width)) // chip
+    inside_rows = (rows >= 0) & (rows < kept_chips.shape[0])
+    inside_columns = (columns >= 0) & (columns < kept_chips.shape[1])
+    mask = kept_chips[np.clip(rows, 0, kept_chips.shape[0] - 1)][:, np.clip(columns, 0, kept_chips.shape[1] - 1)]
+    return mask & inside_rows[:, None] & inside_columns[None, :]
+
+
 def _sars(scenes: list[Scene], options: ReadOptions, facts: dict | None) -> list[SarRaster]:
     facts = facts or {}
     return [SarRaster(scene.sar, scene.profile, options, facts.get(str(scene.sar))) for scene in scenes]
@@ -602,16 +665,27 @@ def _sars(scenes: list[Scene], options: ReadOptions, facts: dict | None) -> list
 
 class SegmentationCrops(_EpochSeeded):
     """Random ``crop_size`` crops of SAR/label pairs with flips, rot90 and calibration jitter, for fine-tuning.
-    ``facts``: :meth:`SarRaster.facts` by SAR path, so the rasters need not be read again."""
+    ``facts``: :meth:`SarRaster.facts` by SAR path, so the rasters need not be read again.
+    ``balanced_share``: share of crops centred on a pixel of a class drawn uniformly among the classes
+    present (rare classes, e.g. water in a dry scene, are seen as often as common ones); the others are
+    uniform. ``screen``: leave out the water labels of chips :func:`screen_water_chips` rejects."""
 
     def __init__(self, pairs: list[Scene], normalisation: Normalisation, crop_size: int, samples_per_epoch: int,
                  task: str, seed: int = 0, jitter: CalibrationJitter = CalibrationJitter(),
-                 options: ReadOptions = ReadOptions(), facts: dict | None = None):
+                 options: ReadOptions = ReadOptions(), facts: dict | None = None, balanced_share: float = 0.0,
+                 screen: bool = True):
         super().__init__(samples_per_epoch, seed)
         self.sars = _sars(pairs, options, facts)
         self.labels = [LabelRaster(scene.label, scene.profile, sar) for scene, sar in zip(pairs, self.sars)]
         self.weights = _pick_weights(self.sars)
         self.normalisation, self.crop_size, self.task, self.jitter = normalisation, crop_size, task, jitter
+        self.kept_chips = [screen_water_chips(sar, label) if screen else None
+                           for sar, label in zip(self.sars, self.labels)]
+        self.balanced_share = balanced_share
+        self.cells = [class_cells(label, task, kept, sar.profile.label_chip) if balanced_share else None
+                      for sar, label, kept in zip(self.sars, self.labels, self.kept_chips)]
+        self.present = [c for c in range(len(self.cells[0])) if any(cells[c].size for cells in self.cells)] \
+            if balanced_share and self.cells else []
 
     def read(self, index: int, x: int, y: int, rng: np.random.Generator | None = None):
         sar, label = self.sars[index], self.labels[index]
@@ -619,15 +693,33 @@ class SegmentationCrops(_EpochSeeded):
         if rng is not None:
             db = self.jitter.apply(db, sar.scene, rng)
         (codes,) = _read_padded(lambda w: (label.read(w),), sar.width, sar.height, x, y, self.crop_size, (NODATA_CODE,))
-        return prepare_input(db, valid, self.normalisation, sar.scene), label_targets(codes, valid, self.task)
+        target = label_targets(codes, valid, self.task)
+        if self.kept_chips[index] is not None:
+            target[~_chip_mask(self.kept_chips[index], sar.profile.label_chip, x, y, *target.shape[::-1])] = IGNORE_INDEX
+        return prepare_input(db, valid, self.normalisation, sar.scene), target
+
+    def _uniform_origin(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        index = _pick_raster(self.weights, rng)
+        sar = self.sars[index]
+        return (index, int(rng.integers(max(1, sar.width - self.crop_size + 1))),
+                int(rng.integers(max(1, sar.height - self.crop_size + 1))))
+
+    def _balanced_origin(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        """A crop holding a random labelled pixel cell of a class drawn uniformly among those present."""
+        channel = self.present[int(rng.integers(len(self.present)))]
+        index = _pick_raster(self.weights * [cells[channel].size > 0 for cells in self.cells], rng)
+        sar = self.sars[index]
+        cell_y, cell_x = divmod(int(rng.choice(self.cells[index][channel])), -(-sar.width // FOCUS_CELL))
+        x = cell_x * FOCUS_CELL + int(rng.integers(FOCUS_CELL)) - int(rng.integers(self.crop_size))
+        y = cell_y * FOCUS_CELL + int(rng.integers(FOCUS_CELL)) - int(rng.integers(self.crop_size))
+        return (index, int(np.clip(x, 0, max(0, sar.width - self.crop_size))),
+                int(np.clip(y, 0, max(0, sar.height - self.crop_size))))
 
     def __getitem__(self, i):
         rng = self.rng(i)
+        balanced = bool(self.present) and rng.random() < self.balanced_share
         for _ in range(10):
-            index = _pick_raster(self.weights, rng)
-            sar = self.sars[index]
-            x = int(rng.integers(max(1, sar.width - self.crop_size + 1)))
-            y = int(rng.integers(max(1, sar.height - self.crop_size + 1)))
+            index, x, y = self._balanced_origin(rng) if balanced else self._uniform_origin(rng)
             image, target = self.read(index, x, y, rng)
             if np.mean(target != IGNORE_INDEX) >= MIN_LABELLED_SHARE:
                 break
@@ -642,7 +734,7 @@ class SegmentationTiles(SegmentationCrops):
     def __init__(self, pairs: list[Scene], normalisation: Normalisation, tile_size: int, task: str,
                  options: ReadOptions = ReadOptions(), facts: dict | None = None, tiles: list | None = None,
                  max_tiles: int | None = None, seed: int = 0):
-        super().__init__(pairs, normalisation, tile_size, 0, task, options=options, facts=facts)
+        super().__init__(pairs, normalisation, tile_size, 0, task, options=options, facts=facts, screen=False)
         self.tiles = [tuple(tile) for tile in tiles] if tiles is not None else validation_tiles(self.labels, tile_size)
         if max_tiles is not None and len(self.tiles) > max_tiles:
             keep = np.random.default_rng(seed).choice(len(self.tiles), max_tiles, replace=False)

@@ -23,7 +23,7 @@ from .configs import NAMED_CONFIGS, EncoderConfig, NetConfig, named_config
 from ..inference.metadata import NORM_FIXED, NORM_MODES
 from .data import (CalibrationJitter, LabelRaster, Normalisation, SegmentationCrops, SegmentationTiles, add_read_arguments,
                    find_pairs, input_distribution, label_histogram, normalisation_of, open_rasters, read_options,
-                   task_histogram, validation_tiles)
+                   task_histogram, validation_tiles, WATER_LABEL_CONTRAST_DB)
 from .losses import IGNORE_INDEX, FocalDiceLoss, class_weights
 from .segmentor import Segmentor
 
@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="random calibration offset per crop, up to this many dB (0 = off)")
     p.add_argument("--gain-jitter", type=float, default=0.0,
                    help="random contrast gain per crop, up to exp(+-this) around the scene median (0 = off)")
+    p.add_argument("--balanced-share", type=float, default=0.0,
+                   help="share of crops centred on a pixel of a class drawn uniformly among the classes present "
+                        "(rare classes seen as often as common ones; 0 = uniform crops)")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--samples-per-epoch", type=int, default=2000, help="random crops per epoch (all ranks together)")
     p.add_argument("--batch-size", type=int, default=8, help="per process")
@@ -212,7 +215,11 @@ def run(args, runtime: engine.Runtime):
 
     facts = statistics["facts"]
     train_set = SegmentationCrops(train_pairs, normalisation, args.crop_size, args.samples_per_epoch, args.task,
-                                  args.seed, jitter, options, facts)
+                                  args.seed, jitter, options, facts, args.balanced_share)
+    screened = [(scene.sar.name, kept) for scene, kept in zip(train_pairs, train_set.kept_chips) if kept is not None]
+    for name, kept in screened:
+        runtime.log(f"{name}: water labels of {np.count_nonzero(~kept)} of {kept.size} chips left out (water not "
+                    f"{WATER_LABEL_CONTRAST_DB:g} dB darker than land)")
     resampled = sum(sar.grid is not None for sar in train_set.sars)
     if resampled:
         runtime.log(f"{resampled} of {len(train_set.sars)} training rasters are read resampled onto the "
