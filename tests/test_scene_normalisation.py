@@ -5,6 +5,8 @@ computed once before tiling; a calibration offset (wrong CF, airborne product se
 the same scene must give the same map.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -54,4 +56,45 @@ def test_calibration_offset_gives_the_same_map(tmp_path, scene_water_model):
     for offset in (-10.0, -4.0, 4.0):
         shifted = np.where(db > -9000, db + offset, db)
         mask, _ = _run(tmp_path, f"shift{offset:+g}", shifted, scene_water_model)
+        assert np.mean(mask == reference) > 0.999, offset
+
+
+def _coastal_db(width=300, height=220, seed=5):
+    """A coastal tile that is mostly sea: sea at -24 dB over 80 % of it (the left), land at -9 dB."""
+    rng = np.random.default_rng(seed)
+    db = -24.0 + 1.5 * rng.standard_normal((height, width))
+    db[:, 240:] = -9.0 + 2.0 * rng.standard_normal((height, 60))
+    return db
+
+
+def test_scene_statistics_find_the_land_of_a_scene_mostly_of_water():
+    from model.inference.metadata import NORM_SCENE, NORM_SCENE_LAND
+    from model.inference.reader import SceneStatistics
+    coastal = SceneStatistics.of(_coastal_db().ravel())
+    assert coastal.median == pytest.approx(-24.0, abs=0.5)  # the sea's level
+    assert coastal.land_median == pytest.approx(-9.0, abs=0.5) == coastal.level(NORM_SCENE_LAND)
+    assert coastal.level(NORM_SCENE) == coastal.median
+    inland = SceneStatistics.of(_scene_db()[_scene_db() > -9000])  # land with a lake of 15 %
+    assert inland.land_median == pytest.approx(-9.0, abs=0.5) and inland.median < inland.land_median
+    dry = SceneStatistics.of(-9.0 + 2.0 * np.random.default_rng(1).standard_normal(50_000))  # one population
+    assert dry.median <= dry.land_median < dry.median + 2.5
+
+
+def test_a_land_normalised_model_finds_the_sea_of_a_coastal_tile_that_the_median_hides(tmp_path):
+    rule = dict(norm_clip=(-25.0, 20.0), norm_mean=0.0, water_below_db=-18.0)  # water 6 dB below the level
+    land_model = write_pixel_water_model(tmp_path / "land.onnx", norm_mode="scene-land", **rule)
+    median_model = write_pixel_water_model(tmp_path / "median.onnx", norm_mode="scene", **rule)
+    db = _coastal_db()
+    sea = np.zeros(db.shape, bool)
+    sea[:, :240] = True
+    by_median, _ = _run(tmp_path, "median", db, median_model)
+    assert np.mean(by_median[sea] == 1) < 0.01  # relative to its own level the sea looks like land
+    reference, lines = _run(tmp_path, "land", db, land_model)
+    (stats,) = [line for line in lines if line.startswith("Scene normalisation: land median ")]
+    removed, median = (float(value) for value in re.search(r"land median (\S+) dB removed .* scene median (\S+) dB",
+                                                             stats).groups())
+    assert -10.0 < removed < -8.0 and -25.0 < median < -22.0
+    assert np.mean(reference[sea] == 1) > 0.99 and np.mean(reference[~sea] == 0) > 0.99
+    for offset in (-4.0, 4.0):
+        mask, _ = _run(tmp_path, f"land{offset:+g}", db + offset, land_model)
         assert np.mean(mask == reference) > 0.999, offset

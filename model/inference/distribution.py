@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metadata import NORM_SCENE, ModelContract
+from .metadata import NORM_SCENE_LAND, SCENE_NORM_MODES, ModelContract
+from .reader import SceneStatistics
 
 MARGIN_DB = 3.0  # how far outside the training range the input may lie before a warning
 MAX_CLIPPED_SHARE = 0.05  # share of pixels outside norm_clip (seen clipped by the model)
@@ -41,9 +42,9 @@ def check_input_distribution(sample_db: np.ndarray, contract: ModelContract) -> 
         return DistributionCheck("Input backscatter not checked against the model's: no valid pixel in the sample", [])
     distribution = contract.input_distribution
     median = float(np.median(values))
-    relative = contract.norm_mode == NORM_SCENE  # the model sees values - median
+    relative = contract.norm_mode in SCENE_NORM_MODES  # the model sees values - a level of the scene
     low_clip, high_clip = contract.norm_clip
-    seen = values - median if relative else values
+    seen = values - SceneStatistics.of(values).level(contract.norm_mode) if relative else values
     clipped = float(np.mean((seen < low_clip) | (seen > high_clip)))
     summary = (f"Input backscatter (sample of {values.size} valid pixels over the whole raster): median "
                f"{median:.1f} dB, 1..99 % {np.percentile(values, 1):.1f}..{np.percentile(values, 99):.1f} dB")
@@ -51,7 +52,8 @@ def check_input_distribution(sample_db: np.ndarray, contract: ModelContract) -> 
     if distribution is None:
         summary += "; the model declares no training distribution (input_distribution), only its input range"
     elif relative:
-        summary += "; the model removes the scene median, so only the spread around it is compared with its training"
+        level = "its land's median" if contract.norm_mode == NORM_SCENE_LAND else "the scene median"
+        summary += f"; the model removes {level}, so only the spread around the median is compared with its training"
         training_median = dict(distribution.pixel_db_percentiles).get(50.0)
         if training_median is not None:
             warnings += _percentile_warnings(values, distribution.pixel_db_percentiles, median, training_median)
@@ -64,7 +66,7 @@ def check_input_distribution(sample_db: np.ndarray, contract: ModelContract) -> 
                             f"{side} anything the model was trained on ({low:g}..{high:g} dB): {_ADVICE}.")
         warnings += _percentile_warnings(values, distribution.pixel_db_percentiles, 0.0, 0.0)
     if clipped > MAX_CLIPPED_SHARE:
-        where = " from the scene median" if relative else ""
+        where = " from the scene level the model removes" if relative else ""
         warnings.append(f"{clipped:.0%} of the input's pixels lie outside {low_clip:g}..{high_clip:g} dB{where}, the "
                         f"range the model reads (norm_clip): it sees them clipped. {_ADVICE[0].upper()}{_ADVICE[1:]}.")
     return DistributionCheck(summary, warnings)

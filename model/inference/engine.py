@@ -29,7 +29,7 @@ from .distribution import check_input_distribution
 from .coverage import DataCoverage, ModelGridCoverage
 from .errors import CancelledError, InputRasterError, ModelContractError, OptionError
 from .memory import CPU_RUN_BUDGET, MEMORY_SHARE, available_memory_bytes, bounded_gdal_cache, run_memory_bytes
-from .metadata import NORM_SCENE, TILE_MULTIPLE, ModelContract, bundled_model_path
+from .metadata import NORM_SCENE_LAND, SCENE_NORM_MODES, TILE_MULTIPLE, ModelContract, bundled_model_path
 from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input, reading
 from .resample import ModelGrid, decide_model_grid, open_on_model_grid, resampling_to_model
 from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, CLASSES_BAND, CONFIDENCE_BAND, PROBABILITY_BAND, WATER_BAND,
@@ -208,10 +208,12 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
         all_blocks = _blocks(source.band_reader.width, source.band_reader.height, options.block_size)
         blocks = [block for block in all_blocks if coverage.has_data(block)]
     else:
-        if contract.norm_mode == NORM_SCENE:
+        if contract.norm_mode in SCENE_NORM_MODES:
             settings.scene = _scene_statistics(source, input_path, options.band)
-            log(f"Scene normalisation: median {settings.scene.median:.2f} dB removed (from {settings.scene.pixels} "
-                f"pixels sampled over the whole raster); the map does not depend on the absolute calibration")
+            level = "land median" if contract.norm_mode == NORM_SCENE_LAND else "median"
+            log(f"Scene normalisation: {level} {settings.scene.level(contract.norm_mode):.2f} dB removed (from "
+                f"{settings.scene.pixels} pixels sampled over the whole raster; scene median "
+                f"{settings.scene.median:.2f} dB); the map does not depend on the absolute calibration")
         plan = TilePlan(source.band_reader.width, source.band_reader.height, settings.tile_size,
                         settings.tile_overlap, options.block_size)
         settings.batch_size = _fit_in_memory(settings, len(contract.classes) if task == "lulc" else 1, plan,

@@ -19,8 +19,9 @@ TASKS = ("lulc", "water")
 ACTIVATION_OF_TASK = {"lulc": "softmax", "water": "sigmoid"}
 SUPPORTED_INPUT_UNITS = ("db",)
 TILE_MULTIPLE = 32
-NORM_FIXED, NORM_SCENE = "fixed", "scene"
-NORM_MODES = (NORM_FIXED, NORM_SCENE)
+NORM_FIXED, NORM_SCENE, NORM_SCENE_LAND = "fixed", "scene", "scene-land"
+NORM_MODES = (NORM_FIXED, NORM_SCENE, NORM_SCENE_LAND)
+SCENE_NORM_MODES = (NORM_SCENE, NORM_SCENE_LAND)  # a level of the whole scene is removed before tiling
 _REQUIRED_KEYS = ("sarlulc_contract", "task", "classes", "output_activation", "input_units",
                   "norm_clip", "norm_mean", "norm_std", "gsd_m", "tile_size", "tile_overlap")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")

@@ -11,10 +11,11 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import InputRasterError
-from .metadata import NORM_SCENE, ModelContract
+from .metadata import NORM_SCENE_LAND, SCENE_NORM_MODES, ModelContract
 from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, apply_scaling, band_scaling,
                         check_backscatter_band, filter_halo, sample_valid_values, speckle_filter_db, to_db,
                         valid_mask)
+from .threshold import otsu_threshold
 from .windows import Window
 
 gdal.UseExceptions()
@@ -173,11 +174,19 @@ class BackscatterReader:
 
 @dataclass(frozen=True)
 class SceneStatistics:
-    """The whole scene's median backscatter, for models normalised per scene (``norm_mode`` = scene):
-    removing it makes the model blind to the absolute calibration (a wrong CF, an airborne or
-    third-party product several dB off) while keeping contrasts in dB."""
+    """Levels of the whole scene, for models normalised per scene: removing one makes the model
+    blind to the absolute calibration (a wrong CF, an airborne or third-party product several dB
+    off) while keeping contrasts in dB.
+
+    ``median``: the median of all valid values (``norm_mode`` scene). It follows the scene's make-up:
+    in a coastal tile that is mostly sea it is the sea's level, so the land looks 10-15 dB bright
+    and the sea like land. ``land_median``: the median of the brighter of the two populations
+    Otsu's split of the sample finds (``norm_mode`` scene-land): the land's level whether water
+    covers 3 % or 90 % of the scene; in a scene without water it splits dark from bright land
+    and lies a little (1-4 dB) above the median."""
 
     median: float
+    land_median: float
     pixels: int
 
     @classmethod
@@ -187,7 +196,14 @@ class SceneStatistics:
         if values.size == 0:
             raise InputRasterError("No valid pixel to compute the scene statistics from; check the band and its "
                                    "nodata value.")
-        return cls(float(np.median(values)), int(values.size))
+        median = float(np.median(values))
+        split = otsu_threshold(values)
+        brighter = values[values > split] if split is not None else values
+        return cls(median, float(np.median(brighter)) if brighter.size else median, int(values.size))
+
+    def level(self, norm_mode: str) -> float:
+        """The level a model of ``norm_mode`` has removed from every pixel (dB)."""
+        return self.land_median if norm_mode == NORM_SCENE_LAND else self.median
 
 
 def prepare_input(db: np.ndarray, valid: np.ndarray, contract: ModelContract,
@@ -195,16 +211,16 @@ def prepare_input(db: np.ndarray, valid: np.ndarray, contract: ModelContract,
     """Model input from sigma0 dB (the contract's units): clip, standardise, then zero the invalid pixels.
 
     The one place input values are normalised; `BackscatterReader` converts other input units
-    to dB just before this. Models with ``norm_mode`` = scene first have the scene's median removed
+    to dB just before this. Scene-normalised models first have a level of the scene removed
     (``scene``, computed once per raster, so the result does not depend on the tiling); the clip
     and standardisation then apply to those values.
     """
     low, high = contract.norm_clip
     x = np.asarray(db, dtype=np.float32)
-    if contract.norm_mode == NORM_SCENE:
+    if contract.norm_mode in SCENE_NORM_MODES:
         if scene is None:
             raise ValueError("a scene-normalised model needs the scene statistics")
-        x = x - np.float32(scene.median)
+        x = x - np.float32(scene.level(contract.norm_mode))
     # Invalid pixels are masked before normalising so nodata values (e.g. -9999, NaN) never leak in.
     x = np.where(valid, x, contract.norm_mean).astype(np.float32, copy=False)
     np.clip(x, low, high, out=x)

@@ -37,7 +37,7 @@ from rasterio.windows import Window as RasterioWindow
 from torch.utils.data import Dataset
 
 from ..classes import LULC_CLASSES, WATER_CLASSES
-from ..inference.metadata import NORM_FIXED, NORM_SCENE
+from ..inference.metadata import NORM_FIXED, SCENE_NORM_MODES
 from ..inference.reader import SceneStatistics, open_raster, prepare_input
 from ..inference.resample import ModelGrid, decide_model_grid, open_on_model_grid, power_view_xml, resampling_to_model
 from ..inference.errors import InputRasterError
@@ -74,7 +74,7 @@ class Normalisation:
                    data.get("norm_mode", NORM_FIXED))
 
 
-SCENE_CLIP_DB = (-25.0, 20.0)  # dB relative to the scene median: calm water to strong double bounce
+SCENE_CLIP_DB = (-25.0, 20.0)  # dB relative to the scene level removed: calm water to strong double bounce
 
 
 @dataclass(frozen=True)
@@ -369,9 +369,9 @@ def open_rasters(scenes: list[Scene], options: ReadOptions, processes: int = 1) 
 
 
 def compute_normalisation(rasters: list[SarRaster], clip=(-35.0, 5.0), mode: str = NORM_FIXED) -> Normalisation:
-    """Mean and std of the clipped dB values (relative to each scene's median in scene mode),
+    """Mean and std of the clipped dB values (relative to each scene's level in the scene modes),
     sampled over every raster."""
-    samples = [r.sample_db() - (r.scene.median if mode == NORM_SCENE else 0.0) for r in rasters]
+    samples = [r.sample_db() - (r.scene.level(mode) if mode in SCENE_NORM_MODES else 0.0) for r in rasters]
     values = np.clip(np.concatenate(samples), *clip)
     if values.size == 0:
         raise ValueError("No valid SAR pixel found in the training rasters; check their nodata values.")
@@ -385,7 +385,7 @@ def normalisation_for(mode: str, scenes: list[Scene], options: ReadOptions = Rea
 
 def normalisation_of(mode: str, rasters: list[SarRaster]) -> Normalisation:
     """:func:`normalisation_for` of rasters already open."""
-    return compute_normalisation(rasters, SCENE_CLIP_DB if mode == NORM_SCENE else (-35.0, 5.0), mode)
+    return compute_normalisation(rasters, SCENE_CLIP_DB if mode in SCENE_NORM_MODES else (-35.0, 5.0), mode)
 
 
 def input_distribution(rasters: list[SarRaster], jitter: "CalibrationJitter") -> dict:

@@ -46,8 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--decoder-depth", type=int, default=2)
     p.add_argument("--decoder-heads", type=int, default=4, help="attention heads of the decoder layers")
     p.add_argument("--norm-mode", choices=NORM_MODES, default=NORM_FIXED,
-                   help="input normalisation: fixed (dB statistics of the data) or scene (each raster's median "
-                        "removed first)")
+                   help="input normalisation: fixed (dB statistics of the data), scene (each raster's median "
+                        "removed first) or scene-land (the median of each raster's brighter population removed first)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--samples-per-epoch", type=int, default=4000, help="random crops per epoch (all ranks together)")
     p.add_argument("--batch-size", type=int, default=16, help="per process; even (images are mixed in pairs)")
@@ -116,7 +116,7 @@ def run(args, runtime: engine.Runtime):
         if args.norm_mean is not None and args.norm_std is not None:
             normalisation = Normalisation(norm_mean=args.norm_mean, norm_std=args.norm_std)
     norm_mode = None if normalisation else args.norm_mode
-    key = {"version": 1, "images": [[*engine.files_key([scene.sar]), scene.profile] for scene in paths],
+    key = {"version": 2, "images": [[*engine.files_key([scene.sar]), scene.profile] for scene in paths],
            "read": [options.input_units.value, options.calibration_factor, options.gsd_m], "norm_mode": norm_mode}
     statistics = engine.computed_once(lambda: data_statistics(paths, options, norm_mode, args.workers),
                                       args.out / STATISTICS_FILE, key, runtime)

@@ -47,9 +47,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--focal-weight", type=float, default=1.0)
     p.add_argument("--dice-weight", type=float, default=1.0)
     p.add_argument("--norm-mode", choices=NORM_MODES,
-                   help="input normalisation: fixed (dB statistics of the training set) or scene (each raster's "
-                        "median removed first, robust to calibration offsets); default: the pretrained encoder's, "
-                        "else fixed")
+                   help="input normalisation: fixed (dB statistics of the training set), scene (each raster's "
+                        "median removed first, robust to calibration offsets) or scene-land (the median of each "
+                        "raster's brighter population, its land, removed first: also robust to scenes mostly of "
+                        "water); default: the pretrained encoder's, else fixed")
     p.add_argument("--level-jitter", type=float, default=0.0,
                    help="random calibration offset per crop, up to this many dB (0 = off)")
     p.add_argument("--gain-jitter", type=float, default=0.0,
@@ -122,7 +123,7 @@ def statistics_key(train_pairs, val_pairs, args, options, norm_mode: str | None)
     """What :func:`data_statistics` depends on."""
     def scenes(pairs):
         return [[*engine.files_key([scene.sar, scene.label]), scene.profile] for scene in pairs]
-    return {"version": 1, "task": args.task, "train": scenes(train_pairs), "val": scenes(val_pairs),
+    return {"version": 2, "task": args.task, "train": scenes(train_pairs), "val": scenes(val_pairs),
             "read": [options.input_units.value, options.calibration_factor, options.gsd_m], "norm_mode": norm_mode,
             "jitter": [args.level_jitter, args.gain_jitter], "tile_size": args.crop_size}
 
