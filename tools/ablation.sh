@@ -2,17 +2,23 @@
 # The paper's ablation on simulated data: the same budget for every row, scored end to end
 # through the plugin's engine on the held-out test seeds.
 #   baseline UPerNet -> + HR injection -> + refine-up head -> + alpha-scale (0.5) -> + SAR-W-MixMAE pretraining
-# Knobs (environment): EPOCHS, SAMPLES, CROP, PRETRAIN_EPOCHS, OUT, DATA. Needs the data of train_bundled.sh.
+# Data: the simulator's fixed world (--variability none; training seed 1, validation 2, test 3), made
+# here when DATA lacks it. Knobs (environment): EPOCHS, SAMPLES, CROP, PRETRAIN_EPOCHS, OUT, DATA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/ablation}
-DATA=${DATA:-data/sim}
+DATA=${DATA:-data/fixed-world}
 EPOCHS=${EPOCHS:-5}
 SAMPLES=${SAMPLES:-1000}
 CROP=${CROP:-128}
 PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-5}
 mkdir -p "$OUT"
+for split in "train 1 48" "val 2 10" "test 3 12"; do
+    set -- $split
+    [ -f "$DATA/$1/manifest.json" ] || $PY -m model.simulate --out "$DATA/$1" --count "$3" --size 512 --seed "$2" \
+        --holes --variability none
+done
 
 run() {  # name, extra train args...
     local name=$1; shift

@@ -638,7 +638,7 @@ def class_cells(label: "LabelRaster", task: str, kept_chips: np.ndarray | None, 
         codes = label.read(strip)
         target = label_targets(codes, np.ones(codes.shape, bool), task)
         if kept_chips is not None:
-            target[~_chip_mask(kept_chips, chip, strip.x, strip.y, strip.width, strip.height)] = IGNORE_INDEX
+            target[~chip_mask(kept_chips, chip, strip.x, strip.y, strip.width, strip.height)] = IGNORE_INDEX
         padded = np.full((-(-strip.height // FOCUS_CELL) * FOCUS_CELL, columns * FOCUS_CELL), IGNORE_INDEX, np.int64)
         padded[:strip.height, :strip.width] = target
         cells = padded.reshape(padded.shape[0] // FOCUS_CELL, FOCUS_CELL, columns, FOCUS_CELL).transpose(0, 2, 1, 3)
@@ -649,7 +649,7 @@ def class_cells(label: "LabelRaster", task: str, kept_chips: np.ndarray | None, 
     return [np.concatenate(parts) for parts in found]
 
 
-def _chip_mask(kept_chips: np.ndarray, chip: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+def chip_mask(kept_chips: np.ndarray, chip: int, x: int, y: int, width: int, height: int) -> np.ndarray:
     """Per pixel of the window (x, y, width, height): is its chip kept? (pixels outside the grid: no)"""
     rows, columns = (y + np.arange(height)) // chip, (x + np.arange(width)) // chip
     inside_rows = (rows >= 0) & (rows < kept_chips.shape[0])
@@ -695,7 +695,7 @@ class SegmentationCrops(_EpochSeeded):
         (codes,) = _read_padded(lambda w: (label.read(w),), sar.width, sar.height, x, y, self.crop_size, (NODATA_CODE,))
         target = label_targets(codes, valid, self.task)
         if self.kept_chips[index] is not None:
-            target[~_chip_mask(self.kept_chips[index], sar.profile.label_chip, x, y, *target.shape[::-1])] = IGNORE_INDEX
+            target[~chip_mask(self.kept_chips[index], sar.profile.label_chip, x, y, *target.shape[::-1])] = IGNORE_INDEX
         return prepare_input(db, valid, self.normalisation, sar.scene), target
 
     def _uniform_origin(self, rng: np.random.Generator) -> tuple[int, int, int]:
