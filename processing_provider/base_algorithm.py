@@ -97,12 +97,18 @@ OUTPUT_FILES_HELP = (
 )
 BUNDLED_MODEL_HELP = (
     "<p><b>Bundled model</b>: model/weights/{task}.onnx, a small refined segmentation network "
-    "(Swin encoder pretrained with SAR-W-MixMAE, UPerNet decoder with high-resolution injection "
-    "and a progressive refine-up head, 3.5 M parameters) trained on <b>simulated ALOS-2-like "
-    "scenes</b>, not on real PALSAR-2 acquisitions: treat its maps on real data as indicative. "
-    "Its scores on held-out simulated scenes and its limits are in model/MODEL_CARD.md; its name "
-    "is printed in the log.</p>"
+    "(Swin encoder, UPerNet decoder with high-resolution injection and a progressive refine-up head, "
+    "3.5 M parameters) trained on {trained_on}. It removes the scene's land level (the median of its "
+    "brighter pixels) before it runs, so a calibration error of several dB does not change the map. "
+    "Its scores on held-out real and simulated scenes and its limits are in model/MODEL_CARD.md; "
+    "its name is printed in the log.</p>"
 )
+BUNDLED_TRAINING_HELP = {
+    "lulc": "<b>simulated ALOS-2-like scenes</b> only, not on real PALSAR-2 acquisitions: treat its maps on "
+            "real data as indicative",
+    "water": "real Sentinel-1 flood scenes (ETCI 2021) and <b>simulated ALOS-2-like scenes</b>: on a real "
+             "scene it never saw it finds water a little better than METHOD=threshold; compare both",
+}
 
 
 class BandWithDefault(QgsProcessingParameterBand):
@@ -440,5 +446,5 @@ def may_be_backscatter(source: str) -> bool:
 def help_text(summary: str, outputs: str, task: str) -> str:
     """The algorithm's help panel: what it does, its input, outputs, options and model."""
     return (f"<p>{summary}</p>{INPUT_HELP}<h3>Outputs</h3>{outputs}{OUTPUT_FILES_HELP}{OPTIONS_HELP}"
-            f"{BUNDLED_MODEL_HELP.format(task=task)}")
+            f"{BUNDLED_MODEL_HELP.format(task=task, trained_on=BUNDLED_TRAINING_HELP[task])}")
 
