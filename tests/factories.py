@@ -223,6 +223,19 @@ def write_sar_raster(path, width, height, *, epsg=32654, pixel_size=10.0, origin
     return str(path)
 
 
+def write_changed_backscatter(source_path, path, change) -> str:
+    """A copy of the dB raster at ``source_path`` whose valid pixels are ``change(db, median)``
+    (e.g. a calibration offset, a contrast change around the scene median); nodata kept."""
+    source = gdal.Open(str(source_path))
+    band = source.GetRasterBand(1)
+    db, nodata = band.ReadAsArray(), band.GetNoDataValue()
+    valid = db != nodata
+    copy = gdal.GetDriverByName("GTiff").CreateCopy(str(path), source)
+    copy.GetRasterBand(1).WriteArray(np.where(valid, change(db, float(np.median(db[valid]))), nodata))
+    copy = None
+    return str(path)
+
+
 def write_alos2_mosaic_tile(path, size=450, strip_rows=40, ocean_fraction=0.4, seed=0) -> str:
     """A coastal JAXA ALOS-2 PALSAR-2 25 m mosaic tile as downloaded: UInt16 amplitude DN, nodata
     declared as 1, 1/4500 degree (0.8 arc-second) pixels in EPSG:4326, a strip-organised GeoTIFF

@@ -15,7 +15,7 @@ from osgeo import gdal
 from model.inference import engine
 from model.inference.metadata import NORM_SCENE_LAND, ModelContract, bundled_model_path
 from model.simulate.generate import generate_set
-from tests.factories import write_alos2_mosaic_tile
+from tests.factories import write_alos2_mosaic_tile, write_changed_backscatter
 
 SHIFTS_DB = (-4.0, 4.0)
 MIN_AGREEMENT = 0.90  # share of valid pixels whose class is unchanged by the shift
@@ -35,16 +35,6 @@ def scenes(tmp_path_factory):
     return made
 
 
-def _shifted(path, offset_db, out):
-    source = gdal.Open(str(path))
-    band = source.GetRasterBand(1)
-    db, nodata = band.ReadAsArray(), band.GetNoDataValue()
-    copy = gdal.GetDriverByName("GTiff").CreateCopy(str(out), source)
-    copy.GetRasterBand(1).WriteArray(np.where(db == nodata, nodata, db + offset_db))
-    copy = None
-    return out
-
-
 def _map(task, sar, out):
     run = engine.segment if task == "lulc" else engine.detect_water
     run(str(sar), str(out), model_path=bundled_model_path(task), options=engine.RunOptions(), log=lambda _: None)
@@ -62,7 +52,8 @@ def test_a_calibration_error_of_4_db_leaves_the_map_unchanged(task, scenes, tmp_
     valid = reference != nodata
     assert valid.mean() > 0.5
     for offset in SHIFTS_DB:
-        shifted, _ = _map(task, _shifted(sar, offset, tmp_path / f"shift{offset:+g}.tif"), tmp_path / f"{offset:+g}.tif")
+        shifted_sar = write_changed_backscatter(sar, tmp_path / f"shift{offset:+g}.tif", lambda db, _: db + offset)
+        shifted, _ = _map(task, shifted_sar, tmp_path / f"{offset:+g}.tif")
         assert np.array_equal(shifted != nodata, valid)
         agreement = np.mean(shifted[valid] == reference[valid])
         assert agreement >= MIN_AGREEMENT, (offset, agreement)

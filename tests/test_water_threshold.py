@@ -19,7 +19,8 @@ from model.inference.errors import CancelledError, OptionError
 from model.inference.metadata import ModelContract, bundled_model_path
 from model.inference.threshold import (fit_two_gaussians, kittler_illingworth_threshold, otsu_threshold,
                                        sample_grid)
-from tests.factories import DEMO_LIKE_DISTRIBUTION, water_land_scene, write_pixel_water_model, write_sar_raster
+from tests.factories import (DEMO_LIKE_DISTRIBUTION, water_land_scene, write_changed_backscatter, write_pixel_water_model,
+                             write_sar_raster)
 from tests.test_plugin_algorithms import RecordingFeedback, assert_same_grid, palette, sidecar_palette
 from tests.test_plugin_headless import QGIS_PROCESS, plugin_zip, qgis_env, qgis_process  # noqa: F401 (fixtures)
 
@@ -216,13 +217,12 @@ def demo_like_water_model(tmp_path_factory):
 
 
 def shifted_demo(path, offset_db):
-    source = gdal.Open(str(DEMO))
-    band = source.GetRasterBand(1)
-    db, nodata = band.ReadAsArray(), band.GetNoDataValue()
-    copy = gdal.GetDriverByName("GTiff").CreateCopy(str(path), source)
-    copy.GetRasterBand(1).WriteArray(np.where(db == nodata, nodata, db + offset_db))
-    copy = None
-    return str(path)
+    return write_changed_backscatter(DEMO, path, lambda db, _: db + offset_db)
+
+
+def contrasty_demo(path):
+    """The demo scene with twice its contrast around its median."""
+    return write_changed_backscatter(DEMO, path, lambda db, median: median + 2.0 * (db - median))
 
 
 def detect(sar, output, model, **options):
@@ -285,14 +285,7 @@ def test_a_scene_normalised_model_is_checked_on_the_spread_only(tmp_path):
                                     input_distribution=DEMO_LIKE_DISTRIBUTION)
     log, warnings = detect(shifted_demo(tmp_path / "dark.tif", -10.0), tmp_path / "w.tif", model)
     assert warnings == [] and "the model removes the scene median" in log
-    source = gdal.Open(str(DEMO))
-    db, nodata = source.GetRasterBand(1).ReadAsArray(), source.GetRasterBand(1).GetNoDataValue()
-    median = float(np.median(db[db != nodata]))
-    contrasty = tmp_path / "contrasty.tif"
-    copy = gdal.GetDriverByName("GTiff").CreateCopy(str(contrasty), source)
-    copy.GetRasterBand(1).WriteArray(np.where(db == nodata, nodata, median + 2.0 * (db - median)))
-    copy = None
-    _, warnings = detect(str(contrasty), tmp_path / "w2.tif", model)
+    _, warnings = detect(contrasty_demo(tmp_path / "contrasty.tif"), tmp_path / "w2.tif", model)
     assert any(re.search(r"its 1st percentile -2\d\.\d dB from its median is 1\d\.\d dB below the training "
                          r"pixels' \(-14 dB from theirs\)", w) for w in warnings), warnings
     assert not any("median HH" in w for w in warnings)
@@ -383,14 +376,8 @@ def test_the_bundled_models_ignore_a_calibration_offset_and_flag_a_contrast_unli
     contract = ModelContract.from_onnx(bundled_model_path(task), expected_task=task)
     assert contract.norm_mode == "scene-land" and contract.input_distribution is not None
     run = engine.detect_water if task == "water" else engine.segment
-    source = gdal.Open(str(DEMO))
-    db, nodata = source.GetRasterBand(1).ReadAsArray(), source.GetRasterBand(1).GetNoDataValue()
-    median = float(np.median(db[db != nodata]))
-    contrasty = gdal.GetDriverByName("GTiff").CreateCopy(str(tmp_path / "contrasty.tif"), source)
-    contrasty.GetRasterBand(1).WriteArray(np.where(db == nodata, nodata, median + 2.0 * (db - median)))
-    contrasty = None
     for sar, flagged in ((str(DEMO), False), (shifted_demo(tmp_path / "dark.tif", -10.0), False),
-                         (str(tmp_path / "contrasty.tif"), True)):
+                         (contrasty_demo(tmp_path / "contrasty.tif"), True)):
         lines, warnings = [], []
         run(sar, tmp_path / f"{task}.tif", log=lines.append, warn=warnings.append)
         assert "the model removes its land's median" in "\n".join(lines)
