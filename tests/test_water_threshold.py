@@ -371,15 +371,17 @@ def test_evaluate_set_scores_the_threshold_baseline(water_model, tmp_path):
 @pytest.mark.parametrize("task", ["water", "lulc"])
 def test_the_bundled_models_ignore_a_calibration_offset_and_flag_a_contrast_unlike_their_training(task, tmp_path):
     """They remove their scene's land level (norm_mode scene-land): an input 10 dB too dark is no
-    reason to warn (tests/test_bundled_models.py: its map is the same), a contrast twice the
-    training's is."""
+    reason to warn, and its map is the same; a contrast twice the training's is flagged."""
     contract = ModelContract.from_onnx(bundled_model_path(task), expected_task=task)
     assert contract.norm_mode == "scene-land" and contract.input_distribution is not None
     run = engine.detect_water if task == "water" else engine.segment
-    for sar, flagged in ((str(DEMO), False), (shifted_demo(tmp_path / "dark.tif", -10.0), False),
-                         (contrasty_demo(tmp_path / "contrasty.tif"), True)):
+    maps = []
+    for name, sar, flagged in (("demo", str(DEMO), False), ("dark", shifted_demo(tmp_path / "dark.tif", -10.0), False),
+                               ("contrasty", contrasty_demo(tmp_path / "contrasty.tif"), True)):
         lines, warnings = [], []
-        run(sar, tmp_path / f"{task}.tif", log=lines.append, warn=warnings.append)
+        run(sar, tmp_path / f"{name}_{task}.tif", log=lines.append, warn=warnings.append)
         assert "the model removes its land's median" in "\n".join(lines)
         assert not any("median HH" in w for w in warnings)
         assert any("than the model's training data" in w for w in warnings) == flagged, "\n".join(lines + warnings)
+        maps.append(gdal.Open(str(tmp_path / f"{name}_{task}.tif")).ReadAsArray())
+    assert np.array_equal(maps[0], maps[1])
