@@ -5,13 +5,14 @@
 #    place: Bangladesh and Nebraska train the water model, North Alabama is held out of everything;
 #  - fine-tuning of the LULC model (simulated labels) and the water model (simulated + ETCI labels;
 #    ETCI chips whose labelled water the SAR does not show are left out, model/net/data.py),
-#    both normalised per scene (norm_mode = scene-land: the median of the raster's brighter population,
-#    its land, removed once before tiling), with random calibration jitter and 30 % of the crops centred on a class drawn uniformly
-#    (--balanced-share); the epoch with the best score on the simulated validation scenes is kept;
-#  - export to ONNX with the plugin's contract into model/weights/ (the water model's default threshold
-#    chosen on the real training scenes), then held-out scores end to end
-#    through the plugin's engine: simulated test scenes as they are and shifted by +-4 dB, the held-out
-#    ETCI scene, and Water Detect's threshold baseline on the same scenes.
+#    both normalised per scene (norm_mode = scene-land: the median of the raster's brighter
+#    population, its land, removed once before tiling), with random calibration jitter and 30 % of
+#    the crops centred on a class drawn uniformly (--balanced-share); the epoch with the best score
+#    on the simulated validation scenes is kept;
+#  - export to ONNX with the plugin's contract into model/weights/ (the water model's default
+#    threshold chosen on the real training scenes), then held-out scores end to end through the
+#    plugin's engine: simulated test scenes as they are and shifted by +-4 dB, the held-out ETCI
+#    scene, and Water Detect's threshold baseline on the same scenes.
 # Knobs (environment): EPOCHS_LULC, EPOCHS_WATER, SAMPLES, CROP, OUT, DATA, ETCI, WEIGHTS.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -197,9 +197,9 @@ class SceneStatistics:
             raise InputRasterError("No valid pixel to compute the scene statistics from; check the band and its "
                                    "nodata value.")
         median = float(np.median(values))
-        split = otsu_threshold(values)
+        split = otsu_threshold(values)  # None for a constant sample; else pixels lie above it
         brighter = values[values > split] if split is not None else values
-        return cls(median, float(np.median(brighter)) if brighter.size else median, int(values.size))
+        return cls(median, float(np.median(brighter)), int(values.size))
 
     def level(self, norm_mode: str) -> float:
         """The level a model of ``norm_mode`` has removed from every pixel (dB)."""
