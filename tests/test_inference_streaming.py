@@ -11,7 +11,7 @@ from model.inference.engine import RunOptions, detect_water, segment
 from model.inference.errors import InputRasterError, OutputError
 from model.inference.memory import GDAL_CACHE_BYTES
 from model.inference.reader import BandReader
-from model.inference.session import ModelSession, optimised_graph_path
+from model.inference.session import ModelSession, cached_graph_path
 from model.inference.writer import write_error
 from model.inference.windows import TilePlan
 
@@ -212,7 +212,7 @@ def test_gdal_block_cache_is_bounded_during_a_run_and_restored_after(models, tmp
 def test_the_optimised_graph_is_cached_per_machine_and_a_damaged_entry_is_replaced(models, tmp_path, monkeypatch):
     monkeypatch.setenv("SAR_LULC_CACHE", str(tmp_path / "cache"))
     sar = write_sar_raster(tmp_path / "sar.tif", 150, 120)
-    cached = optimised_graph_path(models["context"])
+    cached = cached_graph_path(models["context"])
     assert cached.parent == tmp_path / "cache" and not cached.exists()
     first = segment(sar, tmp_path / "first.tif", models["context"], tmp_path / "first_c.tif")
     assert cached.is_file() and [p.name for p in cached.parent.iterdir()] == [cached.name]
@@ -226,7 +226,7 @@ def test_the_optimised_graph_is_cached_per_machine_and_a_damaged_entry_is_replac
         np.testing.assert_allclose(read(tmp_path / f"{name}_c.tif"), read(tmp_path / "first_c.tif"), atol=1e-5)
     assert third.tiles == first.tiles
     monkeypatch.setenv("SAR_LULC_CACHE", "off")
-    assert optimised_graph_path(models["context"]) is None
+    assert cached_graph_path(models["context"]) is None
 
 
 def test_a_raster_too_wide_for_the_memory_is_refused_advising_to_clip_it(models, tmp_path, monkeypatch):

@@ -2,7 +2,8 @@
 
     make bench                                 # CPU, bundled LULC model, 1024..12000 px
     make bench ARGS="--sizes 1024,4096 --profile"
-    make bench ARGS="--device cuda"            # the same comparison on a GPU
+    make bench ARGS="--device cuda"            # the same comparison on a GPU (fp16 where it agrees)
+    make bench ARGS="--device cuda --precision fp32"
 
 (a) model only: the session run on every tile of the first raster, nothing else, with the batch
     size and threads the engine chose; (b) end to end: segment() on the same raster at its
@@ -37,7 +38,7 @@ import numpy as np  # noqa: E402
 from model.inference.engine import RunOptions, segment  # noqa: E402
 from model.inference.metadata import ModelContract, bundled_model_path  # noqa: E402
 from model.inference.reader import BandReader, SceneStatistics, open_raster, prepare_input  # noqa: E402
-from model.inference.session import ModelSession  # noqa: E402
+from model.inference.session import DEVICES, PRECISIONS, ModelSession  # noqa: E402
 from model.inference.windows import TilePlan  # noqa: E402
 
 
@@ -71,11 +72,13 @@ def mosaic_tile(folder: pathlib.Path, size: int, data_share: float) -> str:
     return str(path)
 
 
-def model_only(raster_path: str, model_path, batch_size: int, device: str) -> tuple[float, int, float]:
+def model_only(raster_path: str, model_path, batch_size: int, device: str,
+               precision: str) -> tuple[float, int, float]:
     """Seconds spent in session.run alone over the plan's tiles holding data (read and normalised
-    beforehand), tile count, and the seconds the session took to load (paid once end to end)."""
+    beforehand), tile count, and the seconds the session took to load (paid once end to end).
+    The precision is settled on the first batch, as the engine does."""
     began = time.perf_counter()
-    session = ModelSession(model_path, device)
+    session = ModelSession(model_path, device, precision=precision)
     load_seconds = time.perf_counter() - began
     contract = ModelContract.from_metadata(session.metadata, str(model_path))
     dataset = open_raster(raster_path)
@@ -86,7 +89,10 @@ def model_only(raster_path: str, model_path, batch_size: int, device: str) -> tu
     t = contract.tile_size
     tiles = [model_input[y:y + t, x:x + t][None] for y in plan.y_origins for x in plan.x_origins
              if valid[y:y + t, x:x + t].any()]
-    session.run(np.stack(tiles[:batch_size]))  # warm-up, as the engine's first batch would be
+    warm_up = np.stack(tiles[:batch_size])  # as the engine's first batch would be
+    if session.precision_pending:
+        session.settle_precision(warm_up, lambda scores: scores.argmax(axis=1))
+    session.run(warm_up)
     seconds = 0.0
     for start in range(0, len(tiles), batch_size):
         batch = np.stack(tiles[start:start + batch_size])
@@ -107,10 +113,11 @@ def peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
-def child(raster_path: str, model_path: str, output: str, batch_size: int | None, device: str, profile: bool) -> None:
+def child(raster_path: str, model_path: str, output: str, batch_size: int | None, device: str, precision: str,
+          profile: bool) -> None:
     """One end-to-end run; prints JSON with its time and peak RSS (run in a fresh process)."""
     baseline_mb = peak_rss_mb()
-    options = RunOptions(batch_size=batch_size, device=device)
+    options = RunOptions(batch_size=batch_size, device=device, precision=precision)
     if profile:
         import cProfile
         import pstats
@@ -124,11 +131,13 @@ def child(raster_path: str, model_path: str, output: str, batch_size: int | None
         report = segment(raster_path, output, model_path, options=options)
     print(json.dumps({"seconds": report.seconds, "tiles": report.tiles, "tiles_planned": report.tiles_planned,
                       "batch_size": report.batch_size, "providers": report.providers, "baseline_mb": baseline_mb,
+                      "precision": report.precision,
                       "peak_rss_mb": peak_rss_mb(), "valid_pixels": report.valid_pixels}))
 
 
 def run_child(raster_path, model_path, output, args, profile=False) -> dict:
-    command = [sys.executable, __file__, "--child", raster_path, str(model_path), str(output), "--device", args.device]
+    command = [sys.executable, __file__, "--child", raster_path, str(model_path), str(output), "--device", args.device,
+               "--precision", args.precision]
     if args.batch_size:
         command += ["--batch-size", str(args.batch_size)]
     if profile:
@@ -156,7 +165,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1024,2048,4096,12000", help="square raster edges, comma-separated")
     parser.add_argument("--batch-size", type=int, help="tiles per model call (default: the engine's choice)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default="auto", choices=DEVICES)
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="the model's arithmetic (default auto: fp16 on a GPU where it agrees with fp32)")
     parser.add_argument("--conv-layers", type=int, default=4, help="depth of the stand-in model (no bundled one)")
     parser.add_argument("--gdal-cache-mb", type=int, help="GDAL_CACHEMAX of the end-to-end runs (default: GDAL's)")
     parser.add_argument("--mosaic-size", type=int, default=1800, help="edge of the JAXA-like tile (0: skip)")
@@ -165,7 +176,7 @@ def main() -> None:
     parser.add_argument("--child", nargs=3, metavar=("RASTER", "MODEL", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(*args.child, args.batch_size, args.device, args.profile)
+        child(*args.child, args.batch_size, args.device, args.precision, args.profile)
         return
     folder = pathlib.Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -176,10 +187,12 @@ def main() -> None:
     measured = sizes[0] if len(sizes) == 1 else sizes[1]  # model only vs end to end on this size
     first = raster(folder, measured)
     end_to_end = run_child(first, model_path, folder / f"lulc_{measured}.tif", args)
-    model_seconds, tiles, load_seconds = model_only(first, model_path, end_to_end["batch_size"], args.device)
+    model_seconds, tiles, load_seconds = model_only(first, model_path, end_to_end["batch_size"], args.device,
+                                                    end_to_end["precision"])
     megapixels = measured ** 2 / 1e6
     model_rate, e2e_rate = megapixels / model_seconds, megapixels / end_to_end["seconds"]
-    print(f"{measured}^2 px, batch {end_to_end['batch_size']}, {', '.join(end_to_end['providers'])}")
+    print(f"{measured}^2 px, batch {end_to_end['batch_size']}, {end_to_end['precision']}, "
+          f"{', '.join(end_to_end['providers'])}")
     print(f"  (a) model only : {model_rate:7.3f} Mpx/s ({model_seconds:.1f} s, {tiles} tiles holding data)")
     print(f"  (b) end to end : {e2e_rate:7.3f} Mpx/s ({end_to_end['seconds']:.1f} s, {end_to_end['tiles']} tiles run "
           f"of the plan's {end_to_end['tiles_planned']})")

@@ -13,6 +13,7 @@ threshold found for the whole raster, then applied block by block.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import pathlib
@@ -28,7 +29,8 @@ from .blending import BlockAccumulator, blend_weights, to_probabilities
 from .distribution import check_input_distribution
 from .coverage import DataCoverage, ModelGridCoverage
 from .errors import CancelledError, InputRasterError, ModelContractError, OptionError
-from .memory import CPU_RUN_BUDGET, MEMORY_SHARE, available_memory_bytes, bounded_gdal_cache, run_memory_bytes
+from .memory import (CPU_RUN_BUDGET, MEMORY_SHARE, available_memory_bytes, bounded_gdal_cache, gpu_batch_size,
+                     gpu_free_memory_bytes, run_memory_bytes)
 from .metadata import NORM_SCENE_LAND, SCENE_NORM_MODES, TILE_MULTIPLE, ModelContract, bundled_model_path
 from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input, reading
 from .resample import ModelGrid, decide_model_grid, open_on_model_grid, resampling_to_model
@@ -36,7 +38,7 @@ from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, CLASSES_BAND, CONFIDENCE_BA
                         InputUnits, SpeckleFilter, check_calibration_factor, check_units_fit, detect_band_units,
                         filter_halo, ground_pixel_size_m, sample_shape, sample_valid_values)
 from .pipeline import BackgroundWriter, Prefetch
-from .session import CUDA, DEVICES, ModelSession
+from .session import DEVICES, PRECISIONS, ModelSession
 from .threshold import WaterThreshold, find_water_threshold, sample_tiles
 from .windows import TilePlan, Window
 from .writer import (OutputRaster, PendingFiles, all_or_none, check_free_space, check_outputs, hidden_path,
@@ -44,6 +46,7 @@ from .writer import (OutputRaster, PendingFiles, all_or_none, check_free_space, 
 
 DEFAULT_BATCH_SIZE = 4
 DEFAULT_BLOCK_SIZE = 512  # a multiple of the outputs' 256 px GeoTIFF blocks: whole blocks written
+GPU_BLOCK_SIZE = 2048  # on a GPU: blocks of about a hundred tiles, so batches can be large
 LULC_NODATA, WATER_NODATA, SCORE_NODATA = 0, 255, -1.0
 OUTPUT_GRIDS = ("input", "model")  # where the results are written when the input is read resampled
 WATER_METHODS = ("model", "threshold")  # how Water Detect decides: the water model, or a backscatter threshold
@@ -62,7 +65,7 @@ class RunOptions:
     tile_overlap: int | None = None
     batch_size: int | None = None
     water_threshold: float | None = None
-    block_size: int = DEFAULT_BLOCK_SIZE  # output block edge in pixels: bounds memory
+    block_size: int | None = None  # output block edge in pixels, bounds memory (None: 512, 2048 on a GPU)
     input_units: InputUnits | str = InputUnits.AUTO  # "auto" | "ALOS-2 DN" | "linear power" | "dB"
     calibration_factor: float = ALOS2_CALIBRATION_FACTOR_DB  # dB, for ALOS-2 DN
     speckle_filter: SpeckleFilter | str = SpeckleFilter.NONE  # "none" | "Lee" | "refined Lee"
@@ -70,6 +73,7 @@ class RunOptions:
     output_grid: str = "input"  # "input" | "model": grid of the results of a resampled input
     method: str = "model"  # water only: "model" | "threshold" (automatic split-based threshold in dB)
     threads: int | None = None  # ONNX Runtime's threads on the CPU (None: one per physical core)
+    precision: str = "auto"  # "auto" (fp16 on a GPU where it agrees with fp32) | "fp32" | "fp16"
 
 
 @dataclass
@@ -85,6 +89,7 @@ class RunReport:
     water_threshold_db: float | None = None  # METHOD threshold: pixels darker than this are water (None: none)
     tiles_planned: int = 0  # tiles of the plan (run or, without valid pixels, skipped)
     batch_size: int = 0  # tiles per model call (chosen from the memory budget unless set)
+    precision: str = ""  # the model's arithmetic, "fp32" or "fp16" (empty: no model ran)
 
 
 def segment(input_path, output_path, model_path=None, confidence_path=None, options=None,
@@ -174,13 +179,18 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
         log(f"Method: automatic backscatter threshold, no model; the model '{contract.model_name}' only sets the "
             f"{contract.gsd_m:g} m working grid and the legend")
     else:
-        session = ModelSession(model_path, options.device, options.threads)
+        session = ModelSession(model_path, options.device, options.threads, options.precision)
         contract = ModelContract.from_metadata(session.metadata, str(model_path), expected_task=task)
         settings = _settings(options, contract, session.fixed_tile_size, log)
         log(f"Model: {contract.model_name}" + (f" (trained on {contract.trained_on})" if contract.trained_on else ""))
         log(f"Execution provider: {session.providers[0]}")
         log(f"ONNX Runtime threads: {session.threads}" + (" (one per physical core)" if options.threads is None
                                                           else " (as set)"))
+        if session.precision_note:
+            log(session.precision_note)
+    if options.block_size is None:
+        options = dataclasses.replace(options, block_size=GPU_BLOCK_SIZE if session and session.on_gpu
+                                      else DEFAULT_BLOCK_SIZE)
     log(_band_line(dataset, options.band))
     input_reader = BackscatterReader(band_reader, units, options.calibration_factor)
     if not thresholding:
@@ -217,7 +227,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
         plan = TilePlan(source.band_reader.width, source.band_reader.height, settings.tile_size,
                         settings.tile_overlap, options.block_size)
         settings.batch_size = _fit_in_memory(settings, len(contract.classes) if task == "lulc" else 1, plan,
-                                             options, session.providers[0] != CUDA, session.fixed_tile_size, log)
+                                             options, session.on_gpu, session.fixed_tile_size, log)
         all_blocks = [block for row in plan.block_rows() for block in row]
         blocks = [block for block in all_blocks if coverage.has_data(plan.read_window(block))]
         log(f"Tiles: {plan.tile_count} of {settings.tile_size} px with {settings.tile_overlap} px overlap, "
@@ -247,7 +257,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
             else:
                 tiles_run, valid_pixels = _stream(
                     task, plan, blocks, source, session, contract, settings, outputs,
-                    lambda percent: progress((2.0 + 0.98 * percent) * stream_share / 100.0), is_cancelled)
+                    lambda percent: progress((2.0 + 0.98 * percent) * stream_share / 100.0), is_cancelled, log)
             if valid_pixels == 0:
                 raise _no_valid_pixel(options.band, input_path, band_reader.nodata)
         if warp_back:
@@ -266,6 +276,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
                      contract=contract, providers=list(session.providers) if session else [], tiles=tiles_run,
                      tiles_planned=0 if thresholding else plan.tile_count,
                      batch_size=0 if thresholding else settings.batch_size,
+                     precision=session.precision if session else "",
                      seconds=seconds, valid_pixels=valid_pixels, method="threshold" if thresholding else "model",
                      water_threshold_db=water_threshold.db if thresholding else None)
 
@@ -347,6 +358,8 @@ def check_options(options: RunOptions) -> None:
     defaults and limits are checked again once the model is loaded."""
     if options.device not in DEVICES:
         raise OptionError(f"Unknown device '{options.device}'. Choose one of: {', '.join(DEVICES)}.")
+    if options.precision not in PRECISIONS:
+        raise OptionError(f"Unknown precision '{options.precision}'. Choose one of: {', '.join(PRECISIONS)}.")
     try:
         speckle_filter = SpeckleFilter(options.speckle_filter)
     except ValueError:
@@ -377,7 +390,7 @@ def check_options(options: RunOptions) -> None:
     if options.threads is not None and options.threads < 1:
         raise OptionError(f"Thread count {options.threads} is invalid: use 1 or more, or leave it empty for one "
                           f"thread per physical core.")
-    if options.block_size < TILE_MULTIPLE:
+    if options.block_size is not None and options.block_size < TILE_MULTIPLE:
         raise OptionError(f"Block size {options.block_size} is invalid: use at least {TILE_MULTIPLE} px.")
 
 
@@ -527,12 +540,13 @@ def _settings(options: RunOptions, contract: ModelContract, fixed_tile_size: int
     return _Settings(tile, overlap, batch, threshold)
 
 
-def _fit_in_memory(settings: _Settings, channels: int, plan: TilePlan, options: RunOptions, on_cpu: bool,
+def _fit_in_memory(settings: _Settings, channels: int, plan: TilePlan, options: RunOptions, on_gpu: bool,
                    fixed_tile_size: int | None, log) -> int:
     """The batch size to run with on the raster of ``plan``: the one asked for when the run fits
-    in the memory available; by default, the largest up to DEFAULT_BATCH_SIZE that also keeps a
-    CPU run within CPU_RUN_BUDGET (logged when the memory available is what limits it); or an
-    OptionError naming the largest tile and batch sizes that fit."""
+    in the memory available; by default, on the CPU the largest up to DEFAULT_BATCH_SIZE that also
+    keeps the run within CPU_RUN_BUDGET, on a GPU what its free memory holds (`gpu_batch_size`),
+    either lowered (and logged) when the memory available is what limits it; or an OptionError
+    naming the largest tile and batch sizes that fit."""
     tile, overlap, batch = settings.tile_size, settings.tile_overlap, settings.batch_size
     available = available_memory_bytes()
     budget = MEMORY_SHARE * available if available is not None else float("inf")
@@ -540,9 +554,15 @@ def _fit_in_memory(settings: _Settings, channels: int, plan: TilePlan, options: 
 
     def need(tile_size, batch_size):
         carried = carried_rows if tile_size == tile else None  # other tile sizes: the worst case
-        return run_memory_bytes(tile_size, batch_size, channels, overlap, options.block_size, width, carried)
+        return run_memory_bytes(tile_size, batch_size, channels, overlap, options.block_size, width, carried,
+                                model_on_host=not on_gpu)
 
-    if options.batch_size is None and on_cpu:
+    if options.batch_size is None and on_gpu:
+        free = gpu_free_memory_bytes()
+        batch = gpu_batch_size(tile, free, plan.most_tiles_in_a_block())
+        log(f"Batch size {batch} on the GPU (" + (f"{free / 2**30:.1f} GiB free" if free is not None
+                                                  else "free GPU memory unknown") + ")")
+    elif options.batch_size is None:
         batch = next((b for b in range(batch, 1, -1) if need(tile, b) <= CPU_RUN_BUDGET), 1)
     if need(tile, batch) <= budget:
         return batch
@@ -660,13 +680,13 @@ def _warp_back(specs: list[_OutputSpec], model_grid_outputs: list[OutputRaster],
 
 def _stream(task, plan: TilePlan, blocks: list[Window], reader: BackscatterReader, session: ModelSession,
             contract: ModelContract, settings: _Settings, outputs: list[OutputRaster], progress,
-            is_cancelled) -> tuple[int, int]:
+            is_cancelled, log) -> tuple[int, int]:
     """Run ``blocks`` (those that may hold data; the others are left to the outputs' nodata fill);
     returns (tiles run, valid pixels). Each tile runs once, in the block holding its origin: what
     it adds to later blocks is carried to them (`TilePlan.blocks_reached`), at most a band of
     `TilePlan.carried_rows` across the raster's width. A reader thread reads and normalises the
     next block while the model runs; a writer thread normalises the previous block's blended
-    sums, classifies and writes it."""
+    sums, classifies and writes it. The first batch settles the model's precision (`ModelSession.settle_precision`)."""
     channels = len(contract.classes) if task == "lulc" else 1
     weights = blend_weights(settings.tile_size)
     tiles_run = valid_pixels = 0
@@ -703,7 +723,12 @@ def _stream(task, plan: TilePlan, blocks: list[Window], reader: BackscatterReade
                     raise CancelledError("Cancelled by the user; no output was written.")
                 batch_tiles = tiles[start:start + settings.batch_size]
                 batch = np.stack([_tile_input(model_input, window, tile) for tile in batch_tiles])
-                scores = session.run(batch)
+                if session.precision_pending:
+                    scores, line = session.settle_precision(batch, functools.partial(_classes, task, contract,
+                                                                                     settings.water_threshold))
+                    log(line)
+                else:
+                    scores = session.run(batch)
                 _check_scores(scores, batch.shape, channels, session.path)
                 for tile, tile_probabilities in zip(batch_tiles, to_probabilities(scores, contract.output_activation)):
                     accumulator.add(tile, tile_probabilities)
@@ -813,6 +838,13 @@ def _check_scores(scores: np.ndarray, input_shape, channels: int, model_path: st
         f"The model '{model_path}' returned NaN or infinite scores ({1 - np.isfinite(scores).mean():.0%} of the "
         f"values of a batch of {input_shape[0]} tile(s)), so its map would be meaningless. The model file is broken "
         f"(for example exported after training diverged): re-export it or choose another model.")
+
+
+def _classes(task, contract: ModelContract, water_threshold: float | None, scores: np.ndarray) -> np.ndarray:
+    """Class per pixel of a batch's raw scores (water: 1 at or above the probability threshold)."""
+    if task == "lulc":
+        return scores.argmax(axis=1)
+    return to_probabilities(scores.copy(), contract.output_activation)[:, 0] >= water_threshold
 
 
 def _write_block(task, accumulator: BlockAccumulator, valid, block, contract, settings, outputs) -> None:

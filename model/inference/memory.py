@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import shutil
+import subprocess
 import threading
 
 MODEL_BYTES_PER_PIXEL = 1280
@@ -22,16 +24,24 @@ run stays near 500 MB with Python, GDAL and ONNX Runtime loaded: the default bat
 largest that fits. The model runs as fast on one tile at a time as on four on the CPU."""
 
 
+GPU_MEMORY_SHARE = 0.5
+"""Share of a GPU's free memory the default batch may plan for (the rest: cuDNN's workspaces,
+ONNX Runtime's arena growth, other programs on the GPU)."""
+GPU_MAX_BATCH = 64
+"""Largest default batch on a GPU: beyond it a GPU is already kept busy by the bundled models."""
+
+
 def run_memory_bytes(tile_size: int, batch_size: int, channels: int, tile_overlap: int, block_size: int,
-                     width: int = 0, carried_rows: int | None = None) -> int:
+                     width: int = 0, carried_rows: int | None = None, model_on_host: bool = True) -> int:
     """Peak memory of the engine's arrays and the model's working memory for these settings on a
     raster ``width`` px wide (an upper estimate): a batch (input, scores, probabilities, model);
     two blocks' read windows (the one running, the one read ahead), each with its tiles; three
     blocks' blended sums (running, queued, being written); and what the tiles of a block row add
     to the next one, a band of ``carried_rows`` (`TilePlan.carried_rows`; default: a tile's
-    height) across the raster."""
+    height) across the raster. On a GPU (``model_on_host`` False) the model's working memory is
+    the GPU's (`gpu_batch_size`)."""
     pixels = tile_size * tile_size
-    batch = batch_size * pixels * (4 + 3 * 4 * channels + MODEL_BYTES_PER_PIXEL)
+    batch = batch_size * pixels * (4 + 3 * 4 * channels + (MODEL_BYTES_PER_PIXEL if model_on_host else 0))
     read = 2 * (block_size + tile_size) ** 2 * 24  # raw values, dB, validity, model input, temporaries
     blend = 3 * block_size * block_size * 4 * (channels + 1) + block_size * block_size * 8  # + classes, scores
     rows = tile_size if carried_rows is None else carried_rows
@@ -92,3 +102,28 @@ def available_memory_bytes() -> int | None:
     except (OSError, ValueError):
         pass
     return max(0, available)
+
+
+def gpu_free_memory_bytes() -> int | None:
+    """Free memory of the GPU ONNX Runtime's CUDA provider runs on (device 0: the first of
+    CUDA_VISIBLE_DEVICES), as nvidia-smi reports it; None where it cannot tell."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    device = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
+    try:
+        run = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits",
+                              "-i", device], capture_output=True, text=True, timeout=20)
+        return int(run.stdout.split()[0]) * 2**20 if run.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def gpu_batch_size(tile_size: int, free_bytes: int | None, most_useful: int) -> int:
+    """Default batch on a GPU: as many tiles as GPU_MEMORY_SHARE of its free memory holds at the
+    model's working memory per pixel (measured in fp32 on the CPU; fp16 needs less), at most
+    ``most_useful`` (the most tiles a block gives at once) and GPU_MAX_BATCH; 4 when the free
+    memory is unknown."""
+    if free_bytes is None:
+        return min(4, most_useful)
+    fits = int(GPU_MEMORY_SHARE * free_bytes // (tile_size * tile_size * MODEL_BYTES_PER_PIXEL))
+    return max(1, min(fits, most_useful, GPU_MAX_BATCH))

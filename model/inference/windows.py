@@ -88,6 +88,13 @@ class TilePlan:
             rows = max(rows, min(self.height, above[-1] + self.tile_size) - boundary)
         return rows
 
+    def most_tiles_in_a_block(self) -> int:
+        """The most tiles one block runs: a larger batch is never filled."""
+        def most(origins: list[int], length: int) -> int:
+            return max(len(_inside(origins, start, start + self.block_size))
+                       for start in range(0, length, self.block_size))
+        return most(self.x_origins, self.width) * most(self.y_origins, self.height)
+
     def tiles_of(self, block: Window) -> list[Window]:
         """The tiles whose origin lies in ``block``, row by row (a tile may extend past the raster
         when the raster is smaller than a tile)."""
