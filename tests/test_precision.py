@@ -4,12 +4,15 @@ first batch shows it classifies as fp32 does; and the GPU's batch from its free 
 The GPU cases run on the CPU with ONNX Runtime's CPU provider standing in for CUDA: what is
 checked is the engine's choices (precision kept or refused, batch size, block size), not speed."""
 
+import sys
+
 import numpy as np
 import pytest
 from osgeo import gdal
 
 from model.inference import engine, session as session_module
 from model.inference.engine import RunOptions, segment
+from model.inference.errors import InferenceError
 from model.inference.memory import GPU_MAX_BATCH, MODEL_BYTES_PER_PIXEL, gpu_batch_size
 from model.inference.session import HALF_PRECISION_AGREEMENT, ModelSession
 from model.inference.windows import TilePlan
@@ -123,3 +126,18 @@ def test_an_unknown_precision_is_refused_before_any_file_exists(model, tmp_path)
     with pytest.raises(engine.OptionError, match="Unknown precision 'half'. Choose one of: auto, fp32, fp16"):
         segment(sar, tmp_path / "lulc.tif", model, options=RunOptions(precision="half"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sar.tif"]
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate provider")
+def test_without_the_onnx_package_a_gpu_run_stays_fp32_and_says_why(model, tmp_path, cache, cpu_as_gpu,
+                                                                    monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx fails as where it is not installed
+    sar = write_sar_raster(tmp_path / "sar.tif", 150, 120)
+    report, lines = segment_logged(sar, tmp_path / "lulc.tif", model, RunOptions())
+    assert report.precision == "fp32"
+    [line] = [line for line in lines if line.startswith("Precision")]
+    assert line.startswith("Precision: fp32 (Half precision needs the 'onnx' package (")
+    assert line.endswith("); install it beside onnxruntime (pip install onnx), or run in fp32.)")
+    with pytest.raises(InferenceError, match="Half precision needs the 'onnx' package"):
+        segment(sar, tmp_path / "forced.tif", model, options=RunOptions(precision="fp16"))
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("forced")]

@@ -139,7 +139,11 @@ def half_precision_graph(model_path):
     cached = cached_graph_path(model_path, "fp16")
     if cached is not None and cached.is_file():
         return cached
-    half = convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True).SerializeToString()
+    try:
+        half = convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True).SerializeToString()
+    except Exception as error:  # onnx and the converter raise several unrelated types
+        raise InferenceError(f"The model could not be converted to half precision ({error}); run in fp32.") \
+            from error
     if cached is None or not _writable_folder(cached.parent):
         return half
     partial = cached.with_name(f".{cached.name}.{os.getpid()}-{threading.get_ident()}.partial")
