@@ -1,6 +1,7 @@
 """Training data and the pretrain/train CLIs end to end on tiny GeoTIFF pairs (1 epoch, CPU)."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -251,6 +252,37 @@ def test_balanced_crops_show_a_rare_class_as_often_as_a_common_one(tmp_path):
     columns = 512 // 32
     assert {divmod(int(cell), columns) for cell in water_cells} == {(r, c) for r in range(1, 5) for c in range(1, 5)} | \
         {(r, c) for r in range(12, 14) for c in range(12, 14)}  # the screened chip's labels are not a target
+
+
+def test_profile_shares_set_how_many_crops_each_kind_of_data_gives(scenes, tmp_path):
+    pairs = find_pairs([scenes]) + [_etci_chips(tmp_path)]
+    normalisation = normalisation_for("scene", pairs)
+
+    def real_share(shares):
+        crops = SegmentationCrops(pairs, normalisation, 64, 1, "water", shares=shares)
+        rng = np.random.default_rng(0)
+        return np.mean([crops._uniform_origin(rng)[0] == 2 for _ in range(2000)])
+
+    assert real_share(None) == pytest.approx(0.5, abs=0.04)
+    assert real_share({"etci2021": 0.75}) == pytest.approx(0.75, abs=0.04)
+    assert real_share({"sarlulc": 0.9, "etci2021": 0.1}) == pytest.approx(0.1, abs=0.03)
+
+
+@pytest.mark.parametrize("shares, message", [
+    (["sentinel=0.5"], "--profile-share: profile share for sentinel: no training source has that profile "
+                       "\\(present: sarlulc\\)"),
+    (["sarlulc=0.5"], "--profile-share: profile shares {'sarlulc': 0.5} leave 0.5 for no other profile"),
+    (["sarlulc"], "--profile-share takes PROFILE=SHARE, e.g. etci2021=0.75; got sarlulc"),
+])
+def test_profile_shares_that_do_not_add_up_are_refused_before_training(scenes, tmp_path, capsys, shares, message):
+    argv = ["--train", str(scenes), "--val", str(scenes), "--out", str(tmp_path / "out"), *FAST]
+    for share in shares:
+        argv += ["--profile-share", share]
+    with pytest.raises(SystemExit) as stopped:
+        train.main(argv)
+    text = str(stopped.value) + capsys.readouterr().err
+    assert re.search(message, text), text
+    assert not (tmp_path / "out" / "best.pt").exists()
 
 
 def test_scene_normalisation_ignores_calibration_and_jitter_moves_the_level(scenes):

@@ -576,13 +576,33 @@ def _pick_raster(weights: np.ndarray, rng: np.random.Generator) -> int:
     return int(rng.choice(len(weights), p=weights / weights.sum()))
 
 
-def _pick_weights(sars: list[SarRaster]) -> np.ndarray:
-    """Crop-drawing weights: each data profile (e.g. simulated scenes, ETCI) gets an equal share,
-    and within a profile a raster gets a share proportional to its area."""
+def profile_shares(profiles: list[str], asked: dict[str, float] | None = None) -> dict[str, float]:
+    """Share of the crops each data profile present gets: ``asked`` ones as given, the others an
+    equal part of the rest (none asked: all equal). Raises ValueError saying what does not add up."""
+    present = list(dict.fromkeys(profiles))
+    asked = asked or {}
+    unknown = sorted(set(asked) - set(present))
+    if unknown:
+        raise ValueError(f"profile share for {', '.join(unknown)}: no training source has that profile "
+                         f"(present: {', '.join(present)})")
+    if any(not 0 <= share <= 1 for share in asked.values()):
+        raise ValueError("profile shares must lie between 0 and 1")
+    others = [profile for profile in present if profile not in asked]
+    rest = 1.0 - sum(asked.values())
+    if rest < -1e-9 or (not others and abs(rest) > 1e-9) or (others and rest <= 0):
+        raise ValueError(f"profile shares {asked} leave {rest:g} for {', '.join(others) or 'no other profile'}: "
+                         f"they must add up to 1 when every profile is named, and stay below 1 otherwise")
+    return {profile: asked.get(profile, rest / len(others) if others else 0.0) for profile in present}
+
+
+def _pick_weights(sars: list[SarRaster], shares: dict[str, float] | None = None) -> np.ndarray:
+    """Crop-drawing weights: each data profile (e.g. simulated scenes, ETCI) gets its share
+    (`profile_shares`), and within a profile a raster gets a share proportional to its area."""
     area = np.array([s.width * s.height for s in sars], dtype=np.float64)
     profiles = [s.profile_name for s in sars]
+    shares = profile_shares(profiles, shares)
     group_area = {profile: sum(a for a, p in zip(area, profiles) if p == profile) for profile in profiles}
-    return np.array([a / group_area[p] for a, p in zip(area, profiles)]) / len(group_area)
+    return np.array([shares[p] * a / group_area[p] for a, p in zip(area, profiles)])
 
 
 class CalibrationJitter(NamedTuple):
@@ -668,16 +688,17 @@ class SegmentationCrops(_EpochSeeded):
     ``facts``: :meth:`SarRaster.facts` by SAR path, so the rasters need not be read again.
     ``balanced_share``: share of crops centred on a pixel of a class drawn uniformly among the classes
     present (rare classes, e.g. water in a dry scene, are seen as often as common ones); the others are
-    uniform. ``screen``: leave out the water labels of chips :func:`screen_water_chips` rejects."""
+    uniform. ``screen``: leave out the water labels of chips :func:`screen_water_chips` rejects.
+    ``shares``: crop share per data profile (`profile_shares`; default: equal)."""
 
     def __init__(self, pairs: list[Scene], normalisation: Normalisation, crop_size: int, samples_per_epoch: int,
                  task: str, seed: int = 0, jitter: CalibrationJitter = CalibrationJitter(),
                  options: ReadOptions = ReadOptions(), facts: dict | None = None, balanced_share: float = 0.0,
-                 screen: bool = True):
+                 screen: bool = True, shares: dict[str, float] | None = None):
         super().__init__(samples_per_epoch, seed)
         self.sars = _sars(pairs, options, facts)
         self.labels = [LabelRaster(scene.label, scene.profile, sar) for scene, sar in zip(pairs, self.sars)]
-        self.weights = _pick_weights(self.sars)
+        self.weights = _pick_weights(self.sars, shares)
         self.normalisation, self.crop_size, self.task, self.jitter = normalisation, crop_size, task, jitter
         self.kept_chips = [screen_water_chips(sar, label) if screen else None
                            for sar, label in zip(self.sars, self.labels)]

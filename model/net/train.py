@@ -23,7 +23,7 @@ from .configs import NAMED_CONFIGS, EncoderConfig, NetConfig, named_config
 from ..inference.metadata import NORM_FIXED, NORM_MODES
 from .data import (CalibrationJitter, LabelRaster, Normalisation, SegmentationCrops, SegmentationTiles, add_read_arguments,
                    find_pairs, input_distribution, label_histogram, normalisation_of, open_rasters, read_options,
-                   task_histogram, validation_tiles, WATER_LABEL_CONTRAST_DB)
+                   profile_shares, task_histogram, validation_tiles, WATER_LABEL_CONTRAST_DB)
 from .losses import IGNORE_INDEX, FocalDiceLoss, class_weights
 from .segmentor import Segmentor
 
@@ -58,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--balanced-share", type=float, default=0.0,
                    help="share of crops centred on a pixel of a class drawn uniformly among the classes present "
                         "(rare classes seen as often as common ones; 0 = uniform crops)")
+    p.add_argument("--profile-share", action="append", default=[], metavar="PROFILE=SHARE",
+                   help="share of the training crops drawn from the sources of one data profile (e.g. "
+                        "etci2021=0.75); profiles not named split the rest equally (default: equal shares)")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--samples-per-epoch", type=int, default=2000, help="random crops per epoch (all ranks together)")
     p.add_argument("--batch-size", type=int, default=8, help="per process")
@@ -74,6 +77,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.val_every < 1 or (args.val_max_tiles is not None and args.val_max_tiles < 1):
         p.error("--val-every and --val-max-tiles must be >= 1")
+    try:
+        args.profile_share = {name: float(share) for name, share in
+                              (item.split("=", 1) for item in args.profile_share)}
+    except ValueError:
+        p.error(f"--profile-share takes PROFILE=SHARE, e.g. etci2021=0.75; got {' '.join(args.profile_share)}")
     if args.crop_size % 32:
         p.error(f"--crop-size must be a multiple of 32, got {args.crop_size}")
     if args.batch_size < 1 or args.epochs < 1 or args.samples_per_epoch < args.batch_size:
@@ -190,6 +198,10 @@ def run(args, runtime: engine.Runtime):
         runtime.log(f"encoder initialised from {args.pretrained_encoder}")
 
     train_pairs, val_pairs = split_pairs(args, runtime)
+    try:
+        shares = profile_shares([scene.profile for scene in train_pairs], args.profile_share)
+    except ValueError as error:
+        raise SystemExit(f"--profile-share: {error}") from None
     options = read_options(args)
     normalisation = None
     if resume is not None:
@@ -214,9 +226,11 @@ def run(args, runtime: engine.Runtime):
     runtime.log("class weights (alpha=%g): " % args.alpha +
                 ", ".join(f"{n} {w:.2f}" for n, w in zip(names, weights.tolist())))
 
+    if len(shares) > 1:
+        runtime.log("crops per data profile: " + ", ".join(f"{name} {share:.0%}" for name, share in shares.items()))
     facts = statistics["facts"]
     train_set = SegmentationCrops(train_pairs, normalisation, args.crop_size, args.samples_per_epoch, args.task,
-                                  args.seed, jitter, options, facts, args.balanced_share)
+                                  args.seed, jitter, options, facts, args.balanced_share, shares=args.profile_share)
     screened = [(scene.sar.name, kept) for scene, kept in zip(train_pairs, train_set.kept_chips) if kept is not None]
     for name, kept in screened:
         runtime.log(f"{name}: water labels of {np.count_nonzero(~kept)} of {kept.size} chips left out (water not "
