@@ -95,17 +95,27 @@ def test_on_a_gpu_auto_keeps_fp16_only_where_it_classifies_as_fp32(model, cache,
 @pytest.mark.filterwarnings("ignore:Duplicate provider")
 def test_on_a_gpu_the_batch_comes_from_its_free_memory_over_larger_blocks(model, tmp_path, cache, cpu_as_gpu,
                                                                            monkeypatch):
-    sar = write_sar_raster(tmp_path / "sar.tif", 331, 203)
+    sar = write_sar_raster(tmp_path / "sar.tif", 700, 120)
     reference = segment(sar, tmp_path / "cpu.tif", model, options=RunOptions(precision="fp32", block_size=512))
-    plan = TilePlan(331, 203, 64, 16, engine.GPU_BLOCK_SIZE)
+    plan = TilePlan(700, 120, 64, 16, engine.GPU_BLOCK_SIZE)
     assert plan.most_tiles_in_a_block() == plan.tile_count < GPU_MAX_BATCH  # one block holds every tile
 
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 64 * 2**30)
     monkeypatch.setattr(engine, "gpu_free_memory_bytes", lambda: 8 * 2**30)
     report, lines = segment_logged(sar, tmp_path / "gpu.tif", model, RunOptions(precision="fp32"))
     assert report.batch_size == plan.tile_count and report.tiles == reference.tiles
     assert f"Batch size {plan.tile_count} on the GPU (8.0 GiB free)" in lines
     assert any(f"{plan.tile_count} of 64 px" in line and "1 block(s) of up to 2048 px" in line for line in lines)
     np.testing.assert_array_equal(classes(tmp_path / "gpu.tif"), classes(tmp_path / "cpu.tif"))
+
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 2**30)  # 2048 px blocks need 0.7 GiB
+    report, lines = segment_logged(sar, tmp_path / "small_blocks.tif", model, RunOptions(precision="fp32"))
+    assert any(line.startswith("Blocks of 512 px: blocks of 2048 px, which give the GPU larger batches, would need "
+                               "0.7 GiB of the 1.0 GiB of memory available") for line in lines)
+    small = TilePlan(700, 120, 64, 16, 512)
+    assert report.batch_size == small.most_tiles_in_a_block() < plan.tile_count
+    np.testing.assert_array_equal(classes(tmp_path / "small_blocks.tif"), classes(tmp_path / "cpu.tif"))
+    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 64 * 2**30)
 
     tight = 3 * 64 * 64 * MODEL_BYTES_PER_PIXEL  # half of it holds one tile and a half
     monkeypatch.setattr(engine, "gpu_free_memory_bytes", lambda: tight)

@@ -188,9 +188,6 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
                                                           else " (as set)"))
         if session.precision_note:
             log(session.precision_note)
-    if options.block_size is None:
-        options = dataclasses.replace(options, block_size=GPU_BLOCK_SIZE if session and session.on_gpu
-                                      else DEFAULT_BLOCK_SIZE)
     log(_band_line(dataset, options.band))
     input_reader = BackscatterReader(band_reader, units, options.calibration_factor)
     if not thresholding:
@@ -203,6 +200,10 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     if speckle_filter is not SpeckleFilter.NONE:
         log(f"Speckle filter: {speckle_filter.value}, {options.filter_size} x {options.filter_size} px"
             + (" (on the model grid)" if grid is not None else ""))
+    if options.block_size is None:
+        options = dataclasses.replace(options, block_size=_default_block_size(
+            session, None if thresholding else settings, len(contract.classes) if task == "lulc" else 1,
+            source.band_reader.width, log))
     warp_back = grid is not None and options.output_grid == "input"
     # The last 5 % are closing the outputs, when GDAL compresses the blocks it still caches.
     stream_share = 85.0 if warp_back else 95.0
@@ -538,6 +539,22 @@ def _settings(options: RunOptions, contract: ModelContract, fixed_tile_size: int
         threshold = contract.water_threshold if options.water_threshold is None else options.water_threshold
         _check_threshold(threshold, contract.water_threshold)
     return _Settings(tile, overlap, batch, threshold)
+
+
+def _default_block_size(session: ModelSession | None, settings: _Settings | None, channels: int, width: int,
+                        log) -> int:
+    """DEFAULT_BLOCK_SIZE; on a GPU, GPU_BLOCK_SIZE (blocks that give large batches) where half the
+    run's share of the memory available holds such blocks (the rest is left to the batch)."""
+    if session is None or not session.on_gpu:
+        return DEFAULT_BLOCK_SIZE
+    available = available_memory_bytes()
+    need = run_memory_bytes(settings.tile_size, 1, channels, settings.tile_overlap, GPU_BLOCK_SIZE, width,
+                            model_on_host=False)
+    if available is not None and need > MEMORY_SHARE * available / 2:
+        log(f"Blocks of {DEFAULT_BLOCK_SIZE} px: blocks of {GPU_BLOCK_SIZE} px, which give the GPU larger batches, "
+            f"would need {need / 2**30:.1f} GiB of the {available / 2**30:.1f} GiB of memory available")
+        return DEFAULT_BLOCK_SIZE
+    return GPU_BLOCK_SIZE
 
 
 def _fit_in_memory(settings: _Settings, channels: int, plan: TilePlan, options: RunOptions, on_gpu: bool,
