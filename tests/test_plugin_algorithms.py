@@ -159,8 +159,21 @@ def test_tiling_options_reach_the_engine_and_leave_no_seams(sarlulc_provider, lu
     assert "ONNX Runtime threads: 1 (as set)" in log
     assert "CPUExecutionProvider" in log
     assert "test lulc model" in log
+    assert "Precision" not in log  # auto on the CPU: fp32, nothing to decide
     assert feedback.progress_values and max(feedback.progress_values) == 100.0
     np.testing.assert_array_equal(read_band(tmp_path / "tiled.tif")[1], read_band(tmp_path / "default.tif")[1])
+
+
+def test_precision_reaches_the_engine_and_fp16_keeps_the_classes(sarlulc_provider, lulc_model, sar_raster, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.setenv("SAR_LULC_CACHE", str(tmp_path / "cache"))
+    feedback = RecordingFeedback()
+    run_segment(sar_raster, lulc_model, tmp_path / "fp32.tif")
+    processing.run("sarlulc:segment", {"INPUT": sar_raster, "MODEL": lulc_model, "OUTPUT": str(tmp_path / "fp16.tif"),
+                                       "PRECISION": "fp16"}, feedback=feedback)
+    assert "Precision: fp16 (fp16 gives the same class as fp32 on " in "\n".join(feedback.lines)
+    fp32, fp16 = read_band(tmp_path / "fp32.tif")[1], read_band(tmp_path / "fp16.tif")[1]
+    assert np.mean(fp32 == fp16) >= 0.99
 
 
 def test_results_loaded_into_the_project_carry_the_legend(sarlulc_provider, lulc_model, water_model, sar_raster,

@@ -15,7 +15,7 @@ from qgis.core import (
 from qgis.PyQt.QtWidgets import QPushButton
 
 COMMON = {"INPUT", "BAND", "INPUT_UNITS", "CALIBRATION_FACTOR", "SPECKLE_FILTER", "FILTER_SIZE", "MODEL", "DEVICE",
-          "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "THREADS", "OUTPUT_GRID", "OUTPUT"}  # inputs: test_real_inputs_plugin
+          "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "THREADS", "PRECISION", "OUTPUT_GRID", "OUTPUT"}  # inputs: test_real_inputs_plugin
 ADVANCED = {"TILE_SIZE", "OVERLAP", "BATCH_SIZE", "THREADS"}
 
 
@@ -59,6 +59,9 @@ def test_parameters(sarlulc_provider, algorithm_id, own_parameters):
     assert isinstance(parameters["DEVICE"], QgsProcessingParameterEnum)
     assert parameters["DEVICE"].options() == ["auto", "cpu", "cuda"]
     assert parameters["DEVICE"].defaultValue() == "auto"
+    assert parameters["PRECISION"].options() == ["auto", "fp32", "fp16"]
+    assert parameters["PRECISION"].defaultValue() == "auto"
+    assert parameters["PRECISION"].flags() & QgsProcessingParameterDefinition.FlagAdvanced
     for name in ADVANCED:
         assert isinstance(parameters[name], QgsProcessingParameterNumber)
         assert parameters[name].flags() & QgsProcessingParameterDefinition.FlagAdvanced
