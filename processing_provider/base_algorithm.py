@@ -258,7 +258,10 @@ class SarLulcAlgorithm(PluginAlgorithm):
                 (self.THREADS, "CPU threads")):
             self.addParameter(self.advanced(QgsProcessingParameterNumber(
                 name, description, QgsProcessingParameterNumber.Integer, optional=True, minValue=0)))
-        self.addParameter(self.advanced(self.choice(self.PRECISION, "Precision", list(PRECISIONS))))
+        # Optional, so that models saved before it existed still validate (empty: auto).
+        precision = self.advanced(self.choice(self.PRECISION, "Precision", list(PRECISIONS)))
+        precision.setFlags(precision.flags() | QgsProcessingParameterDefinition.FlagOptional)
+        self.addParameter(precision)
         self.addParameter(self.advanced(self.choice(
             self.OUTPUT_GRID, "Output grid", [label for label, _ in OUTPUT_GRIDS])))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.OUTPUT_DESCRIPTION))

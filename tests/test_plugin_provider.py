@@ -62,6 +62,7 @@ def test_parameters(sarlulc_provider, algorithm_id, own_parameters):
     assert parameters["PRECISION"].options() == ["auto", "fp32", "fp16"]
     assert parameters["PRECISION"].defaultValue() == "auto"
     assert parameters["PRECISION"].flags() & QgsProcessingParameterDefinition.FlagAdvanced
+    assert parameters["PRECISION"].flags() & QgsProcessingParameterDefinition.FlagOptional  # older models validate
     for name in ADVANCED:
         assert isinstance(parameters[name], QgsProcessingParameterNumber)
         assert parameters[name].flags() & QgsProcessingParameterDefinition.FlagAdvanced
