@@ -84,6 +84,10 @@ def run_cli(args, run) -> int:
     args.amp = resolve_amp(args.amp, runtime)
     try:
         run(args, runtime)
+        if runtime.distributed:
+            # Every rank done with its collectives before any tears the group down: a rank whose
+            # gloo threads still wait on a peer that has already gone aborts the process.
+            dist.barrier()
     finally:
         shutdown(runtime)
     return 0
