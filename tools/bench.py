@@ -90,9 +90,10 @@ def model_only(raster_path: str, model_path, batch_size: int, device: str,
     tiles = [model_input[y:y + t, x:x + t][None] for y in plan.y_origins for x in plan.x_origins
              if valid[y:y + t, x:x + t].any()]
     warm_up = np.stack(tiles[:batch_size])  # as the engine's first batch would be
-    if session.precision_pending:
+    if session.precision_pending:  # runs it in both precisions, warming up the one kept
         session.settle_precision(warm_up, lambda scores: scores.argmax(axis=1))
-    session.run(warm_up)
+    else:
+        session.run(warm_up)
     seconds = 0.0
     for start in range(0, len(tiles), batch_size):
         batch = np.stack(tiles[start:start + batch_size])

@@ -230,7 +230,7 @@ def run(args, runtime: engine.Runtime):
         runtime.log("crops per data profile: " + ", ".join(f"{name} {share:.0%}" for name, share in shares.items()))
     facts = statistics["facts"]
     train_set = SegmentationCrops(train_pairs, normalisation, args.crop_size, args.samples_per_epoch, args.task,
-                                  args.seed, jitter, options, facts, args.balanced_share, shares=args.profile_share)
+                                  args.seed, jitter, options, facts, args.balanced_share, shares=shares)
     screened = [(scene.sar.name, kept) for scene, kept in zip(train_pairs, train_set.kept_chips) if kept is not None]
     for name, kept in screened:
         runtime.log(f"{name}: water labels of {np.count_nonzero(~kept)} of {kept.size} chips left out (water not "
