@@ -236,12 +236,12 @@ def write_changed_backscatter(source_path, path, change) -> str:
     return str(path)
 
 
-def write_alos2_mosaic_tile(path, size=450, strip_rows=40, ocean_fraction=0.4, seed=0) -> str:
+def write_alos2_mosaic_tile(path, size=450, strip_rows=40, ocean_fraction=0.4, seed=0, ocean_db=-25.0) -> str:
     """A coastal JAXA ALOS-2 PALSAR-2 25 m mosaic tile as downloaded: UInt16 amplitude DN, nodata
     declared as 1, 1/4500 degree (0.8 arc-second) pixels in EPSG:4326, a strip-organised GeoTIFF
     (one row per strip, not tiled). Data only in a strip of ``strip_rows`` along the south edge,
-    whose western ``ocean_fraction`` is dark open ocean (about -25 dB); a small DN-1 box inside the
-    strip (nodata within the data); everything else nodata.
+    whose western ``ocean_fraction`` is dark open ocean (``ocean_db``, before speckle); a small DN-1
+    box inside the strip (nodata within the data); everything else nodata.
     """
     step = 1.0 / 4500
     dn = np.ones((size, size), np.uint16)
@@ -249,7 +249,7 @@ def write_alos2_mosaic_tile(path, size=450, strip_rows=40, ocean_fraction=0.4, s
     db = sar_db_field(0, 0, size, strip_rows, seed)
     db = np.where(db < -18, -10.0, db)  # land only; the ocean is the one dark area
     ocean = np.arange(size) < int(ocean_fraction * size)
-    db[:, ocean] = -25.0
+    db[:, ocean] = ocean_db
     speckle = np.random.default_rng(seed).gamma(4.0, 0.25, db.shape)  # 4-look speckle in power
     power = 10 ** (db / 10) * speckle
     dn[strip] = np.clip(np.round(np.sqrt(power / 10 ** (-83.0 / 10))), 2, 65535).astype(np.uint16)

@@ -15,6 +15,7 @@ from model.net import engine, pretrain, train
 from model.net.configs import named_config
 from model.net.mixmae import MixMAE
 from model.inference.windows import Window
+from model.inference.sar_input import RELATIVE_LAND_DB, RELATIVE_STRETCH_DB
 from model.net.data import (Normalisation, SarRaster, SegmentationCrops, SegmentationTiles, find_pairs, label_histogram,
                             label_targets, normalisation_for, task_histogram)
 from model.net.losses import IGNORE_INDEX
@@ -186,7 +187,10 @@ def test_etci_profile_reads_uncalibrated_water_labels_in_place(tmp_path):
         label_histogram([scene], "lulc")
     sar = SarRaster(scene.sar, scene.profile)
     db, valid = sar.read_db(Window(0, 0, 64, 64))
-    np.testing.assert_allclose(db[20, 20], -25.0 + brightness[20, 20] * 25.0 / 255.0, rtol=1e-5)  # nominal stretch
+    # read as the plugin reads any 8-bit input: the fitted stretch, its land level moved to RELATIVE_LAND_DB
+    at_zero, per_step = RELATIVE_STRETCH_DB
+    np.testing.assert_allclose(db[20, 20], at_zero + per_step * brightness[20, 20] + sar.offset_db, rtol=1e-5)
+    assert sar.scene.land_median == pytest.approx(RELATIVE_LAND_DB, abs=0.01)
     normalisation = normalisation_for("scene", [scene])
     assert normalisation.norm_mode == "scene" and normalisation.norm_clip == (-25.0, 20.0)
     tiles = SegmentationTiles([scene], normalisation, 64, "water")

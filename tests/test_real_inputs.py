@@ -265,7 +265,7 @@ def test_ambiguous_units_are_refused_naming_input_units(models, tmp_path):
     values = np.linspace(2.0, 40.0, 40 * 30).reshape(30, 40)  # positive floats, median ~21: no unit fits
     sar = write_sar_raster(tmp_path / "odd.tif", 40, 30, values=values)
     with pytest.raises(InputRasterError,
-                       match="Cannot tell the units.*set INPUT_UNITS to ALOS-2 DN, linear power or dB"):
+                       match="Cannot tell the units.*set INPUT_UNITS to ALOS-2 DN, linear power, dB or relative brightness"):
         segment(sar, tmp_path / "out.tif", models["pixel"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.tif"]
     # Declared, the same raster runs: as linear power it is 3..16 dB, the brightest class.

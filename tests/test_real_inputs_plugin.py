@@ -32,7 +32,7 @@ def test_both_algorithms_offer_the_input_parameters(sarlulc_provider, algorithm)
 
     alg = QgsApplication.processingRegistry().algorithmById(algorithm)
     units = alg.parameterDefinition("INPUT_UNITS")
-    assert units.options() == ["auto", "ALOS-2 DN", "linear power", "dB"] and units.defaultValue() == "auto"
+    assert units.options() == ["auto", "ALOS-2 DN", "linear power", "dB", "relative brightness (uncalibrated)"] and units.defaultValue() == "auto"
     assert alg.parameterDefinition("SPECKLE_FILTER").options() == ["none", "Lee", "refined Lee"]
     assert alg.parameterDefinition("OUTPUT_GRID").options() == ["input raster grid", "model grid"]
     assert alg.parameterDefinition("CALIBRATION_FACTOR").defaultValue() == -83.0
@@ -105,7 +105,7 @@ def test_ambiguous_units_are_refused_naming_input_units(sarlulc_provider, lulc_m
 
 @pytest.mark.parametrize("name, value, message", [
     ("INPUT_UNITS", "amplitude", "Unknown input units 'amplitude'. Choose one of: auto, ALOS-2 DN, linear power, dB"),
-    ("INPUT_UNITS", 4, "Unknown input units '4'. Choose one of: auto, ALOS-2 DN"),
+    ("INPUT_UNITS", 5, "Unknown input units '5'. Choose one of: auto, ALOS-2 DN"),
     ("SPECKLE_FILTER", "median", "Unknown speckle filter 'median'. Choose one of: none, Lee, refined Lee"),
     ("OUTPUT_GRID", "utm", r"\(OUTPUT_GRID\): 'utm' is not one of its options: input raster grid, model grid"),
 ])

@@ -8,7 +8,7 @@ from osgeo import gdal, osr
 
 from model.inference.errors import InputRasterError, OptionError
 from model.inference.sar_input import (
-    InputUnits, SpeckleFilter, check_backscatter_band, check_units_fit, db_to_power, detect_band_units, detect_units,
+    RELATIVE_STRETCH_DB, InputUnits, SpeckleFilter, check_backscatter_band, check_units_fit, db_to_power, detect_band_units, detect_units,
     filter_halo, ground_pixel_size_m, lee_filter, power_to_db, refined_lee_filter, sample_valid_values,
     speckle_filter_db, to_db, valid_mask)
 from tests.factories import sar_db_field, web_mercator_point
@@ -84,11 +84,10 @@ def test_detects_dn_linear_and_db_from_values():
 @pytest.mark.parametrize("dtype, values", [
     (np.float32, np.random.default_rng(1).uniform(20.0, 40.0, 5000)),     # neither dB, power nor DN
     (np.float32, np.random.default_rng(2).uniform(-3.0, 12.0, 5000)),     # mostly positive dB-like values
-    (np.uint8, np.random.default_rng(3).integers(1, 30, 5000)),           # 8-bit quicklook
     (np.float32, np.random.default_rng(4).uniform(5.5, 900.5, 5000)),     # float amplitudes, not whole numbers
 ])
 def test_ambiguous_values_are_refused_naming_input_units(dtype, values):
-    with pytest.raises(InputRasterError, match="INPUT_UNITS to ALOS-2 DN, linear power or dB"):
+    with pytest.raises(InputRasterError, match="INPUT_UNITS to ALOS-2 DN, linear power, dB or relative brightness"):
         detect_units(dtype, values.astype(dtype))
 
 
@@ -161,10 +160,22 @@ def test_a_band_labelled_db_is_db_when_its_values_can_be_and_refused_when_not():
     assert detect_units(np.uint16, dn, hints=["HH DN (sigma0 = 10*log10(DN^2) - 83 dB)"])[0] is InputUnits.DN
 
 
-def test_8_bit_values_are_never_taken_for_alos2_dn():
-    stretched = np.random.default_rng(7).integers(40, 255, 5000).astype(np.uint8)
-    with pytest.raises(InputRasterError, match="8-bit values .*not ALOS-2 DN.*UInt16.*set INPUT_UNITS"):
-        detect_units(np.uint8, stretched)
+def test_8_bit_values_are_read_as_relative_brightness_never_as_alos2_dn():
+    """An 8-bit band is a display stretch: relative brightness, said so, whatever its values."""
+    for values in (np.random.default_rng(7).integers(40, 255, 5000), np.random.default_rng(3).integers(1, 30, 5000)):
+        units, reason = detect_units(np.uint8, values.astype(np.uint8))
+        assert units is InputUnits.RELATIVE and not units.calibrated
+        assert "8-bit values" in reason and "display stretch" in reason and "only contrasts" in reason
+
+
+def test_relative_brightness_follows_the_documented_stretch_and_refuses_values_beyond_8_bits():
+    at_zero, per_step = RELATIVE_STRETCH_DB
+    np.testing.assert_allclose(to_db(np.array([1.0, 142.0, 255.0]), InputUnits.RELATIVE),
+                               [at_zero + per_step, at_zero + 142 * per_step, at_zero + 255 * per_step], rtol=1e-6)
+    assert -11.0 < at_zero + 142 * per_step < -8.5  # the ETCI land median lands on calibrated land
+    assert not valid_mask(np.array([0.0]), None, InputUnits.RELATIVE)[0]  # 0: the fill of a stretched picture
+    with pytest.raises(InputRasterError, match="INPUT_UNITS is relative brightness .*outside 0..255"):
+        check_units_fit(InputUnits.RELATIVE, np.random.default_rng(1).uniform(-25, -2, 5000))
 
 
 @pytest.mark.parametrize("declared, values, named", [

@@ -135,17 +135,26 @@ def test_threshold_moves_with_the_calibration(water_model, tmp_path):
         assert agreement > 0.995
 
 
-def test_a_scene_of_one_population_marks_no_water_and_says_so(water_model, tmp_path):
+def test_a_calibrated_scene_of_one_land_population_marks_no_water_and_says_why(water_model, tmp_path):
     sar, _ = bimodal_scene(tmp_path / "land.tif", water=False)
     report, log, warnings = run_threshold(sar, tmp_path / "water.tif", water_model)
 
     assert report.water_threshold_db is None
-    assert "Water threshold: none" in log
-    assert len(warnings) == 1 and "No water/land contrast found" in warnings[0]
-    assert "no pixel is marked water" in warnings[0]
+    assert "Water threshold: none" in log and "at the level of land" in log and "water ceiling -17 dB" in log
+    assert warnings == []
     mask, _ = read_mask(tmp_path / "water.tif")
     valid = valid_of(sar)
     assert np.all(mask[valid] == 0) and np.all(mask[~valid] == 255)
+
+
+def test_a_relative_scene_of_one_population_marks_no_water_and_warns_it_cannot_tell(water_model, tmp_path):
+    db, _ = water_land_scene(400, 300, seed=1, water=False)
+    stretched = np.clip(np.round((db + 24.0) / 0.101), 1, 255)
+    sar = write_sar_raster(tmp_path / "land8.tif", 400, 300, dtype="uint8", nodata=0, values=stretched)
+    report, log, warnings = run_threshold(sar, tmp_path / "water.tif", water_model)
+    assert report.water_threshold_db is None and "Water threshold: none" in log
+    assert len(warnings) == 1 and "No water/land contrast found" in warnings[0]
+    assert "no absolute level" in warnings[0] and "no pixel is marked water" in warnings[0]
 
 
 def test_bright_targets_beside_land_are_not_taken_for_water(water_model, tmp_path):
@@ -158,7 +167,7 @@ def test_bright_targets_beside_land_are_not_taken_for_water(water_model, tmp_pat
     report, _, warnings = run_threshold(sar, tmp_path / "water.tif", water_model)
     mask, _ = read_mask(tmp_path / "water.tif")
     assert np.mean(mask == 1) < 0.01
-    assert report.water_threshold_db is None and warnings
+    assert report.water_threshold_db is None and warnings == []
 
 
 def test_threshold_on_a_finer_grid_is_found_on_the_model_grid_and_mapped_back(water_model, tmp_path):

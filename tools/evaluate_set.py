@@ -45,7 +45,7 @@ def engine_ready(scene: Scene, folder: pathlib.Path, shift_db: float,
         return str(scene.sar), str(scene.label), InputUnits.AUTO
     sar = SarRaster(scene.sar, scene.profile, ReadOptions(model_grid=False))  # a copy on the raster's own grid
     label = LabelRaster(scene.label, scene.profile, sar)
-    calibrated = bool(profile.db_stretch or shift_db)
+    calibrated = bool(shift_db)
     units = InputUnits.DB if calibrated else (profile.units or sar.units)
     source = gdal.Open(str(scene.sar))
     sar_nodata = -9999.0 if calibrated else 0.0

@@ -8,11 +8,10 @@ import sys
 
 from .engine import OUTPUT_GRIDS, WATER_METHODS, RunOptions, detect_water, segment
 from .errors import CancelledError, InferenceError
-from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter
+from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, UNITS_FLAGS, SpeckleFilter
 from .session import DEVICES, PRECISIONS
 
 # Short command-line spellings of the units and filters (the engine takes the values after them).
-UNITS_FLAGS = {"auto": InputUnits.AUTO, "dn": InputUnits.DN, "linear": InputUnits.LINEAR, "db": InputUnits.DB}
 FILTER_FLAGS = {"none": SpeckleFilter.NONE, "lee": SpeckleFilter.LEE, "refined-lee": SpeckleFilter.REFINED_LEE}
 
 
@@ -29,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
         task.add_argument("--model", help="ONNX model (default: the plugin's bundled model)")
         task.add_argument("--band", type=int, default=1, help="input band (default 1)")
         task.add_argument("--input-units", choices=UNITS_FLAGS, default="auto",
-                          help="units of the input band: ALOS-2 amplitude DN, linear power or dB "
+                          help="units of the input band: ALOS-2 amplitude DN, linear power, dB or relative "
+                               "brightness (an 8-bit display stretch: contrasts only) "
                                "(default auto: detected, the decision is printed)")
         task.add_argument("--calibration-factor", type=float, default=ALOS2_CALIBRATION_FACTOR_DB,
                           help=f"ALOS-2 DN calibration factor in dB (default {ALOS2_CALIBRATION_FACTOR_DB:g})")

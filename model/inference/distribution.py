@@ -34,17 +34,20 @@ def _percentile_label(percentile: float) -> str:
     return number + suffix
 
 
-def check_input_distribution(sample_db: np.ndarray, contract: ModelContract) -> DistributionCheck:
-    """Compare ``sample_db`` (valid pixels of the whole input, dB) with what ``contract`` declares."""
+def check_input_distribution(sample_db: np.ndarray, contract: ModelContract, calibrated: bool = True) -> DistributionCheck:
+    """Compare ``sample_db`` (valid pixels of the whole input, dB) with what ``contract`` declares;
+    ``calibrated`` False (relative brightness, its level anchored by the engine): its level is not
+    compared, only the spread around its median."""
     values = np.asarray(sample_db, dtype=np.float64)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return DistributionCheck("Input backscatter not checked against the model's: no valid pixel in the sample", [])
     distribution = contract.input_distribution
     median = float(np.median(values))
-    relative = contract.norm_mode in SCENE_NORM_MODES  # the model sees values - a level of the scene
+    scene_normalised = contract.norm_mode in SCENE_NORM_MODES  # the model sees values - a level of the scene
+    relative = scene_normalised or not calibrated  # the absolute level says nothing: compare the spread only
     low_clip, high_clip = contract.norm_clip
-    seen = values - SceneStatistics.of(values).level(contract.norm_mode) if relative else values
+    seen = values - SceneStatistics.of(values).level(contract.norm_mode) if scene_normalised else values
     clipped = float(np.mean((seen < low_clip) | (seen > high_clip)))
     summary = (f"Input backscatter (sample of {values.size} valid pixels over the whole raster): median "
                f"{median:.1f} dB, 1..99 % {np.percentile(values, 1):.1f}..{np.percentile(values, 99):.1f} dB")
@@ -52,7 +55,8 @@ def check_input_distribution(sample_db: np.ndarray, contract: ModelContract) -> 
     if distribution is None:
         summary += "; the model declares no training distribution (input_distribution), only its input range"
     elif relative:
-        level = "its land's median" if contract.norm_mode == NORM_SCENE_LAND else "the scene median"
+        level = ("its land's median" if contract.norm_mode == NORM_SCENE_LAND else
+                 "the scene median" if scene_normalised else "the land level of a relative input")
         summary += f"; the model removes {level}, so only the spread around the median is compared with its training"
         training_median = dict(distribution.pixel_db_percentiles).get(50.0)
         if training_median is not None:
@@ -66,7 +70,7 @@ def check_input_distribution(sample_db: np.ndarray, contract: ModelContract) -> 
                             f"{side} anything the model was trained on ({low:g}..{high:g} dB): {_ADVICE}.")
         warnings += _percentile_warnings(values, distribution.pixel_db_percentiles, 0.0, 0.0)
     if clipped > MAX_CLIPPED_SHARE:
-        where = " from the scene level the model removes" if relative else ""
+        where = " from the scene level the model removes" if scene_normalised else ""
         warnings.append(f"{clipped:.0%} of the input's pixels lie outside {low_clip:g}..{high_clip:g} dB{where}, the "
                         f"range the model reads (norm_clip): it sees them clipped. {_ADVICE[0].upper()}{_ADVICE[1:]}.")
     return DistributionCheck(summary, warnings)

@@ -35,11 +35,12 @@ from .metadata import NORM_SCENE_LAND, SCENE_NORM_MODES, TILE_MULTIPLE, ModelCon
 from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input, reading
 from .resample import ModelGrid, decide_model_grid, open_on_model_grid, resampling_to_model
 from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, CLASSES_BAND, CONFIDENCE_BAND, PROBABILITY_BAND, WATER_BAND,
-                        InputUnits, SpeckleFilter, check_calibration_factor, check_units_fit, detect_band_units,
+                        RELATIVE_LAND_DB, InputUnits, SpeckleFilter, check_calibration_factor, check_units_fit,
+                        detect_band_units,
                         filter_halo, ground_pixel_size_m, sample_shape, sample_valid_values)
 from .pipeline import BackgroundWriter, Prefetch
 from .session import DEVICES, PRECISIONS, ModelSession
-from .threshold import WaterThreshold, find_water_threshold, sample_tiles
+from .threshold import WaterCeiling, WaterThreshold, find_water_threshold, sample_tiles, water_ceiling
 from .windows import TilePlan, Window
 from .writer import (OutputRaster, PendingFiles, all_or_none, check_free_space, check_outputs, hidden_path,
                      raster_bytes, style_sidecar_path)
@@ -190,13 +191,15 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
             log(session.precision_note)
     log(_band_line(dataset, options.band))
     input_reader = BackscatterReader(band_reader, units, options.calibration_factor)
+    grid = decide_model_grid(dataset, contract.gsd_m)
+    source = _model_input_reader(band_reader, grid, units, speckle_filter, options, contract.gsd_m, log)
+    if not units.calibrated:
+        _anchor_relative(input_reader, source, log)
     if not thresholding:
-        distribution = check_input_distribution(input_reader.sample_db(), contract)
+        distribution = check_input_distribution(input_reader.sample_db(), contract, calibrated=units.calibrated)
         log(distribution.summary)
         for warning in distribution.warnings:
             warn(warning)
-    grid = decide_model_grid(dataset, contract.gsd_m)
-    source = _model_input_reader(band_reader, grid, units, speckle_filter, options, contract.gsd_m, log)
     if speckle_filter is not SpeckleFilter.NONE:
         log(f"Speckle filter: {speckle_filter.value}, {options.filter_size} x {options.filter_size} px"
             + (" (on the model grid)" if grid is not None else ""))
@@ -215,7 +218,8 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     if thresholding:
         # Found before any output file exists; up to the first tenth of the progress bar.
         water_threshold = _find_threshold(source, lambda percent: progress((2.0 + 0.08 * percent) * stream_share
-                                                                           / 100.0), is_cancelled, log, warn)
+                                                                           / 100.0), is_cancelled, log, warn,
+                                          water_ceiling(dataset, options.band) if units.calibrated else None)
         all_blocks = _blocks(source.band_reader.width, source.band_reader.height, options.block_size)
         blocks = [block for block in all_blocks if coverage.has_data(block)]
     else:
@@ -295,10 +299,12 @@ def _thresholding(task, options: RunOptions, extra_path) -> bool:
     return True
 
 
-def _find_threshold(source: BackscatterReader, progress, is_cancelled, log, warn) -> WaterThreshold:
-    """The water threshold of the whole raster, from tiles sampled over the model's input (logged)."""
+def _find_threshold(source: BackscatterReader, progress, is_cancelled, log, warn,
+                    ceiling: WaterCeiling | None) -> WaterThreshold:
+    """The water threshold of the whole raster, from tiles sampled over the model's input (logged);
+    ``ceiling``: the absolute water level of a calibrated input (None: relative brightness)."""
     tiles = sample_tiles(source.read, source.band_reader.width, source.band_reader.height, progress, is_cancelled)
-    threshold = find_water_threshold(tiles)
+    threshold = find_water_threshold(tiles, ceiling)
     if threshold.db is None:
         log(f"Water threshold: none ({threshold.how})")
     else:
@@ -342,6 +348,18 @@ def _stream_threshold(blocks: list[Window], source: BackscatterReader, threshold
         valid_pixels += int(valid.sum())
         progress(100.0 * done / len(blocks))
     return valid_pixels
+
+
+def _anchor_relative(input_reader: BackscatterReader, source: BackscatterReader, log) -> None:
+    """Put a relative input (a display stretch) on the calibrated scale the model knows: its land
+    level (`SceneStatistics.land_median`) is moved to RELATIVE_LAND_DB. A scene of one surface cannot
+    be told from its opposite this way; the log says so."""
+    scene = SceneStatistics.of(input_reader.sample_db())
+    offset = RELATIVE_LAND_DB - scene.land_median
+    input_reader.offset_db = source.offset_db = offset
+    log(f"Relative brightness: only contrasts count, the scene's land level ({scene.land_median:.1f} dB on the "
+        f"nominal stretch) is moved to {RELATIVE_LAND_DB:g} dB ({offset:+.1f} dB). A scene of one surface (all "
+        f"water, all forest) cannot be recognised without calibration: use the calibrated product for it")
 
 
 def _scene_statistics(source: BackscatterReader, input_path, band: int) -> SceneStatistics:

@@ -144,6 +144,7 @@ class BackscatterReader:
         self.filter_size = filter_size
         self.halo = filter_halo(self.speckle_filter, filter_size)
         self.raster = Window(0, 0, band_reader.width, band_reader.height)
+        self.offset_db = 0.0  # added to every dB value: the anchoring of a relative input (`anchor_relative`)
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """(sigma0 dB float32, valid bool) for ``window``; invalid pixels hold finite garbage."""
@@ -154,6 +155,8 @@ class BackscatterReader:
         valid &= valid_mask(raw, None, self.units)
         db = to_db(raw, self.units, self.calibration_factor)
         del raw
+        if self.offset_db:
+            db += np.float32(self.offset_db)
         if halo:
             db = speckle_filter_db(db, valid, self.speckle_filter, self.filter_size)
         inner = window.slices_in(outer)
@@ -164,7 +167,7 @@ class BackscatterReader:
         reader = self.band_reader
         raw = sample_valid_values(reader.dataset, reader.band_index, reader.nodata)
         raw = raw[valid_mask(raw, None, self.units)]
-        return to_db(raw, self.units, self.calibration_factor)
+        return to_db(raw, self.units, self.calibration_factor) + np.float32(self.offset_db)
 
     def read_valid(self, window: Window) -> np.ndarray:
         """Only the validity of ``window`` (nodata, mask, DN 0 or power <= 0), without filtering."""

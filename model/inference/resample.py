@@ -21,7 +21,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .errors import CancelledError, InputRasterError, OutputError
-from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, band_scaling, ground_pixel_size_m
+from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, RELATIVE_STRETCH_DB, InputUnits, band_scaling, ground_pixel_size_m
 
 gdal.UseExceptions()
 
@@ -182,6 +182,10 @@ def power_view_xml(dataset: gdal.Dataset, band: int, units: InputUnits,
     elif units is InputUnits.DB:
         knots = np.arange(_DB_LUT_RANGE[0], _DB_LUT_RANGE[1] + _DB_LUT_STEP / 2, _DB_LUT_STEP)
         scaling = linear + "<LUT>" + ",".join(f"{k:.4f}:{10 ** (k / 10):.9g}" for k in knots) + "</LUT>"
+    elif units is InputUnits.RELATIVE:  # every 8-bit step through the nominal stretch; 0 (fill) -> power 0
+        at_zero, per_step = RELATIVE_STRETCH_DB
+        scaling = linear + "<LUT>0:0," + ",".join(
+            f"{step}:{10 ** ((at_zero + per_step * step) / 10):.9g}" for step in range(1, 256)) + "</LUT>"
     else:
         scaling = linear
     nodata_xml = "" if nodata is None else f"<NODATA>{nodata!r}</NODATA>"

@@ -41,6 +41,28 @@ class InputUnits(str, Enum):
     DN = "ALOS-2 DN"
     LINEAR = "linear power"
     DB = "dB"
+    RELATIVE = "relative brightness (uncalibrated)"
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether values of these units carry the absolute backscatter level (not a display stretch)."""
+        return self is not InputUnits.RELATIVE
+
+
+UNITS_FLAGS = {"auto": InputUnits.AUTO, "dn": InputUnits.DN, "linear": InputUnits.LINEAR, "db": InputUnits.DB,
+               "relative": InputUnits.RELATIVE}
+"""The command-line spelling of each INPUT_UNITS (inference and training CLIs)."""
+
+RELATIVE_STRETCH_DB = (-24.0, 0.101)
+"""(dB at value 0, dB per step) of relative brightness: 8-bit display stretches of backscatter are
+read as dB = -24.0 + 0.101 * value. The fit of the ETCI 2021 8-bit Sentinel-1 VV chips to the
+calibrated Sen1Floods11 chips: the ETCI training scenes' dark water population (mean 49) and land
+median (142) put on Sen1Floods11's water (-19.1 dB) and land (-9.7 dB) medians (model/README.md)."""
+
+RELATIVE_LAND_DB = -9.7
+"""The land level a relative input's scene is anchored to (its land median is moved here): the
+median of land in the calibrated Sen1Floods11 chips, within the -12..-6 dB of land scenes in
+L-band HH (model/simulate/README.md)."""
 
 
 class SpeckleFilter(str, Enum):
@@ -49,7 +71,7 @@ class SpeckleFilter(str, Enum):
     REFINED_LEE = "refined Lee"
 
 
-_UNITS_ADVICE = "set INPUT_UNITS to ALOS-2 DN, linear power or dB"
+_UNITS_ADVICE = "set INPUT_UNITS to ALOS-2 DN, linear power, dB or relative brightness"
 DB_RANGE = (-100.0, 40.0)
 """Values sigma0/gamma0 in dB can take (natural targets -40..+20 dB); outside it, a band is not dB."""
 
@@ -210,10 +232,9 @@ def detect_units(dtype, sample: np.ndarray, hints=()) -> tuple[InputUnits, str]:
                                f"cannot be dB (backscatter in dB lies within -100..40). Check the band; if you "
                                f"know its units, {_UNITS_ADVICE}.")
     if dtype.itemsize == 1 and dtype.kind in "iu":
-        raise InputRasterError(f"The input band holds 8-bit values ({dtype.name}, {stats}): not ALOS-2 DN, "
-                               f"which are 16-bit (UInt16) amplitudes, and not calibrated backscatter; it looks "
-                               f"like a picture stretched for display. Use the calibrated product, or, if you "
-                               f"know what the values are, {_UNITS_ADVICE}.")
+        return InputUnits.RELATIVE, (f"8-bit values ({dtype.name}, {stats}): a display stretch, not calibrated "
+                                     f"backscatter, so only contrasts are used; with the calibrated product the "
+                                     f"absolute level would be used too")
     if negative == 0 and whole and median >= 50 and values.max() <= 65535:
         kind = "integer" if dtype.kind in "iu" else "whole-number float"
         return InputUnits.DN, f"{kind} values in the ALOS-2 amplitude DN range ({stats})"
@@ -243,6 +264,8 @@ def check_units_fit(units: InputUnits, sample: np.ndarray) -> None:
         problem = "negative" if negative > 0.01 else "far above 1 (a median above +30 dB)"
     elif units is InputUnits.DB and not DB_RANGE[0] <= median <= DB_RANGE[1]:
         problem = "outside -100..40, where no backscatter in dB lies"
+    elif units is InputUnits.RELATIVE and (values.min() < 0 or values.max() > 255):
+        problem = "outside 0..255, the range of an 8-bit display stretch"
     else:
         return
     try:
@@ -269,11 +292,12 @@ def detect_band_units(dataset: gdal.Dataset, band: int, max_pixels: int = 65536,
 
 
 def valid_mask(raw: np.ndarray, nodata: float | None, units: InputUnits) -> np.ndarray:
-    """Pixels that carry a measurement: finite, not nodata, DN > 0 (DN 0 is ALOS-2 fill), linear power > 0."""
+    """Pixels that carry a measurement: finite, not nodata, DN > 0 (DN 0 is ALOS-2 fill), linear power > 0,
+    relative brightness > 0 (0 is the fill of stretched pictures)."""
     mask = np.isfinite(raw) if raw.dtype.kind == "f" else np.ones(raw.shape, bool)
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
         mask &= raw != nodata
-    if units in (InputUnits.DN, InputUnits.LINEAR):
+    if units in (InputUnits.DN, InputUnits.LINEAR, InputUnits.RELATIVE):
         mask &= raw > 0
     return mask
 
@@ -296,6 +320,9 @@ def to_db(raw: np.ndarray, units: InputUnits, calibration_factor: float = ALOS2_
         return power_to_db(np.asarray(raw, dtype=np.float64))
     if units is InputUnits.DB:
         return np.asarray(raw, dtype=np.float32)
+    if units is InputUnits.RELATIVE:  # nominal dB; the engine then anchors the scene's land level
+        at_zero, per_step = RELATIVE_STRETCH_DB
+        return (at_zero + per_step * np.asarray(raw, dtype=np.float64)).astype(np.float32)
     raise ValueError("to_db needs resolved units; run detect_units for INPUT_UNITS=auto")
 
 

@@ -19,12 +19,20 @@ minimum-error method (1986), searched between the two fitted means, or with Otsu
 that has no minimum in between. Only the contrasts matter, so the threshold moves with an
 unknown calibration offset. When no tile qualifies, the whole-scene histogram is used if it
 holds a dark population (mean <= -15 dB, 8 dB below the other), with a warning; otherwise no
-pixel is water, with a warning. numpy only.
+pixel is water, with a warning.
+
+A calibrated input also has an absolute level to go by (`WaterCeiling`): its tiles show water
+beside land when their darker population lies below the water ceiling of its polarisation, not
+only far below the scene's median, so a scene mostly under water is split too; and a scene of
+one population is all water when that population lies below the ceiling (open ocean, a flooded
+plain), all land otherwise. A relative input (a display stretch) has no level: one population
+then gives no water, with a warning that it cannot tell. numpy and GDAL band metadata only.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -62,6 +70,50 @@ class TwoGaussians:
 
     def is_bimodal(self, min_share: float) -> bool:
         return self.ashman_d > ASHMAN_D_MIN and min(self.dark_share, 1.0 - self.dark_share) >= min_share
+
+
+ONE_POPULATION_WATER_SPAN_DB = 7.0  # a water-only scene: pixels up to its median + this are water
+MIN_CALIBRATED_CONTRAST_DB = 8.0  # land above water in a tile of a calibrated input (VV: -19 vs -10 dB)
+
+
+@dataclass(frozen=True)
+class WaterCeiling:
+    """The highest sigma0 (dB) open water has in a calibrated product of one polarisation: a scene
+    whose backscatter forms one population below it is water."""
+
+    db: float
+    polarisation: str
+    source: str
+
+
+# Calm and wind-roughened open water against the darkest land, as operational flood services
+# threshold it: Sentinel-1 VV -15..-18 dB and VH -20..-25 dB (Twele et al. 2016, Int. J. Remote
+# Sens. 37(13); Bonafilia et al. 2020 Sen1Floods11: water -19 dB VV median, land -10 dB; our
+# measurement of its hand-labelled chips: water p75 -16.3 dB, land p10 -13.4 dB); L-band HH water
+# below -20 dB, land -15..0 dB (Shimada et al. 2014 PALSAR mosaics; Ohki et al. 2019 ALOS-2 flood
+# mapping thresholds -17..-19 dB; the real AIRSAR San Francisco bay, wind-roughened: median -18.4 dB).
+WATER_CEILINGS = {
+    "HH": WaterCeiling(-17.0, "HH", "L-band HH: open water below -20 dB, land above -15 dB (PALSAR mosaics; "
+                                    "ALOS-2 flood thresholds -17..-19 dB)"),
+    "VV": WaterCeiling(-16.0, "VV", "C-band VV: open water about -19 dB, land above -13 dB (Sentinel-1 flood "
+                                    "services' thresholds -15..-18 dB; Sen1Floods11 hand labels)"),
+    "cross": WaterCeiling(-23.0, "HV/VH", "cross-polarised: open water below -25 dB, land above -20 dB (Sentinel-1 "
+                                          "VH thresholds -20..-25 dB)"),
+}
+
+
+def water_ceiling(dataset, band: int) -> WaterCeiling:
+    """The water ceiling of band ``band``: by the polarisation its description or metadata names
+    (VV, VH/HV), else HH, the plugin's input."""
+    raster_band = dataset.GetRasterBand(band)
+    texts = [raster_band.GetDescription()] + [f"{key}={value}" for owner in (raster_band, dataset)
+                                               for key, value in (owner.GetMetadata() or {}).items()]
+    words = set(re.findall(r"[A-Z]+", " ".join(texts).upper().replace("_", " ")))
+    if words & {"VH", "HV"} and not words & {"HH", "VV"}:
+        return WATER_CEILINGS["cross"]
+    if "VV" in words and "HH" not in words:
+        return WATER_CEILINGS["VV"]
+    return WATER_CEILINGS["HH"]
 
 
 @dataclass(frozen=True)
@@ -247,15 +299,24 @@ def _threshold_between(values: np.ndarray, water_db: float, land_db: float) -> t
     return (water_db + land_db) / 2.0, "the midpoint of the two populations (no histogram split between them)"
 
 
-def _water_tiles(fits: list[TwoGaussians], scene_median: float) -> list[int]:
-    """Indices of the tiles that show water beside land: bimodal, with the darker population the
-    scene's dark exception (at least MIN_WATER_CONTRAST_DB below its median, and the median nearer
-    the brighter population, so bright targets beside land do not count), and that darker
-    population the same as the darkest one found (not separated from it by Ashman's D > 2), so
-    dark land beside bright land does not count either."""
+def _shows_water(fit: TwoGaussians, scene_median: float, ceiling: WaterCeiling | None) -> bool:
+    """Whether a bimodal tile's darker population is water: the scene's dark exception (at least
+    MIN_WATER_CONTRAST_DB below its median, and the median nearer the brighter population, so bright
+    targets beside land do not count), or, for a calibrated input, below the water ceiling and well
+    below its land, which also holds where water covers most of the scene."""
+    if ceiling is not None and (fit.dark_mean <= ceiling.db
+                                and fit.bright_mean - fit.dark_mean >= MIN_CALIBRATED_CONTRAST_DB):
+        return True
+    return (fit.dark_mean <= scene_median - MIN_WATER_CONTRAST_DB
+            and fit.bright_mean - scene_median <= (scene_median - fit.dark_mean) / 2.0)
+
+
+def _water_tiles(fits: list[TwoGaussians], scene_median: float, ceiling: WaterCeiling | None) -> list[int]:
+    """Indices of the tiles that show water beside land: bimodal, their darker population water
+    (`_shows_water`), and that darker population the same as the darkest one found (not separated
+    from it by Ashman's D > 2), so dark land beside bright land does not count either."""
     candidates = [i for i, fit in enumerate(fits)
-                  if fit.is_bimodal(MIN_POPULATION_SHARE) and fit.dark_mean <= scene_median - MIN_WATER_CONTRAST_DB
-                  and fit.bright_mean - scene_median <= (scene_median - fit.dark_mean) / 2.0]
+                  if fit.is_bimodal(MIN_POPULATION_SHARE) and _shows_water(fit, scene_median, ceiling)]
     if not candidates:
         return []
     darkest = fits[min(candidates, key=lambda i: fits[i].dark_mean)]
@@ -264,8 +325,9 @@ def _water_tiles(fits: list[TwoGaussians], scene_median: float) -> list[int]:
             <= ASHMAN_D_MIN]
 
 
-def find_water_threshold(tiles: list[np.ndarray]) -> WaterThreshold:
-    """The water threshold of a scene from the valid dB values of its sample tiles (see the module)."""
+def find_water_threshold(tiles: list[np.ndarray], ceiling: WaterCeiling | None = None) -> WaterThreshold:
+    """The water threshold of a scene from the valid dB values of its sample tiles (see the module);
+    ``ceiling``: the water ceiling of a calibrated input (None: relative brightness, no level)."""
     sampled = sum(t.size for t in tiles)
     if sampled < MIN_SAMPLE_PIXELS:
         raise InputRasterError(
@@ -277,7 +339,7 @@ def find_water_threshold(tiles: list[np.ndarray]) -> WaterThreshold:
     value_range = _value_range(everything) or (scene_median - 1.0, scene_median + 1.0)
     fitted = [(values, fit) for values, fit in zip(usable, fit_many_two_gaussians(usable, value_range))
               if fit is not None]
-    chosen = _water_tiles([fit for _, fit in fitted], scene_median)
+    chosen = _water_tiles([fit for _, fit in fitted], scene_median, ceiling)
     if chosen:
         pooled = np.concatenate([fitted[i][0] for i in chosen])
         # The populations as the tiles' own fits see them, weighted by their pixels.
@@ -291,7 +353,9 @@ def find_water_threshold(tiles: list[np.ndarray]) -> WaterThreshold:
             f"beside land (water about {water_db:.1f} dB, land about {land_db:.1f} dB; scene median "
             f"{scene_median:.1f} dB)"))
     fit = fit_two_gaussians(everything)
-    if (fit is not None and fit.is_bimodal(MIN_SCENE_WATER_SHARE) and fit.dark_mean <= WATER_MAX_DB
+    dark_enough = fit is not None and (fit.dark_mean <= WATER_MAX_DB if ceiling is None else
+                                       fit.dark_mean <= ceiling.db)
+    if (dark_enough and fit.is_bimodal(MIN_SCENE_WATER_SHARE)
             and fit.bright_mean - fit.dark_mean >= MIN_WATER_CONTRAST_DB):
         threshold, method = _threshold_between(everything, fit.dark_mean, fit.bright_mean)
         return WaterThreshold(
@@ -301,9 +365,28 @@ def find_water_threshold(tiles: list[np.ndarray]) -> WaterThreshold:
             f"comes from the whole scene's histogram, which is less reliable: check the water mask, or use "
             f"METHOD=model.")
     spread = "" if fit is None else f" (Ashman's D {fit.ashman_d:.1f} ≤ {ASHMAN_D_MIN:g})"
+    if ceiling is not None:
+        return _one_calibrated_population(everything, scene_median, ceiling, spread)
     return WaterThreshold(None, f"no threshold: the backscatter (median {scene_median:.1f} dB) forms one "
                                 f"population{spread}", (
         f"No water/land contrast found: neither any of the {len(usable)} tiles sampled over the raster nor the "
-        f"whole scene shows two backscatter populations, so no pixel is marked water. This is right for a scene "
-        f"without open water, wrong for one that is all water; for single-look data try a speckle filter, or "
-        f"use METHOD=model."))
+        f"whole scene shows two backscatter populations, and a relative input (a display stretch) has no "
+        f"absolute level to tell open water from land, so no pixel is marked water. This is right for a scene "
+        f"without open water and wrong for one that is all water: run on the calibrated product to tell them "
+        f"apart, or use METHOD=model."))
+
+
+def _one_calibrated_population(everything: np.ndarray, scene_median: float, ceiling: WaterCeiling,
+                               spread: str) -> WaterThreshold:
+    """The answer for a calibrated scene of one backscatter population: all water when it lies below
+    the water ceiling (pixels up to its median + ONE_POPULATION_WATER_SPAN_DB, so speckle does not
+    make land of it), else no water."""
+    level = f"median {scene_median:.1f} dB {ceiling.polarisation}"
+    if scene_median <= ceiling.db:
+        threshold = max(ceiling.db, scene_median + ONE_POPULATION_WATER_SPAN_DB)
+        return WaterThreshold(threshold, (
+            f"one backscatter population{spread} at the level of open water ({level}, below the water ceiling "
+            f"{ceiling.db:g} dB; {ceiling.source}): the scene is water, pixels darker than {threshold:.1f} dB"))
+    return WaterThreshold(None, (
+        f"no threshold: one backscatter population{spread} at the level of land ({level}, above the water "
+        f"ceiling {ceiling.db:g} dB; {ceiling.source}): no open water"))

@@ -41,8 +41,9 @@ from ..inference.metadata import NORM_FIXED, SCENE_NORM_MODES
 from ..inference.reader import SceneStatistics, open_raster, prepare_input
 from ..inference.resample import ModelGrid, decide_model_grid, open_on_model_grid, power_view_xml, resampling_to_model
 from ..inference.errors import InputRasterError
-from ..inference.sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, apply_scaling, band_scaling,
-                                   detect_band_units, sample_valid_values, to_db, valid_mask)
+from ..inference.sar_input import (ALOS2_CALIBRATION_FACTOR_DB, RELATIVE_LAND_DB, InputUnits, apply_scaling,
+                                   band_scaling, detect_band_units, sample_valid_values, to_db, UNITS_FLAGS,
+                                   valid_mask)
 from ..inference.windows import Window
 from .losses import IGNORE_INDEX
 
@@ -90,7 +91,6 @@ class DataProfile:
     sar_invalid: tuple[float, ...] = ()
     label_map: dict[int, int] | None = None
     water_only: bool = False
-    db_stretch: tuple[float, float] | None = None  # assumed dB of raw values 0 and 255 (units dB)
     # labels were published per chip of this many px: training screens them chip by chip (see screen_water_chips)
     label_chip: int | None = None
 
@@ -100,12 +100,20 @@ PROFILES = {
     "sarlulc": DataProfile(),
     # ETCI 2021 flood chips (../shared/data/etci2021): 8-bit stretched Sentinel-1 VV brightness, 0 = no chip,
     # 255 = saturated white chips (no information); labels 0 not water, 1 flood, 2 permanent water, 255 nodata.
-    # The stretch is not published: the brightness is read as dB through a nominal linear stretch of
-    # -25..0 dB (our assumption; water ~ -21, fields ~ -11 dB, as is typical of VV). Scene normalisation
-    # makes the offset of that guess irrelevant, gain jitter covers part of the error in its slope.
-    "etci2021": DataProfile(units=InputUnits.DB, sar_invalid=(255.0,),
+    # The stretch is not published: read as relative brightness, as the plugin reads any 8-bit input (the
+    # fitted nominal stretch, then the scene's land level anchored; sar_input.RELATIVE_STRETCH_DB).
+    "etci2021": DataProfile(units=InputUnits.RELATIVE, sar_invalid=(255.0,),
                             label_map={0: NOT_WATER_CODE, 1: WATER_CLASSES[0][0], 2: WATER_CLASSES[0][0]},
-                            water_only=True, db_stretch=(-25.0, 0.0), label_chip=256),
+                            water_only=True, label_chip=256),
+    # Sen1Floods11 hand-labelled chips (../shared/data/sen1floods11): calibrated Sentinel-1 sigma0 dB, band 1 VV,
+    # NaN nodata, EPSG:4326; labels -1 nodata, 0 not water, 1 water.
+    "sen1floods11": DataProfile(units=InputUnits.DB, label_map={0: NOT_WATER_CODE, 1: WATER_CLASSES[0][0]},
+                                water_only=True),
+    # AIRSAR L-band San Francisco (../shared/data/sf_airsar): band 1 HH dB as distributed; labels 1 bare soil
+    # (beach), 2 mountain (scrub and grass of the Marin Headlands), 3 water, 4 urban, 5 vegetation (parks,
+    # mostly trees). The labels do not name the vegetated classes: hills -> Grassland, parks -> Broadleaf
+    # forest, scored as one vegetation group (tools/evaluate_set.py --groups).
+    "sf_airsar": DataProfile(units=InputUnits.DB, label_map={1: 8, 2: 5, 3: 1, 4: 2, 5: 6}),
 }
 # A chip's water label is kept for training only if its water is this much darker than its land (median dB).
 WATER_LABEL_CONTRAST_DB = 5.0
@@ -208,12 +216,11 @@ class ReadOptions:
     model_grid: bool = True
 
 
-UNITS_CHOICES = {"auto": InputUnits.AUTO, "dn": InputUnits.DN, "linear": InputUnits.LINEAR, "db": InputUnits.DB}
 
 
 def add_read_arguments(parser) -> None:
     """The options train and pretrain share for reading SAR rasters as the plugin does."""
-    parser.add_argument("--input-units", choices=sorted(UNITS_CHOICES), default="auto",
+    parser.add_argument("--input-units", choices=sorted(UNITS_FLAGS), default="auto",
                         help="units of the SAR rasters (as the plugin's INPUT_UNITS): auto = detected per raster "
                              "from a decimated read of the whole raster; a data profile's units take precedence")
     parser.add_argument("--calibration-factor", type=float, default=ALOS2_CALIBRATION_FACTOR_DB,
@@ -224,7 +231,7 @@ def add_read_arguments(parser) -> None:
 
 
 def read_options(args) -> ReadOptions:
-    return ReadOptions(UNITS_CHOICES[args.input_units], args.calibration_factor, args.gsd)
+    return ReadOptions(UNITS_FLAGS[args.input_units], args.calibration_factor, args.gsd)
 
 
 def _open(path: str):
@@ -261,7 +268,7 @@ class SarRaster:
         self.scaling = band_scaling(dataset.GetRasterBand(1))  # GDAL scale/offset, as the engine applies it
         self.units = self._units(dataset, facts)
         self.grid: ModelGrid | None = None
-        if options.model_grid and dataset.GetSpatialRef() is not None and not self.profile.db_stretch:
+        if options.model_grid and dataset.GetSpatialRef() is not None:
             self.grid = decide_model_grid(dataset, options.gsd_m)
         if self.grid is None:
             self.width, self.height = dataset.RasterXSize, dataset.RasterYSize
@@ -271,11 +278,20 @@ class SarRaster:
             self.resampling = resampling_to_model(dataset, options.gsd_m)
             self.read_units = InputUnits.LINEAR  # the view holds linear power, nodata 0
         self._reader, self._pid, self._sample = None, None, sample  # sample: what sample_db() returns, if known
-        self.scene = SceneStatistics(**facts["scene"]) if facts else SceneStatistics.of(self.sample_db())
+        # a relative input's land level is anchored as the engine anchors it (engine._anchor_relative)
+        self.offset_db = facts.get("offset_db", 0.0) if facts else 0.0
+        if facts:
+            self.scene = SceneStatistics(**facts["scene"])
+        else:
+            self.scene = SceneStatistics.of(self.sample_db())
+            if not self.units.calibrated:
+                self.offset_db = RELATIVE_LAND_DB - self.scene.land_median
+                self._sample = self._sample + np.float32(self.offset_db)
+                self.scene = SceneStatistics.of(self._sample)
 
     def facts(self) -> dict:
         """What the constructor learnt by reading pixels (JSON-able), to build it again without reading."""
-        return {"units": self.units.value, "scene": asdict(self.scene)}
+        return {"units": self.units.value, "scene": asdict(self.scene), "offset_db": self.offset_db}
 
     def _units(self, dataset: gdal.Dataset, facts: dict | None) -> InputUnits:
         if self.profile.units is not None:
@@ -341,10 +357,8 @@ class SarRaster:
         return self._sample
 
     def _to_db(self, raw: np.ndarray) -> np.ndarray:
-        if self.profile.db_stretch:
-            low, high = self.profile.db_stretch
-            return (low + raw.astype(np.float32) * np.float32((high - low) / 255.0)).astype(np.float32)
-        return to_db(raw, self.read_units, self.options.calibration_factor)
+        db = to_db(raw, self.read_units, self.options.calibration_factor)
+        return db + np.float32(self.offset_db) if self.offset_db else db
 
     def __getstate__(self):
         return {**self.__dict__, "_reader": None, "_pid": None, "_sample": None}
@@ -391,9 +405,9 @@ def normalisation_of(mode: str, rasters: list[SarRaster]) -> Normalisation:
 def input_distribution(rasters: list[SarRaster], jitter: "CalibrationJitter") -> dict:
     """What calibrated backscatter the model saw in training (ONNX key ``input_distribution``, used by
     the plugin's out-of-distribution warning): range of scene medians widened by the calibration
-    jitter, and percentiles of the pooled dB sample. Rasters read through an assumed stretch
-    (``db_stretch``) are left out: their absolute level is a guess."""
-    calibrated = [r for r in rasters if not r.profile.db_stretch]
+    jitter, and percentiles of the pooled dB sample. Relative rasters (8-bit stretches) are left out:
+    their absolute level is anchored, not measured."""
+    calibrated = [r for r in rasters if r.units.calibrated]
     if not calibrated:
         return {}
     medians = [r.scene.median for r in calibrated]

@@ -53,7 +53,7 @@ class Backscatter:
 
 HH_L_BAND = {
     WATER: Backscatter((-26.0, -20.0), 0.5, 48, scene_shift_db=2.0, incidence_db_per_deg=-0.4),
-    BUILT_UP: Backscatter((-4.0, 2.0), 2.5, 12, texture_shape=1.5, scene_shift_db=3.0, incidence_db_per_deg=-0.15),
+    BUILT_UP: Backscatter((-8.0, 2.0), 2.5, 12, texture_shape=1.5, scene_shift_db=3.0, incidence_db_per_deg=-0.15),
     PADDY: Backscatter((-15.0, -10.0), 2.5, 8, scene_shift_db=3.0, incidence_db_per_deg=-0.2),
     CROPLAND: Backscatter((-14.0, -10.0), 2.0, 10, scene_shift_db=3.0, incidence_db_per_deg=-0.25),
     GRASSLAND: Backscatter((-15.0, -11.0), 1.5, 16, scene_shift_db=2.5, incidence_db_per_deg=-0.25),

@@ -58,6 +58,11 @@ class SceneVariation:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in values.items()}
 
 
+CALIBRATION_ERROR_DB = 1.5
+"""Largest calibration offset of a simulated product: the calibrated products the models read by their
+absolute level (ALOS-2: CF -83.0 dB, std about 0.4 dB; Sentinel-1 about 0.5 dB) stay within it."""
+
+
 def variation_rng(seed) -> np.random.Generator:
     """The variation's own stream under `seed` (the layout uses np.random.default_rng(seed))."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_VARIATION_STREAM,)))
@@ -74,7 +79,7 @@ def draw_variation(seed, class_models: dict) -> SceneVariation:
     heavy_texture = rng.random() < 0.85
     incidence_span = rng.uniform(0.0, 8.0)
     return SceneVariation(
-        calibration_offset_db=rng.uniform(-5.0, 5.0),
+        calibration_offset_db=rng.uniform(-CALIBRATION_ERROR_DB, CALIBRATION_ERROR_DB),
         looks=math.exp(rng.uniform(0.0, math.log(16.0))),
         resolution_m=rng.uniform(5.0, 30.0),
         texture_order=math.exp(rng.uniform(math.log(1.5), math.log(30.0))) if heavy_texture else None,
