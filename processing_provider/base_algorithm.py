@@ -5,11 +5,17 @@ is the core in ``model/inference`` (no QGIS there), driven through its public AP
 """
 
 import math
+import re
+from pathlib import Path
 
 from osgeo import gdal
 from qgis.core import (
+    QgsMapLayer,
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingFeatureSourceDefinition,
+    QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterBand,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
@@ -29,7 +35,7 @@ from ..model.inference.errors import InferenceError
 from ..model.inference.reader import open_raster
 from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, not_backscatter_reason
 from ..model.inference.session import DEVICES, PRECISIONS, check_model_file  # imports onnxruntime only when a session starts
-from ..model.inference.writer import format_list
+from ..model.inference.writer import check_distinct_files, format_list
 from . import styling
 
 ICON_PATH = PLUGIN_DIR / "ui" / "icon.svg"
@@ -43,12 +49,16 @@ INPUT_HELP = (
     "terrain-corrected, like ALOS-2 PALSAR-2 mosaic tiles and L2.1 products or sigma0/gamma0 "
     "exported by SNAP. <b>Band</b>: the HH band of a multi-band raster (the log names the band "
     "used). The raster needs a CRS; it is only read, never modified.</p>"
-    "<p><b>Input units</b>: <i>auto</i> tells ALOS-2 amplitude DN (16-bit integers), linear power "
-    "and dB apart from the data type, a decimated read of the whole raster and the band's "
-    "description, and writes its decision and reason to the log; when it cannot tell, the run "
+    "<p><b>Input units</b>: <i>auto</i> tells ALOS-2 amplitude DN (16-bit integers), linear power, "
+    "dB and 8-bit stretches apart from the data type, a decimated read of the whole raster and the "
+    "band's description, and writes its decision and reason to the log; when it cannot tell, the run "
     "stops and asks you to set them. Units the values contradict are refused, and so are RGB "
-    "pictures, 8-bit stretches (under auto), class maps and complex (SLC) bands. A band's GDAL "
-    "scale/offset is applied. "
+    "pictures, class maps and complex (SLC) bands. A band's GDAL scale/offset is applied. "
+    "Calibrated units (DN, linear power, dB) are read by their <b>absolute level</b>: -18 dB of HH "
+    "over a whole tile is water. <i>Relative brightness</i> (8-bit display stretches, chosen by auto "
+    "for 8-bit bands) has no level: only its contrasts are used, its land level is anchored, and a "
+    "scene of one surface (all water, all forest) cannot be recognised from it; use the calibrated "
+    "product where you have it. "
     "<i>ALOS-2 DN</i> is calibrated on the fly: sigma0 = 10&middot;log10(DN&sup2;) + CF, with "
     "the <b>calibration factor</b> CF = -83.0 dB of PALSAR-2 (advanced); DN 0 is nodata. "
     "<i>Linear power</i> &le; 0 is nodata.</p>"
@@ -103,8 +113,9 @@ OUTPUT_FILES_HELP = (
 BUNDLED_MODEL_HELP = (
     "<p><b>Bundled model</b>: model/weights/{task}.onnx, a small refined segmentation network "
     "(Swin encoder, UPerNet decoder with high-resolution injection and a progressive refine-up head, "
-    "3.5 M parameters) trained on {trained_on}. It removes the scene's land level (the median of its "
-    "brighter pixels) before it runs, so a calibration error of several dB does not change the map. "
+    "3.5 M parameters) trained on {trained_on}. It reads calibrated backscatter by its absolute level, "
+    "trained to hold under the calibration error of calibrated products (+-1.5 dB); a product several "
+    "dB off (some airborne and third-party data) gets a warning in the log and may be mapped wrong. "
     "Its scores on held-out real and simulated scenes and its limits are in model/MODEL_CARD.md; "
     "its name is printed in the log.</p>"
 )
@@ -162,7 +173,8 @@ class PluginAlgorithm(QgsProcessingAlgorithm):
         resolved = dict(parameters)
         for definition in self.parameterDefinitions():
             value = parameters.get(definition.name())
-            if not isinstance(definition, QgsProcessingParameterEnum) or value is None or isinstance(value, bool):
+            if not isinstance(definition, QgsProcessingParameterEnum) or not definition.usesStaticStrings() or \
+                    value is None or isinstance(value, bool):
                 continue
             options = definition.options()
             text = str(value).strip()
@@ -182,6 +194,11 @@ class PluginAlgorithm(QgsProcessingAlgorithm):
                     and value not in definition.options()):
                 return False, (f"{definition.description()}: '{value}' is not an option. Choose one of: "
                                f"{', '.join(definition.options())}.")
+        # Before any work: no output may be one of the run's inputs or another of its outputs.
+        try:
+            check_distinct_files(*run_files(self, parameters, context)[::-1])
+        except InferenceError as error:
+            return False, str(error)
         return super().checkParameterValues(parameters, context)
 
     def raster_file(self, parameters, name, context):
@@ -408,6 +425,58 @@ def parameter_problem(algorithm: QgsProcessingAlgorithm, parameters: dict, conte
             if isinstance(definition, QgsProcessingParameterNumber):
                 return f"{label}: {value} is out of range; {_number_range(definition)}."
     return None
+
+
+_OGR_DESTINATION = re.compile(r"^ogr:dbname='(?P<path>[^']*)'(?:\s+table=\"(?P<table>[^\"]*)\")?")
+
+
+def destination_file(destination: str) -> tuple[Path | None, str | None]:
+    """(file, layer name) a sink destination writes to: a plain path, or ``ogr:dbname='...' table="..."``;
+    (None, None) for temporary, memory and database destinations."""
+    match = _OGR_DESTINATION.match(destination or "")
+    if match:
+        return Path(match.group("path")), match.group("table")
+    if not destination or destination == QgsProcessing.TEMPORARY_OUTPUT or \
+            destination.startswith(("memory:", "postgres:", "spatialite:")) or "://" in destination:
+        return None, None
+    return Path(destination.split("|")[0]), None
+
+
+def _input_files(value, context) -> list[str]:
+    """The files an input parameter value reads: a layer (by id, name or source), a feature source
+    definition, a file path, or a list of them."""
+    if isinstance(value, QgsProcessingFeatureSourceDefinition):
+        value = value.source.staticValue()
+    if isinstance(value, (list, tuple)):
+        return [path for item in value for path in _input_files(item, context)]
+    if isinstance(value, QgsMapLayer):
+        return [value.source().split("|")[0]]
+    if not isinstance(value, str) or not value.strip():
+        return []
+    layer = QgsProcessingUtils.mapLayerFromString(value, context, False)
+    return [(layer.source() if layer is not None else value).split("|")[0]]
+
+
+def run_files(algorithm: QgsProcessingAlgorithm, parameters: dict, context) -> tuple[dict, dict]:
+    """({label: file} the run reads, {label: file} it writes), from every parameter of ``algorithm``:
+    layers, feature sources and files in; every destination (rasters, vectors, files, folders) out.
+    Labels name the parameter as the dialog shows it."""
+    inputs, outputs = {}, {}
+    for definition in algorithm.parameterDefinitions():
+        value = parameters.get(definition.name())
+        if value is None or value == "":
+            continue
+        label = f"{definition.description()} ({definition.name()})"
+        if definition.isDestination():
+            if isinstance(value, QgsProcessingOutputLayerDefinition):
+                value = value.sink.staticValue()
+            path, _ = destination_file(value) if isinstance(value, str) else (None, None)
+            if path is not None:
+                outputs[f"output {label}"] = str(path)
+        else:
+            for index, path in enumerate(_input_files(value, context)):
+                inputs[f"input {label}" + (f" #{index + 1}" if index else "")] = path
+    return inputs, outputs
 
 
 def _number_range(definition: QgsProcessingParameterNumber) -> str:

@@ -1,7 +1,6 @@
 """sarlulc:calibrate: ALOS-2/PALSAR-2 amplitude DN to sigma0 backscatter (dB or linear power)."""
 
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterBand,
     QgsProcessingParameterDefinition,
@@ -10,18 +9,17 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
-from qgis.PyQt.QtGui import QIcon
 
 from ..model.inference.calibrate import OUTPUT_NODATA, calibrate_dn
 from ..model.inference.errors import InferenceError
 from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, check_calibration_factor
-from .base_algorithm import ICON_PATH, parameter_problem
+from .base_algorithm import PluginAlgorithm, parameter_problem
 
 # (label shown to users, value passed to calibrate_dn)
 OUTPUT_UNITS = (("dB", "db"), ("linear power", "linear"))
 
 
-class CalibrateAlgorithm(QgsProcessingAlgorithm):
+class CalibrateAlgorithm(PluginAlgorithm):
     """Calibrates ALOS-2 DN so rasters downloaded from JAXA can be inspected or fed to other tools."""
 
     INPUT = "INPUT"
@@ -29,9 +27,6 @@ class CalibrateAlgorithm(QgsProcessingAlgorithm):
     OUTPUT_UNITS = "OUTPUT_UNITS"
     CALIBRATION_FACTOR = "CALIBRATION_FACTOR"
     OUTPUT = "OUTPUT"
-
-    def createInstance(self):  # noqa: N802 (QGIS API)
-        return type(self)()
 
     def name(self):
         return "calibrate"
@@ -44,9 +39,6 @@ class CalibrateAlgorithm(QgsProcessingAlgorithm):
 
     def groupId(self):  # noqa: N802 (QGIS API)
         return "preprocessing"
-
-    def icon(self):
-        return QIcon(str(ICON_PATH))
 
     def shortHelpString(self):  # noqa: N802 (QGIS API)
         return (

@@ -8,7 +8,6 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsMapLayer,
     QgsProcessing,
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
@@ -17,13 +16,12 @@ from qgis.core import (
     QgsProcessingParameterMapLayer,
     QgsProcessingParameterRasterLayer,
 )
-from qgis.PyQt.QtGui import QIcon
 
 from ..model.classes import LULC_CLASSES, WATER_CLASSES
 from ..model.evaluation import NOT_WATER, EvaluationError, check_report_paths, evaluate, evaluate_points, write_reports
 from ..model.fieldwork.legend import read_legend
 from ..model.inference.errors import InferenceError
-from .base_algorithm import ICON_PATH, parameter_problem
+from .base_algorithm import PluginAlgorithm, parameter_problem
 
 # (label shown to users, task passed to model.evaluation)
 TASKS = (("Land use / land cover (9 classes)", "lulc"), ("Water mask (water / not water)", "water"))
@@ -31,7 +29,7 @@ TASKS = (("Land use / land cover (9 classes)", "lulc"), ("Water mask (water / no
 FIELD_CHECKS_FIELD = "class_observed"
 
 
-class EvaluateAlgorithm(QgsProcessingAlgorithm):
+class EvaluateAlgorithm(PluginAlgorithm):
     """Scores a SAR LULC output (or any class raster) against ground truth, for users and modelers."""
 
     PREDICTION = "PREDICTION"
@@ -49,9 +47,6 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
     WATER_RECALL = "WATER_RECALL"
     PIXELS = "PIXELS"
 
-    def createInstance(self):  # noqa: N802 (QGIS API)
-        return type(self)()
-
     def name(self):
         return "evaluate"
 
@@ -63,9 +58,6 @@ class EvaluateAlgorithm(QgsProcessingAlgorithm):
 
     def groupId(self):  # noqa: N802 (QGIS API)
         return "evaluation"
-
-    def icon(self):
-        return QIcon(str(ICON_PATH))
 
     def shortHelpString(self):  # noqa: N802 (QGIS API)
         return (

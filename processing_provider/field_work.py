@@ -4,7 +4,6 @@ engine errors as Processing errors, and output checks done before any work."""
 from __future__ import annotations
 
 import contextlib
-import re
 from pathlib import Path
 
 from osgeo import gdal, ogr
@@ -13,10 +12,7 @@ from qgis.core import QgsPalettedRasterRenderer, QgsProcessingException
 from ..model.fieldwork.legend import ClassEntry, ClassLegend, open_class_raster, read_legend
 from ..model.inference.errors import InferenceError
 from ..model.inference.writer import check_outputs
-from .base_algorithm import PluginAlgorithm
-
-_OGR_DESTINATION = re.compile(r"^ogr:dbname='(?P<path>[^']*)'(?:\s+table=\"(?P<table>[^\"]*)\")?")
-
+from .base_algorithm import PluginAlgorithm, destination_file
 
 class FieldWorkAlgorithm(PluginAlgorithm):
     """Base of the algorithms that turn a class raster into statistics, polygons, maps and packages."""
@@ -62,17 +58,6 @@ def engine_errors():
         yield
     except InferenceError as error:
         raise QgsProcessingException(str(error)) from error
-
-
-def destination_file(destination: str) -> tuple[Path | None, str | None]:
-    """(file, layer name) a sink destination writes to: a plain path, or ``ogr:dbname='...' table="..."``;
-    (None, None) for memory and database destinations."""
-    match = _OGR_DESTINATION.match(destination or "")
-    if match:
-        return Path(match.group("path")), match.group("table")
-    if not destination or destination.startswith(("memory:", "postgres:", "spatialite:")) or "://" in destination:
-        return None, None
-    return Path(destination.split("|")[0]), None
 
 
 def ogr_source_parts(source: str) -> tuple[str, str]:

@@ -39,6 +39,71 @@ FIELD_CHECK_FIELDS = (("class_observed", ogr.OFTInteger, "Observed class"), ("ph
                       ("note", ogr.OFTString, "Note"), ("timestamp", ogr.OFTDateTime, "Time"))
 
 
+# The tables a field package writes (layer_styles: the default styles QGIS stores in it).
+PACKAGE_TABLES = {CLASSES_TABLE, WATER_TABLE, POLYGONS_TABLE, STATISTICS_TABLE, WATER_STATISTICS_TABLE, FIELD_CHECKS,
+                  "layer_styles"}
+
+
+def _package_layers(package: Path) -> list[str]:
+    """The names of the tables (raster and vector) of an existing GeoPackage."""
+    with engine_errors():
+        dataset = gdal.OpenEx(str(package), gdal.OF_VECTOR | gdal.OF_RASTER)
+    if dataset is None:
+        return []
+    names = [dataset.GetLayer(i).GetName() for i in range(dataset.GetLayerCount())]
+    names += [value.split(":")[-1] for key, value in (dataset.GetMetadata("SUBDATASETS") or {}).items()
+              if key.endswith("_NAME")]
+    return names
+
+
+def check_replaceable_package(package: Path) -> None:
+    """Refuse to rebuild over a GeoPackage that holds tables a field package does not write (the user's own
+    layers would be lost); a field package of an earlier run may be rebuilt (its observations are kept)."""
+    if not package.exists():
+        return
+    foreign = sorted(set(_package_layers(package)) - PACKAGE_TABLES)
+    if foreign:
+        raise QgsProcessingException(
+            f"'{package}' already holds layers that are not part of a field package ({', '.join(foreign)}); "
+            f"rebuilding it would lose them. Choose another file name for the field package; nothing was changed.")
+
+
+def carry_observations(package: Path, partial: Path) -> int:
+    """Copy the field observations of an earlier package at ``package`` into the new one's field checks layer
+    (geometries transformed to its CRS, fields matched by name); returns how many were copied."""
+    if not package.exists() or FIELD_CHECKS not in _package_layers(package):
+        return 0
+    with engine_errors():
+        source = ogr.Open(str(package))
+        old = source.GetLayerByName(FIELD_CHECKS)
+        if old is None or old.GetFeatureCount() == 0:
+            return 0
+        target = ogr.Open(str(partial), 1)
+        new = target.GetLayerByName(FIELD_CHECKS)
+        old_srs, new_srs = old.GetSpatialRef(), new.GetSpatialRef()
+        transform = None
+        if old_srs is not None and new_srs is not None and not old_srs.IsSame(new_srs):
+            for srs in (old_srs, new_srs):
+                srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+            transform = osr.CoordinateTransformation(old_srs, new_srs)
+        copied = 0
+        target.StartTransaction()
+        for feature in old:
+            copy = ogr.Feature(new.GetLayerDefn())
+            copy.SetFrom(feature)  # fields by name
+            copy.SetFID(-1)  # a new fid from the layer
+            geometry = feature.GetGeometryRef()
+            if geometry is not None and transform is not None:
+                geometry = geometry.Clone()
+                geometry.Transform(transform)
+                copy.SetGeometry(geometry)
+            new.CreateFeature(copy)
+            copied += 1
+        target.CommitTransaction()
+        source = target = old = new = None
+    return copied
+
+
 class FieldPackageAlgorithm(FieldWorkAlgorithm):
     """Bundles rasters, styled polygons, statistics and an empty ground-truth layer into one GeoPackage."""
 
@@ -78,7 +143,10 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
             f"choose the package's {FIELD_CHECKS} layer as reference.</p>"
             "<p><b>QGIS project</b> (optional): a .qgz next to the GeoPackage that opens all of it styled "
             "(it refers to the GeoPackage by a relative path: keep them together). The GeoPackage is written under a "
-            "temporary name and renamed when complete.</p>")
+            "temporary name and renamed when complete.</p>"
+            "<p><b>Running again into the same package</b> rebuilds it from the new results and <b>keeps every field "
+            f"observation</b> of its {FIELD_CHECKS} layer (copied into the new one; the log says how many). A "
+            "GeoPackage that holds other layers of yours is never replaced: choose another file name.</p>")
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         self.addParameter(QgsProcessingParameterRasterLayer(self.CLASSES, "Class raster"))
@@ -106,6 +174,7 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
         check_destination(str(package), "field package", inputs)
         if project_path:
             check_destination(project_path, "QGIS project", inputs)
+        check_replaceable_package(package)
 
         steps = QgsProcessingMultiStepFeedback(5 if project_path else 4, feedback)
         # Built in a hidden folder beside the destination, under a plain name (QGIS picks the vector driver from
@@ -140,6 +209,10 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
             steps.setCurrentStep(3)
             steps.setProgressText("Field checks layer")
             self.add_field_checks(partial, classes_layer.crs().toWkt(), classes_legend)
+            kept = carry_observations(package, partial)
+            if kept:
+                feedback.pushInfo(f"Kept the {kept} field observation(s) of the earlier package's {FIELD_CHECKS} layer "
+                                  f"(copied into the new one, in its CRS)")
             os.replace(partial, package)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -185,7 +185,7 @@ def test_bad_inputs_are_refused_with_clear_messages(segmented_scene, sarlulc_pro
         ({"INPUT": classes, "ZONES": zones, "ZONE_FIELD": "municipality"},
          "The zone field 'municipality' is not a field of the zone layer .*Its fields are: name, other"),
         ({"INPUT": classes, "ZONE_FIELD": "name"}, "no zone layer"),
-        ({"INPUT": classes, "OUTPUT_HTML": classes}, "is the input raster"),
+        ({"INPUT": classes, "OUTPUT_HTML": classes}, "is the input Class raster \\(INPUT\\)"),
         ({"INPUT": classes, "OUTPUT": str(tmp_path / "missing" / "a.csv")}, "does not exist"),
         ({"INPUT": classes, "OUTPUT": str(unwritable_folder / "a.csv")}, "is not writable"),
     ]

@@ -156,7 +156,7 @@ def test_bad_inputs_are_refused_before_anything_is_written(segmented_scene, sarl
             ({"GRID": "UTM"}, "Choose one of: latitude/longitude, map CRS, none"),
             ({"OUTPUT": str(unwritable_folder / "map.pdf")}, "is not writable"),
             ({"OUTPUT": str(tmp_path / "missing" / "map.pdf")}, "does not exist"),
-            ({"OUTPUT_PNG": classes}, "is the input raster")):
+            ({"OUTPUT_PNG": classes}, "is the input Result layers")):
         with pytest.raises(QgsProcessingException, match=message):
             processing.run("sarlulc:fieldmap", {"LAYERS": [classes], "OUTPUT": str(output / "map.pdf"), **extra})
     assert list(output.iterdir()) == []

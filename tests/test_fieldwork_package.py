@@ -201,3 +201,53 @@ def test_bad_inputs_leave_no_package(segmented_scene, sarlulc_provider, tmp_path
         processing.run("sarlulc:fieldpackage", {"CLASSES": segmented_scene["classes"], "MIN_AREA": 0,
                                                 "OUTPUT": str(out / "p.gpkg")}, feedback=feedback)
     assert list(out.iterdir()) == []  # neither the package nor its hidden work folder
+
+
+def _observe(gpkg, codes, x0=500600.0, y0=3999400.0):
+    """Add field observations (class codes, a note each) to the package's field_checks layer, as QField would."""
+    source = ogr.Open(str(gpkg), 1)
+    layer = source.GetLayerByName("field_checks")
+    for index, code in enumerate(codes):
+        feature = ogr.Feature(layer.GetLayerDefn())
+        feature.SetField("class_observed", int(code))
+        feature.SetField("note", f"plot {index}")
+        feature.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({x0 + 50 * index} {y0})"))
+        layer.CreateFeature(feature)
+    source = None
+
+
+def _observations(gpkg):
+    source = ogr.Open(str(gpkg))
+    layer = source.GetLayerByName("field_checks")
+    found = sorted((f.GetField("class_observed"), f.GetField("note"), f.GetGeometryRef().ExportToWkt()) for f in layer)
+    source = None
+    return found
+
+
+def test_a_rerun_into_the_package_keeps_the_field_observations(segmented_scene, tmp_path):
+    gpkg = tmp_path / "survey.gpkg"
+    parameters = {"CLASSES": segmented_scene["classes"], "OUTPUT": str(gpkg)}
+    processing.run("sarlulc:fieldpackage", parameters)
+    _observe(gpkg, [6, 1, 2])
+    observed = _observations(gpkg)
+    feedback = QgsProcessingFeedback()
+    lines = []
+    feedback.pushInfo = lines.append
+    processing.run("sarlulc:fieldpackage", {**parameters, "WATER": segmented_scene["water"]}, feedback=feedback)
+    assert _observations(gpkg) == observed and len(observed) == 3
+    assert any("Kept the 3 field observation(s)" in line for line in lines)
+    source = ogr.Open(str(gpkg))
+    assert source.GetLayerByName("water_statistics") is not None  # the package itself was rebuilt
+    source = None
+
+
+def test_a_geopackage_holding_other_layers_is_not_replaced(segmented_scene, tmp_path):
+    gpkg = tmp_path / "project_data.gpkg"
+    source = ogr.GetDriverByName("GPKG").CreateDataSource(str(gpkg))
+    source.CreateLayer("roads", None, ogr.wkbLineString)
+    source = None
+    before = gpkg.read_bytes()
+    with pytest.raises(QgsProcessingException, match=r"already holds layers that are not part of a field package "
+                                                     r"\(roads\).*Choose another file name"):
+        processing.run("sarlulc:fieldpackage", {"CLASSES": segmented_scene["classes"], "OUTPUT": str(gpkg)})
+    assert gpkg.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["project_data.gpkg"]

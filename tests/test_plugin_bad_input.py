@@ -51,7 +51,7 @@ def bad_inputs(tmp_path, sar_raster, lulc_model, water_model, unwritable_folder)
          "is not a SAR LULC model: its ONNX metadata has no 'sarlulc_contract' key"),
         ("model of the other task", sar_raster, {"MODEL": water_model, "OUTPUT": output},
          "is a water model, but this algorithm needs a lulc model"),
-        ("output is the input", sar_raster, {"OUTPUT": sar_raster}, "is the input raster. Choose another file name"),
+        ("output is the input", sar_raster, {"OUTPUT": sar_raster}, r"is the input SAR raster \(HH backscatter\) \(INPUT\)\. Choose another file name"),
         ("unwritable folder", sar_raster, {"OUTPUT": str(unwritable_folder / "classes.tif")}, "is not writable"),
         ("missing folder", sar_raster, {"OUTPUT": str(tmp_path / "nowhere" / "classes.tif")}, "does not exist"),
     ]

@@ -98,3 +98,19 @@ def test_a_land_normalised_model_finds_the_sea_of_a_coastal_tile_that_the_median
     for offset in (-4.0, 4.0):
         mask, _ = _run(tmp_path, f"land{offset:+g}", db + offset, land_model)
         assert np.mean(mask == reference) > 0.999, offset
+
+
+def test_a_relative_input_is_anchored_on_its_land_level_so_its_stretch_does_not_matter(tmp_path):
+    """An 8-bit stretch (relative brightness) read by a model of absolute levels: the scene's land level
+    is moved to RELATIVE_LAND_DB, so the same scene stretched 25 steps brighter gives the same map."""
+    model = write_pixel_water_model(tmp_path / "fixed_water.onnx", water_below_db=-15.0)
+    db = _scene_db()
+    counts = np.where(db > -9000, np.clip(np.round((db + 24.0) / 0.101), 1, 200), 0)
+    reference, lines = _run(tmp_path, "byte", counts, model, dtype="uint8", nodata=0)
+    assert any(line.startswith("Input units: relative brightness (uncalibrated), detected automatically from "
+                               "8-bit values") for line in lines)
+    (anchored,) = [line for line in lines if line.startswith("Relative brightness: only contrasts count")]
+    assert "moved to -9.7 dB" in anchored and "cannot be recognised without calibration" in anchored
+    assert reference[100, 90] == 1 and reference[200, 250] == 0 and reference[5, 5] == 255
+    brighter, lines = _run(tmp_path, "brighter", np.where(counts > 0, counts + 25, 0), model, dtype="uint8", nodata=0)
+    assert np.mean(brighter == reference) > 0.999

@@ -11,7 +11,10 @@ to the plugin's codes, and pixels without information (e.g. saturated ETCI chips
 the reference. The SAR values themselves are passed unchanged, in the profile's units.
 `--shift-db` adds a calibration error to calibrated inputs, to measure robustness.
 `--method threshold` scores Water Detect's automatic-threshold baseline instead of the model,
-so the model's gain over it can be reported.
+`--method otsu` a plain Otsu threshold of each scene's whole histogram (the textbook baseline),
+so the model's gain over both can be reported. `--groups sf4` also scores land cover on the four
+groups a reference without the full legend supports (San Francisco: water, built-up, vegetation,
+bare).
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from model.evaluation import Evaluation, evaluate, write_reports  # noqa: E402
 from model.inference import engine  # noqa: E402
-from model.inference.sar_input import InputUnits  # noqa: E402
+from model.inference.reader import BackscatterReader, BandReader, open_raster  # noqa: E402
+from model.inference.sar_input import InputUnits, detect_band_units, sample_valid_values, to_db  # noqa: E402
+from model.inference.threshold import otsu_threshold  # noqa: E402
+from model.inference.writer import OutputRaster, all_or_none  # noqa: E402
 from model.net.data import PROFILES, LabelRaster, ReadOptions, Scene, SarRaster, find_pairs  # noqa: E402
 from model.inference.windows import Window  # noqa: E402
 
@@ -79,10 +85,47 @@ def engine_ready(scene: Scene, folder: pathlib.Path, shift_db: float,
     return paths[0], paths[1], units
 
 
+# Four groups any land-cover reference can tell apart (code -> group); Solar panel counts as built-up.
+GROUPS = {"sf4": {1: (1, "Water"), 2: (2, "Built-up"), 9: (2, "Built-up"), 8: (8, "Bare land"),
+                  **{code: (5, "Vegetation") for code in (3, 4, 5, 6, 7)}}}
+
+
+def grouped(result: Evaluation, groups: dict[int, tuple[int, str]]) -> Evaluation:
+    """``result`` with its classes merged into ``groups`` (codes not listed stay as they are)."""
+    merged = sorted({groups.get(code, (code, name)) + (color,) for code, name, color in result.classes},
+                    key=lambda entry: entry[0])
+    classes = tuple({code: (code, name, color) for code, name, color in merged}.values())
+    index = {code: i for i, (code, _, _) in enumerate(classes)}
+    target = [index[groups.get(code, (code,))[0]] for code, _, _ in result.classes]
+    matrix = np.zeros((len(classes), len(classes)), np.int64)
+    for i, row in enumerate(result.matrix):
+        for j, count in enumerate(row):
+            matrix[target[i], target[j]] += count
+    return Evaluation(result.task, classes, matrix, result.unit)
+
+
+def otsu_water(sar: str, units, output: pathlib.Path, rows: int = 1024) -> float | None:
+    """Water mask of ``sar`` by one Otsu threshold of its whole histogram (a decimated sample), on its own
+    grid (1 water, 0 not, 255 nodata); returns the threshold in dB."""
+    dataset = open_raster(sar)
+    units = InputUnits(units) if InputUnits(units) is not InputUnits.AUTO else detect_band_units(dataset, 1)[0]
+    reader = BackscatterReader(BandReader(dataset, 1, sar, require_crs=False), units)
+    raw = sample_valid_values(dataset, 1)
+    threshold = otsu_threshold(to_db(raw[raw != 0] if units is not InputUnits.DB else raw, units))
+    mask = OutputRaster(output, dataset, gdal.GDT_Byte, engine.WATER_NODATA, "Water mask")
+    with all_or_none([mask]):
+        for y in range(0, dataset.RasterYSize, rows):
+            strip = Window(0, y, dataset.RasterXSize, min(rows, dataset.RasterYSize - y))
+            db, valid = reader.read(strip)
+            water = db < threshold if threshold is not None else np.zeros(valid.shape, bool)
+            mask.write(np.where(valid, water, engine.WATER_NODATA).astype(np.uint8), strip)
+    return threshold
+
+
 def evaluate_set(model: pathlib.Path | None, task: str, folders: list[str], device: str = "cpu",
                  shift_db: float = 0.0, method: str = "model") -> Evaluation:
-    """Run the model (or the threshold method; model None: the bundled one) on every pair and
-    return the summed confusion matrix."""
+    """Run the model (the threshold method, or a plain Otsu threshold; model None: the bundled one) on
+    every pair and return the summed confusion matrix."""
     run = engine.segment if task == "lulc" else engine.detect_water
     total: Evaluation | None = None
     pairs = find_pairs(folders)
@@ -90,8 +133,12 @@ def evaluate_set(model: pathlib.Path | None, task: str, folders: list[str], devi
         for pair in pairs:
             sar, label, units = engine_ready(pair, pathlib.Path(tmp), shift_db)
             prediction = pathlib.Path(tmp) / f"{pathlib.Path(sar).stem}_pred.tif"
-            report = run(sar, str(prediction), model_path=str(model) if model else None,
-                         options=engine.RunOptions(device=device, input_units=units, method=method))
+            if method == "otsu":
+                threshold = otsu_water(sar, units, prediction)
+                print(f"{pair.sar.name}: Otsu threshold {threshold}", file=sys.stderr)
+            else:
+                report = run(sar, str(prediction), model_path=str(model) if model else None,
+                             options=engine.RunOptions(device=device, input_units=units, method=method))
             if method == "threshold":
                 threshold = "none" if report.water_threshold_db is None else f"{report.water_threshold_db:.2f} dB"
                 print(f"{pair.sar.name}: water threshold {threshold}", file=sys.stderr)
@@ -117,7 +164,9 @@ def summary(result: Evaluation, model: pathlib.Path | None, scenes: int, shift_d
         "miou": result.miou, "overall_accuracy": result.overall_accuracy,
         "per_class_iou": {m.name: m.iou for m in result.per_class},
         "water": None if water is None else {"iou": water.iou, "f1": water.f1,
-                                             "precision": water.precision, "recall": water.recall},
+                                             "precision": water.precision, "recall": water.recall,
+                                             "share_labelled": water.reference_pixels / max(1, result.pixels),
+                                             "share_mapped": water.predicted_pixels / max(1, result.pixels)},
     }
 
 
@@ -126,21 +175,28 @@ def main(argv=None) -> int:
     p.add_argument("--model", type=pathlib.Path,
                    help="ONNX model with the SAR LULC contract (default: the bundled model of the task)")
     p.add_argument("--task", choices=("lulc", "water"), required=True)
-    p.add_argument("--method", choices=engine.WATER_METHODS, default="model",
-                   help="water task: score the model (default) or the automatic threshold baseline")
+    p.add_argument("--method", choices=engine.WATER_METHODS + ("otsu",), default="model",
+                   help="water task: score the model (default), Water Detect's threshold method, or a plain "
+                        "Otsu threshold of each scene")
+    p.add_argument("--groups", choices=sorted(GROUPS), help="land cover: also score these merged class groups")
     p.add_argument("--data", nargs="+", required=True, help="folders or list files of held-out pairs")
     p.add_argument("--out", required=True, type=pathlib.Path, help="folder for metrics.csv/.html/.json")
     p.add_argument("--device", default="cpu")
     p.add_argument("--shift-db", type=float, default=0.0, help="calibration error added to the input, dB")
     args = p.parse_args(argv)
-    if args.method == "threshold" and args.task != "water":
-        p.error("--method threshold scores water detection only: use --task water")
+    if args.method != "model" and args.task != "water":
+        p.error(f"--method {args.method} scores water detection only: use --task water")
     result = evaluate_set(args.model, args.task, args.data, args.device, args.shift_db, args.method)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = ("automatic threshold" if args.method == "threshold"
-            else args.model.name if args.model else f"bundled {args.task} model")
+    name = ({"threshold": "automatic threshold", "otsu": "plain Otsu threshold"}.get(args.method)
+            or (args.model.name if args.model else f"bundled {args.task} model"))
     write_reports(result, args.out / "metrics.csv", args.out / "metrics.html", name, "held-out reference")
     info = summary(result, args.model, len(find_pairs(args.data)), args.shift_db, args.method)
+    if args.groups:
+        groups = grouped(result, GROUPS[args.groups])
+        write_reports(groups, args.out / "groups.csv", args.out / "groups.html", name, "held-out reference")
+        info["groups"] = {"name": args.groups, "overall_accuracy": groups.overall_accuracy, "miou": groups.miou,
+                          "per_group_iou": {m.name: m.iou for m in groups.per_class}}
     (args.out / "metrics.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info, indent=2))
     return 0

@@ -84,12 +84,35 @@ def check_outputs(outputs: Mapping[str, object], inputs: Mapping[str, object] | 
     raster outputs, whose format is checked; ``styled``: the rasters get .qml style files.
     Returns the absolute output paths by label.
     """
-    sources = {label: pathlib.Path(path).expanduser().absolute()
-               for label, path in (inputs or {}).items() if path}
-    checked: dict[str, pathlib.Path] = {}
     for label, path in outputs.items():
         if not path:
             raise OutputError(f"No {label} file was given. Choose where to save the {label}.")
+    sources = {label: pathlib.Path(path).expanduser().absolute()
+               for label, path in (inputs or {}).items() if path}
+    check_distinct_files(outputs, inputs)
+    checked: dict[str, pathlib.Path] = {}
+    for label, path in outputs.items():
+        path = pathlib.Path(path).expanduser().absolute()
+        _check_writable(path, label)
+        if raster_types and label in raster_types:
+            output_driver(path, raster_types[label], label)
+        checked[label] = path
+    if styled:
+        _check_style_sidecars(checked, sources)
+    for folder in {path.parent for path in checked.values()}:
+        remove_stale_files(folder)
+    return checked
+
+
+def check_distinct_files(outputs: Mapping[str, object], inputs: Mapping[str, object] | None = None) -> None:
+    """Refuse an output that is one of the run's inputs, or another of its outputs (the same path, the
+    same file through a link or under another name), before anything is written. ``outputs`` and
+    ``inputs``: {label: path}; empty entries are ignored."""
+    sources = {label: pathlib.Path(path).expanduser().absolute() for label, path in (inputs or {}).items() if path}
+    checked: dict[str, pathlib.Path] = {}
+    for label, path in outputs.items():
+        if not path:
+            continue
         path = pathlib.Path(path).expanduser().absolute()
         for source_label, source in sources.items():
             if _same_file(path, source):
@@ -100,15 +123,7 @@ def check_outputs(outputs: Mapping[str, object], inputs: Mapping[str, object] | 
             if _same_file(path, other):
                 raise OutputError(f"The {label} file must differ from the {other_label} file '{path}': "
                                   f"give them different file names.")
-        _check_writable(path, label)
-        if raster_types and label in raster_types:
-            output_driver(path, raster_types[label], label)
         checked[label] = path
-    if styled:
-        _check_style_sidecars(checked, sources)
-    for folder in {path.parent for path in checked.values()}:
-        remove_stale_files(folder)
-    return checked
 
 
 def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
