@@ -444,3 +444,14 @@ def test_the_default_batch_size_shrinks_to_fit_in_memory_and_says_so(models, sar
     assert any("batches of 2" in m for m in messages)
     with pytest.raises(OptionError, match="batch size of at most 2"):
         segment(sar, tmp_path / "again.tif", models["lulc"], options=RunOptions(batch_size=3))
+
+
+def test_more_threads_than_cpus_are_capped_and_said(tmp_path, sar_raster, lulc_model):
+    """THREADS=1000 on a small machine would make ONNX Runtime's threads wait on each other for minutes."""
+    from model.inference.session import usable_cpus
+
+    lines = []
+    report = engine.segment(sar_raster, str(tmp_path / "lulc.tif"), model_path=lulc_model,
+                            options=RunOptions(threads=1000), log=lines.append)
+    assert report.valid_pixels > 0
+    assert f"ONNX Runtime threads: {usable_cpus()} (THREADS 1000 capped at the {usable_cpus()} CPUs" in "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Choose a water model's default probability threshold on labelled scenes it was trained on.
+"""Choose a water model's default probability threshold on labelled validation (or training) scenes.
 
 A model trained with focal + dice loss does not put its best water/land decision at p = 0.5, and
 on real scenes (fewer, harder crops than the simulated ones) its probabilities sit lower than on
@@ -7,7 +7,8 @@ simulated ones. This runs the model through the plugin's engine on each pair (as
 candidate threshold over the pixels training learnt from: for a profile with per-chip screening
 (ETCI 2021), the chips whose labelled water the SAR shows (`model.net.data.screen_water_chips`).
 It prints the best threshold alone on the last line of stdout, for `model.net.export
---water-threshold`, and writes every figure to --out. Never give it held-out scenes.
+--water-threshold`, and writes every figure to --out. Give it the real validation scenes that
+also chose the epoch (tools/train_bundled.sh), never the test scenes.
 """
 
 from __future__ import annotations

@@ -69,6 +69,8 @@ def engine_ready(scene: Scene, folder: pathlib.Path, shift_db: float,
             dataset.SetGeoTransform((NOMINAL_ORIGIN[0], NOMINAL_PIXEL_M, 0, NOMINAL_ORIGIN[1], 0, -NOMINAL_PIXEL_M))
             dataset.SetSpatialRef(srs)
         dataset.GetRasterBand(1).SetNoDataValue(nodata)
+        if data_type == gdal.GDT_Float32:  # the polarisation it names sets the threshold method's water ceiling
+            dataset.GetRasterBand(1).SetDescription(source.GetRasterBand(1).GetDescription())
         outputs.append(dataset)
     for y in range(0, sar.height, rows):
         strip = Window(0, y, sar.width, min(rows, sar.height - y))

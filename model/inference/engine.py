@@ -185,8 +185,10 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
         settings = _settings(options, contract, session.fixed_tile_size, log)
         log(f"Model: {contract.model_name}" + (f" (trained on {contract.trained_on})" if contract.trained_on else ""))
         log(f"Execution provider: {session.providers[0]}")
-        log(f"ONNX Runtime threads: {session.threads}" + (" (one per physical core)" if options.threads is None
-                                                          else " (as set)"))
+        log(f"ONNX Runtime threads: {session.threads}" + (
+            " (one per physical core)" if options.threads is None else
+            " (as set)" if session.threads == options.threads else
+            f" (THREADS {options.threads} capped at the {session.threads} CPUs this process may use)"))
         if session.precision_note:
             log(session.precision_note)
     log(_band_line(dataset, options.band))

@@ -27,11 +27,22 @@ strongest smoothing of homogeneous areas). Pass the product's ENL to smooth less
 _TINY_POWER = 1e-10  # -100 dB: floor for log10 of non-positive linear power
 
 
+CALIBRATION_FACTOR_RANGE_DB = (-120.0, -40.0)
+"""Calibration factors of amplitude DN products (PALSAR-2 and PALSAR mosaics -83 dB, JERS-1 -84.66 dB): a
+value outside it (a lost minus sign, a factor in linear units) would write sigma0 tens of dB off."""
+
+
 def check_calibration_factor(calibration_factor: float) -> None:
-    """Refuse a calibration factor that would turn every DN into NaN or infinity."""
+    """Refuse a calibration factor that would turn every DN into NaN or infinity, or far from any product's."""
     if not math.isfinite(calibration_factor):
         raise OptionError(f"Calibration factor {calibration_factor} is invalid: give a finite value in dB "
                           f"(PALSAR-2: {ALOS2_CALIBRATION_FACTOR_DB}).")
+    low, high = CALIBRATION_FACTOR_RANGE_DB
+    if not low <= calibration_factor <= high:
+        raise OptionError(f"Calibration factor {calibration_factor:g} dB is outside {low:g}..{high:g} dB, where the "
+                          f"factors of amplitude DN products lie (PALSAR-2: {ALOS2_CALIBRATION_FACTOR_DB:g} dB; check "
+                          f"the sign): it would put sigma0 {abs(calibration_factor - ALOS2_CALIBRATION_FACTOR_DB):.0f} "
+                          f"dB off. Use the factor of your product's documentation.")
 
 
 class InputUnits(str, Enum):

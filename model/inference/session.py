@@ -49,6 +49,11 @@ def check_model_file(path) -> pathlib.Path:
     return path
 
 
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity), the most threads that can run at once."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def physical_cores() -> int:
     """Physical CPU cores this process may use (hyper-threads share a core's arithmetic units, so the
     model runs no faster on them); the logical count where the topology cannot be read."""
@@ -181,7 +186,8 @@ class ModelSession:
         if precision not in PRECISIONS:
             raise InferenceError(f"Precision '{precision}' is unknown: use one of {', '.join(PRECISIONS)}.")
         self.path = str(path)
-        self.threads = threads or physical_cores()
+        # More threads than the CPUs this process may use only make them wait on each other.
+        self.threads = min(threads, usable_cpus()) if threads else physical_cores()
         requested = providers_for(device)
         self.session = load_session(path, requested, threads=self.threads)
         self.providers = self.session.get_providers()
