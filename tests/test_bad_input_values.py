@@ -235,3 +235,31 @@ def test_calibrate_takes_band_1_by_default_like_segment(sarlulc_provider, tmp_pa
     result = processing.run(CALIBRATE, {"INPUT": raster, "OUTPUT": str(tmp_path / "sigma0.tif")})
     sigma0 = gdal.Open(result["OUTPUT"]).ReadAsArray()
     np.testing.assert_allclose(sigma0[0, :20], 20 * np.log10(800) - 83.0, atol=1e-4)
+
+
+def test_non_physical_db_values_are_nodata_and_counted(tmp_path, lulc_model):
+    """+-1e30 in a dB raster (a tool's fill) is no backscatter: nodata in the map, and the log says how much."""
+    from model.inference import engine
+
+    values = np.full((40, 60), -9.0, np.float32)
+    values[:10, :20] = 1e30
+    values[30:, 40:] = -1e30
+    sar = write_sar_raster(tmp_path / "filled.tif", 60, 40, values=values)
+    warnings = []
+    engine.segment(sar, str(tmp_path / "lulc.tif"), model_path=lulc_model, warn=warnings.append)
+    classes = gdal.Open(str(tmp_path / "lulc.tif")).ReadAsArray()
+    assert (classes[:10, :20] == 0).all() and (classes[30:, 40:] == 0).all() and (classes[15:25, 25:35] > 0).all()
+    (warning,) = [w for w in warnings if "no backscatter in dB has" in w]
+    assert "16.7% of the pixels" in warning and "1e+30" in warning and "declare it as the band's nodata" in warning
+
+
+def test_an_undeclared_fill_value_is_named_when_the_units_cannot_be_told(tmp_path, lulc_model):
+    from model.inference import engine
+    from model.inference.errors import InputRasterError
+
+    values = np.full((40, 60), -9999.0, np.float32)
+    values[:, 35:] = np.random.default_rng(0).uniform(0.5, 3.0, (40, 25))  # dB-like? power-like? neither
+    sar = write_sar_raster(tmp_path / "undeclared.tif", 60, 40, values=values, nodata=None)
+    with pytest.raises(InputRasterError, match=r"58% of the pixels are exactly -9999: if that is a fill value, "
+                                               r"declare it as the band's nodata"):
+        engine.segment(sar, str(tmp_path / "lulc.tif"), model_path=lulc_model)

@@ -35,7 +35,7 @@ from .metadata import NORM_SCENE_LAND, SCENE_NORM_MODES, TILE_MULTIPLE, ModelCon
 from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input, reading
 from .resample import ModelGrid, decide_model_grid, open_on_model_grid, resampling_to_model
 from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, CLASSES_BAND, CONFIDENCE_BAND, PROBABILITY_BAND, WATER_BAND,
-                        RELATIVE_LAND_DB, InputUnits, SpeckleFilter, check_calibration_factor, check_units_fit,
+                        DB_RANGE, RELATIVE_LAND_DB, InputUnits, SpeckleFilter, check_calibration_factor, check_units_fit,
                         detect_band_units,
                         filter_halo, ground_pixel_size_m, sample_shape, sample_valid_values)
 from .pipeline import BackgroundWriter, Prefetch
@@ -167,7 +167,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     # Everything is checked before any output file exists.
     dataset = open_raster(input_path)
     band_reader = BandReader(dataset, options.band, str(input_path))
-    units = _input_units(options, dataset, str(input_path), log)
+    units = _input_units(options, dataset, str(input_path), log, warn)
     model_path = _resolve_model_path(task, model_path)
     extra_label = "confidence" if task == "lulc" else "probability"
     outputs = check_outputs({"output": output_path, **({extra_label: extra_path} if extra_path else {})},
@@ -443,7 +443,7 @@ def _check_threshold(threshold: float, model_default: float | None = None) -> No
                           f"{default}.")
 
 
-def _input_units(options: RunOptions, dataset: gdal.Dataset, source_name: str, log) -> InputUnits:
+def _input_units(options: RunOptions, dataset: gdal.Dataset, source_name: str, log, warn) -> InputUnits:
     """The units of the input band: the user's choice, checked against the values, or detected
     from them (decision logged). Both from one decimated read of the whole raster, which also
     refuses a raster without valid data at once, however large."""
@@ -453,11 +453,25 @@ def _input_units(options: RunOptions, dataset: gdal.Dataset, source_name: str, l
     if units is not InputUnits.AUTO:
         check_units_fit(units, sample)
         log(f"Input units: {units.value} (as set by INPUT_UNITS)" + _conversion_note(units, options))
-        return units
-    units, reason = detect_band_units(dataset, options.band, sample=sample)
-    log(f"Input units: {units.value}, detected automatically from {reason}; if that is wrong, set INPUT_UNITS"
-        + _conversion_note(units, options))
+    else:
+        units, reason = detect_band_units(dataset, options.band, sample=sample)
+        log(f"Input units: {units.value}, detected automatically from {reason}; if that is wrong, set INPUT_UNITS"
+            + _conversion_note(units, options))
+    if units is InputUnits.DB:
+        _warn_non_physical(sample, warn)
     return units
+
+
+def _warn_non_physical(sample: np.ndarray, warn) -> None:
+    """Say how much of a dB band holds values no backscatter has (+-1e30, an undeclared -9999 fill): they
+    are nodata (`valid_mask`), and a fill value should be declared."""
+    outside = (sample < DB_RANGE[0]) | (sample > DB_RANGE[1])
+    if outside.any():
+        examples = ", ".join(f"{value:g}" for value in np.unique(sample[outside])[:3])
+        warn(f"{outside.mean():.1%} of the pixels sampled over the raster hold values no backscatter in dB has "
+             f"(outside {DB_RANGE[0]:g}..{DB_RANGE[1]:g} dB, e.g. {examples}): they are treated as nodata. If they "
+             f"are a fill value, declare it as the band's nodata (gdal_edit.py -a_nodata VALUE, or the layer's "
+             f"Transparency properties).")
 
 
 def _check_sample_has_data(sample: np.ndarray, units: InputUnits, dataset: gdal.Dataset, band: int,

@@ -21,7 +21,8 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .errors import CancelledError, InputRasterError, OutputError
-from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, RELATIVE_STRETCH_DB, InputUnits, band_scaling, ground_pixel_size_m
+from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, DB_RANGE, RELATIVE_STRETCH_DB, InputUnits, band_scaling,
+                        ground_pixel_size_m)
 
 gdal.UseExceptions()
 
@@ -181,7 +182,10 @@ def power_view_xml(dataset: gdal.Dataset, band: int, units: InputUnits,
                    f"<DstMax>{top * top * 10 ** (calibration_factor / 10)!r}</DstMax>")
     elif units is InputUnits.DB:
         knots = np.arange(_DB_LUT_RANGE[0], _DB_LUT_RANGE[1] + _DB_LUT_STEP / 2, _DB_LUT_STEP)
-        scaling = linear + "<LUT>" + ",".join(f"{k:.4f}:{10 ** (k / 10):.9g}" for k in knots) + "</LUT>"
+        # values no backscatter in dB has (outside DB_RANGE, e.g. +-1e30) become power 0: nodata, as valid_mask says
+        low, high = DB_RANGE
+        scaling = (linear + f"<LUT>-3e38:0,{low - 1e-3}:0,{low}:{10 ** (low / 10):.9g},"
+                   + ",".join(f"{k:.4f}:{10 ** (k / 10):.9g}" for k in knots) + f",{high + 1e-3}:0,3e38:0</LUT>")
     elif units is InputUnits.RELATIVE:  # every 8-bit step through the nominal stretch; 0 (fill) -> power 0
         at_zero, per_step = RELATIVE_STRETCH_DB
         scaling = linear + "<LUT>0:0," + ",".join(

@@ -207,9 +207,28 @@ def _statistics(values: np.ndarray) -> str:
             f"range {values.min():.4g}..{values.max():.4g}")
 
 
+FILL_MAGNITUDE = 1e6
+"""No unit's values reach it (DN <= 65535, power about <= 1e3, dB within DB_RANGE): larger magnitudes
+(+-1e30, -3.4e38) are fill, left out when the units are told."""
+
+
 def _usable(sample) -> np.ndarray:
     values = np.asarray(sample, dtype=np.float64)
-    return values[np.isfinite(values) & (values != 0)]
+    return values[np.isfinite(values) & (values != 0) & (np.abs(values) < FILL_MAGNITUDE)]
+
+
+def _fill_hint(sample) -> str:
+    """A sentence about a value that fills much of the sample (an undeclared nodata such as -9999), or ""."""
+    values = np.asarray(sample, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return ""
+    found, counts = np.unique(values, return_counts=True)
+    share = counts.max() / values.size
+    if share < 0.05:
+        return ""
+    return (f" {share:.0%} of the pixels are exactly {found[counts.argmax()]:g}: if that is a fill value, declare it "
+            f"as the band's nodata (gdal_edit.py -a_nodata VALUE) and run again.")
 
 
 def detect_units(dtype, sample: np.ndarray, hints=()) -> tuple[InputUnits, str]:
@@ -257,7 +276,7 @@ def detect_units(dtype, sample: np.ndarray, hints=()) -> tuple[InputUnits, str]:
         if _LINEAR_HINT.search(hint_text) and negative <= 0.001:
             return InputUnits.LINEAR, f"band labelled linear ('{hint_text}') and non-negative values ({stats})"
     raise InputRasterError(f"Cannot tell the units of the input band ({dtype.name}, {stats}); "
-                           f"{_UNITS_ADVICE}.")
+                           f"{_UNITS_ADVICE}.{_fill_hint(sample)}")
 
 
 def check_units_fit(units: InputUnits, sample: np.ndarray) -> None:
@@ -304,12 +323,14 @@ def detect_band_units(dataset: gdal.Dataset, band: int, max_pixels: int = 65536,
 
 def valid_mask(raw: np.ndarray, nodata: float | None, units: InputUnits) -> np.ndarray:
     """Pixels that carry a measurement: finite, not nodata, DN > 0 (DN 0 is ALOS-2 fill), linear power > 0,
-    relative brightness > 0 (0 is the fill of stretched pictures)."""
+    relative brightness > 0 (0 is the fill of stretched pictures), dB within DB_RANGE."""
     mask = np.isfinite(raw) if raw.dtype.kind == "f" else np.ones(raw.shape, bool)
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
         mask &= raw != nodata
     if units in (InputUnits.DN, InputUnits.LINEAR, InputUnits.RELATIVE):
         mask &= raw > 0
+    if units is InputUnits.DB:  # +-1e30 and undeclared fills are no backscatter
+        mask &= (raw >= DB_RANGE[0]) & (raw <= DB_RANGE[1])
     return mask
 
 

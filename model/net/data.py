@@ -248,7 +248,7 @@ def _reader_valid(reader, raw: np.ndarray, **read_args) -> np.ndarray:
     if MaskFlags.all_valid in flags:
         return np.ones(raw.shape, bool)
     if MaskFlags.nodata in flags:
-        return valid_mask(raw, reader.nodata, InputUnits.DB)  # units-neutral: finite and not nodata
+        return valid_mask(raw, reader.nodata, InputUnits.AUTO)  # units not known here: finite and not nodata
     return reader.read_masks(1, **read_args) != 0
 
 
