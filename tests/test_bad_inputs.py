@@ -186,40 +186,41 @@ CASES = {
     # 1. An output is never an input, whatever name leads to it.
     "segment output is the input": (
         "segment", lambda w: w.segment(OUTPUT=w.sar),
-        r"output file '.*' is the input raster\. Choose another file name", "before"),
+        r"output Land-cover classes \(OUTPUT\) file '.*' is the input SAR raster \(HH backscatter\) \(INPUT\)\. "
+        r"Choose another file name", "before"),
     "segment output is a symlink to the input": (
         "segment", lambda w: w.segment(OUTPUT=link(w, "alias.tif", w.sar)),
-        r"is the input raster '.*scene_hh_db\.tif' \(the same file, through a link\)", "before"),
+        r"is the input SAR raster .*\(INPUT\) '.*scene_hh_db\.tif' \(the same file, through a link\)", "before"),
     "segment output is a hard link of the input": (
         "segment", lambda w: w.segment(OUTPUT=link(w, "hard.tif", w.sar, hard=True)),
-        r"is the input raster .*through a link", "before"),
+        r"is the input SAR raster .*through a link", "before"),
     "segment output through a symlinked folder": (
         "segment", lambda w: w.segment(OUTPUT=str(Path(link(w, "inputs", w.folder)) / Path(w.sar).name)),
-        r"is the input raster .*through a link", "before"),
+        r"is the input SAR raster .*through a link", "before"),
     "segment confidence is the input": (
         "segment", lambda w: w.segment(OUTPUT_CONFIDENCE=w.sar),
-        r"confidence file '.*' is the input raster", "before"),
+        r"Confidence \(OUTPUT_CONFIDENCE\) file '.*' is the input SAR raster", "before"),
     "segment output and confidence are one file": (
         "segment", lambda w: w.segment(OUTPUT_CONFIDENCE=str(w.out / "classes.tif")),
-        r"confidence file must differ from the output file", "before"),
+        r"Confidence \(OUTPUT_CONFIDENCE\) file must differ from the output Land-cover classes \(OUTPUT\) file", "before"),
     "water probability is the input": (
         "waterdetect", lambda w: w.water(OUTPUT_PROBABILITY=w.sar),
-        r"probability file '.*' is the input raster", "before"),
+        r"\(OUTPUT_PROBABILITY\) file '.*' is the input SAR raster", "before"),
     "calibrate output is the input": (
         "calibrate", lambda w: w.calibrate(OUTPUT=w.dn),
-        r"output file '.*dn\.tif' is the input raster", "before"),
+        r"\(OUTPUT\) file '.*dn\.tif' is the input", "before"),
     "evaluate CSV is the reference": (
         "evaluate", lambda w: w.evaluate(OUTPUT_CSV=w.reference),
-        r"CSV table file '.*reference\.tif' is the reference raster", "before"),
+        r"\(OUTPUT_CSV\) file '.*reference\.tif' is the input Reference.*\(REFERENCE\)", "before"),
     "evaluate HTML is the prediction": (
         "evaluate", lambda w: w.evaluate(OUTPUT_HTML=w.prediction),
-        r"HTML report file '.*prediction\.tif' is the prediction raster", "before"),
+        r"\(OUTPUT_HTML\) file '.*prediction\.tif' is the input Predicted class raster \(PREDICTION\)", "before"),
     "evaluate CSV is a symlink to the prediction": (
         "evaluate", lambda w: w.evaluate(OUTPUT_CSV=link(w, "metrics.csv", w.prediction)),
-        r"is the prediction raster .*through a link", "before"),
+        r"is the input Predicted class raster \(PREDICTION\) .*through a link", "before"),
     "evaluate CSV and HTML are one file": (
         "evaluate", lambda w: w.evaluate(OUTPUT_HTML=str(w.out / "metrics.csv")),
-        r"HTML report file must differ from the CSV table file", "before"),
+        r"\(OUTPUT_HTML\) file must differ from the output Metrics table \(OUTPUT_CSV\) file", "before"),
 
     # 3. All or nothing: a failed run leaves the earlier outputs as they were.
     "segment second output fails to commit": (

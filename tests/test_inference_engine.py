@@ -144,13 +144,35 @@ def test_blending_removes_most_seams_of_a_context_model(models, tmp_path):
     assert confidence_error(blended) < 0.5 * confidence_error(naive)
 
 
-@pytest.mark.parametrize("width, height", [(20, 13), (1, 40), (64, 64), (65, 33)])
+@pytest.mark.parametrize("width, height", [(16, 16), (16, 40), (64, 64), (65, 33)])
 def test_rasters_smaller_than_or_near_one_tile(models, tmp_path, width, height):
     sar = write_sar_raster(tmp_path / "small.tif", width, height)
     report = segment(sar, tmp_path / "lulc.tif", models["lulc"])
     out, classes = read(report.output_path)
     assert classes.shape == (height, width)
     np.testing.assert_array_equal(classes, expected_pixel_classes(source_db(sar)))
+
+
+@pytest.mark.parametrize("width, height, pixel, message", [
+    (1, 40, 10.0, r"covers only 1 x 40 model pixels of 10 m: too small .*at least 16 x 16"),
+    (20, 13, 10.0, r"covers only 20 x 13 model pixels"),
+    (100, 100, 0.05, r"pixels of 0.05 x 0.05 m on the ground, outside the 1-100 m"),
+    (100, 100, 1000.0, r"pixels of 1e\+03 x 1e\+03 m on the ground, outside the 1-100 m.*gdalwarp -tr 10 10"),
+])
+def test_rasters_too_small_or_with_pixels_far_from_the_models_are_refused(models, tmp_path, width, height, pixel,
+                                                                          message):
+    """A strip of a few pixels gave 64 % water where the scene has 2 %; 1 km pixels were blown up 10,000-fold."""
+    sar = write_sar_raster(tmp_path / "odd.tif", width, height, pixel_size=pixel)
+    with pytest.raises(InputRasterError, match=message):
+        segment(sar, tmp_path / "lulc.tif", models["lulc"])
+    assert not (tmp_path / "lulc.tif").exists()
+
+
+def test_utm_coordinates_tagged_as_degrees_are_refused(models, tmp_path):
+    sar = write_sar_raster(tmp_path / "wrong_crs.tif", 100, 100, epsg=4326, pixel_size=10.0)
+    with pytest.raises(InputRasterError, match=r"tagged with a geographic CRS .*coordinates \(500000, 4e\+06\) are "
+                                               r"not degrees.*Assign Projection"):
+        segment(sar, tmp_path / "lulc.tif", models["lulc"])
 
 
 def test_engine_never_reads_more_than_a_block_and_its_tiles(models, tmp_path, monkeypatch):

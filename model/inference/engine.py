@@ -33,7 +33,7 @@ from .memory import (CPU_RUN_BUDGET, MEMORY_SHARE, available_memory_bytes, bound
                      gpu_free_memory_bytes, run_memory_bytes)
 from .metadata import NORM_SCENE_LAND, SCENE_NORM_MODES, TILE_MULTIPLE, ModelContract, bundled_model_path
 from .reader import BackscatterReader, BandReader, SceneStatistics, open_raster, prepare_input, reading
-from .resample import ModelGrid, decide_model_grid, open_on_model_grid, resampling_to_model
+from .resample import ModelGrid, check_pixel_size, decide_model_grid, open_on_model_grid, resampling_to_model
 from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, CLASSES_BAND, CONFIDENCE_BAND, PROBABILITY_BAND, WATER_BAND,
                         DB_RANGE, RELATIVE_LAND_DB, InputUnits, SpeckleFilter, check_calibration_factor, check_units_fit,
                         detect_band_units,
@@ -193,6 +193,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
             log(session.precision_note)
     log(_band_line(dataset, options.band))
     input_reader = BackscatterReader(band_reader, units, options.calibration_factor)
+    check_pixel_size(dataset, contract.gsd_m, str(input_path))
     grid = decide_model_grid(dataset, contract.gsd_m)
     source = _model_input_reader(band_reader, grid, units, speckle_filter, options, contract.gsd_m, log)
     if not units.calibrated:

@@ -134,6 +134,40 @@ def model_grid(dataset: gdal.Dataset, gsd_m: float) -> ModelGrid:
                      round((top - bottom) / step), reason)
 
 
+PIXEL_SIZE_RANGE_M = (1.0, 100.0)
+"""Ground pixel sizes the plugin reads (resampled to the model's 10 m): finer is a photo or a wrong CRS,
+coarser would be blown up a hundredfold into pixels the model cannot tell anything from."""
+MIN_MODEL_GRID_PX = 16  # a raster narrower than this on the model grid gives the model no context
+
+
+def check_pixel_size(dataset: gdal.Dataset, gsd_m: float, source_name: str) -> None:
+    """Refuse a raster whose pixels on the ground lie outside PIXEL_SIZE_RANGE_M, or which covers fewer
+    than MIN_MODEL_GRID_PX model pixels across, before any grid is made from it."""
+    low, high = PIXEL_SIZE_RANGE_M
+    gt = dataset.GetGeoTransform()
+    srs = dataset.GetSpatialRef()
+    if srs is not None and srs.IsGeographic():
+        corners = [(gt[0] + gt[1] * c + gt[2] * r, gt[3] + gt[4] * c + gt[5] * r)
+                   for c in (0, dataset.RasterXSize) for r in (0, dataset.RasterYSize)]
+        if any(abs(x) > 540 or abs(y) > 90.5 for x, y in corners):
+            raise InputRasterError(
+                f"The input raster '{source_name}' is tagged with a geographic CRS ({srs.GetName()}), but its "
+                f"coordinates ({gt[0]:g}, {gt[3]:g}) are not degrees: they look like metres of a projected CRS. "
+                f"Assign the CRS it was really made in (QGIS: Raster > Projections > Assign Projection).")
+    sizes = ground_pixel_size_m(dataset)
+    if not all(low <= size <= high for size in sizes):
+        raise InputRasterError(
+            f"The input raster '{source_name}' has pixels of {sizes[0]:.3g} x {sizes[1]:.3g} m on the ground, outside "
+            f"the {low:g}-{high:g} m the plugin reads (the model maps {gsd_m:g} m pixels). Check its CRS and pixel "
+            f"size; for a SAR product at another resolution, resample it first (gdalwarp -tr {gsd_m:g} {gsd_m:g}).")
+    across = [count * size / gsd_m for count, size in zip((dataset.RasterXSize, dataset.RasterYSize), sizes)]
+    if min(across) < MIN_MODEL_GRID_PX:
+        raise InputRasterError(
+            f"The input raster '{source_name}' covers only {across[0]:.0f} x {across[1]:.0f} model pixels of "
+            f"{gsd_m:g} m: too small for the model to see any context (at least {MIN_MODEL_GRID_PX} x "
+            f"{MIN_MODEL_GRID_PX}, {MIN_MODEL_GRID_PX * gsd_m:g} m across). Run on a larger area.")
+
+
 def decide_model_grid(dataset: gdal.Dataset, gsd_m: float, tolerance: float = 0.1) -> ModelGrid | None:
     """None when the raster is already north-up, projected and within ±tolerance of the model GSD."""
     srs = dataset.GetSpatialRef()
