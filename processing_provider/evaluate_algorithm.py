@@ -15,18 +15,31 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMapLayer,
     QgsProcessingParameterRasterLayer,
+    QgsWkbTypes,
 )
 
 from ..model.classes import LULC_CLASSES, WATER_CLASSES
 from ..model.evaluation import NOT_WATER, EvaluationError, check_report_paths, evaluate, evaluate_points, write_reports
 from ..model.fieldwork.legend import read_legend
 from ..model.inference.errors import InferenceError
+from ..model.inference.sar_input import PROBABILITY_BAND, WATER_BAND
 from .base_algorithm import PluginAlgorithm, parameter_problem
 
 # (label shown to users, task passed to model.evaluation)
 TASKS = (("Land use / land cover (9 classes)", "lulc"), ("Water mask (water / not water)", "water"))
 # The observed-class field of a field package's "field_checks" layer: used when no field is given.
 FIELD_CHECKS_FIELD = "class_observed"
+
+
+def check_task_fits(prediction: str, task: str) -> None:
+    """Refuse scoring a water mask (by its band description) as a land-cover map: its 0 / 1 codes would be read as
+    nodata and Water, and the report would be meaningless."""
+    dataset = gdal.Open(prediction)
+    description = dataset.GetRasterBand(1).GetDescription() if dataset is not None else ""
+    if task == "lulc" and description in (WATER_BAND, PROBABILITY_BAND):
+        raise QgsProcessingException(
+            f"The prediction '{prediction}' is a {description.lower()} (its band says so), not a land-cover map: set "
+            f"TASK to '{TASKS[1][0]}', or choose a land-cover class raster as prediction.")
 
 
 class EvaluateAlgorithm(PluginAlgorithm):
@@ -124,6 +137,7 @@ class EvaluateAlgorithm(PluginAlgorithm):
             return self.process_points(parameters, context, feedback, prediction, reference_layer)
         reference = self._file_source(parameters, self.REFERENCE, context)
         label, task = TASKS[self.parameterAsEnum(parameters, self.TASK, context)]
+        check_task_fits(prediction, task)
         try:
             csv_path, html_path = check_report_paths(
                 self.parameterAsFileOutput(parameters, self.OUTPUT_CSV, context),
@@ -174,6 +188,14 @@ class EvaluateAlgorithm(PluginAlgorithm):
     def process_points(self, parameters, context, feedback, prediction, points_layer) -> dict:
         """Field observations as reference: each point's observed class against the prediction's pixel under it."""
         label, task = TASKS[self.parameterAsEnum(parameters, self.TASK, context)]
+        check_task_fits(prediction, task)
+        if points_layer.geometryType() != QgsWkbTypes.PointGeometry:
+            kind = QgsWkbTypes.geometryDisplayString(points_layer.geometryType()).lower()
+            raise QgsProcessingException(
+                f"The reference layer '{points_layer.name()}' holds {kind} geometries; a vector reference must be "
+                f"observed points (one class each). For polygons, rasterise "
+                f"them onto the prediction's grid first (Raster > Conversion > Rasterize) and use that raster, or use "
+                f"their centroids (Vector geometry > Centroids).")
         field = self.parameterAsString(parameters, self.REFERENCE_FIELD, context) or FIELD_CHECKS_FIELD
         index = points_layer.fields().lookupField(field)
         if index < 0:
@@ -191,8 +213,10 @@ class EvaluateAlgorithm(PluginAlgorithm):
                 unobserved += 1
                 continue
             code = self.observed_code(value, codes, feature.id(), field)
-            point = transform.transform(feature.geometry().asPoint())
-            points.append((point.x(), point.y(), code))
+            geometry = feature.geometry()
+            for part in (geometry.asMultiPoint() if geometry.isMultipart() else [geometry.asPoint()]):
+                point = transform.transform(part)
+                points.append((point.x(), point.y(), code))
 
         def report_progress(fraction):
             if feedback.isCanceled():

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import processing
 from qgis.core import QgsApplication, QgsProcessingException
 
 from model.evaluation import evaluate
@@ -86,3 +87,43 @@ def test_cancel_writes_no_report(algorithm_id, pair, tmp_path):
                                       "OUTPUT_CSV": str(tmp_path / "m.csv"), "OUTPUT_HTML": str(tmp_path / "m.html")},
                        feedback=feedback)
     assert not (tmp_path / "m.csv").exists() and not (tmp_path / "m.html").exists()
+
+
+def _observations(path, wkts, codes):
+    """A GeoPackage layer of observations in UTM 54N: one geometry (WKT) and class code each."""
+    from osgeo import ogr, osr
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32654)
+    source = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    kind = ogr.CreateGeometryFromWkt(wkts[0]).GetGeometryType()
+    layer = source.CreateLayer("observations", srs, kind)
+    layer.CreateField(ogr.FieldDefn("class_observed", ogr.OFTInteger))
+    for wkt, code in zip(wkts, codes):
+        feature = ogr.Feature(layer.GetLayerDefn())
+        feature.SetField("class_observed", code)
+        feature.SetGeometry(ogr.CreateGeometryFromWkt(wkt))
+        layer.CreateFeature(feature)
+    source = None
+    return str(path)
+
+
+def test_a_water_mask_scored_as_land_cover_is_refused(algorithm_id, segmented_scene, tmp_path):
+    with pytest.raises(QgsProcessingException, match=r"is a water mask \(its band says so\), not a land-cover map: "
+                                                     r"set TASK to 'Water mask"):
+        processing.run(algorithm_id, {"PREDICTION": segmented_scene["water"], "REFERENCE": segmented_scene["water"],
+                                      "OUTPUT_HTML": str(tmp_path / "r.html")})
+    assert not list(tmp_path.iterdir())
+
+
+def test_polygon_observations_are_refused_and_multipoints_are_read_part_by_part(algorithm_id, segmented_scene,
+                                                                                tmp_path):
+    polygons = _observations(tmp_path / "polygons.gpkg", ["POLYGON ((500500 3999500, 500600 3999500, 500600 "
+                                                          "3999400, 500500 3999500))"], [6])
+    with pytest.raises(QgsProcessingException, match=r"holds polygon geometries; a vector reference must be observed "
+                                                     r"points.*Rasterize"):
+        processing.run(algorithm_id, {"PREDICTION": segmented_scene["classes"], "REFERENCE": polygons})
+    multipoints = _observations(tmp_path / "multi.gpkg", ["MULTIPOINT ((500500 3999500), (500700 3999300))",
+                                                          "MULTIPOINT ((500900 3999100))"], [6, 1])
+    result = processing.run(algorithm_id, {"PREDICTION": segmented_scene["classes"], "REFERENCE": multipoints})
+    assert result["PIXELS"] == 3
