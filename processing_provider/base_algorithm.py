@@ -20,6 +20,7 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -194,11 +195,15 @@ class PluginAlgorithm(QgsProcessingAlgorithm):
                     and value not in definition.options()):
                 return False, (f"{definition.description()}: '{value}' is not an option. Choose one of: "
                                f"{', '.join(definition.options())}.")
-        # Before any work: no output may be one of the run's inputs or another of its outputs.
+        # Before any work: no output may be one of the run's inputs or another of its outputs, and files are
+        # named for the format written into them.
         try:
             check_distinct_files(*run_files(self, parameters, context)[::-1])
         except InferenceError as error:
             return False, str(error)
+        problem = file_extension_problem(self, parameters, context)
+        if problem:
+            return False, problem
         return super().checkParameterValues(parameters, context)
 
     def raster_file(self, parameters, name, context):
@@ -455,6 +460,23 @@ def _input_files(value, context) -> list[str]:
         return []
     layer = QgsProcessingUtils.mapLayerFromString(value, context, False)
     return [(layer.source() if layer is not None else value).split("|")[0]]
+
+
+def file_extension_problem(algorithm: QgsProcessingAlgorithm, parameters: dict, context) -> str | None:
+    """Why a file output's name does not fit the one format the algorithm writes into it (a PDF named .png, a
+    zipped project named .qgs), or None."""
+    for definition in algorithm.destinationParameterDefinitions():
+        if not isinstance(definition, QgsProcessingParameterFileDestination):
+            continue
+        value = parameters.get(definition.name())
+        path, _ = destination_file(value) if isinstance(value, str) else (None, None)
+        extensions = re.findall(r"\*\.(\w+)", definition.fileFilter())
+        if path is None or not extensions or path.suffix.lower().lstrip(".") in extensions:
+            continue
+        wanted = " or ".join(f".{extension}" for extension in extensions)
+        return (f"The output {definition.description()} ({definition.name()}) file '{path}' must end in {wanted}: "
+                f"that is the format written into it ({definition.fileFilter()}). Change the file name.")
+    return None
 
 
 def run_files(algorithm: QgsProcessingAlgorithm, parameters: dict, context) -> tuple[dict, dict]:

@@ -127,3 +127,19 @@ def test_distinct_files_still_run(sarlulc_provider, workspace):
         workspace / "dn.tif", 60, 40, dtype="uint16", nodata=0, values=np.full((40, 60), 3000)),
         "OUTPUT": str(workspace / "sigma0.tif")})
     assert gdal.Open(result["OUTPUT"]).ReadAsArray().mean() == pytest.approx(10 * np.log10(3000 ** 2) - 83, abs=0.01)
+
+
+@pytest.mark.parametrize("algorithm, parameters, message", [
+    ("sarlulc:fieldmap", {"LAYERS": ["{w}/classes.tif"], "OUTPUT": "{w}/map.png"},
+     r"Map .*\(OUTPUT\) file '.*map\.png' must end in \.pdf"),
+    ("sarlulc:fieldpackage", {"CLASSES": "{w}/classes.tif", "OUTPUT": "{w}/p.gpkg", "OUTPUT_PROJECT": "{w}/p.qgs"},
+     r"\(OUTPUT_PROJECT\) file '.*p\.qgs' must end in \.qgz"),
+    ("sarlulc:evaluate", {"PREDICTION": "{w}/classes.tif", "REFERENCE": "{w}/classes.tif",
+                          "OUTPUT_CSV": "{w}/metrics.txt"}, r"\(OUTPUT_CSV\) file '.*metrics\.txt' must end in \.csv"),
+], ids=["PDF named .png", "zipped project named .qgs", "CSV named .txt"])
+def test_a_file_named_for_another_format_is_refused(sarlulc_provider, workspace, algorithm, parameters, message):
+    parameters = {key: _resolved(value, workspace) for key, value in parameters.items()}
+    before = digest(workspace)
+    with pytest.raises(QgsProcessingException, match=message):
+        processing.run(algorithm, parameters)
+    assert digest(workspace) == before
