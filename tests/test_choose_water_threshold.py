@@ -44,7 +44,8 @@ def test_the_threshold_is_scored_on_the_chips_training_learnt_from(tmp_path):
     assert run.returncode == 0, run.stderr
     figures = json.loads((tmp_path / "threshold.json").read_text())
     ious = figures["water_iou"]
-    assert list(ious) == ["0.2", "0.25", "0.3", "0.35", "0.4", "0.45", "0.5", "0.55", "0.6", "0.65", "0.7"]
+    assert list(ious) == ["0.2", "0.25", "0.3", "0.35", "0.4", "0.45", "0.5", "0.55", "0.6", "0.65", "0.7", "0.75",
+                          "0.8", "0.85", "0.9", "0.95"]
     # Counting the screened chip's 10,000 labelled pixels would cap the IoU at one half.
     assert min(ious.values()) > 0.95
     assert run.stdout.strip().splitlines()[-1] == str(figures["best"])

@@ -378,19 +378,20 @@ def test_evaluate_set_scores_the_threshold_baseline(water_model, tmp_path):
 
 
 @pytest.mark.parametrize("task", ["water", "lulc"])
-def test_the_bundled_models_ignore_a_calibration_offset_and_flag_a_contrast_unlike_their_training(task, tmp_path):
-    """They remove their scene's land level (norm_mode scene-land): an input 10 dB too dark is no
-    reason to warn, and its map is the same; a contrast twice the training's is flagged."""
+def test_the_bundled_models_read_the_absolute_level_and_flag_inputs_unlike_their_training(task, tmp_path):
+    """They read calibrated backscatter by its level (norm_mode fixed): the demo scene as it is gives no
+    warning; 10 dB too dark (a wrong calibration factor) is flagged with the numbers, and so is a contrast
+    twice the training's."""
     contract = ModelContract.from_onnx(bundled_model_path(task), expected_task=task)
-    assert contract.norm_mode == "scene-land" and contract.input_distribution is not None
+    assert contract.norm_mode == "fixed" and contract.input_distribution is not None
     run = engine.detect_water if task == "water" else engine.segment
-    maps = []
-    for name, sar, flagged in (("demo", str(DEMO), False), ("dark", shifted_demo(tmp_path / "dark.tif", -10.0), False),
+    for name, sar, flagged in (("demo", str(DEMO), False), ("dark", shifted_demo(tmp_path / "dark.tif", -10.0), True),
                                ("contrasty", contrasty_demo(tmp_path / "contrasty.tif"), True)):
         lines, warnings = [], []
         run(sar, tmp_path / f"{name}_{task}.tif", log=lines.append, warn=warnings.append)
-        assert "the model removes its land's median" in "\n".join(lines)
-        assert not any("median HH" in w for w in warnings)
-        assert any("than the model's training data" in w for w in warnings) == flagged, "\n".join(lines + warnings)
-        maps.append(gdal.Open(str(tmp_path / f"{name}_{task}.tif")).ReadAsArray())
-    assert np.array_equal(maps[0], maps[1])
+        assert "the model was trained on scene medians" in "\n".join(lines)
+        assert any("than the model's training data" in w or "unlike the model's training data" in w
+                   for w in warnings) == flagged, "\n".join(lines + warnings)
+        if name == "dark":  # the numbers: the input's median and how far below the training's it lies
+            assert any(re.search(r"Input darker than the model's training data: its 1st percentile -\d+\.\d dB is "
+                                 r"\d+\.\d dB below the training pixels'", w) for w in warnings), warnings

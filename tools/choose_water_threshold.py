@@ -29,7 +29,7 @@ from model.net.data import (LabelRaster, ReadOptions, SarRaster, chip_mask, find
                             screen_water_chips)
 from tools.evaluate_set import engine_ready  # noqa: E402
 
-CANDIDATES = tuple(round(t, 2) for t in np.arange(0.2, 0.701, 0.05))
+CANDIDATES = tuple(round(t, 2) for t in np.arange(0.2, 0.951, 0.05))
 WATER, NODATA = 1, 0  # codes of the engine-ready reference (model.net.data: water, nodata)
 
 

@@ -82,14 +82,19 @@ echo "training took $(( $(date +%s) - start )) s on $(nproc) cores ($(uname -m))
 
 $PY -m model.net.export --checkpoint "$OUT/lulc/best.pt" --out "$WEIGHTS/lulc.onnx" --tile-size 256 \
     --tile-overlap 64 --trained-on "$TRAINED_ON_LULC"
-# The water model's default probability threshold: the best water IoU on the real validation chip
-# (tools/choose_water_threshold.py), never on a test scene.
+# The water model's default probability thresholds (tools/choose_water_threshold.py), never on a test scene:
+# for calibrated inputs the best water IoU on the real validation chip, for relative (8-bit) inputs on the
+# screened chips of the ETCI training scene Nebraska (its probabilities on anchored 8-bit input sit lower).
 $PY -m model.net.export --checkpoint "$OUT/water/best.pt" --out "$OUT/water/model.onnx" --tile-size 256 \
     --tile-overlap 64 --trained-on "$TRAINED_ON_WATER"
+etci nebraska_20170213t002121 > "$lists/etci_threshold.txt"
 threshold=$($PY tools/choose_water_threshold.py --model "$OUT/water/model.onnx" --data "$lists/s1f_val.txt" \
     --out "$OUT/water/threshold.json" | tail -n 1)
+relative=$($PY tools/choose_water_threshold.py --model "$OUT/water/model.onnx" --data "$lists/etci_threshold.txt" \
+    --out "$OUT/water/threshold_relative.json" | tail -n 1)
 $PY -m model.net.export --checkpoint "$OUT/water/best.pt" --out "$WEIGHTS/water.onnx" --tile-size 256 \
-    --tile-overlap 64 --trained-on "$TRAINED_ON_WATER" --water-threshold "$threshold"
+    --tile-overlap 64 --trained-on "$TRAINED_ON_WATER" --water-threshold "$threshold" \
+    --water-threshold-relative "$relative"
 
 # Held-out scores: simulated test scenes (as they are and with a +-1.5 dB calibration error), then the
 # real test scenes, each for the model and the threshold method (water) on the same scenes.

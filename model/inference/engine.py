@@ -182,7 +182,7 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     else:
         session = ModelSession(model_path, options.device, options.threads, options.precision)
         contract = ModelContract.from_metadata(session.metadata, str(model_path), expected_task=task)
-        settings = _settings(options, contract, session.fixed_tile_size, log)
+        settings = _settings(options, contract, session.fixed_tile_size, log, units.calibrated)
         log(f"Model: {contract.model_name}" + (f" (trained on {contract.trained_on})" if contract.trained_on else ""))
         log(f"Execution provider: {session.providers[0]}")
         log(f"ONNX Runtime threads: {session.threads}" + (
@@ -558,8 +558,10 @@ def _resolve_model_path(task: str, model_path) -> pathlib.Path:
     return bundled
 
 
-def _settings(options: RunOptions, contract: ModelContract, fixed_tile_size: int | None, log) -> _Settings:
-    """Merge options with the model's defaults and check them, with messages saying what to change."""
+def _settings(options: RunOptions, contract: ModelContract, fixed_tile_size: int | None, log,
+              calibrated: bool = True) -> _Settings:
+    """Merge options with the model's defaults and check them, with messages saying what to change.
+    A relative input takes the model's threshold for relative inputs, where it declares one."""
     tile = options.tile_size or fixed_tile_size or contract.tile_size
     if fixed_tile_size and tile != fixed_tile_size:
         raise OptionError(f"This model only accepts tiles of {fixed_tile_size} px (fixed in its graph); "
@@ -572,6 +574,10 @@ def _settings(options: RunOptions, contract: ModelContract, fixed_tile_size: int
     threshold = None
     if contract.task == "water":
         threshold = contract.water_threshold if options.water_threshold is None else options.water_threshold
+        if options.water_threshold is None and not calibrated and contract.water_threshold_relative is not None:
+            threshold = contract.water_threshold_relative
+            log(f"Water probability threshold {threshold:g}: the model's default for relative brightness "
+                f"({contract.water_threshold:g} for calibrated inputs)")
         _check_threshold(threshold, contract.water_threshold)
     return _Settings(tile, overlap, batch, threshold)
 

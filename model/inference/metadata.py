@@ -104,6 +104,7 @@ class ModelContract:
     trained_on: str
     norm_mode: str = NORM_FIXED
     input_distribution: InputDistribution | None = None
+    water_threshold_relative: float | None = None  # for relative (8-bit) inputs; None: water_threshold
 
     @classmethod
     def from_onnx(cls, path, expected_task: str | None = None) -> "ModelContract":
@@ -160,6 +161,11 @@ class ModelContract:
             water_threshold = parser.number("water_threshold")
             if not 0.0 < water_threshold < 1.0:
                 parser.fail("water_threshold", "must be between 0 and 1")
+        water_threshold_relative = None
+        if task == "water" and "water_threshold_relative" in metadata:
+            water_threshold_relative = parser.number("water_threshold_relative")
+            if not 0.0 < water_threshold_relative < 1.0:
+                parser.fail("water_threshold_relative", "must be between 0 and 1")
         return cls(
             task=task, classes=classes, output_activation=activation, input_units=units,
             norm_clip=(float(clip[0]), float(clip[1])), norm_mean=parser.number("norm_mean"),
@@ -167,7 +173,8 @@ class ModelContract:
             tile_size=tile_size, tile_overlap=tile_overlap, water_threshold=water_threshold,
             model_name=metadata.get("model_name", "").strip() or pathlib.Path(source).stem,
             trained_on=metadata.get("trained_on", "").strip(), norm_mode=norm_mode,
-            input_distribution=parser.input_distribution() if "input_distribution" in metadata else None)
+            input_distribution=parser.input_distribution() if "input_distribution" in metadata else None,
+            water_threshold_relative=water_threshold_relative)
 
     def to_metadata(self) -> dict[str, str]:
         """The ``metadata_props`` mapping that :meth:`from_metadata` reads back into this contract."""
@@ -189,6 +196,8 @@ class ModelContract:
         }
         if self.water_threshold is not None:
             metadata["water_threshold"] = repr(float(self.water_threshold))
+        if self.water_threshold_relative is not None:
+            metadata["water_threshold_relative"] = repr(float(self.water_threshold_relative))
         if self.input_distribution is not None:
             metadata["input_distribution"] = self.input_distribution.to_json()
         return metadata

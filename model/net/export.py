@@ -41,6 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"ground sampling distance the model expects, m (default: the model grid it was trained on, "
                         f"{DEFAULT_GSD_M:g} m for checkpoints that do not record one)")
     p.add_argument("--water-threshold", type=float, default=0.5, help="default probability threshold (water task)")
+    p.add_argument("--water-threshold-relative", type=float,
+                   help="default threshold for relative (8-bit) inputs, when it differs (water task)")
     p.add_argument("--model-name", help="name shown in the plugin's log (default: from the checkpoint)")
     p.add_argument("--trained-on", default="", help="what the model was trained on, shown in the log")
     p.add_argument("--input-distribution", metavar="JSON",
@@ -53,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def contract_for(task: str, normalisation: Normalisation, tile_size: int, tile_overlap: int, gsd_m: float,
                  water_threshold: float, model_name: str, trained_on: str,
-                 input_distribution: InputDistribution | None = None) -> ModelContract:
+                 input_distribution: InputDistribution | None = None,
+                 water_threshold_relative: float | None = None) -> ModelContract:
     legend = WATER_CLASSES if task == "water" else LULC_CLASSES
     return ModelContract(
         task=task, classes=tuple(ClassInfo(code, name, color) for code, name, color in legend),
@@ -61,7 +64,8 @@ def contract_for(task: str, normalisation: Normalisation, tile_size: int, tile_o
         norm_clip=tuple(normalisation.norm_clip), norm_mean=normalisation.norm_mean, norm_std=normalisation.norm_std,
         norm_mode=normalisation.norm_mode, gsd_m=gsd_m, tile_size=tile_size, tile_overlap=tile_overlap,
         water_threshold=water_threshold if task == "water" else None, model_name=model_name, trained_on=trained_on,
-        input_distribution=input_distribution)
+        input_distribution=input_distribution,
+        water_threshold_relative=water_threshold_relative if task == "water" else None)
 
 
 def load_model(checkpoint_path: pathlib.Path) -> tuple[Segmentor, dict]:
@@ -130,7 +134,7 @@ def main(argv=None) -> int:
         contract = contract_for(task, Normalisation.from_dict(checkpoint["normalisation"]), args.tile_size,
                                 args.tile_overlap, args.gsd or checkpoint.get("gsd_m", DEFAULT_GSD_M),
                                 args.water_threshold, name, args.trained_on,
-                                distribution)
+                                distribution, args.water_threshold_relative)
         ModelContract.from_metadata(contract.to_metadata(), str(args.out), task)  # refuse bad options before exporting
     except Exception as error:
         raise SystemExit(f"Cannot export: {error}")
