@@ -121,10 +121,11 @@ BUNDLED_MODEL_HELP = (
     "its name is printed in the log.</p>"
 )
 BUNDLED_TRAINING_HELP = {
-    "lulc": "<b>simulated ALOS-2-like scenes</b> only, not on real PALSAR-2 acquisitions: treat its maps on "
-            "real data as indicative",
-    "water": "real Sentinel-1 flood scenes (ETCI 2021) and <b>simulated ALOS-2-like scenes</b>: on a real "
-             "scene it never saw it finds water a little better than METHOD=threshold; compare both",
+    "lulc": "<b>simulated ALOS-2-like scenes</b> and one real airborne L-band scene (San Francisco), not on "
+            "real PALSAR-2 acquisitions: treat its maps on real data as indicative",
+    "water": "real Sentinel-1 scenes (ETCI 2021, Sen1Floods11) and <b>simulated ALOS-2-like scenes</b>: on real "
+             "calibrated chips it never saw it finds more water than METHOD=threshold, on 8-bit scenes as much; "
+             "water the radar does not show darker than land is missed by both",
 }
 
 
