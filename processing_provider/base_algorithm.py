@@ -202,7 +202,7 @@ class PluginAlgorithm(QgsProcessingAlgorithm):
             check_distinct_files(*run_files(self, parameters, context)[::-1])
         except InferenceError as error:
             return False, str(error)
-        problem = file_extension_problem(self, parameters, context)
+        problem = file_extension_problem(self, parameters, context) or geopackage_problem(self, parameters)
         if problem:
             return False, problem
         return super().checkParameterValues(parameters, context)
@@ -477,6 +477,43 @@ def file_extension_problem(algorithm: QgsProcessingAlgorithm, parameters: dict, 
         wanted = " or ".join(f".{extension}" for extension in extensions)
         return (f"The output {definition.description()} ({definition.name()}) file '{path}' must end in {wanted}: "
                 f"that is the format written into it ({definition.fileFilter()}). Change the file name.")
+    return None
+
+
+def geopackage_tables(path: Path) -> list[str]:
+    """The user tables (raster and vector) of an existing GeoPackage; [] when it cannot be read."""
+    try:
+        dataset = gdal.OpenEx(str(path), gdal.OF_VECTOR | gdal.OF_RASTER)
+    except RuntimeError:
+        return []
+    if dataset is None:
+        return []
+    names = [dataset.GetLayer(i).GetName() for i in range(dataset.GetLayerCount())]
+    names += [value.split(":")[-1] for key, value in (dataset.GetMetadata("SUBDATASETS") or {}).items()
+              if key.endswith("_NAME")]
+    return [name for name in names if name != "layer_styles"]
+
+
+def geopackage_problem(algorithm: QgsProcessingAlgorithm, parameters: dict) -> str | None:
+    """Refuse writing a whole-file output over an existing GeoPackage that holds several tables (a project's
+    data): the file would be replaced with all of them. A single table (an earlier result) may be replaced;
+    a layer destination (ogr:dbname=... table=...) adds a table; outputs an algorithm rebuilds itself
+    (``GEOPACKAGE_OUTPUTS_REBUILT``, e.g. the field package, which keeps its observations) are its own."""
+    for definition in algorithm.destinationParameterDefinitions():
+        value = parameters.get(definition.name())
+        if isinstance(value, QgsProcessingOutputLayerDefinition):
+            value = value.sink.staticValue()
+        path, table = destination_file(value) if isinstance(value, str) else (None, None)
+        if (path is None or table or path.suffix.lower() != ".gpkg" or not path.is_file()
+                or definition.name() in getattr(algorithm, "GEOPACKAGE_OUTPUTS_REBUILT", ())):
+            continue
+        tables = geopackage_tables(path)
+        if len(tables) > 1:
+            return (f"The output {definition.description()} ({definition.name()}) file '{path}' is a GeoPackage "
+                    f"holding {len(tables)} tables ({', '.join(sorted(tables)[:5])}): writing there would replace the "
+                    f"whole file and lose them. Choose another file"
+                    + (f", or add a table to it: ogr:dbname='{path}' table=\"name\"."
+                       if definition.type() in ("sink", "vectorDestination") else "."))
     return None
 
 

@@ -27,6 +27,7 @@ from qgis.core import (
 
 from ..model.inference.metadata import PROVENANCE_TASK
 from . import styling
+from .base_algorithm import geopackage_tables
 from .field_work import FieldWorkAlgorithm, check_destination, engine_errors
 from .vectorise_algorithm import DEFAULT_MIN_AREA_M2, MIN_AREA_UNITS, SMOOTHING
 
@@ -39,21 +40,7 @@ FIELD_CHECK_FIELDS = (("class_observed", ogr.OFTInteger, "Observed class"), ("ph
                       ("note", ogr.OFTString, "Note"), ("timestamp", ogr.OFTDateTime, "Time"))
 
 
-# The tables a field package writes (layer_styles: the default styles QGIS stores in it).
-PACKAGE_TABLES = {CLASSES_TABLE, WATER_TABLE, POLYGONS_TABLE, STATISTICS_TABLE, WATER_STATISTICS_TABLE, FIELD_CHECKS,
-                  "layer_styles"}
-
-
-def _package_layers(package: Path) -> list[str]:
-    """The names of the tables (raster and vector) of an existing GeoPackage."""
-    with engine_errors():
-        dataset = gdal.OpenEx(str(package), gdal.OF_VECTOR | gdal.OF_RASTER)
-    if dataset is None:
-        return []
-    names = [dataset.GetLayer(i).GetName() for i in range(dataset.GetLayerCount())]
-    names += [value.split(":")[-1] for key, value in (dataset.GetMetadata("SUBDATASETS") or {}).items()
-              if key.endswith("_NAME")]
-    return names
+PACKAGE_TABLES = {CLASSES_TABLE, WATER_TABLE, POLYGONS_TABLE, STATISTICS_TABLE, WATER_STATISTICS_TABLE, FIELD_CHECKS}
 
 
 def check_replaceable_package(package: Path) -> None:
@@ -61,7 +48,7 @@ def check_replaceable_package(package: Path) -> None:
     layers would be lost); a field package of an earlier run may be rebuilt (its observations are kept)."""
     if not package.exists():
         return
-    foreign = sorted(set(_package_layers(package)) - PACKAGE_TABLES)
+    foreign = sorted(set(geopackage_tables(package)) - PACKAGE_TABLES)
     if foreign:
         raise QgsProcessingException(
             f"'{package}' already holds layers that are not part of a field package ({', '.join(foreign)}); "
@@ -71,7 +58,7 @@ def check_replaceable_package(package: Path) -> None:
 def carry_observations(package: Path, partial: Path) -> int:
     """Copy the field observations of an earlier package at ``package`` into the new one's field checks layer
     (geometries transformed to its CRS, fields matched by name); returns how many were copied."""
-    if not package.exists() or FIELD_CHECKS not in _package_layers(package):
+    if not package.exists() or FIELD_CHECKS not in geopackage_tables(package):
         return 0
     with engine_errors():
         source = ogr.Open(str(package))
@@ -106,6 +93,8 @@ def carry_observations(package: Path, partial: Path) -> int:
 
 class FieldPackageAlgorithm(FieldWorkAlgorithm):
     """Bundles rasters, styled polygons, statistics and an empty ground-truth layer into one GeoPackage."""
+
+    GEOPACKAGE_OUTPUTS_REBUILT = ("OUTPUT",)  # rebuilt by its own rules: observations kept, foreign tables refused
 
     CLASSES = "CLASSES"
     WATER = "WATER"

@@ -143,3 +143,40 @@ def test_a_file_named_for_another_format_is_refused(sarlulc_provider, workspace,
     with pytest.raises(QgsProcessingException, match=message):
         processing.run(algorithm, parameters)
     assert digest(workspace) == before
+
+
+def _geopackage_with(path: Path, names) -> str:
+    source = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    for name in names:
+        source.CreateLayer(name, None, ogr.wkbLineString)
+    source = None
+    return str(path)
+
+
+@pytest.mark.parametrize("algorithm, parameters, message", [
+    ("sarlulc:vectorise", {"INPUT": "{w}/classes.tif", "OUTPUT": "{w}/project.gpkg"},
+     r"is a GeoPackage holding 2 tables \(rivers, roads\): writing there would replace the whole file.*"
+     r"ogr:dbname='.*project\.gpkg' table=\"name\""),
+    ("sarlulc:segment", {"INPUT": "{w}/sar.tif", "OUTPUT": "{w}/project.gpkg"},
+     r"is a GeoPackage holding 2 tables .*Choose another file\."),
+], ids=["vectorise", "segment"])
+def test_a_geopackage_of_several_tables_is_not_replaced_whole(sarlulc_provider, workspace, lulc_model, algorithm,
+                                                              parameters, message):
+    _geopackage_with(workspace / "project.gpkg", ["roads", "rivers"])
+    parameters = {key: _resolved(value, workspace) for key, value in parameters.items()}
+    if algorithm == "sarlulc:segment":
+        parameters["MODEL"] = lulc_model
+    before = digest(workspace)
+    with pytest.raises(QgsProcessingException, match=message):
+        processing.run(algorithm, parameters)
+    assert digest(workspace) == before
+
+
+def test_a_layer_destination_adds_a_table_to_a_project_geopackage(sarlulc_provider, workspace):
+    gpkg = _geopackage_with(workspace / "project.gpkg", ["roads", "rivers"])
+    processing.run("sarlulc:vectorise", {"INPUT": str(workspace / "classes.tif"),
+                                          "OUTPUT": f"ogr:dbname='{gpkg}' table=\"classes\" (geom)"})
+    source = ogr.Open(gpkg)
+    names = {source.GetLayer(i).GetName() for i in range(source.GetLayerCount())}
+    source = None
+    assert {"roads", "rivers", "classes"} <= names
