@@ -346,3 +346,13 @@ def test_ground_pixel_size_needs_a_crs():
     ds = _mem_raster(np.ones((10, 10), np.float32), epsg=None)
     with pytest.raises(InputRasterError, match="no coordinate reference system"):
         ground_pixel_size_m(ds)
+
+
+def test_a_float_band_described_as_amplitude_is_refused_under_auto():
+    """A Float32 amplitude band (Amplitude_HH) is not power: read as linear power it halves every dB contrast."""
+    amplitude = np.sqrt(db_to_power(np.random.default_rng(5).uniform(-25, -2, 5000))).astype(np.float32)
+    with pytest.raises(InputRasterError, match=r"described as amplitude \('Amplitude_HH'\).*Square it first.*"
+                                               r"linear power"):
+        detect_units(np.float32, amplitude, hints=["Amplitude_HH"])
+    assert detect_units(np.float32, amplitude ** 2, hints=["Intensity_HH"])[0] is InputUnits.LINEAR
+    assert detect_units(np.uint16, np.round(amplitude * 30000) + 1, hints=["Amplitude_HH"])[0] is InputUnits.DN

@@ -200,6 +200,7 @@ def band_hints(dataset: gdal.Dataset, band: int) -> list[str]:
 _DB_HINT = re.compile(r"(^|[^a-z])db([^a-z]|$)|decibel", re.IGNORECASE)
 _LINEAR_HINT = re.compile(r"linear|intensity|power", re.IGNORECASE)
 _DN_HINT = re.compile(r"(^|[^a-z])dn([^a-z]|$)|digital number|amplitude", re.IGNORECASE)
+_AMPLITUDE_HINT = re.compile(r"amplitude", re.IGNORECASE)
 
 
 def _statistics(values: np.ndarray) -> str:
@@ -269,6 +270,12 @@ def detect_units(dtype, sample: np.ndarray, hints=()) -> tuple[InputUnits, str]:
         kind = "integer" if dtype.kind in "iu" else "whole-number float"
         return InputUnits.DN, f"{kind} values in the ALOS-2 amplitude DN range ({stats})"
     if dtype.kind == "f":
+        if _AMPLITUDE_HINT.search(hint_text) and not _LINEAR_HINT.search(hint_text) and negative <= 0.001:
+            raise InputRasterError(
+                f"The band is described as amplitude ('{hint_text}') and holds non-negative float values ({stats}): "
+                f"amplitude is the square root of power, so reading it as linear power would halve every contrast "
+                f"in dB. Square it first (Raster Calculator: \"band\" * \"band\") and set INPUT_UNITS to linear "
+                f"power; ALOS-2 amplitude DN (16-bit integers) are read as they are.")
         if in_db_range >= 0.95 and negative >= 0.5:
             return InputUnits.DB, f"float values mostly negative within -50..15 ({stats})"
         if negative <= 0.001 and 1e-4 <= median <= 1:
