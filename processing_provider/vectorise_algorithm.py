@@ -97,6 +97,12 @@ class VectoriseAlgorithm(FieldWorkAlgorithm):
         with engine_errors():
             areas = pixel_areas(open_class_raster(source))
         min_pixels = self.min_area_pixels(parameters, context, areas, layer.height(), feedback)
+        if min_pixels > layer.width() * layer.height():
+            raise QgsProcessingException(
+                f"The minimum mapping unit ({min_pixels:.4g} pixels) is larger than the whole raster "
+                f"({layer.width()} x {layer.height()} = {layer.width() * layer.height()} pixels): every region would "
+                f"be merged away. Give a minimum mapping unit smaller than the map (default "
+                f"{DEFAULT_MIN_AREA_M2:g} m²).")
 
         generalised = raster_output or QgsProcessingUtils.generateTempFilename("generalised_classes.tif")
         polygons_path = QgsProcessingUtils.generateTempFilename("class_polygons.gpkg")

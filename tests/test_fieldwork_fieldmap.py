@@ -184,3 +184,20 @@ def test_modeler_chain_segment_vectorise_field_map(sarlulc_provider, lulc_model,
     polygons = QgsVectorLayer(str(tmp_path / "p.gpkg"), "polygons", "ogr")
     for category in polygons.renderer().categories():
         assert category.label() in text
+
+
+def test_an_atlas_of_points_is_refused_with_what_to_do(segmented_scene, sarlulc_provider, tmp_path):
+    from osgeo import ogr, osr
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32654)
+    source = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp_path / "points.gpkg"))
+    layer = source.CreateLayer("points", srs, ogr.wkbPoint)
+    feature = ogr.Feature(layer.GetLayerDefn())
+    feature.SetGeometry(ogr.CreateGeometryFromWkt("POINT (500500 3999500)"))
+    layer.CreateFeature(feature)
+    source = None
+    with pytest.raises(QgsProcessingException, match=r"holds point geometries; an atlas needs polygons.*Buffer"):
+        processing.run("sarlulc:fieldmap", {"LAYERS": [segmented_scene["classes"]], "ATLAS": str(tmp_path / "points.gpkg"),
+                                            "OUTPUT": str(tmp_path / "map.pdf")})
+    assert not (tmp_path / "map.pdf").exists()

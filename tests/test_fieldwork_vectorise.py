@@ -153,7 +153,9 @@ def test_bad_inputs_are_refused_and_leave_nothing(segmented_scene, sarlulc_provi
             ({"INPUT": confidence}, "is not a class raster: its band 1 holds Float32 values"),
             ({"INPUT": segmented_scene["classes"], "OUTPUT": str(unwritable_folder / "p.gpkg")}, "is not writable"),
             ({"INPUT": segmented_scene["classes"], "SMOOTHING": "extreme"}, "Smoothing: 'extreme' is not an option"),
-            ({"INPUT": segmented_scene["classes"], "MIN_AREA_UNIT": "acres"}, "'acres' is not an option")):
+            ({"INPUT": segmented_scene["classes"], "MIN_AREA_UNIT": "acres"}, "'acres' is not an option"),
+            ({"INPUT": segmented_scene["classes"], "MIN_AREA": 1e12},
+             r"minimum mapping unit \(1e\+10 pixels\) is larger than the whole raster \(240 x 200")):
         with pytest.raises(QgsProcessingException, match=message):
             processing.run("sarlulc:vectorise", {"OUTPUT": str(output), **extra})
     assert list(output.parent.iterdir()) == []
