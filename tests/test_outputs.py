@@ -151,3 +151,17 @@ def test_the_next_run_restores_what_a_run_killed_mid_commit_had_moved_aside(lulc
     assert (out / "old.tif").read_bytes() == b"old map" and (out / "old.tif.aux.xml").exists()
     assert (out / "new.tif").read_bytes() == b"new map"
     assert hidden_files(out) == sorted([live_partial, other_host])
+
+
+def test_an_output_name_without_room_for_the_hidden_names_is_refused_before_any_file(tmp_path, sar_raster, lulc_model):
+    """A valid 244-character name failed half way: the hidden .partial name beside it passed 255 bytes."""
+    from model.inference import engine
+    from model.inference.errors import OutputError
+
+    long_name = tmp_path / ("x" * 240 + ".tif")
+    with pytest.raises(OutputError, match=r"file name is 244 bytes long: .*Shorten the name to at most \d+ bytes"):
+        engine.segment(sar_raster, str(long_name), model_path=lulc_model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [Path(sar_raster).name]
+    fits = tmp_path / ("y" * 190 + ".tif")
+    engine.segment(sar_raster, str(fits), model_path=lulc_model)
+    assert fits.exists()

@@ -137,7 +137,24 @@ def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
         return False
 
 
+NAME_MAX_BYTES = 255  # a file name's limit on the usual file systems (ext4, NTFS, APFS)
+# What the run's hidden names add to an output's name: ".", ".sarlulc-<host>-<pid up to 7 digits>-<token>.partial",
+# then room for an extension and a GDAL companion (.aux.xml).
+_HIDDEN_NAME_EXTRA = len(f"..sarlulc-{_HOST}-{'9' * 7}-{'0' * 8}.partial") + len(".tiff.aux.xml")
+
+
+def _check_name_room(path: pathlib.Path, label: str) -> None:
+    """Refuse a file name too long for the hidden names the run writes beside it (they would fail half way)."""
+    room = NAME_MAX_BYTES - _HIDDEN_NAME_EXTRA
+    length = len(path.name.encode())
+    if length > room:
+        raise OutputError(f"The {label} file name is {length} bytes long: the run's temporary files beside it need "
+                          f"{_HIDDEN_NAME_EXTRA} more, over the {NAME_MAX_BYTES} a file name may have. Shorten the "
+                          f"name to at most {room} bytes.")
+
+
 def _check_writable(path: pathlib.Path, label: str) -> None:
+    _check_name_room(path, label)
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"The folder '{folder}' for the {label} file does not exist. Create it or choose another.")
