@@ -263,3 +263,17 @@ def test_an_undeclared_fill_value_is_named_when_the_units_cannot_be_told(tmp_pat
     with pytest.raises(InputRasterError, match=r"58% of the pixels are exactly -9999: if that is a fill value, "
                                                r"declare it as the band's nodata"):
         engine.segment(sar, str(tmp_path / "lulc.tif"), model_path=lulc_model)
+
+
+def test_a_vrt_whose_source_is_missing_is_refused_naming_it(tmp_path, lulc_model):
+    from model.inference import engine
+    from model.inference.errors import InputRasterError
+
+    source = write_sar_raster(tmp_path / "part.tif", 60, 40)
+    gdal.BuildVRT(str(tmp_path / "mosaic.vrt"), [source]).FlushCache()
+    Path(source).unlink()
+    before = (tmp_path / "mosaic.vrt").read_bytes()
+    with pytest.raises(InputRasterError, match=r"mosaic\.vrt' cannot be read: a file it is made of fails "
+                                               r"\(.*part\.tif: No such file or directory\)\. Check the files it refers to"):
+        engine.segment(str(tmp_path / "mosaic.vrt"), str(tmp_path / "lulc.tif"), model_path=lulc_model)
+    assert (tmp_path / "mosaic.vrt").read_bytes() == before and not (tmp_path / "lulc.tif").exists()

@@ -39,9 +39,13 @@ def open_raster(path, role: str = "input raster") -> gdal.Dataset:
         raise InputRasterError(f"The {role} '{path}' {problem}.") from error
     if dataset is None:
         raise InputRasterError(f"The {role} '{path}' could not be opened. Check the path and the format.")
-    with reading(path, role):
-        for x, y in ((0, 0), (dataset.RasterXSize - 1, dataset.RasterYSize - 1)):
-            dataset.ReadRaster(x, y, 1, 1)
+    try:
+        with reading(path, role):
+            for x, y in ((0, 0), (dataset.RasterXSize - 1, dataset.RasterYSize - 1)):
+                dataset.ReadRaster(x, y, 1, 1)
+    except RuntimeError as error:  # not the file itself (GDAL names it): a file it refers to, e.g. a VRT's source
+        raise InputRasterError(f"The {role} '{path}' cannot be read: a file it is made of fails ({error}). Check "
+                               f"the files it refers to (a VRT's sources), or use the raster they come from.") from error
     return dataset
 
 
