@@ -152,11 +152,6 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
         check_destination(pdf_path, "map PDF", sources)
         if png_path:
             check_destination(png_path, "map PNG", sources)
-
-        project = QgsProject()
-        results = [self.styled_copy(layer, context, feedback) for layer in layers]
-        background_layer = self.parameterAsLayer(parameters, self.BACKGROUND, context)
-        background = [self.styled_copy(background_layer, context, feedback)] if background_layer else []
         atlas_source = self.parameterAsVectorLayer(parameters, self.ATLAS, context)
         if atlas_source is not None and atlas_source.geometryType() != QgsWkbTypes.PolygonGeometry:
             kind = QgsWkbTypes.geometryDisplayString(atlas_source.geometryType()).lower()
@@ -164,6 +159,11 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
                 f"The atlas layer '{atlas_source.name()}' holds {kind} geometries; an atlas needs polygons, one per "
                 f"page (each page shows its polygon's extent). Buffer points into squares first (Vector geometry > "
                 f"Buffer, end cap square), or leave the atlas empty.")
+
+        project = QgsProject()
+        results = [self.styled_copy(layer, context, feedback) for layer in layers]
+        background_layer = self.parameterAsLayer(parameters, self.BACKGROUND, context)
+        background = [self.styled_copy(background_layer, context, feedback)] if background_layer else []
         atlas_layer = atlas_source.clone() if atlas_source is not None else None
         for layer in results + background + ([atlas_layer] if atlas_layer else []):
             project.addMapLayer(layer, False)
