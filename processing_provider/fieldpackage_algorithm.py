@@ -91,6 +91,28 @@ def carry_observations(package: Path, partial: Path) -> int:
     return copied
 
 
+def check_rasters_fit(classes_layer, classes_legend, water_layer, water_legend) -> None:
+    """Refuse a water mask given as the class raster or the reverse (by the task SAR LULC recorded in them), and a
+    water mask in another CRS than the classes or beside them: the package would show the wrong layers."""
+    tasks = [legend.provenance.get(PROVENANCE_TASK) if legend else None for legend in (classes_legend, water_legend)]
+    if tasks[0] == "water" or tasks[1] == "lulc":
+        raise QgsProcessingException(
+            f"The class raster '{classes_layer.name()}' is a {'water mask' if tasks[0] == 'water' else 'class map'}"
+            + (f" and the water mask '{water_layer.name()}' a land-cover map" if tasks[1] == "lulc" else "")
+            + ": the two look swapped. Give the land-cover map as Class raster and the water mask as Water mask.")
+    if water_layer is None:
+        return
+    if water_layer.crs() != classes_layer.crs():
+        raise QgsProcessingException(
+            f"The water mask '{water_layer.name()}' is in {water_layer.crs().authid() or 'another CRS'}, the class "
+            f"raster in {classes_layer.crs().authid() or 'another CRS'}: give both on the same grid (run Water Detect "
+            f"on the scene that gave the classes).")
+    if not water_layer.extent().intersects(classes_layer.extent()):
+        raise QgsProcessingException(
+            f"The water mask '{water_layer.name()}' does not overlap the class raster '{classes_layer.name()}': give "
+            f"the water mask of the same scene.")
+
+
 class FieldPackageAlgorithm(FieldWorkAlgorithm):
     """Bundles rasters, styled polygons, statistics and an empty ground-truth layer into one GeoPackage."""
 
@@ -157,6 +179,7 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
         classes_layer, classes, classes_legend = self.class_raster(parameters, self.CLASSES, context)
         water_layer, water, water_legend = (self.class_raster(parameters, self.WATER, context)
                                             if parameters.get(self.WATER) else (None, None, None))
+        check_rasters_fit(classes_layer, classes_legend, water_layer, water_legend)
         package = Path(self.parameterAsFileOutput(parameters, self.OUTPUT, context))
         project_path = self.parameterAsFileOutput(parameters, self.OUTPUT_PROJECT, context)
         inputs = [classes] + ([water] if water else [])

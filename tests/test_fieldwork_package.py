@@ -251,3 +251,22 @@ def test_a_geopackage_holding_other_layers_is_not_replaced(segmented_scene, tmp_
                                                      r"\(roads\).*Choose another file name"):
         processing.run("sarlulc:fieldpackage", {"CLASSES": segmented_scene["classes"], "OUTPUT": str(gpkg)})
     assert gpkg.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["project_data.gpkg"]
+
+
+def test_swapped_or_mismatched_rasters_are_refused_before_any_file(segmented_scene, tmp_path):
+    gpkg = tmp_path / "survey.gpkg"
+    with pytest.raises(QgsProcessingException, match=r"is a water mask and the water mask .* a land-cover map: the "
+                                                     r"two look swapped"):
+        processing.run("sarlulc:fieldpackage", {"CLASSES": segmented_scene["water"],
+                                                "WATER": segmented_scene["classes"], "OUTPUT": str(gpkg)})
+    elsewhere = tmp_path / "elsewhere.tif"
+    gdal.Translate(str(elsewhere), segmented_scene["water"], outputBounds=[600000, 3000000, 602400, 2998000])
+    with pytest.raises(QgsProcessingException, match=r"does not overlap the class raster"):
+        processing.run("sarlulc:fieldpackage", {"CLASSES": segmented_scene["classes"], "WATER": str(elsewhere),
+                                                "OUTPUT": str(gpkg)})
+    other_crs = tmp_path / "other_crs.tif"
+    gdal.Warp(str(other_crs), segmented_scene["water"], dstSRS="EPSG:4326")
+    with pytest.raises(QgsProcessingException, match=r"is in EPSG:4326, the class raster in EPSG:32654"):
+        processing.run("sarlulc:fieldpackage", {"CLASSES": segmented_scene["classes"], "WATER": str(other_crs),
+                                                "OUTPUT": str(gpkg)})
+    assert not gpkg.exists()
