@@ -4,6 +4,7 @@ import contextlib
 import os
 from pathlib import Path
 
+import numpy as np
 from osgeo import gdal, ogr
 from qgis.core import (
     Qgis,
@@ -33,6 +34,7 @@ from qgis.PyQt.QtCore import QDate, QSize, Qt
 
 from ..model.fieldwork.legend import INTEGER_TYPES, read_legend
 from ..model.inference.metadata import PROVENANCE_MODEL, PROVENANCE_TRAINED_ON
+from ..model.inference.sar_input import sample_shape
 from . import styling
 from .field_map_layout import GRIDS, ORIENTATIONS, PAPER_SIZES_MM, MapSheet, build_layout
 from .field_work import FieldWorkAlgorithm, check_destination, ogr_source_parts
@@ -56,6 +58,16 @@ def provenance(layer) -> dict:
             vector = source.GetLayerByName(name) if name else source.GetLayer(0)
             return (vector.GetMetadata() or {}) if vector is not None else {}
     return {}
+
+
+def codes_present(dataset: gdal.Dataset) -> set[int]:
+    """The class codes band 1 holds (8-bit: its exact histogram, one read; wider: a decimated read)."""
+    band = dataset.GetRasterBand(1)
+    if band.DataType == gdal.GDT_Byte:
+        counts = band.GetHistogram(-0.5, 255.5, 256, include_out_of_range=False, approx_ok=False)
+        return {code for code, count in enumerate(counts) if count}
+    columns, rows = sample_shape(dataset.RasterXSize, dataset.RasterYSize, 1 << 22)
+    return {int(code) for code in np.unique(band.ReadAsArray(buf_xsize=columns, buf_ysize=rows))}
 
 
 class FieldMapAlgorithm(FieldWorkAlgorithm):
@@ -205,20 +217,25 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
         else its saved default style, else (class rasters) its legend's colours."""
         copy = layer.clone()
         in_project = context.project() is not None and context.project().mapLayer(layer.id()) is not None
+        styled = in_project
         if not in_project:
-            copy.loadDefaultStyle()
+            styled = copy.loadDefaultStyle()[1]
             # A layer of a GeoPackage opened by path is named after the file: name it after its table instead.
             path, table = ogr_source_parts(layer.source())
             if table and copy.name() == Path(path).stem:
                 copy.setName(table)
+        # Unstyled, a raster with a colour table gets QGIS's palette of all its entries (256 numbered rows, off
+        # the page): a class raster takes its own legend instead, only the classes present.
         if copy.type() == QgsMapLayer.RasterLayer and copy.providerType() == "gdal" and \
-                not isinstance(copy.renderer(), QgsPalettedRasterRenderer):
+                not (styled and isinstance(copy.renderer(), QgsPalettedRasterRenderer)):
             with contextlib.suppress(RuntimeError):
                 dataset = gdal.Open(copy.source())
                 if dataset.RasterCount == 1 and dataset.GetRasterBand(1).DataType in INTEGER_TYPES:
                     legend = read_legend(dataset)
                     if legend is not None:
-                        copy.setRenderer(styling.class_renderer(copy, legend.entries))
+                        present = codes_present(dataset)
+                        copy.setRenderer(styling.class_renderer(
+                            copy, [entry for entry in legend.entries if entry.code in present]))
         if not copy.isValid():
             raise QgsProcessingException(f"The layer '{layer.name()}' cannot be drawn (it is not valid).")
         return copy

@@ -201,3 +201,20 @@ def test_an_atlas_of_points_is_refused_with_what_to_do(segmented_scene, sarlulc_
         processing.run("sarlulc:fieldmap", {"LAYERS": [segmented_scene["classes"]], "ATLAS": str(tmp_path / "points.gpkg"),
                                             "OUTPUT": str(tmp_path / "map.pdf")})
     assert not (tmp_path / "map.pdf").exists()
+
+
+def test_a_class_raster_without_its_style_gets_its_own_legend_of_the_classes_present(segmented_scene,
+                                                                                     sarlulc_provider, tmp_path):
+    """A class map clipped with GDAL keeps its colour table and class names but not its .qml: the legend lists
+    the classes it holds, by name, not 256 numbered colour-table rows running off the page."""
+    from osgeo import gdal
+
+    clipped = tmp_path / "clipped.tif"
+    gdal.Translate(str(clipped), segmented_scene["classes"], srcWin=[40, 40, 120, 100])
+    present = set(np.unique(gdal.Open(str(clipped)).ReadAsArray())) - {0}
+    processing.run("sarlulc:fieldmap", {"LAYERS": [str(clipped)], "OUTPUT": str(tmp_path / "map.pdf")})
+    text = pdf_text(tmp_path / "map.pdf")
+    names = {code: name for code, name, _ in LULC_CLASSES}
+    assert all(names[code] in text for code in present)
+    assert not [name for code, name in names.items() if code not in present and name in text]
+    assert not re.search(r"^\s*(1[0-9]{2}|2[0-5][0-9])\s*$", text, re.MULTILINE)  # no numbered palette rows
