@@ -3,7 +3,7 @@
 from qgis.core import QgsProcessingParameterNumber
 
 from ..model.inference.engine import WATER_METHODS
-from ..model.inference.threshold import ASHMAN_D_MIN, MIN_WATER_CONTRAST_DB, SAMPLE_TILE
+from ..model.inference.threshold import ASHMAN_D_MIN, MIN_WATER_CONTRAST_DB, SAMPLE_TILE, WATER_CEILINGS
 from . import styling
 from .base_algorithm import SarLulcAlgorithm, help_text
 
@@ -17,16 +17,21 @@ METHOD_HELP = (
     "Ashman's D &gt; {ashman:g}, each at least 10 % of the tile, the darker at least {contrast:g} dB "
     "below the scene's median) are pooled, and the Kittler-Illingworth minimum-error threshold "
     "(Otsu when that has no minimum between the two) of their pixels is used. The log gives the "
-    "threshold in dB and how it was found. When no tile shows water beside land, the whole "
-    "scene's histogram is used if it holds a dark population, with a warning; when the backscatter "
-    "forms a single population, no pixel is marked water, with a warning (right for a dry scene, "
-    "wrong for one that is all water). Compare both methods on your data: the threshold is "
-    "independent of the calibration (it moves with the data) but confuses water with any smooth "
-    "dark surface and misses wind-roughened water; on single-look data a speckle filter helps it. "
+    "threshold in dB and how it was found. A calibrated input also has its absolute level: a tile "
+    "whose darker population lies below the <b>water ceiling</b> of its polarisation (HH {hh:g} dB, "
+    "VV {vv:g} dB, HV/VH {cross:g} dB, from the band's description) shows water too, so a scene mostly "
+    "under water is split. When no tile shows water beside land, the whole scene's histogram is used "
+    "if it holds a dark population, with a warning. When the backscatter forms a <b>single "
+    "population</b>, a calibrated scene is all water if that population lies below the ceiling (an "
+    "ocean tile, a flooded plain) and all land otherwise, the log says which; a relative (8-bit) "
+    "scene gets no water and a warning that it cannot tell. Compare both methods on your data: the "
+    "threshold confuses water with any smooth dark surface and misses wind-roughened water; on "
+    "single-look data a speckle filter helps it. "
     "The threshold method writes no probability: the water probability output and the "
     "probability threshold must stay empty (the run stops otherwise); the model only sets the "
     "10 m working grid and the legend, and the device, tile and batch options do not apply.</p>"
-).format(tile=SAMPLE_TILE, ashman=ASHMAN_D_MIN, contrast=MIN_WATER_CONTRAST_DB)
+).format(tile=SAMPLE_TILE, ashman=ASHMAN_D_MIN, contrast=MIN_WATER_CONTRAST_DB, hh=WATER_CEILINGS["HH"].db,
+         vv=WATER_CEILINGS["VV"].db, cross=WATER_CEILINGS["cross"].db)
 
 
 class WaterDetectAlgorithm(SarLulcAlgorithm):
@@ -53,7 +58,8 @@ class WaterDetectAlgorithm(SarLulcAlgorithm):
         return help_text(
             "Detects open water in a single-polarisation L-band SAR backscatter raster with a deep "
             "segmentation model run tile by tile; a pixel is water when the model's water probability "
-            "reaches the threshold (empty: the model's default). <b>Method</b> threshold runs the "
+            "reaches the threshold (empty: the model's default, for the bundled model 0.7 on calibrated "
+            "input and 0.45 on relative 8-bit input). <b>Method</b> threshold runs the "
             "classical automatic-threshold baseline instead (below).",
             "<p><b>Water mask</b>: uint8, 1 = water, 0 = not water, 255 = nodata; loaded "
             "with water in blue over transparent. <b>Water probability</b> (optional, METHOD model "

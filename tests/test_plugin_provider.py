@@ -90,7 +90,7 @@ def test_method_chooses_the_model_or_the_threshold_baseline(sarlulc_provider):
     assert method.options() == ["model", "threshold"] and method.defaultValue() == "model"
     assert method.usesStaticStrings()
     help_text = water.shortHelpString()
-    for fact in ("Kittler-Illingworth", "Ashman", "no pixel is marked water", "writes no probability"):
+    for fact in ("Kittler-Illingworth", "Ashman", "water ceiling", "HH -17 dB", "cannot tell", "writes no probability"):
         assert fact in help_text
 
 
