@@ -477,3 +477,21 @@ def test_more_threads_than_cpus_are_capped_and_said(tmp_path, sar_raster, lulc_m
                             options=RunOptions(threads=1000), log=lines.append)
     assert report.valid_pixels > 0
     assert f"ONNX Runtime threads: {usable_cpus()} (THREADS 1000 capped at the {usable_cpus()} CPUs" in "\n".join(lines)
+
+
+def test_confidence_is_held_at_chance_where_the_backscatter_is_unlike_the_training(tmp_path):
+    """Must-have of issue 19: OUTPUT_CONFIDENCE honest. Pixels 12 dB brighter than anything the model learnt get
+    at most 1/9; the others keep the model's confidence."""
+    from tests.factories import DEMO_LIKE_DISTRIBUTION
+
+    model = write_pixel_lulc_model(tmp_path / "lulc.onnx", tile_size=64, tile_overlap=16,
+                                   input_distribution=DEMO_LIKE_DISTRIBUTION)  # training pixels 1..99 %: -24..3 dB
+    values = np.full((80, 120), -10.0, np.float32)
+    values[:, 80:] = 15.0
+    sar = write_sar_raster(tmp_path / "bright.tif", 120, 80, values=values)
+    lines = []
+    segment(sar, tmp_path / "lulc.tif", model, confidence_path=tmp_path / "confidence.tif", log=lines.append)
+    confidence = gdal.Open(str(tmp_path / "confidence.tif")).ReadAsArray()
+    assert np.all(confidence[:, 84:] <= 1 / 9 + 1e-6)
+    assert np.all(confidence[:, :76] > 0.5)
+    assert "Confidence: pixels outside -27.0..6.0 dB" in "\n".join(lines)

@@ -26,7 +26,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .blending import BlockAccumulator, blend_weights, to_probabilities
-from .distribution import check_input_distribution
+from .distribution import MARGIN_DB, check_input_distribution
 from .coverage import DataCoverage, ModelGridCoverage
 from .errors import CancelledError, InputRasterError, ModelContractError, OptionError
 from .memory import (CPU_RUN_BUDGET, MEMORY_SHARE, available_memory_bytes, bounded_gdal_cache, gpu_batch_size,
@@ -124,6 +124,7 @@ class _Settings:
     batch_size: int
     water_threshold: float | None
     scene: SceneStatistics | None = None  # of the whole raster, for scene-normalised models
+    familiar_db: tuple[float, float] | None = None  # dB the model learnt; confidence elsewhere: chance level
 
 
 @dataclass
@@ -232,6 +233,8 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
             log(f"Scene normalisation: {level} {settings.scene.level(contract.norm_mode):.2f} dB removed (from "
                 f"{settings.scene.pixels} pixels sampled over the whole raster; scene median "
                 f"{settings.scene.median:.2f} dB); the map does not depend on the absolute calibration")
+        if task == "lulc" and extra_path:
+            settings.familiar_db = _familiar_range(contract, log)
         plan = TilePlan(source.band_reader.width, source.band_reader.height, settings.tile_size,
                         settings.tile_overlap, options.block_size)
         settings.batch_size = _fit_in_memory(settings, len(contract.classes) if task == "lulc" else 1, plan,
@@ -351,6 +354,20 @@ def _stream_threshold(blocks: list[Window], source: BackscatterReader, threshold
         valid_pixels += int(valid.sum())
         progress(100.0 * done / len(blocks))
     return valid_pixels
+
+
+def _familiar_range(contract: ModelContract, log) -> tuple[float, float] | None:
+    """The dB range the model learnt (its training pixels' lowest and highest declared percentiles, widened by
+    the input check's margin), for a model of absolute levels that declares it; None otherwise."""
+    distribution = contract.input_distribution
+    if contract.norm_mode in SCENE_NORM_MODES or distribution is None or len(distribution.pixel_db_percentiles) < 2:
+        return None
+    (low_p, low), (high_p, high) = distribution.pixel_db_percentiles[0], distribution.pixel_db_percentiles[-1]
+    familiar = (low - MARGIN_DB, high + MARGIN_DB)
+    log(f"Confidence: pixels outside {familiar[0]:.1f}..{familiar[1]:.1f} dB (the model's training pixels' "
+        f"{low_p:g}th..{high_p:g}th percentiles, +-{MARGIN_DB:g} dB) get at most the chance level "
+        f"1/{len(contract.classes)}: the model has not seen such backscatter")
+    return familiar
 
 
 def _anchor_relative(input_reader: BackscatterReader, source: BackscatterReader, log) -> None:
@@ -755,10 +772,15 @@ def _stream(task, plan: TilePlan, blocks: list[Window], reader: BackscatterReade
         window = plan.read_window(block)
         db, valid = reader.read(window)
         model_input = prepare_input(db, valid, contract, settings.scene) if valid.any() else None
-        return block, window, model_input, valid
+        unfamiliar = None
+        if settings.familiar_db is not None and model_input is not None:
+            low, high = settings.familiar_db
+            inner = db[block.slices_in(window)]
+            unfamiliar = (inner < low) | (inner > high)
+        return block, window, model_input, valid, unfamiliar
 
     with Prefetch(blocks, read) as prefetched, BackgroundWriter() as writer:
-        for block, window, model_input, valid in prefetched:
+        for block, window, model_input, valid, unfamiliar in prefetched:
             if is_cancelled():
                 raise CancelledError("Cancelled by the user; no output was written.")
             parts = carried.pop(block, [])
@@ -797,7 +819,7 @@ def _stream(task, plan: TilePlan, blocks: list[Window], reader: BackscatterReade
             block_valid = valid[block.slices_in(window)]
             valid_pixels += int(block_valid.sum())
             writer.submit(functools.partial(_write_block, task, accumulator, block_valid, block, contract, settings,
-                                            outputs))
+                                            outputs, unfamiliar))
             work.block_written(block)
     return tiles_run, valid_pixels
 
@@ -905,13 +927,18 @@ def _classes(task, contract: ModelContract, water_threshold: float | None, score
     return to_probabilities(scores.copy(), contract.output_activation)[:, 0] >= water_threshold
 
 
-def _write_block(task, accumulator: BlockAccumulator, valid, block, contract, settings, outputs) -> None:
-    """Classes (or water mask) and the optional score raster of one block; invalid pixels get nodata."""
+def _write_block(task, accumulator: BlockAccumulator, valid, block, contract, settings, outputs,
+                 unfamiliar=None) -> None:
+    """Classes (or water mask) and the optional score raster of one block; invalid pixels get nodata.
+    ``unfamiliar``: pixels whose backscatter lies outside what the model learnt, whose confidence is
+    held at chance level (the model is guessing there, however sure its softmax looks)."""
     probabilities = accumulator.probabilities()
     if task == "lulc":
         codes = np.array([c.code for c in contract.classes], dtype=np.uint8)
         labels = np.where(valid, codes[probabilities.argmax(axis=0)], LULC_NODATA).astype(np.uint8)
         scores = probabilities.max(axis=0)
+        if unfamiliar is not None:
+            scores = np.where(unfamiliar, np.minimum(scores, np.float32(1.0 / len(codes))), scores)
     else:
         scores = probabilities[0]
         labels = np.where(valid, scores >= settings.water_threshold, WATER_NODATA).astype(np.uint8)
