@@ -448,6 +448,13 @@ def destination_file(destination: str) -> tuple[Path | None, str | None]:
     return Path(destination.split("|")[0]), None
 
 
+def destination_of(value) -> tuple[Path | None, str | None]:
+    """`destination_file` of a destination parameter's value (a path, or an output definition)."""
+    if isinstance(value, QgsProcessingOutputLayerDefinition):
+        value = value.sink.staticValue()
+    return destination_file(value) if isinstance(value, str) else (None, None)
+
+
 def _input_files(value, context) -> list[str]:
     """The files an input parameter value reads: a layer (by id, name or source), a feature source
     definition, a file path, or a list of them."""
@@ -469,8 +476,7 @@ def file_extension_problem(algorithm: QgsProcessingAlgorithm, parameters: dict, 
     for definition in algorithm.destinationParameterDefinitions():
         if not isinstance(definition, QgsProcessingParameterFileDestination):
             continue
-        value = parameters.get(definition.name())
-        path, _ = destination_file(value) if isinstance(value, str) else (None, None)
+        path, _ = destination_of(parameters.get(definition.name()))
         extensions = re.findall(r"\*\.(\w+)", definition.fileFilter())
         if path is None or not extensions or path.suffix.lower().lstrip(".") in extensions:
             continue
@@ -500,10 +506,7 @@ def geopackage_problem(algorithm: QgsProcessingAlgorithm, parameters: dict) -> s
     a layer destination (ogr:dbname=... table=...) adds a table; outputs an algorithm rebuilds itself
     (``GEOPACKAGE_OUTPUTS_REBUILT``, e.g. the field package, which keeps its observations) are its own."""
     for definition in algorithm.destinationParameterDefinitions():
-        value = parameters.get(definition.name())
-        if isinstance(value, QgsProcessingOutputLayerDefinition):
-            value = value.sink.staticValue()
-        path, table = destination_file(value) if isinstance(value, str) else (None, None)
+        path, table = destination_of(parameters.get(definition.name()))
         if (path is None or table or path.suffix.lower() != ".gpkg" or not path.is_file()
                 or definition.name() in getattr(algorithm, "GEOPACKAGE_OUTPUTS_REBUILT", ())):
             continue
@@ -528,9 +531,7 @@ def run_files(algorithm: QgsProcessingAlgorithm, parameters: dict, context) -> t
             continue
         label = f"{definition.description()} ({definition.name()})"
         if definition.isDestination():
-            if isinstance(value, QgsProcessingOutputLayerDefinition):
-                value = value.sink.staticValue()
-            path, _ = destination_file(value) if isinstance(value, str) else (None, None)
+            path, _ = destination_of(value)
             if path is not None:
                 outputs[f"output {label}"] = str(path)
         else:

@@ -375,7 +375,7 @@ def _anchor_relative(input_reader: BackscatterReader, source: BackscatterReader,
     level (`SceneStatistics.land_median`) is moved to RELATIVE_LAND_DB. A scene of one surface cannot
     be told from its opposite this way; the log says so."""
     scene = SceneStatistics.of(input_reader.sample_db())
-    offset = RELATIVE_LAND_DB - scene.land_median
+    offset = scene.relative_anchor
     input_reader.offset_db = source.offset_db = offset
     log(f"Relative brightness: only contrasts count, the scene's land level ({scene.land_median:.1f} dB on the "
         f"nominal stretch) is moved to {RELATIVE_LAND_DB:g} dB ({offset:+.1f} dB). A scene of one surface (all "

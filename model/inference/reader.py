@@ -12,9 +12,9 @@ from osgeo import gdal
 
 from .errors import InputRasterError
 from .metadata import NORM_SCENE_LAND, SCENE_NORM_MODES, ModelContract
-from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, apply_scaling, band_scaling,
-                        check_backscatter_band, filter_halo, sample_valid_values, speckle_filter_db, to_db,
-                        valid_mask)
+from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, RELATIVE_LAND_DB, InputUnits, SpeckleFilter, apply_scaling,
+                        band_scaling, check_backscatter_band, filter_halo, sample_valid_values, speckle_filter_db,
+                        to_db, valid_mask)
 from .threshold import otsu_threshold
 from .windows import Window
 
@@ -207,6 +207,12 @@ class SceneStatistics:
         split = otsu_threshold(values)  # None for a constant sample; else pixels lie above it
         brighter = values[values > split] if split is not None else values
         return cls(median, float(np.median(brighter)), int(values.size))
+
+    @property
+    def relative_anchor(self) -> float:
+        """The shift (dB) that puts a relative input's land level on RELATIVE_LAND_DB, the land of calibrated
+        scenes: how the engine and training read 8-bit stretches alike."""
+        return RELATIVE_LAND_DB - self.land_median
 
     def level(self, norm_mode: str) -> float:
         """The level a model of ``norm_mode`` has removed from every pixel (dB)."""

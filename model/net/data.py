@@ -41,8 +41,8 @@ from ..inference.metadata import NORM_FIXED, SCENE_NORM_MODES
 from ..inference.reader import SceneStatistics, open_raster, prepare_input
 from ..inference.resample import ModelGrid, decide_model_grid, open_on_model_grid, power_view_xml, resampling_to_model
 from ..inference.errors import InputRasterError
-from ..inference.sar_input import (ALOS2_CALIBRATION_FACTOR_DB, RELATIVE_LAND_DB, InputUnits, apply_scaling,
-                                   band_scaling, detect_band_units, sample_valid_values, to_db, UNITS_FLAGS,
+from ..inference.sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, apply_scaling, band_scaling,
+                                   detect_band_units, sample_valid_values, to_db, UNITS_FLAGS,
                                    valid_mask)
 from ..inference.windows import Window
 from .losses import IGNORE_INDEX
@@ -285,7 +285,7 @@ class SarRaster:
         else:
             self.scene = SceneStatistics.of(self.sample_db())
             if not self.units.calibrated:
-                self.offset_db = RELATIVE_LAND_DB - self.scene.land_median
+                self.offset_db = self.scene.relative_anchor
                 self._sample = self._sample + np.float32(self.offset_db)
                 self.scene = SceneStatistics.of(self._sample)
 
