@@ -16,6 +16,7 @@ from pathlib import Path
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsColorRampShader,
+    QgsDataProvider,
     QgsFillSymbol,
     QgsGradientColorRamp,
     QgsGradientStop,
@@ -24,6 +25,7 @@ from qgis.core import (
     QgsPalettedRasterRenderer,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingUtils,
     QgsProject,
     QgsRasterLayer,
     QgsRasterShader,
@@ -113,6 +115,14 @@ def write_style_sidecar(raster_path, style_path, final_path, make_renderer) -> N
         raise QgsProcessingException(f"Could not write the style file '{style_sidecar_path(final_path)}': {message}")
 
 
+def reopen_on_this_thread(layer) -> None:
+    """Open the layer's data again, here on the main thread where post-processors run. The layer
+    was opened on Processing's worker thread (the run hands it over so Processing finds it by path),
+    and what GDAL and PROJ made there dies with that thread: the layer's CRS would turn empty
+    some 30 s after the run, and so would that of everything QGIS writes from it."""
+    layer.setDataSource(layer.source(), layer.name(), layer.providerType(), QgsDataProvider.ProviderOptions())
+
+
 class ApplyStyleSidecar(QgsProcessingLayerPostProcessorInterface):
     """Applies an output's .qml sidecar when Processing loads the output into the project; a score
     raster (confidence, probability) is unchecked and kept just below its class map, which it
@@ -125,6 +135,7 @@ class ApplyStyleSidecar(QgsProcessingLayerPostProcessorInterface):
         self.role = role
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
+        reopen_on_this_thread(layer)
         message, loaded = layer.loadNamedStyle(str(self.qml_path))
         if not loaded:
             feedback.reportError(f"Could not apply the style '{self.qml_path}': {message}")
@@ -198,6 +209,7 @@ def hand_over_results(context, classes_path, classes_name: str, score_path=None,
             continue
         details = context.layerToLoadOnCompletionDetails(path)
         details.name = name
+        details.layerTypeHint = QgsProcessingUtils.LayerHint.Raster
         post_processor = ApplyStyleSidecar(style_sidecar_path(path), run_layers, role)
         _LIVE_POST_PROCESSORS[path] = post_processor
         details.setPostProcessor(post_processor)
