@@ -88,8 +88,7 @@ class AreaStatisticsAlgorithm(FieldWorkAlgorithm):
         layer, source, legend = self.class_raster(parameters, self.INPUT, context, require_legend=False)
         zones = self.zones(parameters, context, layer.crs(), feedback)
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
-        destination = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        check_destination(destination, "statistics table", [source])
+        check_destination(parameters.get(self.OUTPUT), "statistics table", [source])
         if html_path:
             check_destination(html_path, "report", [source])
 

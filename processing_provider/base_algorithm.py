@@ -207,6 +207,17 @@ class PluginAlgorithm(QgsProcessingAlgorithm):
             return False, problem
         return super().checkParameterValues(parameters, context)
 
+    def optional_output_layer(self, parameters, name, context) -> str | None:
+        """The destination of an optional layer output, or None when left empty. A batch row gives an
+        empty output as an empty output definition: asking Processing for its layer would queue a
+        nameless layer to load, reported in red as "not correctly generated"."""
+        value = parameters.get(name)
+        if isinstance(value, QgsProcessingOutputLayerDefinition):
+            value, _ = value.sink.valueAsString(context.expressionContext(), "")
+        if value is None or value == "":
+            return None
+        return self.parameterAsOutputLayer(parameters, name, context) or None
+
     def raster_file(self, parameters, name, context):
         """(layer, GDAL source) of the raster parameter ``name``; layers GDAL cannot open by name are refused."""
         layer = self.parameterAsRasterLayer(parameters, name, context)
@@ -365,7 +376,7 @@ class SarLulcAlgorithm(PluginAlgorithm):
         parameters = self.with_option_texts(parameters)
         options = self.run_options(parameters, context)
         output_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        extra_path = self.parameterAsOutputLayer(parameters, self.EXTRA_OUTPUT, context) or None
+        extra_path = self.optional_output_layer(parameters, self.EXTRA_OUTPUT, context)
         try:
             self.run_model(
                 engine, self.input_path(parameters, context), output_path,

@@ -12,7 +12,7 @@ from qgis.core import QgsPalettedRasterRenderer, QgsProcessingException
 from ..model.fieldwork.legend import ClassEntry, ClassLegend, open_class_raster, read_legend
 from ..model.inference.errors import InferenceError
 from ..model.inference.writer import check_outputs
-from .base_algorithm import PluginAlgorithm, destination_file
+from .base_algorithm import PluginAlgorithm, destination_file, destination_of
 
 class FieldWorkAlgorithm(PluginAlgorithm):
     """Base of the algorithms that turn a class raster into statistics, polygons, maps and packages."""
@@ -77,10 +77,12 @@ def set_layer_metadata(source: str, items: dict) -> None:
     layer = dataset = None
 
 
-def check_destination(destination: str, label: str, inputs=()) -> None:
+def check_destination(destination, label: str, inputs=()) -> None:
     """Refuse, before any work, an output that would overwrite an input or whose folder is missing or not
-    writable (the engine's check, with its messages)."""
-    path, _ = destination_file(destination)
+    writable (the engine's check, with its messages). ``destination`` is a path or a destination
+    parameter's value, read as given: asking Processing for a sink's output layer would add a second,
+    never-made layer to load (a false "not correctly generated")."""
+    path, _ = destination_of(destination)
     if path is None:
         return
     with engine_errors():

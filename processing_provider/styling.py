@@ -159,7 +159,7 @@ class ApplyLayerStyle(QgsProcessingLayerPostProcessorInterface):
         self.style = style
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
-        if not self.style.writeToLayer(layer):
+        if self.style.writeToLayer(layer) is False:  # QGIS 3.22 returns nothing; later versions say if it failed
             feedback.reportError(f"Could not apply the style to '{layer.name()}'.")
             return
         layer.triggerRepaint()

@@ -90,9 +90,8 @@ class VectoriseAlgorithm(FieldWorkAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         parameters = self.with_option_texts(parameters)
         layer, source, legend = self.class_raster(parameters, self.INPUT, context)
-        destination = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        raster_output = self.parameterAsOutputLayer(parameters, self.OUTPUT_RASTER, context) or None
-        check_destination(destination, "polygon output", [source])
+        raster_output = self.optional_output_layer(parameters, self.OUTPUT_RASTER, context)
+        check_destination(parameters.get(self.OUTPUT), "polygon output", [source])
         smoothing = dict(SMOOTHING)[self.parameterAsEnumString(parameters, self.SMOOTHING, context) or "none"]
         with engine_errors():
             areas = pixel_areas(open_class_raster(source))

@@ -46,17 +46,30 @@ def project():
     QgsProject.instance().removeAllMapLayers()
 
 
-def run_like_the_dialog(algorithm_id, parameters, outputs, project):
-    """Run on the task manager's worker thread, load the results as the dialog does, and wait past
-    the end of the worker thread; the loaded layers by name."""
+class RecordedFeedback(QgsProcessingFeedback):
+    """What the dialog would show in red."""
+
+    def __init__(self):
+        super().__init__()
+        self.errors = []
+
+    def reportError(self, error, fatalError=False):  # noqa: N802, N803 (QGIS API)
+        self.errors.append(error)
+
+
+def run_like_the_dialog(algorithm_id, parameters, outputs, project, red=None):
+    """Run on the task manager's worker thread, load the results as the dialog does (each output a
+    layer definition to load, "" for an output left empty, as a batch row gives it), and wait past
+    the end of the worker thread; the loaded layers by name. No red text unless ``red`` collects it."""
     from processing.gui.Postprocessing import handleAlgorithmResults
 
     algorithm = QgsApplication.processingRegistry().createAlgorithmById(algorithm_id)
     context = QgsProcessingContext()
     context.setProject(project)
-    feedback = QgsProcessingFeedback()
+    feedback = RecordedFeedback()
     for name, path in outputs.items():
         parameters[name] = QgsProcessingOutputLayerDefinition(str(path), project)
+        parameters[name].destinationName = algorithm.parameterDefinition(name).description()
     task = QgsProcessingAlgRunnerTask(algorithm, parameters, context, feedback)
     finished = {}
 
@@ -70,6 +83,10 @@ def run_like_the_dialog(algorithm_id, parameters, outputs, project):
         pump(0.05)
     assert finished.get("ok"), "the run failed or did not finish"
     pump(1.5)  # the worker thread is gone (expiry 0.2 s)
+    if red is None:
+        assert feedback.errors == []
+    else:
+        red.extend(feedback.errors)
     return {layer.name(): layer for layer in project.mapLayers().values()}
 
 
@@ -119,6 +136,25 @@ def test_water_and_vectorise_results_keep_their_crs(sarlulc_provider, lulc_model
     generalised = layers["classes - generalised classes"]
     assert generalised.crs().authid() == f"EPSG:{EPSG}" and generalised.crs().toWkt()
     assert set(geopackage_srs_ids(tmp_path / "p.gpkg").values()) == {EPSG}
+
+
+def test_temporary_and_empty_outputs_load_without_red_errors(sarlulc_provider, lulc_model, tmp_path, project):
+    """Default temporary outputs of the field-work algorithms, and an optional output left empty in a
+    batch row: the results load, and nothing is reported as "not correctly generated"."""
+    import processing
+
+    scene = write_sar_raster(tmp_path / "scene.tif", 128, 128, epsg=EPSG)
+    segmented = run_like_the_dialog("sarlulc:segment", {"INPUT": scene, "MODEL": lulc_model},
+                                    {"OUTPUT": tmp_path / "classes.tif", "OUTPUT_CONFIDENCE": ""}, project)
+    assert set(segmented) == {"scene - land cover"}
+    classes = processing.run("sarlulc:segment", {"INPUT": scene, "MODEL": lulc_model,
+                                                 "OUTPUT": str(tmp_path / "c.tif")})["OUTPUT"]
+    areas = run_like_the_dialog("sarlulc:areastats", {"INPUT": classes}, {"OUTPUT": "TEMPORARY_OUTPUT"}, project)
+    assert "Class areas" in areas and areas["Class areas"].featureCount() > 0
+    polygons = run_like_the_dialog("sarlulc:vectorise", {"INPUT": classes, "MIN_AREA": 500},
+                                   {"OUTPUT": "TEMPORARY_OUTPUT", "OUTPUT_RASTER": ""}, project)
+    assert polygons["Class polygons"].renderer().type() == "categorizedSymbol"  # styled, without a red word
+    assert "c - generalised classes" not in polygons
 
 
 def test_the_example_model_runs_without_ogr_messages(sarlulc_provider, lulc_model, water_model, tmp_path, project):
