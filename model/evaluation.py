@@ -31,8 +31,8 @@ from .classes import LULC_CLASSES, WATER_CLASSES
 from .inference.errors import InferenceError
 from .inference.reader import open_raster, reading
 from .inference.writer import PendingFiles, check_outputs
+from .inference.errors import gdal_exceptions
 
-gdal.UseExceptions()
 
 TASKS = ("lulc", "water")
 WATER_CODE = WATER_CLASSES[0][0]
@@ -387,6 +387,7 @@ mIoU averages the others.</p>
     pathlib.Path(path).write_text(document, encoding="utf-8")
 
 
+@gdal_exceptions()
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.evaluation",
                                      description="Compare a class raster with a reference on the same grid.")

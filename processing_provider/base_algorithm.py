@@ -32,7 +32,7 @@ from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
 
 from ..dependencies import PLUGIN_DIR, onnxruntime_problem
-from ..model.inference.errors import InferenceError
+from ..model.inference.errors import InferenceError, gdal_exceptions
 from ..model.inference.reader import open_raster
 from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, not_backscatter_reason
 from ..model.inference.session import DEVICES, PRECISIONS, check_model_file  # imports onnxruntime only when a session starts
@@ -146,6 +146,16 @@ class BandWithDefault(QgsProcessingParameterBand):
 class PluginAlgorithm(QgsProcessingAlgorithm):
     """What every SAR LULC algorithm shares: its icon and help, enum options given as text or index,
     and raster inputs read by GDAL from their file."""
+
+    # What QGIS calls on an algorithm and the core does inside: GDAL raises exceptions there, as the
+    # core expects, and nowhere else in the QGIS process.
+    GDAL_SCOPED_METHODS = ("checkParameterValues", "prepareAlgorithm", "processAlgorithm", "postProcessAlgorithm")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in cls.GDAL_SCOPED_METHODS:
+            if name in vars(cls):
+                setattr(cls, name, gdal_exceptions()(vars(cls)[name]))
 
     def createInstance(self):  # noqa: N802 (QGIS API)
         return type(self)()
@@ -586,6 +596,7 @@ def latest_backscatter_layer_id() -> str | None:
     return None
 
 
+@gdal_exceptions()
 def may_be_backscatter(source: str) -> bool:
     """Whether band 1 of the raster ``source`` may be SAR backscatter (GDAL reads its header only)."""
     try:

@@ -42,6 +42,7 @@ def short_lived_threads():
 
 @pytest.fixture
 def project():
+    QgsProject.instance().removeAllMapLayers()  # what earlier tests loaded
     yield QgsProject.instance()
     QgsProject.instance().removeAllMapLayers()
 

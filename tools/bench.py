@@ -40,6 +40,7 @@ from model.inference.metadata import ModelContract, bundled_model_path  # noqa: 
 from model.inference.reader import BandReader, SceneStatistics, open_raster, prepare_input  # noqa: E402
 from model.inference.session import DEVICES, PRECISIONS, ModelSession  # noqa: E402
 from model.inference.windows import TilePlan  # noqa: E402
+from model.inference.errors import gdal_exceptions  # noqa: E402
 
 
 def bench_model(folder: pathlib.Path, conv_layers: int) -> pathlib.Path:
@@ -162,6 +163,7 @@ def run_child(raster_path, model_path, output, args, profile=False) -> dict:
     return measured
 
 
+@gdal_exceptions()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1024,2048,4096,12000", help="square raster edges, comma-separated")

@@ -27,6 +27,7 @@ from model.net.configs import NAMED_CONFIGS, named_config  # noqa: E402
 from model.net.losses import FocalDiceLoss  # noqa: E402
 from model.net.mixmae import MixMAE  # noqa: E402
 from model.net.segmentor import Segmentor  # noqa: E402
+from model.inference.errors import gdal_exceptions  # noqa: E402
 
 
 def step_rate(model: torch.nn.Module, loss_of, images: torch.Tensor, runtime: engine.Runtime, amp: str,
@@ -53,6 +54,7 @@ def step_rate(model: torch.nn.Module, loss_of, images: torch.Tensor, runtime: en
     return iterations * images.shape[0] / elapsed
 
 
+@gdal_exceptions()
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", default="tiny-cpu,paper", help="comma-separated: " + ", ".join(NAMED_CONFIGS))

@@ -28,6 +28,7 @@ from model.inference import engine  # noqa: E402
 from model.net.data import (LabelRaster, ReadOptions, SarRaster, chip_mask, find_pairs,  # noqa: E402
                             screen_water_chips)
 from tools.evaluate_set import engine_ready  # noqa: E402
+from model.inference.errors import gdal_exceptions  # noqa: E402
 
 CANDIDATES = tuple(round(t, 2) for t in np.arange(0.2, 0.951, 0.05))
 WATER, NODATA = 1, 0  # codes of the engine-ready reference (model.net.data: water, nodata)
@@ -61,6 +62,7 @@ def threshold_counts(model: pathlib.Path, listings: list[str], candidates=CANDID
     return counts
 
 
+@gdal_exceptions()
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, type=pathlib.Path, help="the water model (ONNX)")

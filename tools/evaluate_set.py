@@ -38,6 +38,7 @@ from model.inference.threshold import otsu_threshold  # noqa: E402
 from model.inference.writer import OutputRaster, all_or_none  # noqa: E402
 from model.net.data import PROFILES, LabelRaster, ReadOptions, Scene, SarRaster, find_pairs  # noqa: E402
 from model.inference.windows import Window  # noqa: E402
+from model.inference.errors import gdal_exceptions  # noqa: E402
 
 NOMINAL_GRID_EPSG, NOMINAL_ORIGIN, NOMINAL_PIXEL_M = 32633, (500000.0, 5000000.0), 10.0
 
@@ -172,6 +173,7 @@ def summary(result: Evaluation, model: pathlib.Path | None, scenes: int, shift_d
     }
 
 
+@gdal_exceptions()
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", type=pathlib.Path,

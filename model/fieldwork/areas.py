@@ -17,7 +17,6 @@ from osgeo import gdal, osr
 
 from ..inference.errors import InputRasterError
 
-gdal.UseExceptions()
 
 DISTORTION_WARNING = 0.01  # warn when planar areas differ from ground areas by more than this share
 

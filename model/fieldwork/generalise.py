@@ -20,8 +20,6 @@ from ..inference.errors import CancelledError, OptionError, OutputError
 from ..inference.writer import OutputRaster, all_or_none, check_outputs
 from .legend import ClassLegend, open_class_raster
 
-gdal.UseExceptions()
-ogr.UseExceptions()
 
 MAJORITY_SIZES = (0, 3, 5, 7)  # window edge of the majority filter in pixels; 0: no smoothing
 CODE_FIELD = "code"

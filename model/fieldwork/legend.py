@@ -14,7 +14,6 @@ from osgeo import gdal
 from ..inference.errors import ClassRasterError, InputRasterError
 from ..inference.metadata import PROVENANCE_KEYS
 
-gdal.UseExceptions()
 
 INTEGER_TYPES = (gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32)
 NO_COLOUR = "#9e9e9e"  # classes named in the legend but missing from the colour table

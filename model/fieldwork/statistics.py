@@ -22,8 +22,6 @@ from ..inference.errors import CancelledError, ClassRasterError, OutputError
 from .areas import PixelAreas, pixel_areas
 from .legend import HOW_TO_GET_A_LEGEND, ClassEntry, ClassLegend, numbered_legend, open_class_raster, read_legend
 
-gdal.UseExceptions()
-ogr.UseExceptions()
 
 _STRIP_PIXELS = 1 << 22  # about 4 M pixels per strip: a few tens of MB at most
 MAX_CLASSES = 1000  # more distinct codes than this: not a class raster

@@ -7,7 +7,7 @@ import signal
 import sys
 
 from .engine import OUTPUT_GRIDS, WATER_METHODS, RunOptions, detect_water, segment
-from .errors import CancelledError, InferenceError
+from .errors import CancelledError, InferenceError, gdal_exceptions
 from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, UNITS_FLAGS, SpeckleFilter
 from .session import DEVICES, PRECISIONS
 
@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@gdal_exceptions()
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     options = RunOptions(band=args.band, device=args.device, tile_size=args.tile_size, tile_overlap=args.overlap,

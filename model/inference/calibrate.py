@@ -20,7 +20,6 @@ from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, band_scaling, c
 from .windows import Window
 from .writer import OutputRaster, all_or_none, check_free_space, check_outputs, raster_bytes
 
-gdal.UseExceptions()
 
 OUTPUT_NODATA = -9999.0
 OUTPUT_UNITS = ("db", "linear")

@@ -18,7 +18,6 @@ from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, RELATIVE_LAND_DB, InputUnit
 from .threshold import otsu_threshold
 from .windows import Window
 
-gdal.UseExceptions()
 
 
 def open_raster(path, role: str = "input raster") -> gdal.Dataset:

@@ -24,7 +24,6 @@ from .errors import CancelledError, InputRasterError, OutputError
 from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, DB_RANGE, RELATIVE_STRETCH_DB, InputUnits, band_scaling,
                         ground_pixel_size_m)
 
-gdal.UseExceptions()
 
 RESAMPLING_TO_MODEL = ("average", "bilinear")
 RESAMPLING_TO_INPUT = ("nearest", "bilinear")

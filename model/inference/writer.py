@@ -33,7 +33,6 @@ from .errors import OutputError
 from .resample import DEFAULT_CREATION_OPTIONS, warp_back_to_input_grid
 from .windows import Window
 
-gdal.UseExceptions()
 
 # Output formats by file extension: (GDAL driver, name shown to users). Only lossless formats
 # whose GDAL driver keeps values, nodata and georeferencing (checked in the tests); the data

@@ -47,7 +47,6 @@ from ..inference.sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, appl
 from ..inference.windows import Window
 from .losses import IGNORE_INDEX
 
-gdal.UseExceptions()
 
 SAR_SUFFIX = "_sar.tif"
 LABEL_SUFFIX = "_label.tif"

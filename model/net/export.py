@@ -25,6 +25,7 @@ from ..inference.metadata import ACTIVATION_OF_TASK, ClassInfo, InputDistributio
 from .configs import NetConfig
 from .data import Normalisation
 from .segmentor import Segmentor
+from ..inference.errors import gdal_exceptions
 
 DEFAULT_GSD_M = 10.0
 OPSET = 17
@@ -110,6 +111,7 @@ def parity(model: Segmentor, path: pathlib.Path, tile_size: int, batch: int = 2,
     return float(np.abs(onnx_out - torch_out).max())
 
 
+@gdal_exceptions()
 def main(argv=None) -> int:
     args = parse_args(argv)
     model, checkpoint = load_model(args.checkpoint)

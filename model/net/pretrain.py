@@ -25,6 +25,7 @@ from .data import (Normalisation, UnlabelledCrops, add_read_arguments, find_imag
                    read_options)
 from .losses import SARW_DOMAINS
 from .mixmae import CELL, MixMAE
+from ..inference.errors import gdal_exceptions
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -97,6 +98,7 @@ def weight_summary(model: MixMAE, images: torch.Tensor, valid: torch.Tensor) -> 
             "mean": float(weights.mean())}
 
 
+@gdal_exceptions()
 def main(argv=None) -> int:
     return engine.run_cli(parse_args(argv), run)
 

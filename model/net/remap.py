@@ -26,6 +26,7 @@ import rasterio
 from rasterio.windows import Window
 
 from ..classes import LULC_CLASSES
+from ..inference.errors import gdal_exceptions
 
 TABLES = pathlib.Path(__file__).with_name("remap_tables")
 NODATA = 0
@@ -138,6 +139,7 @@ def _blocks(reader):
         yield Window(0, y, reader.width, min(rows, reader.height - y))
 
 
+@gdal_exceptions()
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m model.net.remap", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -26,6 +26,7 @@ from .data import (CalibrationJitter, LabelRaster, Normalisation, SegmentationCr
                    profile_shares, task_histogram, validation_tiles, WATER_LABEL_CONTRAST_DB)
 from .losses import IGNORE_INDEX, FocalDiceLoss, class_weights
 from .segmentor import Segmentor
+from ..inference.errors import gdal_exceptions
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -175,6 +176,7 @@ def iou_per_class(confusion: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / union, np.nan)
 
 
+@gdal_exceptions()
 def main(argv=None) -> int:
     return engine.run_cli(parse_args(argv), run)
 

@@ -7,8 +7,10 @@ import sys
 from .generate import generate_set
 from .geotiff import CRS_CHOICES, UNITS
 from .variation import VARIABILITY
+from ..inference.errors import gdal_exceptions
 
 
+@gdal_exceptions()
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m model.simulate",

@@ -17,7 +17,6 @@ from ..classes import LULC_CLASSES
 from ..inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, db_to_power
 from .scene import NODATA_LABEL, PIXEL_M, Scene
 
-gdal.UseExceptions()
 
 UNITS = ("db", "linear", "dn")
 NODATA = {"db": -9999.0, "linear": 0.0, "dn": 0}
