@@ -28,7 +28,7 @@ from osgeo import gdal, osr
 from .blending import BlockAccumulator, blend_weights, to_probabilities
 from .distribution import MARGIN_DB, check_input_distribution
 from .coverage import DataCoverage, ModelGridCoverage
-from .errors import CancelledError, InputRasterError, ModelContractError, OptionError
+from .errors import CancelledError, InputRasterError, ModelContractError, OptionError, gdal_exceptions
 from .memory import (CPU_RUN_BUDGET, MEMORY_SHARE, available_memory_bytes, bounded_gdal_cache, gpu_batch_size,
                      gpu_free_memory_bytes, run_memory_bytes)
 from .metadata import NORM_SCENE_LAND, SCENE_NORM_MODES, TILE_MULTIPLE, ModelContract, bundled_model_path
@@ -98,7 +98,7 @@ def segment(input_path, output_path, model_path=None, confidence_path=None, opti
     """LULC class raster (uint8 codes, nodata 0) and optional confidence (max probability, nodata -1);
     with ``style``, each gets a .qml style file committed with it. ``log`` gets the information
     lines, ``warn`` the warnings (default: ``log`` with "Warning: ")."""
-    with reading(input_path), bounded_gdal_cache():
+    with gdal_exceptions(), reading(input_path), bounded_gdal_cache():
         return _run("lulc", input_path, output_path, model_path, confidence_path, options or RunOptions(),
                     progress, is_cancelled, log, style, warn)
 
@@ -112,7 +112,7 @@ def detect_water(input_path, output_path, model_path=None, probability_path=None
     With ``options.method`` = "threshold" no model runs: the mask thresholds the backscatter at a
     level found automatically for the whole raster, and there is no probability. The model given
     (or the bundled one) then only sets the working grid (its pixel size) and the legend."""
-    with reading(input_path), bounded_gdal_cache():
+    with gdal_exceptions(), reading(input_path), bounded_gdal_cache():
         return _run("water", input_path, output_path, model_path, probability_path, options or RunOptions(),
                     progress, is_cancelled, log, style, warn)
 
