@@ -4,6 +4,7 @@ Subclasses name their task and add their own parameters and outputs; the inferen
 is the core in ``model/inference`` (no QGIS there), driven through its public API.
 """
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -19,6 +20,8 @@ from qgis.core import (
     QgsProcessingParameterBand,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
@@ -50,6 +53,12 @@ INPUT_HELP = (
     "terrain-corrected, like ALOS-2 PALSAR-2 mosaic tiles and L2.1 products or sigma0/gamma0 "
     "exported by SNAP. <b>Band</b>: the HH band of a multi-band raster (the log names the band "
     "used). The raster needs a CRS; it is only read, never modified.</p>"
+    "<p><b>Map only this extent</b> (optional; the dialog offers the map canvas's, a layer's or one "
+    "drawn): only the raster's pixels within it are read and mapped, and the outputs cover that "
+    "window. <b>Map only inside polygons</b> (optional; any CRS, <i>selected features only</i> "
+    "honoured): the same for the polygons' bounding box, and pixels outside the polygons are nodata. "
+    "Given both, the run maps their intersection. The model sees no context beyond the window, so "
+    "classes within one tile of its edge may differ slightly from those of a run over the whole raster.</p>"
     "<p><b>Input units</b>: <i>auto</i> tells ALOS-2 amplitude DN (16-bit integers), linear power, "
     "dB and 8-bit stretches apart from the data type, a decimated read of the whole raster and the "
     "band's description, and writes its decision and reason to the log; when it cannot tell, the run "
@@ -258,6 +267,8 @@ class SarLulcAlgorithm(PluginAlgorithm):
     BATCH_SIZE = "BATCH_SIZE"
     THREADS = "THREADS"
     PRECISION = "PRECISION"
+    EXTENT = "EXTENT"
+    MASK = "MASK"
     OUTPUT = "OUTPUT"
 
     # Set by subclasses: the model task ("lulc" or "water"), the name and description of the
@@ -282,6 +293,9 @@ class SarLulcAlgorithm(PluginAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.INPUT, "SAR raster (HH backscatter)", defaultValue=latest_backscatter_layer_id()))
         self.addParameter(BandWithDefault(self.BAND, "Band", defaultValue=1, parentLayerParameterName=self.INPUT))
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Map only this extent", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.MASK, "Map only inside polygons", [QgsProcessing.TypeVectorPolygon], optional=True))
         self.addParameter(self.choice(self.INPUT_UNITS, "Input units", [u.value for u in InputUnits]))
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
             self.CALIBRATION_FACTOR, "Calibration factor (dB)", QgsProcessingParameterNumber.Double,
@@ -384,7 +398,8 @@ class SarLulcAlgorithm(PluginAlgorithm):
         from ..model.inference import engine
 
         parameters = self.with_option_texts(parameters)
-        options = self.run_options(parameters, context)
+        options = dataclasses.replace(self.run_options(parameters, context),
+                                      area=self.area_of_interest(parameters, context, feedback))
         output_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         extra_path = self.optional_output_layer(parameters, self.EXTRA_OUTPUT, context)
         try:
@@ -400,6 +415,24 @@ class SarLulcAlgorithm(PluginAlgorithm):
         styling.hand_over_results(context, output_path, f"{input_name} - {self.OUTPUT_LAYER_NAME}",
                                   extra_path, f"{input_name} - {self.EXTRA_LAYER_NAME}")
         return {self.OUTPUT: output_path, self.EXTRA_OUTPUT: extra_path}
+
+    def area_of_interest(self, parameters, context, feedback):
+        """The engine's AreaOfInterest from EXTENT (taken into the input's CRS) and MASK (its polygons, or
+        its selected ones, as a file OGR reads: a layer without one is written to a temporary GeoPackage);
+        None when neither is given."""
+        from ..model.inference.area import AreaOfInterest
+
+        extent = polygons = None
+        if parameters.get(self.EXTENT) not in (None, ""):
+            crs = self.parameterAsRasterLayer(parameters, self.INPUT, context).crs()
+            rectangle = self.parameterAsExtent(parameters, self.EXTENT, context, crs)
+            if not rectangle.isNull():
+                extent = (rectangle.xMinimum(), rectangle.yMinimum(), rectangle.xMaximum(), rectangle.yMaximum())
+        if parameters.get(self.MASK) not in (None, ""):
+            path, layer_name = self.parameterAsCompatibleSourceLayerPathAndLayerName(
+                parameters, self.MASK, context, ["gpkg", "shp"], "gpkg", feedback)
+            polygons = f"{path}|layername={layer_name}" if layer_name else path
+        return AreaOfInterest(extent, polygons) if extent or polygons else None
 
     def input_path(self, parameters, context) -> str:
         """The GDAL source of the INPUT layer; layers GDAL cannot open by name are refused."""

@@ -15,7 +15,7 @@ from qgis.core import (
 from qgis.PyQt.QtWidgets import QPushButton
 
 COMMON = {"INPUT", "BAND", "INPUT_UNITS", "CALIBRATION_FACTOR", "SPECKLE_FILTER", "FILTER_SIZE", "MODEL", "DEVICE",
-          "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "THREADS", "PRECISION", "OUTPUT_GRID", "OUTPUT"}  # inputs: test_real_inputs_plugin
+          "EXTENT", "MASK", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "THREADS", "PRECISION", "OUTPUT_GRID", "OUTPUT"}  # inputs: test_real_inputs_plugin
 ADVANCED = {"TILE_SIZE", "OVERLAP", "BATCH_SIZE", "THREADS"}
 
 

@@ -28,6 +28,7 @@ from osgeo import gdal, osr
 from .blending import BlockAccumulator, blend_weights, to_probabilities
 from .distribution import MARGIN_DB, check_input_distribution
 from .coverage import DataCoverage, ModelGridCoverage
+from .area import AreaOfInterest, restricted_to_area
 from .errors import CancelledError, InputRasterError, ModelContractError, OptionError, gdal_exceptions
 from .memory import (CPU_RUN_BUDGET, MEMORY_SHARE, available_memory_bytes, bounded_gdal_cache, gpu_batch_size,
                      gpu_free_memory_bytes, run_memory_bytes)
@@ -75,6 +76,7 @@ class RunOptions:
     method: str = "model"  # water only: "model" | "threshold" (automatic split-based threshold in dB)
     threads: int | None = None  # ONNX Runtime's threads on the CPU (None: one per physical core)
     precision: str = "auto"  # "auto" (fp16 on a GPU where it agrees with fp32) | "fp32" | "fp16"
+    area: AreaOfInterest | None = None  # map only this extent / inside these polygons (None: the whole raster)
 
 
 @dataclass
@@ -165,8 +167,19 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     speckle_filter = SpeckleFilter(options.speckle_filter)
     thresholding = _thresholding(task, options, extra_path)
 
-    # Everything is checked before any output file exists.
-    dataset = open_raster(input_path)
+    # Everything is checked before any output file exists. With an area of interest the run reads
+    # (and its outputs cover) only the area's window of the input.
+    with restricted_to_area(open_raster(input_path), options.area, options.band, str(input_path)) as (dataset, note):
+        if note:
+            log(note)
+        return _run_on(task, dataset, input_path, output_path, model_path, extra_path, options, speckle_filter,
+                       thresholding, started, progress, is_cancelled, log, style, warn)
+
+
+def _run_on(task, dataset: gdal.Dataset, input_path, output_path, model_path, extra_path, options: RunOptions,
+            speckle_filter: SpeckleFilter, thresholding: bool, started: float, progress, is_cancelled, log,
+            style: StyleWriter | None, warn) -> RunReport:
+    """The run over ``dataset``: the input raster, or the window of it an area of interest covers."""
     band_reader = BandReader(dataset, options.band, str(input_path))
     units = _input_units(options, dataset, str(input_path), log, warn)
     model_path = _resolve_model_path(task, model_path)

@@ -178,7 +178,7 @@ def decide_model_grid(dataset: gdal.Dataset, gsd_m: float, tolerance: float = 0.
     return model_grid(dataset, gsd_m)
 
 
-def _xml_escape(text: str) -> str:
+def xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
@@ -226,12 +226,17 @@ def power_view_xml(dataset: gdal.Dataset, band: int, units: InputUnits,
     else:
         scaling = linear
     nodata_xml = "" if nodata is None else f"<NODATA>{nodata!r}</NODATA>"
+    # An explicit mask (an area of interest's cut, a .msk file): power 0, nodata, where it is 0.
+    cut = "" if source.GetMaskFlags() != gdal.GMF_PER_DATASET else (
+        f'<ComplexSource><SourceFilename relativeToVRT="0">{xml_escape(dataset.GetDescription())}</SourceFilename>'
+        f"<SourceBand>mask,{band}</SourceBand><NODATA>255</NODATA><ScaleOffset>0</ScaleOffset><ScaleRatio>0</ScaleRatio>"
+        f"</ComplexSource>")
     gt = ",".join(repr(v) for v in dataset.GetGeoTransform())
     xml = (f'<VRTDataset rasterXSize="{dataset.RasterXSize}" rasterYSize="{dataset.RasterYSize}">'
-           f"<SRS>{_xml_escape(dataset.GetProjection())}</SRS><GeoTransform>{gt}</GeoTransform>"
+           f"<SRS>{xml_escape(dataset.GetProjection())}</SRS><GeoTransform>{gt}</GeoTransform>"
            f'<VRTRasterBand dataType="Float32" band="1"><NoDataValue>0</NoDataValue><ComplexSource>'
-           f'<SourceFilename relativeToVRT="0">{_xml_escape(dataset.GetDescription())}</SourceFilename>'
-           f"<SourceBand>{band}</SourceBand>{nodata_xml}{scaling}</ComplexSource></VRTRasterBand></VRTDataset>")
+           f'<SourceFilename relativeToVRT="0">{xml_escape(dataset.GetDescription())}</SourceFilename>'
+           f"<SourceBand>{band}</SourceBand>{nodata_xml}{scaling}</ComplexSource>{cut}</VRTRasterBand></VRTDataset>")
     return xml
 
 
