@@ -56,7 +56,7 @@ class Manifest:
     def holds(self, name: str, key: dict, outputs: dict[str, pathlib.Path]) -> bool:
         """Whether tile ``name`` finished with this ``key`` and its files are still as written."""
         record = self.tiles.get(name)
-        if record is None or record.get("key") != key:
+        if record is None or record.get("key") != _as_json(key):
             return False
         if record.get("empty"):
             return True
@@ -66,7 +66,7 @@ class Manifest:
 
     def record(self, name: str, key: dict, result: TileResult, outputs: dict[str, pathlib.Path]) -> None:
         self.tiles[name] = {
-            "key": key,
+            "key": _as_json(key),
             "outputs": {role: {"file": path.relative_to(self.path.parent).as_posix(),
                                "sha256": result.checksums[role]} for role, path in outputs.items()
                         if role in result.checksums},
@@ -83,3 +83,8 @@ class Manifest:
         partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         partial.write_text(json.dumps({"version": VERSION, "tiles": self.tiles}, indent=1))
         os.replace(partial, self.path)
+
+
+def _as_json(value):
+    """``value`` as it reads back from JSON (tuples become lists), so that keys compare alike."""
+    return json.loads(json.dumps(value))
