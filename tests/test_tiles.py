@@ -216,3 +216,34 @@ def test_the_command_line_maps_tiles_and_refuses_bad_input(scene, tmp_path, caps
     (tmp_path / "empty").mkdir()
     assert tiles_cli(["water", str(tmp_path / "empty"), "-o", str(tmp_path / "out2")]) == 2
     assert "holds no GeoTIFF tile" in capsys.readouterr().err
+
+
+def test_the_processing_algorithm_maps_a_folder_and_loads_the_styled_mosaic(sarlulc_provider, scene, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject
+
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    result = processing.run("sarlulc:segmenttiles", {
+        "INPUT_FOLDER": str(scene["tiles"]), "MODEL": scene["model"], "SCORES": True,
+        "OUTPUT_FOLDER": str(tmp_path / "out")}, context=context, feedback=QgsProcessingFeedback())
+    assert result["FAILED"] == 0
+    assert result["OUTPUT"] == str(tmp_path / "out" / "land_cover.vrt")
+    assert np.array_equal(read(result["OUTPUT"]), scene["classes"])
+    assert (tmp_path / "out" / "land_cover.qml").is_file() and (tmp_path / "out" / "land_cover_confidence.qml").is_file()
+    assert "Water" in (tmp_path / "out" / "land_cover.qml").read_text()
+    assert context.willLoadLayerOnCompletion(result["OUTPUT"])
+
+
+def test_the_processing_algorithm_refuses_missing_tiles_and_bad_options(sarlulc_provider, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="Choose the tiles"):
+        processing.run("sarlulc:segmenttiles", {"OUTPUT_FOLDER": str(tmp_path / "out")})
+    algorithm = sarlulc_provider.algorithm("segmenttiles")
+    from qgis.core import QgsProcessingContext
+
+    ok, message = algorithm.checkParameterValues({"INPUT_FOLDER": str(tmp_path), "OVERLAP": 40, "TILE_SIZE": 64,
+                                                  "OUTPUT_FOLDER": str(tmp_path / "out")}, QgsProcessingContext())
+    assert not ok and "Overlap 40 is invalid" in message
