@@ -115,7 +115,7 @@ def map_tiles(source, output_folder, task: str = "lulc", model_path=None, option
     mosaic_path = str(folder / INPUTS_VRT)
     _build_vrt(mosaic_path, [tile.path for tile in tileset.tiles])
     _note_resampling(mosaic_path, contract, log)
-    if (workers > 1 or scheduler) and options.threads is None and not scheduler:
+    if workers > 1 and not scheduler and options.threads is None:  # local workers share the cores
         options = dataclasses.replace(options, threads=max(1, (os.cpu_count() or 1) // workers))
     progress(PLAN_SHARE / 2)
 
