@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.bootstrapped
 export QT_QPA_PLATFORM ?= offscreen
 ARGS    ?=
 
-.PHONY: test demo deploy package example-models bench bench-fieldwork bench-train simulate remap pretrain train export train-bundled clean
+.PHONY: test demo deploy package example-models bench bench-tiles bench-fieldwork bench-train simulate remap pretrain train export train-bundled clean
 
 $(STAMP): requirements-dev.txt tools/bootstrap.sh
 	bash tools/bootstrap.sh
@@ -28,6 +28,9 @@ example-models: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) tools/bench.py $(ARGS)
+
+bench-tiles: $(STAMP)
+	$(PY) tools/bench_tiles.py $(ARGS)
 
 bench-fieldwork: $(STAMP)
 	$(PY) tools/bench_fieldwork.py $(ARGS)

@@ -12,6 +12,7 @@ from .evaluate_algorithm import EvaluateAlgorithm
 from .fieldmap_algorithm import FieldMapAlgorithm
 from .fieldpackage_algorithm import FieldPackageAlgorithm
 from .segment_algorithm import SegmentAlgorithm
+from .segmenttiles_algorithm import SegmentTilesAlgorithm
 from .vectorise_algorithm import VectoriseAlgorithm
 from .water_detect_algorithm import WaterDetectAlgorithm
 
@@ -19,6 +20,7 @@ from .water_detect_algorithm import WaterDetectAlgorithm
 ALGORITHMS = (
     SegmentAlgorithm,
     WaterDetectAlgorithm,
+    SegmentTilesAlgorithm,
     CalibrateAlgorithm,
     EvaluateAlgorithm,
     AreaStatisticsAlgorithm,

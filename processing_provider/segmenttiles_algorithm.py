@@ -1,0 +1,235 @@
+"""SAR LULC Segment Tiles (sarlulc:segmenttiles): land cover or water over many tiles in one resumable,
+seam-free run, on this machine or on a Dask cluster."""
+
+import multiprocessing
+import sys
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputRasterLayer,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from ..dependencies import onnxruntime_problem, qgis_python
+from ..model.inference.engine import WATER_METHODS
+from ..model.inference.errors import InferenceError
+from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter
+from ..model.inference.session import DEVICES, PRECISIONS
+from . import styling
+from .base_algorithm import (BUNDLED_TILE_SIZE, INPUT_HELP, OPTIONS_HELP, OUTPUT_GRIDS, PluginAlgorithm,
+                             SarLulcAlgorithm)
+from .segment_algorithm import SegmentAlgorithm
+from .water_detect_algorithm import WaterDetectAlgorithm
+
+# (option shown to users, the core's task)
+TASKS = (("land cover", "lulc"), ("water", "water"))
+STYLED_LIKE = {"lulc": SegmentAlgorithm, "water": WaterDetectAlgorithm}
+LAYER_NAMES = {"lulc": ("land cover", "land-cover confidence"), "water": ("water", "water probability")}
+
+
+class SegmentTilesAlgorithm(PluginAlgorithm):
+    """Runs Segment or Water Detect over every tile of a folder or list into a folder of COGs and a VRT mosaic."""
+
+    INPUT_FOLDER = "INPUT_FOLDER"
+    INPUT_FILES = "INPUT_FILES"
+    TASK = "TASK"
+    BAND = SarLulcAlgorithm.BAND
+    INPUT_UNITS = SarLulcAlgorithm.INPUT_UNITS
+    CALIBRATION_FACTOR = SarLulcAlgorithm.CALIBRATION_FACTOR
+    SPECKLE_FILTER = SarLulcAlgorithm.SPECKLE_FILTER
+    FILTER_SIZE = SarLulcAlgorithm.FILTER_SIZE
+    OUTPUT_GRID = SarLulcAlgorithm.OUTPUT_GRID
+    MODEL = SarLulcAlgorithm.MODEL
+    DEVICE = SarLulcAlgorithm.DEVICE
+    TILE_SIZE = SarLulcAlgorithm.TILE_SIZE
+    OVERLAP = SarLulcAlgorithm.OVERLAP
+    BATCH_SIZE = SarLulcAlgorithm.BATCH_SIZE
+    THREADS = SarLulcAlgorithm.THREADS
+    PRECISION = SarLulcAlgorithm.PRECISION
+    METHOD = "METHOD"
+    THRESHOLD = "THRESHOLD"
+    SCORES = "SCORES"
+    WORKERS = "WORKERS"
+    SCHEDULER = "SCHEDULER"
+    MOSAIC_COG = "MOSAIC_COG"
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    OUTPUT = "OUTPUT"
+    OUTPUT_SCORES = "OUTPUT_SCORES"
+    MANIFEST = "MANIFEST"
+    FAILED = "FAILED"
+
+    # The run options are read as Segment and Water Detect read them (same parameter names).
+    run_options = SarLulcAlgorithm.run_options
+    enum_text = SarLulcAlgorithm.enum_text
+    optional_number = SarLulcAlgorithm.optional_number
+
+    def name(self):
+        return "segmenttiles"
+
+    def displayName(self):  # noqa: N802 (QGIS API)
+        return "SAR LULC Segment Tiles"
+
+    def group(self):
+        return "Segmentation"
+
+    def groupId(self):  # noqa: N802 (QGIS API)
+        return "segmentation"
+
+    def shortHelpString(self):  # noqa: N802 (QGIS API)
+        return (
+            "Maps land cover (or water) over many tiles, such as a country of ALOS-2 mosaic tiles, in one run that "
+            "can be resumed, without seams at the tile borders, on this machine or on a Dask cluster."
+            "<h3>Tiles</h3><p>A <b>folder</b> of GeoTIFF tiles, or <b>tile files</b> (or one VRT of them). They "
+            "must make one mosaic: one CRS, data type, units, band count, nodata and pixel grid, and must not "
+            "overlap; otherwise the run is refused before any work, naming the files and the fix. A tile GDAL "
+            "cannot read (a damaged file) is reported and left out; the others are run.</p>"
+            "<h3>Outputs</h3><p>In the <b>output folder</b>: tiles/NAME.tif, one Cloud-Optimised GeoTIFF per tile "
+            "(with <b>scores</b>: NAME_confidence.tif or NAME_probability.tif too); land_cover.vrt (or water.vrt), "
+            "the mosaic of every finished tile, loaded with the model's legend and its .qml style; with <b>mosaic "
+            "COG</b>, one COG of the whole mosaic once every tile is finished; manifest.json, the record of each "
+            "finished tile.</p>"
+            "<p><b>No seams</b>: each tile is read with margins of at least one model tile from its neighbours "
+            "(through a VRT of all tiles), so tile borders are blended like any other overlap and the classes "
+            "equal those of one run over the whole mosaic. Tiles read resampled (in degrees, or at another pixel "
+            "size) may differ in a few pixels along their borders.</p>"
+            "<p><b>Resume</b>: run again with the same output folder: tiles whose record still holds (same tiles "
+            "and neighbours, model, options, files) are skipped; failed, cancelled and half-written ones are run. "
+            "Cancel stops at once and keeps every finished tile.</p>"
+            "<h3>Workers</h3><p><b>Workers</b> 1 runs the tiles here one after another. More start a local Dask "
+            "cluster of that many processes, each with cores / workers CPU threads unless CPU threads is set "
+            "(needs the dask and distributed packages). A <b>scheduler address</b> (tcp://host:8786) runs the "
+            "tiles on the cluster of that scheduler instead (started with 'dask scheduler' and 'dask worker "
+            "ADDRESS'; the tiles and the output folder must be at the same paths on every worker, and the workers "
+            "need the plugin's Python packages). The README's \"Map many tiles\" section says more.</p>"
+            + INPUT_HELP + OPTIONS_HELP)
+
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
+        self.addParameter(QgsProcessingParameterFile(
+            self.INPUT_FOLDER, "Folder of tiles", behavior=QgsProcessingParameterFile.Folder, optional=True))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.INPUT_FILES, "Tile files (or a VRT of them)", QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(self.choice(self.TASK, "Map", [label for label, _ in TASKS]))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, "Model (empty: bundled)", optional=True, fileFilter="ONNX models (*.onnx)"))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.BAND, "Band", QgsProcessingParameterNumber.Integer, defaultValue=1, minValue=1))
+        self.addParameter(self.choice(self.INPUT_UNITS, "Input units", [u.value for u in InputUnits]))
+        self.addParameter(self.advanced(QgsProcessingParameterNumber(
+            self.CALIBRATION_FACTOR, "Calibration factor (dB)", QgsProcessingParameterNumber.Double,
+            defaultValue=ALOS2_CALIBRATION_FACTOR_DB)))
+        self.addParameter(self.choice(self.SPECKLE_FILTER, "Speckle filter", [f.value for f in SpeckleFilter]))
+        self.addParameter(self.advanced(QgsProcessingParameterNumber(
+            self.FILTER_SIZE, "Filter window (px)", QgsProcessingParameterNumber.Integer, defaultValue=7,
+            minValue=3, maxValue=31)))
+        self.addParameter(self.choice(self.DEVICE, "Device", list(DEVICES)))
+        self.addParameter(self.advanced(self.choice(self.METHOD, "Water method", list(WATER_METHODS))))
+        self.addParameter(self.advanced(QgsProcessingParameterNumber(
+            self.THRESHOLD, "Water threshold (0..1)", QgsProcessingParameterNumber.Double, optional=True,
+            minValue=0.0, maxValue=1.0)))
+        for name, description in (
+                (self.TILE_SIZE, f"Tile size (px; bundled: {BUNDLED_TILE_SIZE})"),
+                (self.OVERLAP, "Tile overlap (px)"),
+                (self.BATCH_SIZE, "Tiles per batch"),
+                (self.THREADS, "CPU threads (per worker)")):
+            self.addParameter(self.advanced(QgsProcessingParameterNumber(
+                name, description, QgsProcessingParameterNumber.Integer, optional=True, minValue=0)))
+        precision = self.advanced(self.choice(self.PRECISION, "Precision", list(PRECISIONS)))
+        precision.setFlags(precision.flags() | QgsProcessingParameterDefinition.FlagOptional)
+        self.addParameter(precision)
+        self.addParameter(self.advanced(self.choice(
+            self.OUTPUT_GRID, "Output grid", [label for label, _ in OUTPUT_GRIDS])))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.SCORES, "Also write the confidence / water probability", defaultValue=False))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.WORKERS, "Workers", QgsProcessingParameterNumber.Integer, defaultValue=1, minValue=1))
+        self.addParameter(self.advanced(QgsProcessingParameterString(
+            self.SCHEDULER, "Dask scheduler address (empty: this machine)", optional=True)))
+        self.addParameter(QgsProcessingParameterBoolean(self.MOSAIC_COG, "Also write one mosaic COG",
+                                                        defaultValue=False))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.OUTPUT, "Mosaic (VRT)"))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.OUTPUT_SCORES, "Scores mosaic (VRT)"))
+        self.addOutput(QgsProcessingOutputFile(self.MANIFEST, "Manifest"))
+        self.addOutput(QgsProcessingOutputNumber(self.FAILED, "Tiles failed"))
+
+    def task(self, parameters, context) -> str:
+        return dict(TASKS)[self.parameterAsEnumString(parameters, self.TASK, context) or TASKS[0][0]]
+
+    def task_options(self, parameters, context) -> dict:
+        if self.task(parameters, context) != "water":
+            return {}
+        return {"water_threshold": self.optional_number(parameters, self.THRESHOLD, context),
+                "method": self.enum_text(parameters, self.METHOD, context) or WATER_METHODS[0]}
+
+    def sources(self, parameters, context) -> list[str]:
+        folder = self.parameterAsFile(parameters, self.INPUT_FOLDER, context)
+        layers = self.parameterAsLayerList(parameters, self.INPUT_FILES, context)
+        sources = ([folder] if folder else []) + [layer.source().split("|")[0] for layer in layers]
+        if not sources:
+            raise QgsProcessingException("Choose the tiles: a folder of GeoTIFF tiles, or the tile files (or a VRT of "
+                                         "them).")
+        return sources
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
+        parameters = self.with_option_texts(parameters)
+        from ..model.inference import engine
+
+        try:
+            engine.check_options(self.run_options(parameters, context))
+        except InferenceError as error:
+            return False, str(error)
+        return super().checkParameterValues(parameters, context)
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
+        problem = onnxruntime_problem()
+        if problem:
+            raise QgsProcessingException(problem)
+        from ..model.tiles.run import map_tiles
+
+        parameters = self.with_option_texts(parameters)
+        task = self.task(parameters, context)
+        folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
+        workers = self.parameterAsInt(parameters, self.WORKERS, context)
+        scheduler = self.parameterAsString(parameters, self.SCHEDULER, context).strip() or None
+        if workers > 1 and not scheduler:
+            _spawn_workers_with_python()
+
+        styled_like = STYLED_LIKE[task]()  # its outputs' styles are those of Segment / Water Detect
+        try:
+            report = map_tiles(
+                self.sources(parameters, context), folder, task, self.parameterAsFile(parameters, self.MODEL, context)
+                or None, self.run_options(parameters, context), scores=self.parameterAsBool(parameters, self.SCORES,
+                                                                                            context),
+                mosaic_cog=self.parameterAsBool(parameters, self.MOSAIC_COG, context), workers=workers,
+                scheduler=scheduler, progress=feedback.setProgress, is_cancelled=feedback.isCanceled,
+                log=feedback.pushInfo, warn=feedback.pushWarning, style=styled_like.write_style)
+        except InferenceError as error:
+            raise QgsProcessingException(str(error)) from error
+        feedback.pushInfo(report.summary())
+        if report.mosaic is None:
+            raise QgsProcessingException("No tile was finished, so there is no mosaic:\n" + report.summary())
+        names = LAYER_NAMES[task]
+        for path, name in ((report.mosaic, names[0]), (report.scores_mosaic, names[1])):
+            if path:
+                context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails(name, context.project()))
+        styling.hand_over_results(context, report.mosaic, names[0], report.scores_mosaic, names[1])
+        return {self.OUTPUT: report.mosaic, self.OUTPUT_SCORES: report.scores_mosaic, self.OUTPUT_FOLDER: folder,
+                self.MANIFEST: report.manifest, self.FAILED: len(report.failed)}
+
+
+def _spawn_workers_with_python() -> None:
+    """Local Dask workers are new Python processes; inside QGIS ``sys.executable`` is QGIS itself, so
+    point them at the Python QGIS embeds."""
+    if "python" not in Path(sys.executable).name.lower():
+        multiprocessing.set_executable(qgis_python())
