@@ -161,3 +161,19 @@ def test_the_algorithms_take_an_extent_in_another_crs_and_a_selection_of_polygon
                                                "EXTENT": "10,11,10,11 [EPSG:4326]"})
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_the_command_line_maps_an_extent_or_polygons(scene, lulc_model, tmp_path, capsys):
+    from model.inference.__main__ import main
+
+    out = tmp_path / "c.tif"
+    extent = f"{ORIGIN[0] + 500},{ORIGIN[1] - 1800},{ORIGIN[0] + 2000},{ORIGIN[1] - 400}"
+    assert main(["segment", scene, str(out), "--model", lulc_model, "--extent", extent]) == 0
+    assert (gdal.Open(str(out)).RasterXSize, gdal.Open(str(out)).RasterYSize) == (150, 140)
+    polygons = write_polygons(tmp_path / "aoi.gpkg", [square(200, 300, 400)], layer_name="fields")
+    assert main(["water", scene, str(tmp_path / "w.tif"), "--method", "threshold",
+                 "--mask", f"{polygons}|layername=fields"]) == 0
+    assert abs(gdal.Open(str(tmp_path / "w.tif")).RasterXSize - 40) <= 1
+    assert main(["segment", scene, str(tmp_path / "x.tif"), "--model", lulc_model, "--extent", "1,2,3"]) == 2
+    assert "four numbers" in capsys.readouterr().err
+    assert not (tmp_path / "x.tif").exists()
