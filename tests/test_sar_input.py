@@ -152,7 +152,11 @@ def test_detect_band_units_reads_a_dn_band_and_a_labelled_db_band():
 def test_a_band_labelled_db_is_db_when_its_values_can_be_and_refused_when_not():
     integer_db = np.random.default_rng(6).integers(-25, 0, 5000).astype(np.int16)
     units, reason = detect_units(np.int16, integer_db, hints=["Gamma0_HH", "dB"])
-    assert units is InputUnits.DB and "labelled dB" in reason
+    assert units is InputUnits.DB and "the band says so ('Gamma0_HH dB')" in reason
+    # Of a band's many metadata items, the log quotes the words that decided, not all of them.
+    hints = ["HH"] + [f"PROCESSING_STEP_{i}=terrain flattening, orbit file applied" for i in range(20)] + ["unit=dB"]
+    units, reason = detect_units(np.int16, integer_db, hints=hints)
+    assert units is InputUnits.DB and "applied unit=dB'" in reason and "'…" in reason and len(reason) < 160
     dn = _dn_scene().ravel()
     with pytest.raises(InputRasterError, match="labelled dB .*cannot be dB.*INPUT_UNITS"):
         detect_units(np.uint16, dn, hints=["HH", "dB"])

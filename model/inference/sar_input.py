@@ -258,8 +258,9 @@ def detect_units(dtype, sample: np.ndarray, hints=()) -> tuple[InputUnits, str]:
 
     if labelled_db:
         if np.mean((values >= DB_RANGE[0]) & (values <= DB_RANGE[1])) >= 0.95:
-            return InputUnits.DB, f"band labelled dB ('{hint_text}') and values within -100..40 ({stats})"
-        raise InputRasterError(f"The band is labelled dB ('{hint_text}'), but its values ({dtype.name}, {stats}) "
+            return InputUnits.DB, f"dB: the band says so ({_hint_excerpt(hint_text, _DB_HINT)}) and its values " \
+                                  f"fit ({stats})"
+        raise InputRasterError(f"The band is labelled dB ({_hint_excerpt(hint_text, _DB_HINT)}), but its values ({dtype.name}, {stats}) "
                                f"cannot be dB (backscatter in dB lies within -100..40). Check the band; if you "
                                f"know its units, {_UNITS_ADVICE}.")
     if dtype.itemsize == 1 and dtype.kind in "iu":
@@ -281,9 +282,18 @@ def detect_units(dtype, sample: np.ndarray, hints=()) -> tuple[InputUnits, str]:
         if negative <= 0.001 and 1e-4 <= median <= 1:
             return InputUnits.LINEAR, f"non-negative float values with median in 1e-4..1 ({stats})"
         if _LINEAR_HINT.search(hint_text) and negative <= 0.001:
-            return InputUnits.LINEAR, f"band labelled linear ('{hint_text}') and non-negative values ({stats})"
+            return InputUnits.LINEAR, f"linear power: the band says so ({_hint_excerpt(hint_text, _LINEAR_HINT)}) " \
+                                      f"and its values are non-negative ({stats})"
     raise InputRasterError(f"Cannot tell the units of the input band ({dtype.name}, {stats}); "
                            f"{_UNITS_ADVICE}.{_fill_hint(sample)}")
+
+
+def _hint_excerpt(hint_text: str, pattern: re.Pattern, context: int = 24) -> str:
+    """The words around what ``pattern`` found in the band's description and metadata, quoted: the log
+    says which label decided, not every metadata item of the band."""
+    found = pattern.search(hint_text)
+    start, end = max(0, found.start() - context), min(len(hint_text), found.end() + context)
+    return "'" + ("…" if start else "") + hint_text[start:end].strip() + ("…" if end < len(hint_text) else "") + "'"
 
 
 def check_units_fit(units: InputUnits, sample: np.ndarray) -> None:
