@@ -129,6 +129,19 @@ BUNDLED_MODEL_HELP = (
     "Its scores on held-out real and simulated scenes and its limits are in model/MODEL_CARD.md; "
     "its name is printed in the log.</p>"
 )
+KEY_PARAMETERS_HELP = (
+    "<i>SAR raster</i>, a georeferenced HH backscatter raster (calibrated dB, linear power or ALOS-2 DN; "
+    "an 8-bit picture is read as relative brightness); <i>Input units</i>, auto unless the log's decision "
+    "is wrong; <i>Map only this extent / inside polygons</i> to map part of the raster."
+)
+BUNDLED_LIMIT_HELP = {
+    "lulc": "the bundled land-cover model learnt simulated ALOS-2-like scenes and one real airborne L-band "
+            "scene, not real PALSAR-2: on real data its map is indicative; check it against field data "
+            "(Evaluate Against Reference) or train a model for your area.",
+    "water": "water the radar does not show darker than land (wind-roughened, flooded vegetation) is missed, "
+             "and radar shadow may be taken for water; an 8-bit picture gives contrasts only, so a scene of "
+             "one surface (all water, all land) cannot be recognised from it.",
+}
 BUNDLED_TRAINING_HELP = {
     "lulc": "<b>simulated ALOS-2-like scenes</b> and one real airborne L-band scene (San Francisco), not on "
             "real PALSAR-2 acquisitions: treat its maps on real data as indicative",
@@ -639,8 +652,12 @@ def may_be_backscatter(source: str) -> bool:
     return dataset is not None and not_backscatter_reason(dataset, 1) is None
 
 
-def help_text(summary: str, outputs: str, task: str) -> str:
-    """The algorithm's help panel: what it does, its input, outputs, options and model."""
-    return (f"<p>{summary}</p>{INPUT_HELP}<h3>Outputs</h3>{outputs}{OUTPUT_FILES_HELP}{OPTIONS_HELP}"
+def help_text(summary: str, result: str, outputs: str, task: str) -> str:
+    """The algorithm's help panel: first what a user reads (what it does, the parameters that matter,
+    what the result means, the bundled model's limit in one line), then the details: input, outputs,
+    options and model."""
+    return (f"<p>{summary}</p><p><b>Set</b>: {KEY_PARAMETERS_HELP}</p><p><b>Result</b>: {result}</p>"
+            f"<p><b>Limit</b>: {BUNDLED_LIMIT_HELP[task]}</p><h3>Details</h3>{INPUT_HELP}<h3>Outputs</h3>{outputs}"
+            f"{OUTPUT_FILES_HELP}{OPTIONS_HELP}"
             f"{BUNDLED_MODEL_HELP.format(task=task, trained_on=BUNDLED_TRAINING_HELP[task])}")
 

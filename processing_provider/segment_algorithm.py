@@ -28,6 +28,8 @@ class SegmentAlgorithm(SarLulcAlgorithm):
         return help_text(
             "Maps land use / land cover from a single-polarisation L-band SAR backscatter raster "
             "with a deep segmentation model run tile by tile.",
+            "one land-cover class per pixel, loaded with the class names and colours as its legend; "
+            "optionally the confidence of each pixel's class (0..1).",
             "<p><b>Land-cover classes</b>: uint8, one class code per pixel, 0 = nodata; "
             f"loaded with the model's class names and colours as legend (bundled model: {CLASS_LIST}). "
             "<b>Confidence</b> (optional): float32, the winning class's softmax probability, "

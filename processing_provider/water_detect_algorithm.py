@@ -61,6 +61,7 @@ class WaterDetectAlgorithm(SarLulcAlgorithm):
             "reaches the threshold (empty: the model's default, for the bundled model 0.7 on calibrated "
             "input and 0.45 on relative 8-bit input). <b>Method</b> threshold runs the "
             "classical automatic-threshold baseline instead (below).",
+            "a water mask (water in blue, the rest transparent); optionally the water probability (0..1).",
             "<p><b>Water mask</b>: uint8, 1 = water, 0 = not water, 255 = nodata; loaded "
             "with water in blue over transparent. <b>Water probability</b> (optional, METHOD model "
             "only): float32, 0..1, -1 = nodata. Each output gets a .qml style file beside it.</p>"

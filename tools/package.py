@@ -20,7 +20,7 @@ TOP_FILES = ("metadata.txt", "__init__.py", "plugin.py", "dependencies.py", "req
              "README.md", "LICENSE", "model/MODEL_CARD.md")
 # demo/: the small simulated scene (and its reference map) to try the algorithms on; models/: the
 # example Processing models the provider lists under "Example models".
-FOLDERS = ("processing_provider", "ui", "model/inference", "model/fieldwork", "demo", "models")
+FOLDERS = ("processing_provider", "ui", "model/inference", "model/fieldwork", "model/tiles", "demo", "models")
 # The model package's own modules (legend, evaluation...) but not its training subpackages
 # (model/net, model/simulate: torch, data generation), which the plugin never imports.
 MODEL_MODULES = "model/*.py"
