@@ -186,7 +186,14 @@ class PluginAlgorithm(QgsProcessingAlgorithm):
         return QIcon(str(ICON_PATH))
 
     def helpUrl(self):  # noqa: N802 (QGIS API)
-        return QUrl.fromLocalFile(str(PLUGIN_DIR / "README.md")).toString()
+        """The Help button's page: this algorithm's help rendered with its parameters (the README when the
+        page cannot be written)."""
+        from .help_page import help_page
+
+        try:
+            return QUrl.fromLocalFile(str(help_page(self))).toString()
+        except OSError:
+            return QUrl.fromLocalFile(str(PLUGIN_DIR / "README.md")).toString()
 
     @staticmethod
     def choice(name, description, options) -> QgsProcessingParameterEnum:

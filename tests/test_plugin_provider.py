@@ -1,5 +1,7 @@
 """The plugin as QGIS sees it: provider and algorithms registered, parameters, menu, load/unload."""
 
+from pathlib import Path
+
 import pytest
 from qgis.core import (
     Qgis,
@@ -12,6 +14,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
+from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtWidgets import QPushButton
 
 COMMON = {"INPUT", "BAND", "INPUT_UNITS", "CALIBRATION_FACTOR", "SPECKLE_FILTER", "FILTER_SIZE", "MODEL", "DEVICE",
@@ -99,7 +102,32 @@ def test_help_tells_the_user_what_to_feed_and_what_comes_out(sarlulc_provider, a
     help_text = algorithm(algorithm_id).shortHelpString()
     for fact in ("HH", "dB", "10 m", "nodata", "simulated ALOS-2-like scenes", ".qml", "CONTRACT.md"):
         assert fact in help_text
-    assert algorithm(algorithm_id).helpUrl().endswith("README.md")
+    page = Path(QUrl(algorithm(algorithm_id).helpUrl()).toLocalFile())
+    assert page.suffix == ".html" and page.is_file()
+
+
+def test_the_help_button_opens_a_rendered_page_of_every_algorithm(sarlulc_provider):
+    for alg in sarlulc_provider.algorithms():
+        if alg.group() == "Example models":
+            continue
+        page = Path(QUrl(alg.helpUrl()).toLocalFile())
+        text = page.read_text(encoding="utf-8")
+        assert text.startswith("<!DOCTYPE html>") and f"<h1>{alg.displayName()}</h1>" in text
+        assert alg.shortHelpString() in text
+        for definition in alg.parameterDefinitions():
+            assert f"<code>{definition.name()}</code>" in text
+        assert "README.md" in text and "MODEL_CARD.md" in text
+
+
+@pytest.mark.parametrize("algorithm_id, limit", [("sarlulc:segment", "simulated ALOS-2-like scenes"),
+                                                 ("sarlulc:waterdetect", "darker than land")])
+def test_help_says_what_matters_first(sarlulc_provider, algorithm_id, limit):
+    """What to set, what comes out and the model's limit come before the details, in the first lines."""
+    help_text = algorithm(algorithm_id).shortHelpString()
+    short, details = help_text.split("<h3>Details</h3>")
+    assert len(short) < 1500 < len(details)
+    for fact in ("<b>Set</b>", "Input units", "Map only this extent", "<b>Result</b>", "<b>Limit</b>", limit):
+        assert fact in short
 
 
 def test_plugin_load_puts_its_entries_under_plugins_and_unload_removes_them(qgis_iface, qgis_processing,
