@@ -241,7 +241,8 @@ class PluginAlgorithm(QgsProcessingAlgorithm):
             check_distinct_files(*run_files(self, parameters, context)[::-1])
         except InferenceError as error:
             return False, str(error)
-        problem = file_extension_problem(self, parameters, context) or geopackage_problem(self, parameters)
+        problem = (file_extension_problem(self, parameters, context) or geopackage_problem(self, parameters)
+                   or unacceptable_value_problem(self, parameters, context))
         if problem:
             return False, problem
         return super().checkParameterValues(parameters, context)
@@ -614,12 +615,33 @@ def run_files(algorithm: QgsProcessingAlgorithm, parameters: dict, context) -> t
     return inputs, outputs
 
 
+def unacceptable_value_problem(algorithm: QgsProcessingAlgorithm, parameters: dict, context) -> str | None:
+    """What QGIS would only call an "Incorrect parameter value", said so a user can fix it: a required value
+    left empty, a number out of range, a layer or file that does not exist or does not open."""
+    for definition in algorithm.parameterDefinitions():
+        value = parameters.get(definition.name())
+        if definition.isDestination() or definition.checkValueIsAcceptable(value, context):
+            continue
+        label = f"{definition.description()} ({definition.name()})"
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return f"{label} is required: give a value."
+        if isinstance(definition, QgsProcessingParameterNumber):
+            return f"{label}: {value} is out of range; {_number_range(definition)}."
+        if isinstance(value, str):
+            path = value.split("|")[0]
+            if definition.type() in ("layer", "raster", "vector", "source", "file") and not Path(path).exists():
+                return (f"{label}: '{value}' is neither a layer of the project nor a file that exists. Check the "
+                        f"path, or choose a layer.")
+            return f"{label}: '{value}' cannot be opened as a {definition.type()} input. Check that it is one."
+    return None
+
+
 def _number_range(definition: QgsProcessingParameterNumber) -> str:
     """The values a number parameter accepts, as a phrase ("use 3 to 31")."""
     integer = definition.dataType() == QgsProcessingParameterNumber.Integer
 
     def show(number):
-        return str(int(number)) if integer else f"{number:g}"
+        return str(int(number)) if integer or float(number).is_integer() else f"{number:g}"
 
     low, high = definition.minimum(), definition.maximum()
     bounded_low, bounded_high = math.isfinite(low) and low > -1e300, math.isfinite(high) and high < 1e300

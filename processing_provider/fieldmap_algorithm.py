@@ -70,6 +70,9 @@ def codes_present(dataset: gdal.Dataset) -> set[int]:
     return {int(code) for code in np.unique(band.ReadAsArray(buf_xsize=columns, buf_ysize=rows))}
 
 
+# 1:100 million: a continent on an A4 sheet; larger scales make no map (and QGIS fails to export them).
+MAX_SCALE = 1e8
+
 class FieldMapAlgorithm(FieldWorkAlgorithm):
     """Lays the results out on a page with everything a field team needs, and exports it."""
 
@@ -133,7 +136,7 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
         self.addParameter(self.choice(self.ORIENTATION, "Orientation", list(ORIENTATIONS)))
         self.addParameter(QgsProcessingParameterNumber(
             self.SCALE, "Scale 1: (empty: fit the extent)", QgsProcessingParameterNumber.Double, optional=True,
-            minValue=0.0))
+            minValue=0.0, maxValue=MAX_SCALE))
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (empty: the result layers')",
                                                        optional=True))
         self.addParameter(self.choice(self.GRID, "Coordinate grid", list(GRIDS)))

@@ -156,7 +156,11 @@ def test_bad_inputs_are_refused_before_anything_is_written(segmented_scene, sarl
             ({"GRID": "UTM"}, "Choose one of: latitude/longitude, map CRS, none"),
             ({"OUTPUT": str(unwritable_folder / "map.pdf")}, "is not writable"),
             ({"OUTPUT": str(tmp_path / "missing" / "map.pdf")}, "does not exist"),
-            ({"OUTPUT_PNG": classes}, "is the input Result layers")):
+            ({"OUTPUT_PNG": classes}, "is the input Result layers"),
+            ({"TITLE": ""}, r"Title \(TITLE\) is required: give a value"),
+            ({"BACKGROUND": str(tmp_path / "gone.tif")}, r"Background layer \(BACKGROUND\): '.*gone.tif' is neither a "
+                                                         "layer of the project nor a file that exists"),
+            ({"SCALE": 1e9}, r"\(SCALE\): 1000000000.0 is out of range; use 0 to 100000000")):
         with pytest.raises(QgsProcessingException, match=message):
             processing.run("sarlulc:fieldmap", {"LAYERS": [classes], "OUTPUT": str(output / "map.pdf"), **extra})
     assert list(output.iterdir()) == []

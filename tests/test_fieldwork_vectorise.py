@@ -154,6 +154,9 @@ def test_bad_inputs_are_refused_and_leave_nothing(segmented_scene, sarlulc_provi
             ({"INPUT": segmented_scene["classes"], "OUTPUT": str(unwritable_folder / "p.gpkg")}, "is not writable"),
             ({"INPUT": segmented_scene["classes"], "SMOOTHING": "extreme"}, "Smoothing: 'extreme' is not an option"),
             ({"INPUT": segmented_scene["classes"], "MIN_AREA_UNIT": "acres"}, "'acres' is not an option"),
+            ({"INPUT": segmented_scene["classes"], "MIN_AREA": -5},
+             r"Minimum mapping unit \(MIN_AREA\): -5 is out of range; use 0 or more"),
+            ({"INPUT": str(tmp_path / "gone.tif")}, r"\(INPUT\): '.*gone.tif' is neither a layer of the project nor a file"),
             ({"INPUT": segmented_scene["classes"], "MIN_AREA": 1e12},
              r"minimum mapping unit \(1e\+10 pixels\) is larger than the whole raster \(240 x 200")):
         with pytest.raises(QgsProcessingException, match=message):
