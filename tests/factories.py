@@ -90,11 +90,12 @@ def _pixel_lulc_nodes(source: str, n_classes: int):
 
 def write_pixel_lulc_model(path, tile_size=64, tile_overlap=16, classes=None, fixed_size=False,
                            **contract_overrides) -> str:
-    """A LULC model whose class depends on the pixel alone (nearest of evenly spaced dB centres)."""
+    """A LULC model whose class depends on the pixel alone (nearest of evenly spaced dB centres).
+    ``fixed_size``: True fixes the graph's input to the contract's tile size, a number to that size."""
     contract = _contract("lulc", classes or LULC_CLASSES, tile_size, tile_overlap, **contract_overrides)
     nodes, inits = _pixel_lulc_nodes("sar", len(contract.classes))
-    return _save(path, nodes, inits, len(contract.classes), contract.to_metadata(),
-                 tile_size if fixed_size else None)
+    graph_size = tile_size if fixed_size is True else fixed_size or None
+    return _save(path, nodes, inits, len(contract.classes), contract.to_metadata(), graph_size)
 
 
 def write_pixel_water_model(path, tile_size=64, tile_overlap=16, threshold=0.5, water_below_db=-18.0,

@@ -495,3 +495,16 @@ def test_confidence_is_held_at_chance_where_the_backscatter_is_unlike_the_traini
     assert np.all(confidence[:, 84:] <= 1 / 9 + 1e-6)
     assert np.all(confidence[:, :76] > 0.5)
     assert "Confidence: pixels outside -27.0..6.0 dB" in "\n".join(lines)
+
+
+def test_a_graph_fixed_smaller_than_the_contract_tile_gets_an_overlap_that_fits(tmp_path):
+    """A custom model whose graph takes 128 px tiles while its contract declares 256 px with 64 px overlap: the
+    user set neither, so the run takes a fitting overlap and says so (was: "Overlap 64 is invalid for 128 px")."""
+    model = write_pixel_lulc_model(tmp_path / "fixed128.onnx", tile_size=256, tile_overlap=64, fixed_size=128)
+    scene = write_sar_raster(tmp_path / "s.tif", 300, 200)
+    lines = []
+    report = segment(scene, tmp_path / "c.tif", model, log=lines.append)
+    assert report.valid_pixels == 300 * 200
+    assert "Tile overlap 32 px: the model's default (64 px) is too large for 128 px tiles" in lines
+    with pytest.raises(OptionError, match="Overlap 64 is invalid for 128 px tiles"):  # set by the user: refused
+        segment(scene, tmp_path / "d.tif", model, options=RunOptions(tile_overlap=64))

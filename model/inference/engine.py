@@ -598,6 +598,11 @@ def _settings(options: RunOptions, contract: ModelContract, fixed_tile_size: int
                           f"set the tile size to {fixed_tile_size} or leave it empty.")
     _check_tile_size(tile, contract.tile_size)
     overlap = contract.tile_overlap if options.tile_overlap is None else options.tile_overlap
+    if options.tile_overlap is None and 2 * overlap >= tile:
+        # The model's default overlap, made for its default tile, cannot serve the smaller tiles of this run
+        # (fixed in the graph, or chosen): a quarter of the tile, as the bundled models' 64 px of 256.
+        log(f"Tile overlap {tile // 4} px: the model's default ({overlap} px) is too large for {tile} px tiles")
+        overlap = tile // 4
     _check_overlap(overlap, tile)
     batch = DEFAULT_BATCH_SIZE if options.batch_size is None else options.batch_size
     _check_batch_size(batch)
