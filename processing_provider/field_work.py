@@ -86,8 +86,9 @@ def check_destination(destination, label: str, inputs=()) -> None:
     if path is None:
         return
     with engine_errors():
-        check_outputs({label: path}, {("input raster" if not index else f"input {index + 1}"): str(source).split("|")[0]
-                                      for index, source in enumerate(inputs) if source})
+        files = [str(source).split("|")[0] for source in inputs if source]
+        check_outputs({label: path}, {f"input '{Path(file).name}'" if len(files) > 1 else "input raster": file
+                                      for file in files})
 
 
 def remove_sink_output(destination: str) -> None:
