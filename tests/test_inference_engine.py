@@ -175,6 +175,16 @@ def test_utm_coordinates_tagged_as_degrees_are_refused(models, tmp_path):
         segment(sar, tmp_path / "lulc.tif", models["lulc"])
 
 
+def test_degree_coordinates_tagged_as_utm_are_refused(models, tmp_path):
+    """A JAXA-like degree grid (1/4500 degree pixels) whose CRS says UTM: the CRS is wrong, not the nodata."""
+    sar = write_sar_raster(tmp_path / "wrong_crs.tif", 300, 200, epsg=32654, origin=(139.5, 35.7),
+                           pixel_size=1 / 4500)
+    with pytest.raises(InputRasterError, match=r"tagged with a projected CRS .*coordinates \(139.5, 35.7, pixels of "
+                                               r"0.000222\) look like degrees.*EPSG:4326.*Assign Projection"):
+        segment(sar, tmp_path / "lulc.tif", models["lulc"])
+    assert not (tmp_path / "lulc.tif").exists()
+
+
 def test_engine_never_reads_more_than_a_block_and_its_tiles(models, tmp_path, monkeypatch):
     sar = write_sar_raster(tmp_path / "wide.tif", 700, 150)
     windows = record_band_reads(monkeypatch)

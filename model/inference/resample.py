@@ -154,6 +154,12 @@ def check_pixel_size(dataset: gdal.Dataset, gsd_m: float, source_name: str) -> N
                 f"coordinates ({gt[0]:g}, {gt[3]:g}) are not degrees: they look like metres of a projected CRS. "
                 f"Assign the CRS it was really made in (QGIS: Raster > Projections > Assign Projection).")
     sizes = ground_pixel_size_m(dataset)
+    if srs is not None and srs.IsProjected() and max(abs(gt[1]), abs(gt[5])) < 0.01 and \
+            abs(gt[0]) <= 180 and abs(gt[3]) <= 90:
+        raise InputRasterError(
+            f"The input raster '{source_name}' is tagged with a projected CRS ({srs.GetName()}, in metres), but its "
+            f"coordinates ({gt[0]:g}, {gt[3]:g}, pixels of {abs(gt[1]):.3g}) look like degrees. Assign the CRS it "
+            f"was really made in, e.g. EPSG:4326 (QGIS: Raster > Projections > Assign Projection).")
     if not all(low <= size <= high for size in sizes):
         raise InputRasterError(
             f"The input raster '{source_name}' has pixels of {sizes[0]:.3g} x {sizes[1]:.3g} m on the ground, outside "
