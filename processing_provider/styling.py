@@ -143,9 +143,10 @@ class ApplyStyleSidecar(QgsProcessingLayerPostProcessorInterface):
         layer.emitStyleChanged()
         self.run_layers[self.role] = layer.id()
         root = (context.project() or QgsProject.instance()).layerTreeRoot()
-        if self.role == "score":
-            node = root.findLayer(layer.id())
-            if node is not None:
+        node = root.findLayer(layer.id())
+        if node is not None:  # the class legend shown, the score raster hidden below it
+            node.setExpanded(self.role == "classes")
+            if self.role == "score":
                 node.setItemVisibilityChecked(False)
         if {"classes", "score"} <= set(self.run_layers):
             place_below(root, self.run_layers["classes"], self.run_layers["score"])

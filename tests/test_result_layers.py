@@ -7,6 +7,7 @@ wrote from it (Vectorise's GeoPackage, a field package) had no CRS either.
 import sqlite3
 import time
 
+import numpy as np
 import pytest
 from qgis.core import (
     QgsApplication,
@@ -179,3 +180,21 @@ def test_the_example_model_runs_without_ogr_messages(sarlulc_provider, lulc_mode
     loaded = {layer.name(): layer for layer in project.mapLayers().values()}
     assert set(loaded) == {"scene - land cover", "scene - water"}, results
     assert all(layer.crs().authid() == f"EPSG:{EPSG}" for layer in loaded.values())
+
+
+def test_a_rerun_to_a_loaded_output_shows_the_new_map_with_the_class_legend_open(
+        sarlulc_provider, lulc_model, tmp_path, project):
+    """Processing hands the earlier run's layer of the same file over again: it reads the file anew (not
+    GDAL's handle on the replaced one); the class legend shows open, the hidden score raster's folded."""
+    dry = write_sar_raster(tmp_path / "dry.tif", 128, 128, epsg=EPSG, values=np.full((128, 128), -8.0))
+    wet = write_sar_raster(tmp_path / "wet.tif", 128, 128, epsg=EPSG, values=np.full((128, 128), -22.0))
+    outputs = {"OUTPUT": tmp_path / "classes.tif", "OUTPUT_CONFIDENCE": tmp_path / "confidence.tif"}
+    first = run_like_the_dialog("sarlulc:segment", {"INPUT": dry, "MODEL": lulc_model}, outputs,
+                                project)["dry - land cover"]
+    before = first.dataProvider().sample(first.extent().center(), 1)[0]
+    layers = run_like_the_dialog("sarlulc:segment", {"INPUT": wet, "MODEL": lulc_model}, outputs, project)
+    second = layers["wet - land cover"]
+    assert second.dataProvider().sample(second.extent().center(), 1)[0] != before
+    root = project.layerTreeRoot()
+    assert root.findLayer(second.id()).isExpanded()
+    assert not root.findLayer(layers["wet - land-cover confidence"].id()).isExpanded()
