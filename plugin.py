@@ -79,7 +79,7 @@ class SarLulcPlugin:
         button.setObjectName("sarLulcInstallDependencies")
         button.clicked.connect(self.open_dependency_dialog)
         self.dependency_message.layout().addWidget(button)
-        message_bar.pushWidget(self.dependency_message, Qgis.Warning)
+        message_bar.pushWidget(self.dependency_message, Qgis.MessageLevel.Warning)
 
     def clear_dependency_message(self):
         # The user may have closed it already, which deletes it.
@@ -99,4 +99,4 @@ class SarLulcPlugin:
 
         dialog = DependencyDialog(self.iface.mainWindow())
         dialog.installed.connect(lambda _message: self.clear_dependency_message())
-        dialog.exec_()
+        dialog.exec()
