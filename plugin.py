@@ -89,7 +89,7 @@ class SarLulcPlugin:
 
     def open_algorithm_dialog(self, algorithm_id, _checked=False):
         """Open the Processing dialog of ``algorithm_id`` (same as double-clicking it in the toolbox)."""
-        import processing
+        from qgis import processing
 
         processing.execAlgorithmDialog(algorithm_id, {})
 
