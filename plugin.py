@@ -79,7 +79,7 @@ class SarLulcPlugin:
         button.setObjectName("sarLulcInstallDependencies")
         button.clicked.connect(self.open_dependency_dialog)
         self.dependency_message.layout().addWidget(button)
-        message_bar.pushWidget(self.dependency_message, Qgis.Warning)
+        message_bar.pushWidget(self.dependency_message, Qgis.MessageLevel.Warning)
 
     def clear_dependency_message(self):
         # The user may have closed it already, which deletes it.
@@ -89,7 +89,7 @@ class SarLulcPlugin:
 
     def open_algorithm_dialog(self, algorithm_id, _checked=False):
         """Open the Processing dialog of ``algorithm_id`` (same as double-clicking it in the toolbox)."""
-        import processing
+        from qgis import processing
 
         processing.execAlgorithmDialog(algorithm_id, {})
 
@@ -99,4 +99,4 @@ class SarLulcPlugin:
 
         dialog = DependencyDialog(self.iface.mainWindow())
         dialog.installed.connect(lambda _message: self.clear_dependency_message())
-        dialog.exec_()
+        dialog.exec()

@@ -8,7 +8,6 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -17,17 +16,24 @@ from qgis.core import (
     QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterRasterLayer,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..model.fieldwork.statistics import Zone, class_areas, write_html
+from .compat import (
+    FIELD_DOUBLE,
+    FIELD_INT,
+    FIELD_INT64,
+    FIELD_STRING,
+    SOURCE_VECTOR,
+    SOURCE_VECTOR_POLYGON,
+    WKB_NO_GEOMETRY,
+)
 from .field_work import FieldWorkAlgorithm, check_destination, engine_errors, remove_sink_output
 
 # (field name, type) of the statistics table; "zone" only when zones are given.
-TABLE_FIELDS = (("code", QVariant.Int), ("class_name", QVariant.String), ("color", QVariant.String),
-                ("pixels", QVariant.LongLong), ("area_m2", QVariant.Double), ("area_ha", QVariant.Double),
-                ("area_km2", QVariant.Double), ("percent", QVariant.Double))
+TABLE_FIELDS = (("code", FIELD_INT), ("class_name", FIELD_STRING), ("color", FIELD_STRING),
+                ("pixels", FIELD_INT64), ("area_m2", FIELD_DOUBLE), ("area_ha", FIELD_DOUBLE),
+                ("area_km2", FIELD_DOUBLE), ("percent", FIELD_DOUBLE))
 
 
 class AreaStatisticsAlgorithm(FieldWorkAlgorithm):
@@ -72,11 +78,11 @@ class AreaStatisticsAlgorithm(FieldWorkAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Class raster"))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.ZONES, "Zones (optional)", [QgsProcessing.TypeVectorPolygon], optional=True))
+            self.ZONES, "Zones (optional)", [SOURCE_VECTOR_POLYGON], optional=True))
         self.addParameter(QgsProcessingParameterField(
             self.ZONE_FIELD, "Zone field (empty: feature id)", parentLayerParameterName=self.ZONES, optional=True))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            self.OUTPUT, "Class areas", QgsProcessing.TypeVector))
+            self.OUTPUT, "Class areas", SOURCE_VECTOR))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_HTML, "Report", "HTML files (*.html)", optional=True, createByDefault=True))
         for name, description in ((self.VALID_PIXELS, "Valid pixels"), (self.NODATA_PIXELS, "Nodata pixels"),
@@ -107,17 +113,17 @@ class AreaStatisticsAlgorithm(FieldWorkAlgorithm):
 
         fields = QgsFields()
         if zones:
-            fields.append(QgsField("zone", QVariant.String))
+            fields.append(QgsField("zone", FIELD_STRING))
         for name, kind in TABLE_FIELDS:
             fields.append(QgsField(name, kind))
-        sink, destination = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.NoGeometry)
+        sink, destination = self.parameterAsSink(parameters, self.OUTPUT, context, fields, WKB_NO_GEOMETRY)
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         try:
             for row in statistics.table_rows():
                 feature = QgsFeature(fields)
                 feature.setAttributes(([row["zone"]] if zones else []) + [row[name] for name, _ in TABLE_FIELDS])
-                if not sink.addFeature(feature, QgsFeatureSink.FastInsert):
+                if not sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert):
                     raise QgsProcessingException(f"Could not write the statistics table: {sink.lastError()}")
             del sink  # closes the file
         except BaseException:

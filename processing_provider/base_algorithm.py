@@ -18,7 +18,6 @@ from qgis.core import (
     QgsProcessingFeatureSourceDefinition,
     QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterBand,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
@@ -41,6 +40,8 @@ from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits,
 from ..model.inference.session import DEVICES, PRECISIONS, check_model_file  # imports onnxruntime only when a session starts
 from ..model.inference.writer import check_distinct_files, format_list
 from . import styling
+from .compat import (NUMBER_DOUBLE, NUMBER_INTEGER, PARAMETER_ADVANCED, PARAMETER_OPTIONAL,
+                     SOURCE_VECTOR_POLYGON)
 
 ICON_PATH = PLUGIN_DIR / "ui" / "icon.svg"
 # The tile edge the bundled models' graphs are fixed to (tests/test_plugin_provider.py checks it).
@@ -205,7 +206,7 @@ class PluginAlgorithm(QgsProcessingAlgorithm):
 
     @staticmethod
     def advanced(parameter):
-        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        parameter.setFlags(parameter.flags() | PARAMETER_ADVANCED)
         return parameter
 
     def with_option_texts(self, parameters) -> dict:
@@ -316,14 +317,14 @@ class SarLulcAlgorithm(PluginAlgorithm):
         self.addParameter(BandWithDefault(self.BAND, "Band", defaultValue=1, parentLayerParameterName=self.INPUT))
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Map only this extent", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.MASK, "Map only inside polygons", [QgsProcessing.TypeVectorPolygon], optional=True))
+            self.MASK, "Map only inside polygons", [SOURCE_VECTOR_POLYGON], optional=True))
         self.addParameter(self.choice(self.INPUT_UNITS, "Input units", [u.value for u in InputUnits]))
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.CALIBRATION_FACTOR, "Calibration factor (dB)", QgsProcessingParameterNumber.Double,
+            self.CALIBRATION_FACTOR, "Calibration factor (dB)", NUMBER_DOUBLE,
             defaultValue=ALOS2_CALIBRATION_FACTOR_DB)))
         self.addParameter(self.choice(self.SPECKLE_FILTER, "Speckle filter", [f.value for f in SpeckleFilter]))
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.FILTER_SIZE, "Filter window (px)", QgsProcessingParameterNumber.Integer, defaultValue=7,
+            self.FILTER_SIZE, "Filter window (px)", NUMBER_INTEGER, defaultValue=7,
             minValue=3, maxValue=31)))
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, "Model (empty: bundled)", optional=True, fileFilter="ONNX models (*.onnx)"))
@@ -336,10 +337,10 @@ class SarLulcAlgorithm(PluginAlgorithm):
                 (self.BATCH_SIZE, "Tiles per batch"),
                 (self.THREADS, "CPU threads")):
             self.addParameter(self.advanced(QgsProcessingParameterNumber(
-                name, description, QgsProcessingParameterNumber.Integer, optional=True, minValue=0)))
+                name, description, NUMBER_INTEGER, optional=True, minValue=0)))
         # Optional, so that models saved before it existed still validate (empty: auto).
         precision = self.advanced(self.choice(self.PRECISION, "Precision", list(PRECISIONS)))
-        precision.setFlags(precision.flags() | QgsProcessingParameterDefinition.FlagOptional)
+        precision.setFlags(precision.flags() | PARAMETER_OPTIONAL)
         self.addParameter(precision)
         self.addParameter(self.advanced(self.choice(
             self.OUTPUT_GRID, "Output grid", [label for label, _ in OUTPUT_GRIDS])))
@@ -466,7 +467,7 @@ class SarLulcAlgorithm(PluginAlgorithm):
             return None
         number = self.parameterAsDouble(parameters, name, context)
         definition = self.parameterDefinition(name)
-        if definition.dataType() == QgsProcessingParameterNumber.Integer:
+        if definition.dataType() == NUMBER_INTEGER:
             number = int(number)
         if zero_is_default and number == 0:
             return None
@@ -638,7 +639,7 @@ def unacceptable_value_problem(algorithm: QgsProcessingAlgorithm, parameters: di
 
 def _number_range(definition: QgsProcessingParameterNumber) -> str:
     """The values a number parameter accepts, as a phrase ("use 3 to 31")."""
-    integer = definition.dataType() == QgsProcessingParameterNumber.Integer
+    integer = definition.dataType() == NUMBER_INTEGER
 
     def show(number):
         return str(int(number)) if integer or float(number).is_integer() else f"{number:g}"

@@ -3,7 +3,6 @@
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterBand,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -14,6 +13,7 @@ from ..model.inference.calibrate import OUTPUT_NODATA, calibrate_dn
 from ..model.inference.errors import InferenceError
 from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, check_calibration_factor
 from .base_algorithm import PluginAlgorithm, parameter_problem
+from .compat import NUMBER_DOUBLE, PARAMETER_ADVANCED
 
 # (label shown to users, value passed to calibrate_dn)
 OUTPUT_UNITS = (("dB", "db"), ("linear power", "linear"))
@@ -61,9 +61,9 @@ class CalibrateAlgorithm(PluginAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.OUTPUT_UNITS, "Output units", options=[label for label, _ in OUTPUT_UNITS], defaultValue=0))
         factor = QgsProcessingParameterNumber(
-            self.CALIBRATION_FACTOR, "Calibration factor CF (dB)", QgsProcessingParameterNumber.Double,
+            self.CALIBRATION_FACTOR, "Calibration factor CF (dB)", NUMBER_DOUBLE,
             defaultValue=ALOS2_CALIBRATION_FACTOR_DB)
-        factor.setFlags(factor.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        factor.setFlags(factor.flags() | PARAMETER_ADVANCED)
         self.addParameter(factor)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Backscatter (sigma0)"))
 

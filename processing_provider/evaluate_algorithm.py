@@ -6,8 +6,6 @@ import math
 from osgeo import gdal
 from qgis.core import (
     QgsCoordinateTransform,
-    QgsMapLayer,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
@@ -24,6 +22,7 @@ from ..model.fieldwork.legend import read_legend
 from ..model.inference.errors import InferenceError
 from ..model.inference.sar_input import PROBABILITY_BAND, WATER_BAND
 from .base_algorithm import PluginAlgorithm, parameter_problem
+from .compat import GEOMETRY_POINT, LAYER_VECTOR, SOURCE_RASTER, SOURCE_VECTOR_POINT
 
 # (label shown to users, task passed to model.evaluation)
 TASKS = (("Land use / land cover (9 classes)", "lulc"), ("Water mask (water / not water)", "water"))
@@ -100,7 +99,7 @@ class EvaluateAlgorithm(PluginAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.PREDICTION, "Predicted class raster"))
         self.addParameter(QgsProcessingParameterMapLayer(
             self.REFERENCE, "Reference: class raster or observed points",
-            types=[QgsProcessing.TypeRaster, QgsProcessing.TypeVectorPoint]))
+            types=[SOURCE_RASTER, SOURCE_VECTOR_POINT]))
         self.addParameter(QgsProcessingParameterField(
             self.REFERENCE_FIELD, f"Observed class field of reference points (empty: {FIELD_CHECKS_FIELD})",
             parentLayerParameterName=self.REFERENCE, optional=True))
@@ -133,7 +132,7 @@ class EvaluateAlgorithm(PluginAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         prediction = self._file_source(parameters, self.PREDICTION, context)
         reference_layer = self.parameterAsLayer(parameters, self.REFERENCE, context)
-        if reference_layer is not None and reference_layer.type() == QgsMapLayer.VectorLayer:
+        if reference_layer is not None and reference_layer.type() == LAYER_VECTOR:
             return self.process_points(parameters, context, feedback, prediction, reference_layer)
         reference = self._file_source(parameters, self.REFERENCE, context)
         label, task = TASKS[self.parameterAsEnum(parameters, self.TASK, context)]
@@ -189,7 +188,7 @@ class EvaluateAlgorithm(PluginAlgorithm):
         """Field observations as reference: each point's observed class against the prediction's pixel under it."""
         label, task = TASKS[self.parameterAsEnum(parameters, self.TASK, context)]
         check_task_fits(prediction, task)
-        if points_layer.geometryType() != QgsWkbTypes.PointGeometry:
+        if points_layer.geometryType() != GEOMETRY_POINT:
             kind = QgsWkbTypes.geometryDisplayString(points_layer.geometryType()).lower()
             raise QgsProcessingException(
                 f"The reference layer '{points_layer.name()}' holds {kind} geometries; a vector reference must be "

@@ -39,6 +39,8 @@ from qgis.core import (
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor, QFont
 
+from .compat import DISTANCE_KILOMETERS, DISTANCE_METERS, LAYOUT_MILLIMETERS
+
 # Portrait width and height: ISO sizes in whole PDF points (1/72 inch; A4 is 595 x 842 pt, within 0.1 mm of
 # 210 x 297 mm), so the page QGIS draws and the GeoPDF page GDAL composes are the same size and the
 # georeference does not shift by a rounding point.
@@ -99,7 +101,7 @@ def nice_interval(span: float, candidates=None, lines: int = 4) -> float:
     return min((m * power for m in (1, 2, 5, 10)), key=lambda c: abs(math.log(c / target)))
 
 
-def _label(layout, text, x, y, width, height, size, bold=False, align=Qt.AlignLeft) -> QgsLayoutItemLabel:
+def _label(layout, text, x, y, width, height, size, bold=False, align=Qt.AlignmentFlag.AlignLeft) -> QgsLayoutItemLabel:
     label = QgsLayoutItemLabel(layout)
     label.setText(text)
     font = QFont(FONT)
@@ -107,15 +109,15 @@ def _label(layout, text, x, y, width, height, size, bold=False, align=Qt.AlignLe
     font.setBold(bold)
     label.setFont(font)
     label.setHAlign(align)
-    label.attemptMove(QgsLayoutPoint(x, y, QgsUnitTypes.LayoutMillimeters))
-    label.attemptResize(QgsLayoutSize(width, height, QgsUnitTypes.LayoutMillimeters))
+    label.attemptMove(QgsLayoutPoint(x, y, LAYOUT_MILLIMETERS))
+    label.attemptResize(QgsLayoutSize(width, height, LAYOUT_MILLIMETERS))
     layout.addLayoutItem(label)
     return label
 
 
 def _place(item, x, y, width, height) -> None:
-    item.attemptMove(QgsLayoutPoint(x, y, QgsUnitTypes.LayoutMillimeters))
-    item.attemptResize(QgsLayoutSize(width, height, QgsUnitTypes.LayoutMillimeters))
+    item.attemptMove(QgsLayoutPoint(x, y, LAYOUT_MILLIMETERS))
+    item.attemptResize(QgsLayoutSize(width, height, LAYOUT_MILLIMETERS))
 
 
 def north_arrow_path() -> str:
@@ -133,7 +135,7 @@ def build_layout(project, sheet: MapSheet, result_layers, background_layers, atl
     layout.initializeDefaults()
     layout.setName(sheet.title)
     page_width, page_height = page_size_mm(sheet.paper, sheet.orientation)
-    layout.pageCollection().page(0).setPageSize(QgsLayoutSize(page_width, page_height, QgsUnitTypes.LayoutMillimeters))
+    layout.pageCollection().page(0).setPageSize(QgsLayoutSize(page_width, page_height, LAYOUT_MILLIMETERS))
     layout.renderContext().setPredefinedScales([float(s) for s in STANDARD_SCALES])
 
     grid_space = GRID_LABEL_SPACE if sheet.grid != "none" else 0.0
@@ -157,7 +159,7 @@ def build_layout(project, sheet: MapSheet, result_layers, background_layers, atl
     main_map.setLayers(list(result_layers) + list(background_layers))
     main_map.setFrameEnabled(True)
     main_map.setBackgroundColor(QColor("#ffffff"))
-    metres = QgsUnitTypes.fromUnitToUnitFactor(sheet.crs.mapUnits(), QgsUnitTypes.DistanceMeters)
+    metres = QgsUnitTypes.fromUnitToUnitFactor(sheet.crs.mapUnits(), DISTANCE_METERS)
     if sheet.crs.isGeographic():  # degrees: metres of a degree of latitude, near enough for choosing a scale
         metres = 111320.0
     scale = sheet.scale or fitting_scale(map_width, map_height, sheet.extent, metres)
@@ -169,7 +171,7 @@ def build_layout(project, sheet: MapSheet, result_layers, background_layers, atl
         layout.atlas().setCoverageLayer(atlas_layer)
         layout.atlas().setEnabled(True)
         main_map.setAtlasDriven(True)
-        main_map.setAtlasScalingMode(QgsLayoutItemMap.Fixed if sheet.scale else QgsLayoutItemMap.Predefined)
+        main_map.setAtlasScalingMode(QgsLayoutItemMap.AtlasScalingMode.Fixed if sheet.scale else QgsLayoutItemMap.AtlasScalingMode.Predefined)
         main_map.setAtlasMargin(0.05)
     if sheet.grid != "none":
         _add_grid(main_map, sheet, _largest_feature_extent(atlas_layer, sheet.crs, project) if atlas_layer else None)
@@ -208,24 +210,24 @@ def _add_grid(main_map: QgsLayoutItemMap, sheet: MapSheet, page_extent: QgsRecta
     grid.setCrs(grid_crs)
     grid.setIntervalX(interval)
     grid.setIntervalY(interval)
-    grid.setStyle(QgsLayoutItemMapGrid.Solid)
+    grid.setStyle(QgsLayoutItemMapGrid.GridStyle.Solid)
     grid.setGridLineColor(QColor(60, 60, 60, 110))
     grid.setGridLineWidth(0.15)
     grid.setAnnotationEnabled(True)
-    grid.setAnnotationFormat(QgsLayoutItemMapGrid.DegreeMinuteSecond if grid_crs.isGeographic()
-                             else QgsLayoutItemMapGrid.Decimal)
+    grid.setAnnotationFormat(QgsLayoutItemMapGrid.AnnotationFormat.DegreeMinuteSecond if grid_crs.isGeographic()
+                             else QgsLayoutItemMapGrid.AnnotationFormat.Decimal)
     grid.setAnnotationPrecision(0)
     text_format = QgsTextFormat()
     text_format.setFont(QFont(FONT))
     text_format.setSize(6.5)
     grid.setAnnotationTextFormat(text_format)
-    for side, direction in ((QgsLayoutItemMapGrid.Left, QgsLayoutItemMapGrid.Vertical),
-                            (QgsLayoutItemMapGrid.Right, QgsLayoutItemMapGrid.Vertical),
-                            (QgsLayoutItemMapGrid.Top, QgsLayoutItemMapGrid.Horizontal),
-                            (QgsLayoutItemMapGrid.Bottom, QgsLayoutItemMapGrid.Horizontal)):
-        grid.setAnnotationPosition(QgsLayoutItemMapGrid.OutsideMapFrame, side)
+    for side, direction in ((QgsLayoutItemMapGrid.BorderSide.Left, QgsLayoutItemMapGrid.AnnotationDirection.Vertical),
+                            (QgsLayoutItemMapGrid.BorderSide.Right, QgsLayoutItemMapGrid.AnnotationDirection.Vertical),
+                            (QgsLayoutItemMapGrid.BorderSide.Top, QgsLayoutItemMapGrid.AnnotationDirection.Horizontal),
+                            (QgsLayoutItemMapGrid.BorderSide.Bottom, QgsLayoutItemMapGrid.AnnotationDirection.Horizontal)):
+        grid.setAnnotationPosition(QgsLayoutItemMapGrid.AnnotationPosition.OutsideMapFrame, side)
         grid.setAnnotationDirection(direction, side)
-    grid.setFrameStyle(QgsLayoutItemMapGrid.InteriorTicks)
+    grid.setFrameStyle(QgsLayoutItemMapGrid.FrameStyle.InteriorTicks)
     grid.setFrameWidth(1.5)
     main_map.grids().addGrid(grid)
 
@@ -234,9 +236,9 @@ def _add_panel(layout, main_map, sheet, result_layers, background_layers, x, y, 
                atlas_layer) -> None:
     """North arrow and scale, scale bar, optional overview inset, and the legend of the result layers."""
     arrow = QgsLayoutItemPicture(layout)
-    arrow.setPicturePath(north_arrow_path(), QgsLayoutItemPicture.FormatSVG)
+    arrow.setPicturePath(north_arrow_path(), QgsLayoutItemPicture.Format.FormatSVG)
     arrow.setLinkedMap(main_map)
-    arrow.setNorthMode(QgsLayoutItemPicture.TrueNorth)
+    arrow.setNorthMode(QgsLayoutItemPicture.NorthMode.TrueNorth)
     layout.addLayoutItem(arrow)
     _place(arrow, x, y, 12.0, 12.0)
     scale_text = (f"Scale 1:[% format_number(map_get(item_variables('{MAIN_MAP_ID}'), 'map_scale'), 0) %]")
@@ -246,7 +248,7 @@ def _add_panel(layout, main_map, sheet, result_layers, background_layers, x, y, 
     bar.setLinkedMap(main_map)
     bar.setStyle("Single Box")
     kilometres = (main_map.scale() or sheet.scale or 0) >= 20000
-    bar.setUnits(QgsUnitTypes.DistanceKilometers if kilometres else QgsUnitTypes.DistanceMeters)
+    bar.setUnits(DISTANCE_KILOMETERS if kilometres else DISTANCE_METERS)
     bar.setUnitLabel("km" if kilometres else "m")
     bar.setNumberOfSegmentsLeft(0)
     bar.setNumberOfSegments(4)
@@ -254,9 +256,9 @@ def _add_panel(layout, main_map, sheet, result_layers, background_layers, x, y, 
         ground = main_map.scale() * 12.0 / 1000.0 / (1000.0 if kilometres else 1.0)
         power = 10 ** math.floor(math.log10(ground))
         bar.setUnitsPerSegment(max(m * power for m in (1, 2, 2.5, 5) if m * power <= ground))
-        bar.setSegmentSizeMode(QgsScaleBarSettings.SegmentSizeFixed)
+        bar.setSegmentSizeMode(QgsScaleBarSettings.SegmentSizeMode.SegmentSizeFixed)
     else:  # the scale changes from page to page: QGIS picks the segments that fit
-        bar.setSegmentSizeMode(QgsScaleBarSettings.SegmentSizeFitWidth)
+        bar.setSegmentSizeMode(QgsScaleBarSettings.SegmentSizeMode.SegmentSizeFitWidth)
         bar.setMinimumBarWidth(30.0)
         bar.setMaximumBarWidth(min(48.0, width - 4.0))
     bar.setHeight(2.5)
@@ -265,7 +267,7 @@ def _add_panel(layout, main_map, sheet, result_layers, background_layers, x, y, 
     bar_format.setSize(7)
     bar.setTextFormat(bar_format)
     layout.addLayoutItem(bar)
-    bar.attemptMove(QgsLayoutPoint(x + 15.0, y + 7.5, QgsUnitTypes.LayoutMillimeters))
+    bar.attemptMove(QgsLayoutPoint(x + 15.0, y + 7.5, LAYOUT_MILLIMETERS))
     bar.update()
 
     legend_x, legend_y, legend_width = x, y + 20.0, width
@@ -313,15 +315,15 @@ def _add_panel(layout, main_map, sheet, result_layers, background_layers, x, y, 
     legend.setLinkedMap(main_map)
     legend.setSymbolWidth(5.0)
     legend.setSymbolHeight(3.5)
-    for style, size, bold in ((QgsLegendStyle.Title, 11, True), (QgsLegendStyle.Group, 9, True),
-                              (QgsLegendStyle.Subgroup, 9, True), (QgsLegendStyle.SymbolLabel, 8, False)):
+    for style, size, bold in ((QgsLegendStyle.Style.Title, 11, True), (QgsLegendStyle.Style.Group, 9, True),
+                              (QgsLegendStyle.Style.Subgroup, 9, True), (QgsLegendStyle.Style.SymbolLabel, 8, False)):
         font = QFont(FONT)
         font.setPointSizeF(size)
         font.setBold(bold)
         legend.rstyle(style).setFont(font)
     legend.setResizeToContents(True)
     layout.addLayoutItem(legend)
-    legend.attemptMove(QgsLayoutPoint(legend_x, legend_y, QgsUnitTypes.LayoutMillimeters))
+    legend.attemptMove(QgsLayoutPoint(legend_x, legend_y, LAYOUT_MILLIMETERS))
     # More columns when the classes do not fit the panel's height (the legend sizes itself only when drawn,
     # so its size is measured here with the renderer it will use).
     while QgsLegendRenderer(legend.model(), legend.legendSettings()).minimumSize().height() > bottom - legend_y \

@@ -12,8 +12,6 @@ from qgis.core import (
     QgsLayoutExporter,
     QgsMapLayer,
     QgsPalettedRasterRenderer,
-    QgsProcessing,
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputBoolean,
     QgsProcessingOutputNumber,
@@ -27,7 +25,6 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
     QgsProject,
     QgsRectangle,
-    QgsRenderContext,
     QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QDate, QSize, Qt
@@ -35,6 +32,16 @@ from qgis.PyQt.QtCore import QDate, QSize, Qt
 from ..model.fieldwork.legend import INTEGER_TYPES, read_legend
 from ..model.inference.metadata import PROVENANCE_MODEL, PROVENANCE_TRAINED_ON
 from ..model.inference.sar_input import sample_shape
+from .compat import (
+    ALGORITHM_NO_THREADING,
+    GEOMETRY_POLYGON,
+    LAYER_RASTER,
+    LAYER_VECTOR,
+    NUMBER_DOUBLE,
+    NUMBER_INTEGER,
+    SOURCE_MAP_LAYER,
+    SOURCE_VECTOR_POLYGON,
+)
 from . import styling
 from .field_map_layout import GRIDS, ORIENTATIONS, PAPER_SIZES_MM, MapSheet, build_layout
 from .field_work import FieldWorkAlgorithm, check_destination, ogr_source_parts
@@ -50,9 +57,9 @@ def provenance(layer) -> dict:
     """What the plugin recorded about how a result was made: GDAL metadata of a raster, or of a GeoPackage layer
     written by Vectorise Classes."""
     with contextlib.suppress(RuntimeError):
-        if layer.type() == QgsMapLayer.RasterLayer and layer.providerType() == "gdal":
+        if layer.type() == LAYER_RASTER and layer.providerType() == "gdal":
             return gdal.Open(layer.source()).GetMetadata() or {}
-        if layer.type() == QgsMapLayer.VectorLayer and layer.providerType() == "ogr":
+        if layer.type() == LAYER_VECTOR and layer.providerType() == "ogr":
             path, name = ogr_source_parts(layer.source())
             source = ogr.Open(path)
             vector = source.GetLayerByName(name) if name else source.GetLayer(0)
@@ -102,7 +109,7 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
 
     def flags(self):
         # Print layouts and their map renders belong on the main thread, as QGIS's own layout exports do.
-        return super().flags() | QgsProcessingAlgorithm.FlagNoThreading
+        return super().flags() | ALGORITHM_NO_THREADING
 
     def shortHelpString(self):  # noqa: N802 (QGIS API)
         return (
@@ -129,13 +136,13 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.LAYERS, "Result layers (top first)", QgsProcessing.TypeMapLayer))
+            self.LAYERS, "Result layers (top first)", SOURCE_MAP_LAYER))
         self.addParameter(QgsProcessingParameterMapLayer(self.BACKGROUND, "Background layer", optional=True))
         self.addParameter(QgsProcessingParameterString(self.TITLE, "Title", defaultValue="Land cover map"))
         self.addParameter(self.choice(self.PAPER, "Paper size", list(PAPER_SIZES_MM)))
         self.addParameter(self.choice(self.ORIENTATION, "Orientation", list(ORIENTATIONS)))
         self.addParameter(QgsProcessingParameterNumber(
-            self.SCALE, "Scale 1: (empty: fit the extent)", QgsProcessingParameterNumber.Double, optional=True,
+            self.SCALE, "Scale 1: (empty: fit the extent)", NUMBER_DOUBLE, optional=True,
             minValue=0.0, maxValue=MAX_SCALE))
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (empty: the result layers')",
                                                        optional=True))
@@ -143,11 +150,11 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
         self.addParameter(QgsProcessingParameterBoolean(self.OVERVIEW, "Overview inset", defaultValue=False))
         self.addParameter(QgsProcessingParameterString(self.SOURCE, "Source note", optional=True))
         self.addParameter(QgsProcessingParameterVectorLayer(
-            self.ATLAS, "Atlas: one page per polygon of", [QgsProcessing.TypeVectorPolygon], optional=True))
+            self.ATLAS, "Atlas: one page per polygon of", [SOURCE_VECTOR_POLYGON], optional=True))
         self.addParameter(self.advanced(QgsProcessingParameterBoolean(
             self.GEOPDF, "Georeferenced PDF (GeoPDF)", defaultValue=True)))
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.DPI, "Resolution of rasters in the PDF (dpi)", QgsProcessingParameterNumber.Integer,
+            self.DPI, "Resolution of rasters in the PDF (dpi)", NUMBER_INTEGER,
             defaultValue=300, minValue=72, maxValue=1200)))
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Map (PDF)", "PDF files (*.pdf)"))
         self.addParameter(QgsProcessingParameterFileDestination(
@@ -168,7 +175,7 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
         if png_path:
             check_destination(png_path, "map PNG", sources)
         atlas_source = self.parameterAsVectorLayer(parameters, self.ATLAS, context)
-        if atlas_source is not None and atlas_source.geometryType() != QgsWkbTypes.PolygonGeometry:
+        if atlas_source is not None and atlas_source.geometryType() != GEOMETRY_POLYGON:
             kind = QgsWkbTypes.geometryDisplayString(atlas_source.geometryType()).lower()
             raise QgsProcessingException(
                 f"The atlas layer '{atlas_source.name()}' holds {kind} geometries; an atlas needs polygons, one per "
@@ -229,7 +236,7 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
                 copy.setName(table)
         # Unstyled, a raster with a colour table gets QGIS's palette of all its entries (256 numbered rows, off
         # the page): a class raster takes its own legend instead, only the classes present.
-        if copy.type() == QgsMapLayer.RasterLayer and copy.providerType() == "gdal" and \
+        if copy.type() == LAYER_RASTER and copy.providerType() == "gdal" and \
                 not (styled and isinstance(copy.renderer(), QgsPalettedRasterRenderer)):
             with contextlib.suppress(RuntimeError):
                 dataset = gdal.Open(copy.source())
@@ -268,7 +275,7 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
                     models.append(note)
         if models:
             lines.append("Model: " + "; ".join(models) + ". Check the map in the field before relying on it.")
-        today = QDate.currentDate().toString(Qt.ISODate)
+        today = QDate.currentDate().toString(Qt.DateFormat.ISODate)
         lines.append(f"Map CRS: {crs.authid()} ({crs.description()}). Produced {today} "
                      f"with the SAR LULC plugin for QGIS {Qgis.version().split('-')[0]}.")
         return lines
@@ -280,7 +287,7 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
         settings.dpi = dpi
         settings.writeGeoPdf = georeference
         settings.includeGeoPdfFeatures = False
-        settings.textRenderFormat = QgsRenderContext.TextFormatAlwaysText  # searchable text
+        settings.textRenderFormat = Qgis.TextRenderFormat.AlwaysText  # searchable text
         atlas = layout.atlas()
         if not atlas.enabled():
             self.write_pdf(lambda path: (QgsLayoutExporter(layout).exportToPdf(path, settings), ""), pdf_path, feedback)
@@ -306,7 +313,7 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
         """Run ``export(path)`` into a temporary file beside ``pdf_path`` and rename it: never a half-written PDF."""
         partial = Path(pdf_path).with_name(f".{Path(pdf_path).name}.partial.pdf")
         result, error = export(str(partial))
-        if result != QgsLayoutExporter.Success:
+        if result != QgsLayoutExporter.ExportResult.Success:
             partial.unlink(missing_ok=True)
             if feedback.isCanceled():
                 raise QgsProcessingException("Cancelled by the user; no map was written.")

@@ -11,7 +11,6 @@ from qgis.core import (
     QgsDefaultValue,
     QgsEditorWidgetSetup,
     QgsMarkerSymbol,
-    QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingMultiStepFeedback,
@@ -27,6 +26,7 @@ from qgis.core import (
 
 from ..model.inference.metadata import PROVENANCE_TASK
 from . import styling
+from .compat import ALGORITHM_NO_THREADING, NUMBER_DOUBLE
 from .base_algorithm import geopackage_tables
 from .field_work import FieldWorkAlgorithm, check_destination, engine_errors
 from .vectorise_algorithm import DEFAULT_MIN_AREA_M2, MIN_AREA_UNITS, SMOOTHING
@@ -135,7 +135,7 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
 
     def flags(self):
         # Writes a QGIS project (a QgsProject is not meant to leave the main thread).
-        return super().flags() | QgsProcessingAlgorithm.FlagNoThreading
+        return super().flags() | ALGORITHM_NO_THREADING
 
     def shortHelpString(self):  # noqa: N802 (QGIS API)
         return (
@@ -163,7 +163,7 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.CLASSES, "Class raster"))
         self.addParameter(QgsProcessingParameterRasterLayer(self.WATER, "Water mask", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, "Minimum mapping unit of the polygons", QgsProcessingParameterNumber.Double,
+            self.MIN_AREA, "Minimum mapping unit of the polygons", NUMBER_DOUBLE,
             defaultValue=DEFAULT_MIN_AREA_M2, minValue=0.0))
         self.addParameter(self.choice(self.MIN_AREA_UNIT, "Minimum mapping unit in", list(MIN_AREA_UNITS)))
         self.addParameter(self.choice(self.SMOOTHING, "Smoothing of the polygons", [label for label, _ in SMOOTHING]))

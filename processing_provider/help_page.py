@@ -9,14 +9,16 @@ import configparser
 import html
 from pathlib import Path
 
-from qgis.core import QgsApplication, QgsProcessingParameterDefinition
+from qgis.core import QgsApplication
 
 from ..dependencies import PLUGIN_DIR
+from .compat import PARAMETER_ADVANCED, PARAMETER_HIDDEN, PARAMETER_OPTIONAL
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
-body {{ font-family: sans-serif; max-width: 52em; margin: 2em auto; padding: 0 1em; line-height: 1.45; color: #222; }}
+body {{ font-family: sans-serif; max-width: 52em; margin: 2em auto; padding: 0 1em; line-height: 1.45;
+color: #222; }}
 h1 {{ font-size: 1.6em; }} h3 {{ margin-top: 1.6em; }}
 table {{ border-collapse: collapse; width: 100%; }} th, td {{ border: 1px solid #ccc; padding: .3em .5em; text-align: left;
 vertical-align: top; }} th {{ background: #f0f0f0; }} code {{ background: #f4f4f4; padding: 0 .2em; }}
@@ -44,10 +46,9 @@ def help_page(algorithm) -> Path:
     rows = []
     for definition in algorithm.parameterDefinitions():
         flags = definition.flags()
-        if flags & QgsProcessingParameterDefinition.FlagHidden:
+        if flags & PARAMETER_HIDDEN:
             continue
-        notes = [note for flag, note in ((QgsProcessingParameterDefinition.FlagOptional, "optional"),
-                                         (QgsProcessingParameterDefinition.FlagAdvanced, "advanced"))
+        notes = [note for flag, note in ((PARAMETER_OPTIONAL, "optional"), (PARAMETER_ADVANCED, "advanced"))
                  if flags & flag]
         default = definition.defaultValue()
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in (

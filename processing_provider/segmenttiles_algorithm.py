@@ -6,14 +6,12 @@ import sys
 from pathlib import Path
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingOutputRasterLayer,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMultipleLayers,
@@ -27,6 +25,7 @@ from ..model.inference.errors import InferenceError
 from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter
 from ..model.inference.session import DEVICES, PRECISIONS
 from . import styling
+from .compat import FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER, PARAMETER_OPTIONAL, SOURCE_RASTER
 from .base_algorithm import (BUNDLED_TILE_SIZE, INPUT_HELP, OPTIONS_HELP, OUTPUT_GRIDS, PluginAlgorithm,
                              SarLulcAlgorithm)
 from .segment_algorithm import SegmentAlgorithm
@@ -116,26 +115,26 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         self.addParameter(QgsProcessingParameterFile(
-            self.INPUT_FOLDER, "Folder of tiles", behavior=QgsProcessingParameterFile.Folder, optional=True))
+            self.INPUT_FOLDER, "Folder of tiles", behavior=FILE_FOLDER, optional=True))
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.INPUT_FILES, "Tile files (or a VRT of them)", QgsProcessing.TypeRaster, optional=True))
+            self.INPUT_FILES, "Tile files (or a VRT of them)", SOURCE_RASTER, optional=True))
         self.addParameter(self.choice(self.TASK, "Map", [label for label, _ in TASKS]))
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, "Model (empty: bundled)", optional=True, fileFilter="ONNX models (*.onnx)"))
         self.addParameter(QgsProcessingParameterNumber(
-            self.BAND, "Band", QgsProcessingParameterNumber.Integer, defaultValue=1, minValue=1))
+            self.BAND, "Band", NUMBER_INTEGER, defaultValue=1, minValue=1))
         self.addParameter(self.choice(self.INPUT_UNITS, "Input units", [u.value for u in InputUnits]))
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.CALIBRATION_FACTOR, "Calibration factor (dB)", QgsProcessingParameterNumber.Double,
+            self.CALIBRATION_FACTOR, "Calibration factor (dB)", NUMBER_DOUBLE,
             defaultValue=ALOS2_CALIBRATION_FACTOR_DB)))
         self.addParameter(self.choice(self.SPECKLE_FILTER, "Speckle filter", [f.value for f in SpeckleFilter]))
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.FILTER_SIZE, "Filter window (px)", QgsProcessingParameterNumber.Integer, defaultValue=7,
+            self.FILTER_SIZE, "Filter window (px)", NUMBER_INTEGER, defaultValue=7,
             minValue=3, maxValue=31)))
         self.addParameter(self.choice(self.DEVICE, "Device", list(DEVICES)))
         self.addParameter(self.advanced(self.choice(self.METHOD, "Water method", list(WATER_METHODS))))
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.THRESHOLD, "Water threshold (0..1)", QgsProcessingParameterNumber.Double, optional=True,
+            self.THRESHOLD, "Water threshold (0..1)", NUMBER_DOUBLE, optional=True,
             minValue=0.0, maxValue=1.0)))
         for name, description in (
                 (self.TILE_SIZE, f"Tile size (px; bundled: {BUNDLED_TILE_SIZE})"),
@@ -143,16 +142,16 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
                 (self.BATCH_SIZE, "Tiles per batch"),
                 (self.THREADS, "CPU threads (per worker)")):
             self.addParameter(self.advanced(QgsProcessingParameterNumber(
-                name, description, QgsProcessingParameterNumber.Integer, optional=True, minValue=0)))
+                name, description, NUMBER_INTEGER, optional=True, minValue=0)))
         precision = self.advanced(self.choice(self.PRECISION, "Precision", list(PRECISIONS)))
-        precision.setFlags(precision.flags() | QgsProcessingParameterDefinition.FlagOptional)
+        precision.setFlags(precision.flags() | PARAMETER_OPTIONAL)
         self.addParameter(precision)
         self.addParameter(self.advanced(self.choice(
             self.OUTPUT_GRID, "Output grid", [label for label, _ in OUTPUT_GRIDS])))
         self.addParameter(QgsProcessingParameterBoolean(
             self.SCORES, "Also write the confidence / water probability", defaultValue=False))
         self.addParameter(QgsProcessingParameterNumber(
-            self.WORKERS, "Workers", QgsProcessingParameterNumber.Integer, defaultValue=1, minValue=1))
+            self.WORKERS, "Workers", NUMBER_INTEGER, defaultValue=1, minValue=1))
         self.addParameter(self.advanced(QgsProcessingParameterString(
             self.SCHEDULER, "Dask scheduler address (empty: this machine)", optional=True)))
         self.addParameter(QgsProcessingParameterBoolean(self.MOSAIC_COG, "Also write one mosaic COG",

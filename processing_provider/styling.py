@@ -36,6 +36,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 
 from ..model.inference.writer import STYLE_MARKER, style_sidecar_path
+from .compat import SHADER_LINEAR
 
 # Value of a water pixel in the water raster (CONTRACT.md: 1 water, 0 not water, 255 nodata).
 WATER_VALUE = 1
@@ -92,7 +93,7 @@ def score_renderer(layer: QgsRasterLayer, ramp_colors) -> QgsSingleBandPseudoCol
     """A continuous 0..1 pseudocolour ramp for confidence/probability rasters."""
     start, (middle_at, middle), end = ramp_colors
     ramp = QgsGradientColorRamp(QColor(start), QColor(end), False, [QgsGradientStop(middle_at, QColor(middle))])
-    shader_function = QgsColorRampShader(0.0, 1.0, ramp, QgsColorRampShader.Interpolated)
+    shader_function = QgsColorRampShader(0.0, 1.0, ramp, SHADER_LINEAR)
     shader_function.classifyColorRamp(5)
     shader = QgsRasterShader(0.0, 1.0)
     shader.setRasterShaderFunction(shader_function)

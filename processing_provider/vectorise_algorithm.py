@@ -10,7 +10,6 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSink,
@@ -18,15 +17,22 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingUtils,
-    QgsUnitTypes,
     QgsVectorLayer,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..model.fieldwork.areas import pixel_areas
 from ..model.fieldwork.generalise import CODE_FIELD, MAJORITY_SIZES, generalise, polygonise
 from ..model.fieldwork.legend import open_class_raster
+from .compat import (
+    AREA_HECTARES,
+    DISTANCE_METERS,
+    FIELD_DOUBLE,
+    FIELD_INT,
+    FIELD_STRING,
+    NUMBER_DOUBLE,
+    SOURCE_VECTOR_POLYGON,
+    WKB_POLYGON,
+)
 from . import styling
 from .field_work import FieldWorkAlgorithm, check_destination, engine_errors, remove_sink_output, set_layer_metadata
 
@@ -76,12 +82,12 @@ class VectoriseAlgorithm(FieldWorkAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Class raster"))
         self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, "Minimum mapping unit", QgsProcessingParameterNumber.Double,
+            self.MIN_AREA, "Minimum mapping unit", NUMBER_DOUBLE,
             defaultValue=DEFAULT_MIN_AREA_M2, minValue=0.0))
         self.addParameter(self.choice(self.MIN_AREA_UNIT, "Minimum mapping unit in", list(MIN_AREA_UNITS)))
         self.addParameter(self.choice(self.SMOOTHING, "Smoothing", [label for label, _ in SMOOTHING]))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            self.OUTPUT, "Class polygons", QgsProcessing.TypeVectorPolygon))
+            self.OUTPUT, "Class polygons", SOURCE_VECTOR_POLYGON))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT_RASTER, "Generalised class raster", optional=True, createByDefault=False))
         self.addOutput(QgsProcessingOutputNumber(self.POLYGONS, "Number of polygons"))
@@ -152,10 +158,10 @@ class VectoriseAlgorithm(FieldWorkAlgorithm):
     def write_polygons(self, parameters, context, feedback, polygons_path, crs, legend, count) -> str:
         """Copy the polygons into the output with class name, area and perimeter, then store the style."""
         fields = QgsFields()
-        for name, kind in ((CODE_FIELD, QVariant.Int), ("class_name", QVariant.String),
-                           ("area_ha", QVariant.Double), ("perimeter_m", QVariant.Double)):
+        for name, kind in ((CODE_FIELD, FIELD_INT), ("class_name", FIELD_STRING),
+                           ("area_ha", FIELD_DOUBLE), ("perimeter_m", FIELD_DOUBLE)):
             fields.append(QgsField(name, kind))
-        sink, destination = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon, crs)
+        sink, destination = self.parameterAsSink(parameters, self.OUTPUT, context, fields, WKB_POLYGON, crs)
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         measure = QgsDistanceArea()
@@ -170,13 +176,13 @@ class VectoriseAlgorithm(FieldWorkAlgorithm):
                     raise QgsProcessingException("Cancelled by the user; the polygon output was removed.")
                 geometry = polygon.geometry()
                 code = polygon[CODE_FIELD]
-                area = measure.convertAreaMeasurement(measure.measureArea(geometry), QgsUnitTypes.AreaHectares)
+                area = measure.convertAreaMeasurement(measure.measureArea(geometry), AREA_HECTARES)
                 perimeter = measure.convertLengthMeasurement(measure.measurePerimeter(geometry),
-                                                             QgsUnitTypes.DistanceMeters)
+                                                             DISTANCE_METERS)
                 feature = QgsFeature(fields)
                 feature.setGeometry(geometry)
                 feature.setAttributes([code, names.get(code, f"Class {code}"), area, perimeter])
-                if not sink.addFeature(feature, QgsFeatureSink.FastInsert):
+                if not sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert):
                     raise QgsProcessingException(f"Could not write the polygons: {sink.lastError()}")
                 if done % 1000 == 0:
                     feedback.setProgress(70 + 28 * done / max(count, 1))

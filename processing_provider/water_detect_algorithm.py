@@ -5,6 +5,7 @@ from qgis.core import QgsProcessingParameterNumber
 from ..model.inference.engine import WATER_METHODS
 from ..model.inference.threshold import ASHMAN_D_MIN, MIN_WATER_CONTRAST_DB, SAMPLE_TILE, WATER_CEILINGS
 from . import styling
+from .compat import NUMBER_DOUBLE
 from .base_algorithm import SarLulcAlgorithm, help_text
 
 METHOD_HELP = (
@@ -72,7 +73,7 @@ class WaterDetectAlgorithm(SarLulcAlgorithm):
         return [self.choice(self.METHOD, "Method", list(WATER_METHODS)),
                 QgsProcessingParameterNumber(
                     self.THRESHOLD, "Water threshold (0..1)",
-                    QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0)]
+                    NUMBER_DOUBLE, optional=True, minValue=0.0, maxValue=1.0)]
 
     def task_options(self, parameters, context):
         return {"water_threshold": self.optional_number(parameters, self.THRESHOLD, context),

@@ -141,7 +141,8 @@ def test_plugin_load_puts_its_entries_under_plugins_and_unload_removes_them(qgis
                         lambda title, action: plugins_menu[title].remove(action), raising=False)
     monkeypatch.setattr("sar_lulc.dependencies.installation_problem", lambda: None)
     opened = []
-    monkeypatch.setattr("processing.execAlgorithmDialog", lambda alg_id, params: opened.append(alg_id))
+    # The plugin calls qgis.processing's (the Processing plugin puts its functions there when it loads).
+    monkeypatch.setattr("qgis.processing.execAlgorithmDialog", lambda alg_id, params: opened.append(alg_id))
     registry = QgsApplication.processingRegistry()
     registry.removeProvider("sarlulc")  # registered by other tests; the plugin registers its own
 

@@ -41,14 +41,14 @@ class DependencyDialog(QDialog):
         self.install_button.clicked.connect(self.install)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         for widget in (self.status, self.python_label, self.gpu, QLabel(GPU_NOTE), self.install_button, self.log,
                        buttons):
             layout.addWidget(widget)
         self.process = QProcess(self)
-        self.process.setProcessChannelMode(QProcess.MergedChannels)
+        self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         self.process.readyReadStandardOutput.connect(self.show_output)
         self.process.finished.connect(self.step_finished)
         self.process.errorOccurred.connect(self.report_start_failure)
@@ -95,12 +95,12 @@ class DependencyDialog(QDialog):
 
     def show_output(self):
         """pip's output as it comes (chunks may end mid-line)."""
-        self.log.moveCursor(QTextCursor.End)
+        self.log.moveCursor(QTextCursor.MoveOperation.End)
         self.log.insertPlainText(bytes(self.process.readAllStandardOutput()).decode(errors="replace"))
-        self.log.moveCursor(QTextCursor.End)
+        self.log.moveCursor(QTextCursor.MoveOperation.End)
 
     def report_start_failure(self, error):
-        if error == QProcess.FailedToStart:
+        if error == QProcess.ProcessError.FailedToStart:
             self.log.appendPlainText(f"Could not start {self.python}: {self.process.errorString()}")
             self.install_button.setEnabled(True)
 
