@@ -10,22 +10,13 @@ from qgis.PyQt.QtWidgets import QAction, QPushButton
 
 from . import dependencies
 from .processing_provider.base_algorithm import ICON_PATH
-from .processing_provider.provider import SarLulcProvider
+from .processing_provider.example_models import copy_example_models
+from .processing_provider.provider import ALGORITHMS, SarLulcProvider
 
 # The submenu of QGIS's Plugins menu (QGIS keeps plugin submenus there in alphabetical order).
 MENU_TITLE = "SAR LULC"
-# Menu entries that open an algorithm's dialog: (algorithm id, entry text).
-ALGORITHM_ENTRIES = (
-    ("sarlulc:segment", "SAR LULC Segment…"),
-    ("sarlulc:waterdetect", "Water Detect…"),
-    ("sarlulc:calibrate", "Calibrate ALOS-2 DN to Backscatter…"),
-    ("sarlulc:evaluate", "Evaluate Against Reference…"),
-    ("sarlulc:areastats", "Class Area Statistics…"),
-    ("sarlulc:vectorise", "Vectorise Classes…"),
-    ("sarlulc:fieldmap", "Field Map…"),
-    ("sarlulc:fieldpackage", "Field Package…"),
-)
 INSTALL_DEPENDENCIES = "Install dependencies…"
+COPY_EXAMPLE_MODELS = "Copy example models to my models…"
 
 
 class SarLulcPlugin:
@@ -45,15 +36,19 @@ class SarLulcPlugin:
     def initGui(self):  # noqa: N802 (QGIS API)
         self.initProcessing()
         main_window = self.iface.mainWindow()
-        for algorithm_id, text in ALGORITHM_ENTRIES:
-            action = QAction(QIcon(str(ICON_PATH)), text, main_window)
-            action.triggered.connect(partial(self.open_algorithm_dialog, algorithm_id))
+        # One entry per algorithm of the provider, in its order (the toolbox lists the same).
+        for algorithm_class in ALGORITHMS:
+            algorithm = algorithm_class()
+            action = QAction(QIcon(str(ICON_PATH)), f"{algorithm.displayName()}…", main_window)
+            action.triggered.connect(partial(self.open_algorithm_dialog, f"sarlulc:{algorithm.name()}"))
             self.actions.append(action)
         separator = QAction(main_window)
         separator.setSeparator(True)
+        copy_models = QAction(COPY_EXAMPLE_MODELS, main_window)
+        copy_models.triggered.connect(self.copy_example_models)
         install = QAction(INSTALL_DEPENDENCIES, main_window)
         install.triggered.connect(self.open_dependency_dialog)
-        self.actions += [separator, install]
+        self.actions += [separator, copy_models, install]
         for action in self.actions:
             self.iface.addPluginToMenu(MENU_TITLE, action)
         self.check_dependencies()
@@ -100,3 +95,17 @@ class SarLulcPlugin:
         dialog = DependencyDialog(self.iface.mainWindow())
         dialog.installed.connect(lambda _message: self.clear_dependency_message())
         dialog.exec()
+
+    def copy_example_models(self, _checked=False):
+        """Put the example models in the user's models folder, where the toolbox lists them under
+        Models and offers Edit Model (the plugin's own copies are read-only examples)."""
+        try:
+            folder, copied = copy_example_models()
+        except OSError as error:
+            self.iface.messageBar().pushMessage(
+                "SAR LULC", f"Could not copy the example models: {error}", Qgis.MessageLevel.Critical)
+            return
+        kept = "" if copied else " (already there: nothing replaced)"
+        self.iface.messageBar().pushMessage(
+            "SAR LULC", f"Example models in {folder}{kept}: Processing Toolbox ▸ Models ▸ Example models; "
+                        "right-click one ▸ Edit Model…", Qgis.MessageLevel.Success)

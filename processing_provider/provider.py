@@ -3,12 +3,12 @@
 from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from ..dependencies import PLUGIN_DIR
 from ..model.inference.writer import OUTPUT_FORMATS
 from .areastats_algorithm import AreaStatisticsAlgorithm
 from .base_algorithm import ICON_PATH
 from .calibrate_algorithm import CalibrateAlgorithm
 from .evaluate_algorithm import EvaluateAlgorithm
+from .example_models import example_model_files
 from .fieldmap_algorithm import FieldMapAlgorithm
 from .fieldpackage_algorithm import FieldPackageAlgorithm
 from .segment_algorithm import SegmentAlgorithm
@@ -28,8 +28,6 @@ ALGORITHMS = (
     FieldMapAlgorithm,
     FieldPackageAlgorithm,
 )
-# Example Processing models (written by tools/example_models.py), listed under "Example models".
-MODELS_DIR = PLUGIN_DIR / "models"
 
 
 class SarLulcProvider(QgsProcessingProvider):
@@ -65,7 +63,7 @@ class SarLulcProvider(QgsProcessingProvider):
     def loadAlgorithms(self):  # noqa: N802 (QGIS API)
         for algorithm_class in ALGORITHMS:
             self.addAlgorithm(algorithm_class())
-        for path in sorted(MODELS_DIR.glob("*.model3")):
+        for path in example_model_files():
             model = QgsProcessingModelAlgorithm()
             if model.fromFile(str(path)):
                 self.addAlgorithm(model)

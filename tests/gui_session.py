@@ -284,7 +284,7 @@ def example_model():
     designer.close()
     first_message = len(LOG_MESSAGES)
     results = processing.runAndLoadResults(model.id(), {
-        "sar": CONFIG["demo_scene"], "lulc_model": CONFIG["lulc_model"], "water_model": CONFIG["water_model"],
+        "image": CONFIG["demo_scene"], "lulc_model": CONFIG["lulc_model"], "water_model": CONFIG["water_model"],
         "segment:classes": "TEMPORARY_OUTPUT", "waterdetect:water": "TEMPORARY_OUTPUT"})
     RESULTS["steps"]["example_model"] = {
         "valid": valid, "issues": issues, "outputs": sorted(k for k in results if ":" in k),

@@ -72,17 +72,17 @@ def test_example_matches_the_algorithms_of_today(sarlulc_provider, path, tmp_pat
 def test_parameter_check_of_the_registered_model(sarlulc_provider, sar_raster):
     model = QgsApplication.processingRegistry().createAlgorithmById(CHAIN)
     context = QgsProcessingContext()
-    assert model.checkParameterValues({"sar": sar_raster, "segment:classes": "TEMPORARY_OUTPUT",
+    assert model.checkParameterValues({"image": sar_raster, "segment:classes": "TEMPORARY_OUTPUT",
                                        "waterdetect:water": "TEMPORARY_OUTPUT"}, context) == (True, "")
     ok, message = model.checkParameterValues({"segment:classes": "TEMPORARY_OUTPUT"}, context)
-    assert not ok and "for sar: no value specified" in message
+    assert not ok and "for image: no value specified" in message
 
 
 def test_land_cover_and_water_runs_both_algorithms_on_one_scene(sarlulc_provider, lulc_model, water_model,
                                                                 sar_raster, tmp_path):
     classes, water = tmp_path / "classes.tif", tmp_path / "water.tif"
     results = processing.run(CHAIN, {
-        "sar": sar_raster, "lulc_model": lulc_model, "water_model": water_model,
+        "image": sar_raster, "lulc_model": lulc_model, "water_model": water_model,
         "segment:classes": str(classes), "waterdetect:water": str(water)})
 
     assert results["segment:classes"] == str(classes) and results["waterdetect:water"] == str(water)
@@ -104,7 +104,7 @@ def test_land_cover_accuracy_scores_the_map_against_the_reference(sarlulc_provid
     dataset = None
 
     results = processing.run(ACCURACY, {
-        "sar": sar_raster, "lulc_model": lulc_model, "reference": str(reference),
+        "image": sar_raster, "lulc_model": lulc_model, "labels": str(reference),
         "segment:classes": str(tmp_path / "classes.tif"), "evaluate:report": str(tmp_path / "report.html"),
         "evaluate:metrics": str(tmp_path / "metrics.csv")})
 
@@ -125,10 +125,33 @@ def test_model_run_logs_no_ogr_warning_about_a_result(sarlulc_provider, lulc_mod
     log = QgsApplication.messageLog()
     log.messageReceived.connect(record)
     try:
-        processing.run(CHAIN, {"sar": sar_raster, "lulc_model": lulc_model, "water_model": water_model,
+        processing.run(CHAIN, {"image": sar_raster, "lulc_model": lulc_model, "water_model": water_model,
                                "segment:classes": str(tmp_path / "classes.tif"),
                                "waterdetect:water": str(tmp_path / "water.tif")})
     finally:
         log.messageReceived.disconnect(record)
     assert not [message for tag, message in messages if tag == "OGR"]
     assert any("Model processed OK" in message for _, message in messages)
+
+
+@pytest.mark.parametrize("model_id, inputs", [(CHAIN, ["image", "lulc_model", "water_model"]),
+                                              (ACCURACY, ["image", "labels", "lulc_model"])])
+def test_inputs_come_in_the_order_a_user_fills_them(sarlulc_provider, model_id, inputs):
+    """The SAR raster first, the optional model files last (QGIS 3.22 lists a model's inputs by name)."""
+    model = QgsApplication.processingRegistry().algorithmById(model_id)
+    assert [d.name() for d in model.parameterDefinitions() if not d.isDestination()] == inputs
+    assert model.parameterDefinition("image").description() == "SAR raster (HH backscatter)"
+
+
+def test_example_models_are_copied_to_the_users_models_never_over_an_edited_one(sarlulc_provider, tmp_path):
+    from sar_lulc.processing_provider.example_models import copy_example_models
+
+    folder, copied = copy_example_models(tmp_path / "models")
+    assert folder == tmp_path / "models"
+    assert sorted(path.name for path in copied) == [f"sar_lulc_{path.name}" for path in MODELS]
+    for path in MODELS:
+        assert (folder / f"sar_lulc_{path.name}").read_bytes() == path.read_bytes()
+    edited = folder / f"sar_lulc_{MODELS[0].name}"
+    edited.write_text(edited.read_text().replace("Land cover", "My land cover"))
+    assert copy_example_models(folder)[1] == []
+    assert "My land cover" in edited.read_text()

@@ -172,7 +172,7 @@ def test_the_example_model_runs_without_ogr_messages(sarlulc_provider, lulc_mode
     try:
         scene = write_sar_raster(tmp_path / "scene.tif", 128, 128, epsg=EPSG)
         results = processing.runAndLoadResults("sarlulc:Land cover and water from SAR", {
-            "sar": scene, "lulc_model": lulc_model, "water_model": water_model,
+            "image": scene, "lulc_model": lulc_model, "water_model": water_model,
             "segment:classes": "TEMPORARY_OUTPUT", "waterdetect:water": "TEMPORARY_OUTPUT"})
     finally:
         QgsApplication.messageLog().messageReceived.disconnect(received)

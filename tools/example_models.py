@@ -79,36 +79,36 @@ def lulc_model_parameter():
 
 def land_cover_and_water(registry) -> QgsProcessingModelAlgorithm:
     model = QgsProcessingModelAlgorithm("Land cover and water from SAR", GROUP)
-    model_input(model, QgsProcessingParameterRasterLayer("sar", "SAR raster (HH backscatter)"), QPointF(120, 60))
+    model_input(model, QgsProcessingParameterRasterLayer("image", "SAR raster (HH backscatter)"), QPointF(120, 60))
     model_input(model, lulc_model_parameter(), QPointF(380, 60))
     model_input(model, QgsProcessingParameterFile("water_model", "Water model (empty: bundled)", optional=True,
                                                   fileFilter=ONNX_FILTER), QPointF(640, 60))
     model.addChildAlgorithm(child_step(registry, "sarlulc:segment", "segment", "Land cover",
-                                       {"INPUT": "sar", "MODEL": "lulc_model"}, {},
+                                       {"INPUT": "image", "MODEL": "lulc_model"}, {},
                                        {"OUTPUT": ("classes", "Land cover")}, QPointF(250, 200)))
     model.addChildAlgorithm(child_step(registry, "sarlulc:waterdetect", "waterdetect", "Water",
-                                       {"INPUT": "sar", "MODEL": "water_model"}, {},
+                                       {"INPUT": "image", "MODEL": "water_model"}, {},
                                        {"OUTPUT": ("water", "Water mask")}, QPointF(550, 200)))
     model.setHelpContent({
         "ALG_DESC": "Runs SAR LULC Segment and Water Detect on one HH backscatter raster: a land-cover "
                     "map and a water mask on the raster's grid, each with its legend. Every other option "
                     "keeps its default; open the model in the Model Designer to change them.",
-        "sar": "A georeferenced HH backscatter raster (ALOS-2 DN, linear power or dB).",
+        "image": "A georeferenced HH backscatter raster (ALOS-2 DN, linear power or dB).",
         "lulc_model": "An .onnx land-cover model with the SAR LULC metadata; empty: the bundled model.",
         "water_model": "An .onnx water model with the SAR LULC metadata; empty: the bundled model."})
-    return model
+    return in_dialog_order(model, ["image", "lulc_model", "water_model"])
 
 
 def land_cover_accuracy(registry) -> QgsProcessingModelAlgorithm:
     model = QgsProcessingModelAlgorithm("Land cover and its accuracy against a reference", GROUP)
-    model_input(model, QgsProcessingParameterRasterLayer("sar", "SAR raster (HH backscatter)"), QPointF(120, 60))
-    model_input(model, lulc_model_parameter(), QPointF(380, 60))
-    model_input(model, QgsProcessingParameterRasterLayer("reference", "Reference class raster"), QPointF(640, 60))
+    model_input(model, QgsProcessingParameterRasterLayer("image", "SAR raster (HH backscatter)"), QPointF(120, 60))
+    model_input(model, QgsProcessingParameterRasterLayer("labels", "Reference class raster"), QPointF(380, 60))
+    model_input(model, lulc_model_parameter(), QPointF(640, 60))
     model.addChildAlgorithm(child_step(registry, "sarlulc:segment", "segment", "Land cover",
-                                       {"INPUT": "sar", "MODEL": "lulc_model"}, {},
+                                       {"INPUT": "image", "MODEL": "lulc_model"}, {},
                                        {"OUTPUT": ("classes", "Land cover")}, QPointF(250, 200)))
     model.addChildAlgorithm(child_step(registry, "sarlulc:evaluate", "evaluate", "Accuracy",
-                                       {"REFERENCE": "reference"}, {"PREDICTION": ("segment", "OUTPUT")},
+                                       {"REFERENCE": "labels"}, {"PREDICTION": ("segment", "OUTPUT")},
                                        {"OUTPUT_HTML": ("report", "Accuracy report"),
                                         "OUTPUT_CSV": ("metrics", "Metrics table")}, QPointF(550, 320)))
     model.setHelpContent({
@@ -116,14 +116,24 @@ def land_cover_accuracy(registry) -> QgsProcessingModelAlgorithm:
                     "raster on the same grid (confusion matrix, per-class IoU, mIoU, overall accuracy) "
                     "with Evaluate Against Reference. Try it on demo/demo_scene_hh_db.tif with "
                     "demo/demo_scene_label.tif as reference.",
-        "sar": "A georeferenced HH backscatter raster (ALOS-2 DN, linear power or dB).",
+        "image": "A georeferenced HH backscatter raster (ALOS-2 DN, linear power or dB).",
         "lulc_model": "An .onnx land-cover model with the SAR LULC metadata; empty: the bundled model.",
-        "reference": "A class raster with the 9-class legend's codes, on the SAR raster's grid."})
-    return model
+        "labels": "A class raster with the 9-class legend's codes, on the SAR raster's grid."})
+    return in_dialog_order(model, ["image", "labels", "lulc_model"])
 
 
 EXAMPLES = {"land_cover_and_water.model3": land_cover_and_water,
             "land_cover_accuracy.model3": land_cover_accuracy}
+
+
+def in_dialog_order(model: QgsProcessingModelAlgorithm, names: list[str]) -> QgsProcessingModelAlgorithm:
+    """The inputs in the order a user fills them: the SAR raster, then what it is checked against, the
+    optional model files last. QGIS 3.22 lists a model's inputs by name (so the names sort that way:
+    image, labels, lulc_model, water_model); later versions keep the order set here."""
+    assert names == sorted(names), names
+    if hasattr(model, "setParameterOrder"):
+        model.setParameterOrder(names)
+    return model
 
 
 def main(argv: list[str]) -> None:
