@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer
-from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtCore import QThreadPool, QTimer
 from qgis.PyQt.QtWidgets import QApplication, QLabel, QProgressBar, QPushButton, QScrollArea, QTextEdit
 from qgis.utils import iface
 
@@ -294,7 +294,105 @@ def example_model():
     QTimer.singleShot(1500, lambda: (screenshot("11_model_results"), next_step()))
 
 
-STEPS = [menu, segment_dialog, second_dialog, batch_and_modeler_step, example_model]
+def run_dialog(algorithm_id, parameters, step_name, shot, then):
+    """Open ``algorithm_id``'s dialog, set ``parameters``, run it as a user does; ``then(found)`` once the
+    run is over with what the dialog's log shows (red text included) and the project's layers."""
+    import processing
+
+    dialog = processing.createAlgorithmDialog(algorithm_id)
+    dialog.show()
+    dialog.setParameters(parameters)
+    done = {}
+    dialog.algorithmFinished.connect(lambda ok, results: done.update(ok=ok, results=results))
+    dialog.runButton().click()
+    before = set(QgsProject.instance().mapLayers())
+
+    def finished(_ok):
+        found = {"finished": done}
+        try:
+            found["log"] = dialog.findChild(QTextEdit, "txtLog").toPlainText()
+        except (AttributeError, RuntimeError):
+            found["log"] = ""
+        found["new_layers"] = {layer.name(): layer.id() for layer_id, layer in QgsProject.instance().mapLayers().items()
+                               if layer_id not in before}
+        RESULTS["steps"][step_name] = found
+        screenshot(shot)
+        try:
+            dialog.close()
+        except RuntimeError:
+            pass
+        then(found)
+    wait_for(lambda: bool(done), lambda ok: QTimer.singleShot(1000, lambda: finished(ok)), timeout_s=120)
+
+
+@guarded
+def result_crs():
+    """Past the end of the worker thread that ran Segment (threads expire after 1 s here, 30 s in QGIS),
+    each loaded result keeps its CRS, and so does what is written from it."""
+    import sqlite3
+
+    import processing
+
+    found = {}
+    for layer in QgsProject.instance().mapLayers().values():
+        found[layer.name()] = {"authid": layer.crs().authid(), "wkt": len(layer.crs().toWkt())}
+    classes = next(layer for layer in QgsProject.instance().mapLayers().values()
+                   if layer.name() == "scene_hh_db - land cover")
+    polygons = str(OUT / "polygons.gpkg")
+    processing.run("native:pixelstopolygons", {"INPUT_RASTER": classes, "RASTER_BAND": 1, "FIELD_NAME": "code",
+                                               "OUTPUT": polygons})
+    with sqlite3.connect(polygons) as db:
+        srs = [row[0] for row in db.execute("SELECT srs_id FROM gpkg_geometry_columns")]
+    RESULTS["steps"]["result_crs"] = {"layers": found, "polygons_srs": srs}
+    next_step()
+
+
+@guarded
+def field_work_dialogs():
+    """Class Area Statistics and Vectorise from their dialogs with their default temporary outputs:
+    the results load, and the log shows no red "not correctly generated"."""
+    classes = next(layer for layer in QgsProject.instance().mapLayers().values()
+                   if layer.name() == "scene_hh_db - land cover")
+    run_dialog("sarlulc:areastats", {"INPUT": classes.id()}, "areastats_dialog", "12_areastats",
+               lambda _found: run_dialog("sarlulc:vectorise", {"INPUT": classes.id(), "MIN_AREA": 20000},
+                                         "vectorise_dialog", "13_vectorise", lambda _found: next_step()))
+
+
+@guarded
+def area_of_interest():
+    """Water Detect on the part of the scene in view: the mask covers that extent only."""
+    scene = next(layer for layer in QgsProject.instance().mapLayers().values() if layer.name() == "scene_hh_db")
+    full = scene.extent()
+    part = f"{full.xMinimum()},{full.xMinimum() + full.width() / 4},{full.yMinimum()}," \
+           f"{full.yMinimum() + full.height() / 4} [{scene.crs().authid()}]"
+
+    def record(found):
+        layer = QgsProject.instance().mapLayer(next(iter(found["new_layers"].values()), ""))
+        found["extent"] = [layer.extent().width(), layer.extent().height()] if layer is not None else None
+        found["scene_extent"] = [full.width(), full.height()]
+        next_step()
+    run_dialog("sarlulc:waterdetect", {"INPUT": scene.id(), "METHOD": "threshold", "EXTENT": part},
+               "area_of_interest", "14_area_of_interest", record)
+
+
+@guarded
+def copy_example_models():
+    """Plugins ▸ SAR LULC ▸ Copy example models to my models: the toolbox's Models list them, editable."""
+    entry = next(a for a in iface.pluginMenu().actions() if a.text() == "SAR LULC")
+    action = next(a for a in entry.menu().actions() if a.text() == "Copy example models to my models…")
+    action.trigger()
+    QApplication.processEvents()
+    item = iface.messageBar().currentItem()
+    models = QgsApplication.processingRegistry().providerById("model")
+    RESULTS["steps"]["copy_example_models"] = {
+        "message": item.text() if item is not None else None,
+        "models": sorted(alg.displayName() for alg in models.algorithms() if alg.group() == "Example models")}
+    screenshot("15_copied_models")
+    next_step()
+
+
+STEPS = [menu, segment_dialog, second_dialog, result_crs, field_work_dialogs, area_of_interest,
+         batch_and_modeler_step, example_model, copy_example_models]
 
 
 def next_step():
@@ -320,5 +418,8 @@ def watchdog():
 
 
 OUT.mkdir(parents=True, exist_ok=True)
+# Processing's worker threads end 30 s after their last task; here after 1 s, so that the steps after a
+# run see what a user sees once the thread is gone (a layer made on it lost its CRS then).
+QThreadPool.globalInstance().setExpiryTimeout(1000)
 QTimer.singleShot(int(CONFIG["watchdog_s"] * 1000), watchdog)
 QTimer.singleShot(500, install_from_zip)

@@ -20,7 +20,7 @@ from tests.factories import write_pixel_lulc_model, write_pixel_water_model, wri
 REPO = Path(__file__).resolve().parent.parent
 QGIS = Path("/usr/bin/qgis")
 XVFB_RUN = shutil.which("xvfb-run")
-WATCHDOG_S = 240
+WATCHDOG_S = 360
 GUI_CLASSES = [(1, "Water", "#1f4e9c"), (2, "Built-up", "#e31a1c"), (5, "Grassland", "#b2df8a")]
 
 pytestmark = [
@@ -85,7 +85,7 @@ def step(session, name):
 def test_session_completed_every_step(session):
     assert session.get("finished") and not session["errors"], session["errors"]
     for shot in ("01_dependency_prompt", "04_plugins_menu", "05_segment_dialog", "06_results", "07_second_dialog",
-                 "10_model_designer"):
+                 "10_model_designer", "12_areastats", "13_vectorise", "14_area_of_interest", "15_copied_models"):
         assert (session["folder"] / "out" / f"{shot}.png").stat().st_size > 10_000, shot
 
 
@@ -163,3 +163,33 @@ def test_the_example_model_validates_and_runs_without_ogr_warnings(session):
     assert model["ogr_messages"] == []
     assert model["layers"][:2] == ["demo_scene_hh_db - water", "demo_scene_hh_db - land cover"] or \
         model["layers"][:2] == ["demo_scene_hh_db - land cover", "demo_scene_hh_db - water"]
+
+
+def test_results_keep_their_crs_after_the_worker_thread_ends(session):
+    found = step(session, "result_crs")
+    for name in ("scene_hh_db - land cover", "scene_hh_db - land-cover confidence"):
+        assert found["layers"][name]["authid"] == "EPSG:32654" and found["layers"][name]["wkt"] > 400, found
+    assert found["polygons_srs"] and 0 not in found["polygons_srs"]
+
+
+def test_field_work_dialogs_load_their_temporary_results_without_red_errors(session):
+    for name, layer in (("areastats_dialog", "Class areas"), ("vectorise_dialog", "Class polygons")):
+        found = step(session, name)
+        assert found["finished"]["ok"], found["log"]
+        assert layer in found["new_layers"], found
+        assert "not correctly generated" not in found["log"] and "Could not apply" not in found["log"], found["log"]
+
+
+def test_water_detect_maps_only_the_extent_given(session):
+    found = step(session, "area_of_interest")
+    assert found["finished"]["ok"], found["log"]
+    width, height = found["extent"]
+    scene_width, scene_height = found["scene_extent"]
+    assert abs(width - scene_width / 4) <= 20 and abs(height - scene_height / 4) <= 20, found
+    assert "Area of interest" in found["log"]
+
+
+def test_example_models_are_copied_into_the_users_models(session):
+    found = step(session, "copy_example_models")
+    assert found["models"] == ["Land cover and its accuracy against a reference", "Land cover and water from SAR"]
+    assert "Example models in" in found["message"] and "Edit Model" in found["message"]
