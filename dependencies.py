@@ -202,16 +202,27 @@ def installation_problem(folder: Path | None = None, module: str = MODULE) -> st
     return None
 
 
-def onnxruntime_problem() -> str | None:
-    """None when onnxruntime imports; otherwise the message telling the user how to install it."""
+def onnxruntime_problem(advice: bool = True) -> str | None:
+    """None when onnxruntime imports; otherwise what is wrong and (``advice``) how to install it: the
+    dependency dialog itself leaves the advice out, the user is in it."""
     add_dependencies_to_path()
     try:
         importlib.import_module(MODULE)
     except ImportError as error:
-        return (f"ONNX Runtime is not available to QGIS's Python {sys.version_info.major}.{sys.version_info.minor} "
-                f"({error}). Install it in QGIS with the menu {INSTALL_MENU}; it goes into "
-                f"{dependencies_dir()}, which qgis_process uses too.")
+        problem = (f"ONNX Runtime is not available to QGIS's Python {sys.version_info.major}."
+                   f"{sys.version_info.minor} ({error}).")
+        return problem + (f" Install it in QGIS with the menu {INSTALL_MENU}; it goes into {dependencies_dir()}, "
+                          f"which qgis_process uses too." if advice else "")
     return None
+
+
+# What the dialog names as devices: ONNX Runtime's execution providers that run the model here (others it
+# lists, such as AzureExecutionProvider, a remote endpoint, are not devices of this machine).
+DEVICE_NAMES = {"CUDAExecutionProvider": "NVIDIA GPU (CUDA)", "CPUExecutionProvider": "CPU"}
+
+
+def device_names(providers) -> list[str]:
+    return [DEVICE_NAMES[provider] for provider in providers if provider in DEVICE_NAMES]
 
 
 def main(argv: list[str]) -> int:

@@ -78,7 +78,7 @@ class AreaStatisticsAlgorithm(FieldWorkAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Class raster"))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.ZONES, "Zones (optional)", [SOURCE_VECTOR_POLYGON], optional=True))
+            self.ZONES, "Zones", [SOURCE_VECTOR_POLYGON], optional=True))
         self.addParameter(QgsProcessingParameterField(
             self.ZONE_FIELD, "Zone field (empty: feature id)", parentLayerParameterName=self.ZONES, optional=True))
         self.addParameter(QgsProcessingParameterFeatureSink(

@@ -109,3 +109,10 @@ def remove_sink_output(destination: str) -> None:
         driver = dataset.GetDriver()
         dataset = None
         driver.Delete(str(path))  # with its companion files (.shx, .dbf, ...)
+
+
+def whole_number_widget(parameter):
+    """Show a number parameter without decimals ("5000", not "5000.000000") where whole numbers are what
+    users type (areas in m², pixel counts); values with decimals are still accepted."""
+    parameter.setMetadata({**parameter.metadata(), "widget_wrapper": {"decimals": 0}})
+    return parameter

@@ -28,7 +28,7 @@ from ..model.inference.metadata import PROVENANCE_TASK
 from . import styling
 from .compat import ALGORITHM_NO_THREADING, NUMBER_DOUBLE
 from .base_algorithm import geopackage_tables
-from .field_work import FieldWorkAlgorithm, check_destination, engine_errors
+from .field_work import FieldWorkAlgorithm, check_destination, engine_errors, whole_number_widget
 from .vectorise_algorithm import DEFAULT_MIN_AREA_M2, MIN_AREA_UNITS, SMOOTHING
 
 # Tables of the package (the raster tables keep the names the field apps list).
@@ -162,9 +162,9 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         self.addParameter(QgsProcessingParameterRasterLayer(self.CLASSES, "Class raster"))
         self.addParameter(QgsProcessingParameterRasterLayer(self.WATER, "Water mask", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
+        self.addParameter(whole_number_widget(QgsProcessingParameterNumber(
             self.MIN_AREA, "Minimum mapping unit of the polygons", NUMBER_DOUBLE,
-            defaultValue=DEFAULT_MIN_AREA_M2, minValue=0.0))
+            defaultValue=DEFAULT_MIN_AREA_M2, minValue=0.0)))
         self.addParameter(self.choice(self.MIN_AREA_UNIT, "Minimum mapping unit in", list(MIN_AREA_UNITS)))
         self.addParameter(self.choice(self.SMOOTHING, "Smoothing of the polygons", [label for label, _ in SMOOTHING]))
         self.addParameter(QgsProcessingParameterFileDestination(

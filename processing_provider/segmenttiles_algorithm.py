@@ -134,7 +134,7 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
         self.addParameter(self.choice(self.DEVICE, "Device", list(DEVICES)))
         self.addParameter(self.advanced(self.choice(self.METHOD, "Water method", list(WATER_METHODS))))
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.THRESHOLD, "Water threshold (0..1)", NUMBER_DOUBLE, optional=True,
+            self.THRESHOLD, "Water threshold (empty: model's)", NUMBER_DOUBLE, optional=True,
             minValue=0.0, maxValue=1.0)))
         for name, description in (
                 (self.TILE_SIZE, f"Tile size (px; bundled: {BUNDLED_TILE_SIZE})"),

@@ -34,7 +34,8 @@ from .compat import (
     WKB_POLYGON,
 )
 from . import styling
-from .field_work import FieldWorkAlgorithm, check_destination, engine_errors, remove_sink_output, set_layer_metadata
+from .field_work import (FieldWorkAlgorithm, check_destination, engine_errors, remove_sink_output, set_layer_metadata,
+                         whole_number_widget)
 
 MIN_AREA_UNITS = ("square metres", "pixels")
 DEFAULT_MIN_AREA_M2 = 5000.0  # 0.5 ha: 50 pixels of 10 m
@@ -81,9 +82,9 @@ class VectoriseAlgorithm(FieldWorkAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Class raster"))
-        self.addParameter(QgsProcessingParameterNumber(
+        self.addParameter(whole_number_widget(QgsProcessingParameterNumber(
             self.MIN_AREA, "Minimum mapping unit", NUMBER_DOUBLE,
-            defaultValue=DEFAULT_MIN_AREA_M2, minValue=0.0))
+            defaultValue=DEFAULT_MIN_AREA_M2, minValue=0.0)))
         self.addParameter(self.choice(self.MIN_AREA_UNIT, "Minimum mapping unit in", list(MIN_AREA_UNITS)))
         self.addParameter(self.choice(self.SMOOTHING, "Smoothing", [label for label, _ in SMOOTHING]))
         self.addParameter(QgsProcessingParameterFeatureSink(

@@ -72,7 +72,7 @@ class WaterDetectAlgorithm(SarLulcAlgorithm):
     def task_parameters(self):
         return [self.choice(self.METHOD, "Method", list(WATER_METHODS)),
                 QgsProcessingParameterNumber(
-                    self.THRESHOLD, "Water threshold (0..1)",
+                    self.THRESHOLD, "Water threshold (empty: model's)",
                     NUMBER_DOUBLE, optional=True, minValue=0.0, maxValue=1.0)]
 
     def task_options(self, parameters, context):

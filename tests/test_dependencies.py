@@ -139,3 +139,10 @@ def test_start_up_check_finds_missing_and_other_python_installations(tmp_path, m
     (folder / "ort_probe" / "capi" / f"state{own_suffix}").write_bytes(b"")
     assert dependencies.installation_problem(folder, "ort_probe") is None
 
+
+
+def test_the_devices_named_are_those_that_run_the_model_here():
+    from sar_lulc.dependencies import device_names
+
+    assert device_names(["AzureExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        "NVIDIA GPU (CUDA)", "CPU"]

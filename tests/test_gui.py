@@ -106,7 +106,10 @@ def test_missing_dependencies_prompt_with_an_install_button_that_uses_qgis_pytho
     assert dialog["target"] == str(session["folder"] / "profiles" / "profiles" / "default" / "python" / "dependencies"
                                    / "sar_lulc" / f"python{version}")
     assert "onnxruntime" in dialog["log"] and "works in QGIS's Python" in dialog["log"], dialog["log"]
-    assert dialog["status_after"].startswith("onnxruntime ")
+    assert dialog["status_after"].startswith("onnxruntime ") and "runs on: CPU" in dialog["status_after"]
+    assert "ExecutionProvider" not in dialog["status_after"]
+    # In the dialog the status does not send the user to the menu that opened it.
+    assert dialog["status_before"].startswith("Missing:") and "menu" not in dialog["status_before"]
     assert prompt["after_install"] is None  # the prompt went away
 
 

@@ -232,3 +232,20 @@ def test_labels_are_short_and_the_tile_size_label_names_what_the_bundled_model_t
         pytest.skip("the bundled model is not built (make train-bundled)")
     fixed = ModelSession(bundled_model_path(task), "cpu").fixed_tile_size
     assert labels["TILE_SIZE"] == f"Tile size (px; bundled: {fixed})"
+
+
+def test_the_dialog_shows_labels_and_numbers_as_a_user_reads_them(sarlulc_provider, qgis_iface):
+    """No "Zones (optional) [optional]", the minimum mapping unit as "5000" not "5000.000000", and an empty
+    water threshold that says what it stands for."""
+    from qgis.core import QgsProcessingContext
+    from qgis.gui import QgsGui, QgsProcessingGui, QgsProcessingParameterWidgetContext
+
+    assert algorithm("sarlulc:areastats").parameterDefinition("ZONES").description() == "Zones"
+    assert algorithm("sarlulc:waterdetect").parameterDefinition("THRESHOLD").description() == \
+        "Water threshold (empty: model's)"
+    for algorithm_id in ("sarlulc:vectorise", "sarlulc:fieldpackage"):
+        wrapper = QgsGui.processingGuiRegistry().createParameterWidgetWrapper(
+            algorithm(algorithm_id).parameterDefinition("MIN_AREA"), QgsProcessingGui.Standard)
+        wrapper.setWidgetContext(QgsProcessingParameterWidgetContext())
+        spin_box = wrapper.createWrappedWidget(QgsProcessingContext())
+        assert spin_box.decimals() == 0 and spin_box.text().replace(",", "") == "5000"

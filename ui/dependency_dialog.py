@@ -74,14 +74,15 @@ class DependencyDialog(QDialog):
         self.python_label.setText(f"QGIS's Python: {self.python}\nInstalls into: {self.target}")
 
     def show_status(self):
-        problem = dependencies.onnxruntime_problem()
+        problem = dependencies.onnxruntime_problem(advice=False)
         if problem:
-            self.status.setText(f"Missing: {problem}")
+            self.status.setText(f"Missing: {problem} Click Install.")
         else:
             import onnxruntime
 
+            devices = dependencies.device_names(onnxruntime.get_available_providers())
             self.status.setText(f"onnxruntime {onnxruntime.__version__} is installed "
-                                f"(devices: {', '.join(onnxruntime.get_available_providers())}).")
+                                f"(runs on: {', '.join(devices)}).")
 
     def install(self):
         self.install_button.setEnabled(False)
