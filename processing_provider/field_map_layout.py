@@ -8,7 +8,7 @@ an ISO page; landscape pages put the legend panel on the right, portrait pages b
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qgis.core import (
@@ -78,6 +78,7 @@ class MapSheet:
     grid: str
     overview: bool
     notes: list[str]
+    legend_titles: dict[str, str] = field(default_factory=dict)  # layer id -> its heading in the legend
 
 
 def page_size_mm(paper: str, orientation: str) -> tuple[float, float]:
@@ -306,6 +307,8 @@ def _add_panel(layout, main_map, sheet, result_layers, background_layers, x, y, 
     legend.model().setRootGroup(root)
     for layer in result_layers:
         node = root.addLayer(layer)
+        if layer.id() in sheet.legend_titles:  # "Water mask" / "Land cover", not the layer's file name
+            node.setCustomProperty("legend/title-label", sheet.legend_titles[layer.id()])
         # Only the classes: a raster's legend starts with a "Band 1: ..." line, which means nothing on paper.
         nodes = legend.model().layerLegendNodes(node)
         shown = [i for i, item in enumerate(nodes) if not isinstance(item, QgsSimpleLegendNode)]

@@ -30,7 +30,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QDate, QSize, Qt
 
 from ..model.fieldwork.legend import INTEGER_TYPES, read_legend
-from ..model.inference.metadata import PROVENANCE_MODEL, PROVENANCE_TRAINED_ON
+from ..model.inference.metadata import PROVENANCE_MODEL, PROVENANCE_TASK, PROVENANCE_TRAINED_ON
 from ..model.inference.sar_input import sample_shape
 from .compat import (
     ALGORITHM_NO_THREADING,
@@ -75,6 +75,18 @@ def codes_present(dataset: gdal.Dataset) -> set[int]:
         return {code for code, count in enumerate(counts) if count}
     columns, rows = sample_shape(dataset.RasterXSize, dataset.RasterYSize, 1 << 22)
     return {int(code) for code in np.unique(band.ReadAsArray(buf_xsize=columns, buf_ysize=rows))}
+
+
+# The legend's heading of a result, by the task that made it (results of both tasks each have a "Water" class).
+LEGEND_TITLES = {"lulc": "Land cover", "water": "Water mask"}
+# A model's training data in the footer, cut at a word: the footer holds three lines (the model card has it all).
+TRAINED_ON_CHARACTERS = 110
+
+
+def shortened(text: str, characters: int) -> str:
+    if len(text) <= characters:
+        return text
+    return text[:characters].rsplit(" ", 1)[0].rstrip(",;:(") + " …"
 
 
 # 1:100 million: a continent on an A4 sheet; larger scales make no map (and QGIS fails to export them).
@@ -201,7 +213,9 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
             scale=self.parameterAsDouble(parameters, self.SCALE, context) or None,
             grid=self.parameterAsEnumString(parameters, self.GRID, context) or GRIDS[0],
             overview=self.parameterAsBoolean(parameters, self.OVERVIEW, context),
-            notes=self.notes(parameters, context, layers, crs))
+            notes=self.notes(parameters, context, layers, crs),
+            legend_titles={layer.id(): LEGEND_TITLES[provenance(layer).get(PROVENANCE_TASK)] for layer in results
+                           if provenance(layer).get(PROVENANCE_TASK) in LEGEND_TITLES})
         if atlas_layer is not None and atlas_layer.featureCount() == 0:
             raise QgsProcessingException(f"The atlas layer '{atlas_layer.name()}' has no feature: give a polygon "
                                          "layer with one polygon per page, or leave the atlas empty.")
@@ -270,7 +284,7 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
             if PROVENANCE_MODEL in metadata:
                 note = f"{metadata[PROVENANCE_MODEL]}"
                 if metadata.get(PROVENANCE_TRAINED_ON):
-                    note += f", trained on {metadata[PROVENANCE_TRAINED_ON]}"
+                    note += f", trained on {shortened(metadata[PROVENANCE_TRAINED_ON], TRAINED_ON_CHARACTERS)}"
                 if note not in models:
                     models.append(note)
         if models:

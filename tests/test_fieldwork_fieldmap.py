@@ -78,6 +78,8 @@ def test_a3_portrait_map_at_a_fixed_scale(segmented_scene, sarlulc_provider, tmp
     assert "Source: ALOS-2 PALSAR-2 HH, test scene" in text
     assert "test lulc model, trained on nothing (test factory)" in text  # from the raster's metadata
     assert "EPSG:32654" in text
+    # Each result's heading says what it is (both have a "Water" class), not its file name.
+    assert "Land cover" in text and "Water mask" in text and "classes" not in text.split()
     assert re.search(r"36°\d+′\d+(″|′′)N", text) and re.search(r"141°\d+′\d+(″|′′)E", text)  # grid
 
     # GeoPDF: a reader gets the map's CRS and georeference from the PDF.
@@ -222,3 +224,12 @@ def test_a_class_raster_without_its_style_gets_its_own_legend_of_the_classes_pre
     assert all(names[code] in text for code in present)
     assert not [name for code, name in names.items() if code not in present and name in text]
     assert not re.search(r"^\s*(1[0-9]{2}|2[0-5][0-9])\s*$", text, re.MULTILINE)  # no numbered palette rows
+
+
+def test_a_long_training_note_is_cut_so_the_footer_fits_the_page():
+    from sar_lulc.processing_provider.fieldmap_algorithm import TRAINED_ON_CHARACTERS, shortened
+
+    note = "real Sentinel-1 scenes: ETCI 2021 Bangladesh and Nebraska (8-bit VV), Sen1Floods11 chips " * 3
+    short = shortened(note, TRAINED_ON_CHARACTERS)
+    assert len(short) <= TRAINED_ON_CHARACTERS + 2 and short.endswith(" …") and note.startswith(short[:-2])
+    assert shortened("simulated scenes", TRAINED_ON_CHARACTERS) == "simulated scenes"
