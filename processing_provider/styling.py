@@ -23,6 +23,7 @@ from qgis.core import (
     QgsLayerTreeLayer,
     QgsMapLayerStyle,
     QgsPalettedRasterRenderer,
+    QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingUtils,
@@ -44,6 +45,9 @@ WATER_VALUE = 1
 # Colour ramps of the 0..1 score rasters: confidence reads like viridis, probability like Blues.
 CONFIDENCE_RAMP = ("#440154", (0.5, "#21918c"), "#fde725")
 PROBABILITY_RAMP = ("#f7fbff", (0.5, "#6baed6"), "#08306b")
+
+# A layer's custom property saying whether it is shown when loaded (the field package's class raster is not).
+VISIBLE_PROPERTY = "sarlulc/visible"
 
 # Post-processors must outlive the algorithm run (QGIS keeps only a raw pointer): one per output path.
 _LIVE_POST_PROCESSORS: dict[str, QgsProcessingLayerPostProcessorInterface] = {}
@@ -154,18 +158,34 @@ class ApplyStyleSidecar(QgsProcessingLayerPostProcessorInterface):
 
 
 class ApplyLayerStyle(QgsProcessingLayerPostProcessorInterface):
-    """Applies a style (e.g. the one stored as a GeoPackage layer's default) when Processing loads the output."""
+    """Applies a style (e.g. the one stored as a GeoPackage layer's default) when Processing loads the output,
+    switches the layer off unless ``visible``, and adds ``rasters`` ((source, name, style, visible) each)
+    Processing cannot load itself."""
 
-    def __init__(self, style: QgsMapLayerStyle):
+    def __init__(self, style: QgsMapLayerStyle, visible: bool = True, rasters=()):
         super().__init__()
         self.style = style
+        self.visible = visible
+        self.rasters = list(rasters)
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
+        project = context.project() or QgsProject.instance()
+        for source, name, style, visible in self.rasters:
+            raster = QgsRasterLayer(source, name, "gdal")
+            if not raster.isValid():
+                feedback.reportError(f"Could not open '{source}' to load it.")
+                continue
+            style.writeToLayer(raster)
+            project.addMapLayer(raster)
+            project.layerTreeRoot().findLayer(raster.id()).setItemVisibilityChecked(visible)
         if self.style.writeToLayer(layer) is False:  # QGIS 3.22 returns nothing; later versions say if it failed
             feedback.reportError(f"Could not apply the style to '{layer.name()}'.")
             return
         layer.triggerRepaint()
         layer.emitStyleChanged()
+        node = project.layerTreeRoot().findLayer(layer.id())
+        if node is not None and not self.visible:
+            node.setItemVisibilityChecked(False)
 
 
 def layer_style_when_loaded(context, destination: str, styled_layer) -> None:
@@ -177,6 +197,36 @@ def layer_style_when_loaded(context, destination: str, styled_layer) -> None:
     post_processor = ApplyLayerStyle(style)
     _LIVE_POST_PROCESSORS[destination] = post_processor
     context.layerToLoadOnCompletionDetails(destination).setPostProcessor(post_processor)
+
+
+def load_styled_when_done(context, layers) -> None:
+    """Have the project load ``layers``' data when the run is over, each with its style, switched off where
+    its ``VISIBLE_PROPERTY`` says so. The layers are made anew on the main thread: vector layers by
+    Processing's loader; raster tables of a GeoPackage, which that loader cannot open by name in QGIS 3.22,
+    by the first vector layer's post-processor. Nothing to do without a project (qgis_process)."""
+    if context.project() is None:
+        return
+    vectors = [layer for layer in layers if not isinstance(layer, QgsRasterLayer)]
+    rasters = [(layer.source(), layer.name(), _style_of(layer), _shown(layer))
+               for layer in layers if isinstance(layer, QgsRasterLayer)]
+    for index, layer in enumerate(vectors):
+        details = QgsProcessingContext.LayerDetails(layer.name(), context.project(), layer.name())
+        details.forceName = True
+        details.layerTypeHint = QgsProcessingUtils.LayerHint.Vector
+        post_processor = ApplyLayerStyle(_style_of(layer), _shown(layer), rasters if index == 0 else ())
+        _LIVE_POST_PROCESSORS[layer.source()] = post_processor
+        details.setPostProcessor(post_processor)
+        context.addLayerToLoadOnCompletion(layer.source(), details)
+
+
+def _style_of(layer) -> QgsMapLayerStyle:
+    style = QgsMapLayerStyle()
+    style.readFromLayer(layer)
+    return style
+
+
+def _shown(layer) -> bool:
+    return layer.customProperty(VISIBLE_PROPERTY, True) in (True, "true")
 
 
 def place_below(root, upper_id: str, lower_id: str) -> None:

@@ -198,3 +198,24 @@ def test_a_rerun_to_a_loaded_output_shows_the_new_map_with_the_class_legend_open
     root = project.layerTreeRoot()
     assert root.findLayer(second.id()).isExpanded()
     assert not root.findLayer(layers["wet - land-cover confidence"].id()).isExpanded()
+
+
+def test_a_field_package_loads_its_layers_styled_from_the_dialog(sarlulc_provider, segmented_scene, tmp_path,
+                                                                 short_lived_threads, project):
+    """Like the other algorithms, Field Package loads what it made: its layers, styled as in its own project,
+    with their CRS past the worker thread; the class raster (what the polygons show) switched off."""
+    package = tmp_path / "package.gpkg"
+    layers = run_like_the_dialog("sarlulc:fieldpackage", {
+        "CLASSES": segmented_scene["classes"], "WATER": segmented_scene["water"], "OUTPUT": str(package)}, {},
+        project)
+    assert set(layers) == {"Field checks", "Class polygons", "Classes", "Water", "Class statistics",
+                           "Water statistics"}
+    for name in ("Field checks", "Class polygons", "Classes", "Water"):
+        assert layers[name].crs().authid() == f"EPSG:{EPSG}", name
+        assert str(package) in layers[name].source()
+    assert layers["Class polygons"].renderer().type() == "categorizedSymbol"
+    classes = layers["Classes"].renderer()
+    assert classes.type() == "paletted" and len(classes.classes()) <= 9  # the legend's classes, not codes 0-255
+    root = project.layerTreeRoot()
+    assert not root.findLayer(layers["Classes"].id()).itemVisibilityChecked()
+    assert root.findLayer(layers["Water"].id()).itemVisibilityChecked()
