@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterVectorLayer,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
 )
@@ -25,7 +26,7 @@ from ..model.inference.errors import InferenceError
 from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter
 from ..model.inference.session import DEVICES, PRECISIONS
 from . import styling
-from .compat import FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER, PARAMETER_OPTIONAL, SOURCE_RASTER
+from .compat import FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER, PARAMETER_OPTIONAL, SOURCE_RASTER, SOURCE_VECTOR_POLYGON
 from .base_algorithm import (BUNDLED_TILE_SIZE, INPUT_HELP, OPTIONS_HELP, OUTPUT_GRIDS, PluginAlgorithm,
                              SarLulcAlgorithm)
 from .segment_algorithm import SegmentAlgorithm
@@ -42,6 +43,7 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
 
     INPUT_FOLDER = "INPUT_FOLDER"
     INPUT_FILES = "INPUT_FILES"
+    INPUT_INDEX = "INPUT_INDEX"
     TASK = "TASK"
     BAND = SarLulcAlgorithm.BAND
     INPUT_UNITS = SarLulcAlgorithm.INPUT_UNITS
@@ -118,6 +120,8 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
             self.INPUT_FOLDER, "Folder of tiles", behavior=FILE_FOLDER, optional=True))
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.INPUT_FILES, "Tile files (or a VRT of them)", SOURCE_RASTER, optional=True))
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            self.INPUT_INDEX, "Tile index (gdaltindex)", [SOURCE_VECTOR_POLYGON], optional=True))
         self.addParameter(self.choice(self.TASK, "Map", [label for label, _ in TASKS]))
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, "Model (empty: bundled)", optional=True, fileFilter="ONNX models (*.onnx)"))
@@ -174,10 +178,12 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
     def sources(self, parameters, context) -> list[str]:
         folder = self.parameterAsFile(parameters, self.INPUT_FOLDER, context)
         layers = self.parameterAsLayerList(parameters, self.INPUT_FILES, context)
-        sources = ([folder] if folder else []) + [layer.source().split("|")[0] for layer in layers]
+        index = self.parameterAsVectorLayer(parameters, self.INPUT_INDEX, context)
+        sources = ([folder] if folder else []) + [layer.source().split("|")[0] for layer in layers] + \
+            ([index.source().split("|")[0]] if index is not None else [])
         if not sources:
-            raise QgsProcessingException("Choose the tiles: a folder of GeoTIFF tiles, or the tile files (or a VRT of "
-                                         "them).")
+            raise QgsProcessingException("Choose the tiles: a folder of GeoTIFF tiles, the tile files (or a VRT of "
+                                         "them), or a tile index.")
         return sources
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)

@@ -92,6 +92,31 @@ def test_without_margins_tile_borders_show_seams(scene, tmp_path, monkeypatch):
     assert (read(report.mosaic) != scene["classes"]).mean() > 0.001
 
 
+def test_a_tile_index_names_the_tiles(scene, tmp_path):
+    """A tile index as gdaltindex (or QGIS's Tile Index) writes it: a footprint per tile, its file in
+    ``location``, here relative to the index's folder; half the tiles listed, half mapped."""
+    from model.tiles.inputs import find_tiles
+
+    listed = sorted(scene["tiles"].glob("t0*.tif")) + sorted(scene["tiles"].glob("t1*.tif"))
+    index = scene["tiles"].parent / "index.gpkg"
+    if not index.exists():
+        gdal.TileIndex(str(index), [str(path.relative_to(index.parent)) for path in listed]) \
+            if hasattr(gdal, "TileIndex") else os.system(
+                f"cd {index.parent} && gdaltindex -f GPKG index.gpkg " + " ".join(
+                    str(path.relative_to(index.parent)) for path in listed) + " > /dev/null")
+    assert find_tiles(index) == [str(path.resolve()) for path in listed]
+    report = map_tiles(index, tmp_path / "out", model_path=scene["model"])
+    assert sorted(report.run) == sorted(path.stem for path in listed)
+    # Seam-free: the classes of one run over the mosaic of what is listed.
+    strip = tmp_path / "strip.tif"
+    gdal.Translate(str(strip), scene["whole"], srcWin=[0, 0, GRID * TILE, 2 * TILE])
+    segment(str(strip), tmp_path / "strip_classes.tif", scene["model"])
+    assert np.array_equal(read(report.mosaic), read(tmp_path / "strip_classes.tif"))
+    (tmp_path / "bare.gpkg").write_bytes(b"")
+    with pytest.raises(TilesError, match="cannot be opened as vector data"):
+        find_tiles(tmp_path / "bare.gpkg")
+
+
 def test_two_local_dask_workers_give_the_same_mosaic(scene, tmp_path):
     pytest.importorskip("distributed")
     logs = []
@@ -233,6 +258,13 @@ def test_the_processing_algorithm_maps_a_folder_and_loads_the_styled_mosaic(sarl
     assert (tmp_path / "out" / "land_cover.qml").is_file() and (tmp_path / "out" / "land_cover_confidence.qml").is_file()
     assert "Water" in (tmp_path / "out" / "land_cover.qml").read_text()
     assert context.willLoadLayerOnCompletion(result["OUTPUT"])
+    # The same tiles named by a tile index.
+    index = tmp_path / "index.gpkg"
+    os.system(f"gdaltindex -f GPKG {index} {' '.join(str(path) for path in sorted(scene['tiles'].glob('*.tif')))}"
+              " > /dev/null")
+    result = processing.run("sarlulc:segmenttiles", {"INPUT_INDEX": str(index), "MODEL": scene["model"],
+                                                     "OUTPUT_FOLDER": str(tmp_path / "from_index")})
+    assert result["FAILED"] == 0 and np.array_equal(read(result["OUTPUT"]), scene["classes"])
 
 
 def test_the_processing_algorithm_refuses_missing_tiles_and_bad_options(sarlulc_provider, tmp_path):

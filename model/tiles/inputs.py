@@ -19,12 +19,13 @@ from ..inference.errors import InputRasterError
 from ..inference.sar_input import InputUnits, detect_band_units, sample_valid_values
 from ..inference.windows import Window
 
-gdal.UseExceptions()
-
 TILE_SUFFIXES = (".tif", ".tiff")  # what a folder of tiles is searched for
 UNITS_SAMPLE_PIXELS = 1024  # pixels read evenly over each tile to tell its units (a few block rows)
 GRID_TOLERANCE = 1e-3  # pixels: how far a tile's corner may lie off the common pixel grid
 MOST_NAMED = 6  # files named in a refusal before "and N more"
+# A tile index (gdaltindex, QGIS's Tile Index): a vector file whose field names each tile's file.
+TILE_INDEX_SUFFIXES = (".gpkg", ".shp", ".geojson", ".fgb")
+TILE_INDEX_FIELD = "location"
 
 
 class TilesError(InputRasterError):
@@ -57,8 +58,9 @@ class TileSet:
 
 
 def find_tiles(source) -> list[str]:
-    """The tile files of ``source``: a folder (its GeoTIFFs), a VRT (the files it is made of), a text file
-    listing one path per line, or a list of paths (each of which may be such a folder or VRT)."""
+    """The tile files of ``source``: a folder (its GeoTIFFs), a VRT (the files it is made of), a tile index
+    (its ``location`` field), a text file listing one path per line, or a list of paths (each of which may
+    be such a folder, VRT or index)."""
     if isinstance(source, (list, tuple)):
         files = [path for item in source for path in find_tiles(item)]
         if not files:
@@ -77,6 +79,8 @@ def find_tiles(source) -> list[str]:
         raise TilesError(f"The input '{path}' does not exist. Check the path.")
     if path.suffix.lower() == ".vrt":
         return _vrt_sources(path)
+    if path.suffix.lower() in TILE_INDEX_SUFFIXES:
+        return _tile_index_sources(path)
     if path.suffix.lower() in (".txt", ".lst"):
         base = path.parent
         lines = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
@@ -85,6 +89,29 @@ def find_tiles(source) -> list[str]:
             raise TilesError(f"The list '{path}' names no tile file: write one path per line.")
         return files
     return [str(path.resolve())]
+
+
+def _tile_index_sources(path: pathlib.Path) -> list[str]:
+    """The files a tile index names (a vector layer with one footprint per tile, as `gdaltindex` writes):
+    its ``location`` field, paths relative to the index's folder."""
+    try:
+        index = gdal.OpenEx(str(path), gdal.OF_VECTOR)
+    except RuntimeError as error:
+        raise TilesError(f"The tile index '{path}' cannot be opened as vector data ({error}).") from error
+    layer = index.GetLayer(0)
+    if layer is None or layer.GetLayerDefn().GetFieldIndex(TILE_INDEX_FIELD) < 0:
+        raise TilesError(f"The tile index '{path}' has no '{TILE_INDEX_FIELD}' field naming each tile's file: "
+                         f"make it with gdaltindex (or QGIS's Raster ▸ Miscellaneous ▸ Tile Index), or give the "
+                         f"tiles' folder.")
+    files = []
+    for feature in layer:
+        location = feature.GetField(TILE_INDEX_FIELD)
+        if location:
+            files.append(location if os.path.isabs(location) or location.startswith("/vsi")
+                         else str((path.parent / location).resolve()))
+    if not files:
+        raise TilesError(f"The tile index '{path}' names no tile file.")
+    return list(dict.fromkeys(files))
 
 
 def _vrt_sources(path: pathlib.Path) -> list[str]:

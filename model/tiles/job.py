@@ -16,11 +16,9 @@ from typing import Callable
 from osgeo import gdal
 
 from ..inference.engine import RunOptions, detect_water, segment
-from ..inference.errors import CancelledError, InferenceError, InputRasterError
+from ..inference.errors import CancelledError, InferenceError, InputRasterError, gdal_exceptions
 from ..inference.windows import Window
 from ..inference.writer import PendingFiles, hidden_path
-
-gdal.UseExceptions()
 
 CLASSES, SCORES = "classes", "scores"  # output roles: the class map / water mask, and its probability
 COG_OPTIONS = ["COMPRESS=DEFLATE", "BLOCKSIZE=512", "BIGTIFF=IF_SAFER"]
@@ -57,6 +55,7 @@ class TileResult:
         return not self.error and not self.cancelled
 
 
+@gdal_exceptions()
 def run_tile(job: TileJob, progress: Callable[[float], None] | None = None,
              is_cancelled: Callable[[], bool] | None = None) -> TileResult:
     """Run one tile; never raises: a failure is returned with its message, so the other tiles go on."""

@@ -20,7 +20,7 @@ from typing import Callable
 from osgeo import gdal
 
 from ..inference.engine import _duration, check_options, RunOptions
-from ..inference.errors import CancelledError, ModelContractError, OptionError, OutputError
+from ..inference.errors import CancelledError, ModelContractError, OptionError, OutputError, gdal_exceptions
 from ..inference.metadata import ModelContract, bundled_model_path
 from ..inference.resample import decide_model_grid
 from ..inference.sar_input import InputUnits, filter_halo
@@ -29,8 +29,6 @@ from ..inference.writer import PendingFiles, remove_stale_files, style_sidecar_p
 from .inputs import TileSet, check_tiles, find_tiles
 from .job import CLASSES, SCORES, TileJob, TileResult, file_checksum, run_tile
 from .manifest import Manifest, input_fingerprint, result_options
-
-gdal.UseExceptions()
 
 TASKS = ("lulc", "water")
 INPUTS_VRT = "inputs.vrt"  # the mosaic of all input tiles the tiles are read from
@@ -77,6 +75,7 @@ class TilesReport:
         return "\n".join(lines)
 
 
+@gdal_exceptions()
 def map_tiles(source, output_folder, task: str = "lulc", model_path=None, options: RunOptions | None = None,
               scores: bool = False, mosaic_cog: bool = False, workers: int = 1, scheduler: str | None = None,
               progress: Callable[[float], None] | None = None, is_cancelled: Callable[[], bool] | None = None,
