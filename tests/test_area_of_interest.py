@@ -177,3 +177,21 @@ def test_the_command_line_maps_an_extent_or_polygons(scene, lulc_model, tmp_path
     assert main(["segment", scene, str(tmp_path / "x.tif"), "--model", lulc_model, "--extent", "1,2,3"]) == 2
     assert "four numbers" in capsys.readouterr().err
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_a_float32_alpha_band_masks_the_frame_of_a_warped_scene(lulc_model, water_model, tmp_path):
+    """gdalwarp -dstalpha on Float32 data writes a Float32 alpha band, which GDAL does not take as a mask:
+    its transparent frame (values 0, 0 dB) was classified."""
+    source = write_sar_raster(tmp_path / "source.tif", 200, 200, epsg=EPSG, origin=ORIGIN, nodata=None)
+    warped = tmp_path / "warped.tif"
+    gdal.Warp(str(warped), source, dstSRS="EPSG:32653", dstAlpha=True)
+    alpha = read(warped)[1][1]
+    assert 0.05 < (alpha == 0).mean() < 0.3
+    lines = []
+    report = segment(str(warped), tmp_path / "c.tif", lulc_model, log=lines.append)
+    classes = read(tmp_path / "c.tif")[1]
+    np.testing.assert_array_equal(classes == 0, alpha == 0)
+    assert report.valid_pixels == int((alpha != 0).sum())
+    assert any("Alpha band 2: its transparent pixels" in line for line in lines)
+    detect_water(str(warped), tmp_path / "w.tif", water_model, options=RunOptions(method="threshold"))
+    np.testing.assert_array_equal(read(tmp_path / "w.tif")[1] == 255, alpha == 0)

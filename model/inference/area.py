@@ -1,11 +1,13 @@
-"""An area of interest: a run maps only part of the input.
+"""What the run reads of the input: an area of interest, and the input's own alpha band.
 
 The area is an extent (in the input's CRS), polygons (any OGR source, any CRS), or both. The run
 reads the input through a VRT of the window they cover, so blocks outside are never read and the
 outputs cover the window only; pixels of the window outside the polygons are masked (the VRT's mask
 band: the input's own validity, cut by the rasterised polygons), so they are nodata in every output
-and blocks holding none of them are skipped. The VRT and the rasterised polygons live in GDAL's
-in-memory file system for the run; nothing is written beside the input.
+and blocks holding none of them are skipped. An alpha band GDAL does not take as a mask (a Float32
+one, as ``gdalwarp -dstalpha`` writes for Float32 data) masks the same way, so a warped scene's filled
+frame is nodata, not classified. The VRT and the rasterised polygons live in GDAL's in-memory file
+system for the run; nothing is written beside the input.
 """
 
 from __future__ import annotations
@@ -62,51 +64,82 @@ def check_extent(extent) -> None:
 
 
 @contextmanager
-def restricted_to_area(dataset: gdal.Dataset, area: AreaOfInterest | None, band: int,
-                       source_name: str) -> Iterator[tuple[gdal.Dataset, str]]:
-    """``(dataset, note)``: the input itself without an area; otherwise a VRT of the window the area
-    covers, masked outside its polygons, and a line for the log. Refuses an area that misses the raster."""
-    if area is None or (area.extent is None and not area.polygons):
+def input_view(dataset: gdal.Dataset, area: AreaOfInterest | None, band: int,
+               source_name: str) -> Iterator[tuple[gdal.Dataset, str]]:
+    """``(dataset, note)``: the input itself, or a VRT of it that GDAL reads masked as the run must: the
+    window an area of interest covers, masked outside its polygons; and pixels an alpha band GDAL does not
+    take as a mask (any but 8/16-bit, as ``gdalwarp -dstalpha`` writes for Float32) marks transparent.
+    ``note`` is a line for the log. Refuses an area that misses the raster."""
+    alpha = _unmasked_alpha_band(dataset, band)
+    if (area is None or (area.extent is None and not area.polygons)) and alpha is None:
         yield dataset, ""
         return
-    prefix = f"/vsimem/sarlulc-area-{uuid.uuid4().hex}"
+    prefix = f"/vsimem/sarlulc-view-{uuid.uuid4().hex}"
+    window = cut = None
     try:
-        bounds = _raster_bounds(dataset)
-        wanted = bounds
-        if area.extent is not None:
-            check_extent(area.extent)
-            xmin, ymin, xmax, ymax = area.extent
-            wanted = _intersection(wanted, (xmin, xmax, ymin, ymax))
-        cut = None
-        if area.polygons:
-            cut = _polygons_in_raster_crs(area.polygons, dataset)
-            wanted = _intersection(wanted, cut.GetLayer(0).GetExtent(force=1)) if wanted else None
-        if not wanted:
-            raise OptionError(
-                f"The area of interest ({area.describe()}) does not overlap the input raster '{source_name}' "
-                f"(extent {', '.join(f'{value:.6g}' for value in _as_xy(bounds))} in its CRS). Choose an extent or "
-                f"polygons over the raster.")
-        x, y, width, height = _pixel_window(dataset, wanted)
+        x, y, width, height = 0, 0, dataset.RasterXSize, dataset.RasterYSize
+        notes = []
+        if area is not None and (area.extent is not None or area.polygons):
+            cut, (x, y, width, height) = _area_window(dataset, area, source_name)
+            notes.append(f"Area of interest: {area.describe()}: a window of {width} x {height} px at column {x}, "
+                         f"row {y} of the {dataset.RasterXSize} x {dataset.RasterYSize} px input"
+                         + ("; pixels outside the polygons are nodata" if cut is not None else ""))
         window = gdal.Translate(f"{prefix}.vrt", dataset, format="VRT", srcWin=[x, y, width, height])
+        cuts = []
         if cut is not None:
             mask_path = f"{prefix}-mask.tif"
-            inside = _rasterise(cut, window, mask_path)
-            if inside == 0:
+            if _rasterise(cut, window, mask_path) == 0:
                 raise OptionError(
                     f"The polygons of '{area.polygons}' cover no pixel centre of the input raster '{source_name}'. "
                     f"Choose polygons over the raster, larger than a pixel.")
-            window = None
-            _add_cut_mask(f"{prefix}.vrt", dataset, band, (x, y, width, height), mask_path)
-            window = gdal.Open(f"{prefix}.vrt")
-        note = (f"Area of interest: {area.describe()}: a window of {width} x {height} px at column {x}, row {y} of "
-                f"the {dataset.RasterXSize} x {dataset.RasterYSize} px input"
-                + ("; pixels outside the polygons are nodata" if cut is not None else ""))
-        yield window, note
+            cuts.append((mask_path, 1, (0, 0, width, height), INSIDE))
+        if alpha is not None:
+            opaque = _alpha_opaque_value(dataset.GetRasterBand(alpha))
+            cuts.append((dataset.GetDescription(), alpha, (x, y, width, height), opaque))
+            notes.append(f"Alpha band {alpha}: its transparent pixels (alpha below {opaque:g}) are nodata")
+        window = None
+        _add_mask_band(f"{prefix}.vrt", dataset, band, (x, y, width, height), cuts)
+        window = gdal.Open(f"{prefix}.vrt")
+        yield window, "; ".join(notes)
     finally:
         window = cut = None
         for path in gdal.ReadDir("/vsimem/") or []:
             if ("/vsimem/" + path).startswith(prefix):
                 gdal.Unlink("/vsimem/" + path)
+
+
+def _area_window(dataset: gdal.Dataset, area: AreaOfInterest, source_name: str):
+    """(the polygons in the raster's CRS or None, the pixel window the area covers)."""
+    bounds = _raster_bounds(dataset)
+    wanted = bounds
+    if area.extent is not None:
+        check_extent(area.extent)
+        xmin, ymin, xmax, ymax = area.extent
+        wanted = _intersection(wanted, (xmin, xmax, ymin, ymax))
+    cut = None
+    if area.polygons:
+        cut = _polygons_in_raster_crs(area.polygons, dataset)
+        wanted = _intersection(wanted, cut.GetLayer(0).GetExtent(force=1)) if wanted else None
+    if not wanted:
+        raise OptionError(
+            f"The area of interest ({area.describe()}) does not overlap the input raster '{source_name}' "
+            f"(extent {', '.join(f'{value:.6g}' for value in _as_xy(bounds))} in its CRS). Choose an extent or "
+            f"polygons over the raster.")
+    return cut, _pixel_window(dataset, wanted)
+
+
+def _unmasked_alpha_band(dataset: gdal.Dataset, band: int) -> int | None:
+    """The alpha band GDAL does not use as the band's mask (GDAL only does for 8- and 16-bit alpha), if any."""
+    if not 1 <= band <= dataset.RasterCount or dataset.GetRasterBand(band).GetMaskFlags() & gdal.GMF_ALPHA:
+        return None  # a band that does not exist is refused by the reader, with its message
+    return next((index for index in range(1, dataset.RasterCount + 1) if index != band
+                 and dataset.GetRasterBand(index).GetColorInterpretation() == gdal.GCI_AlphaBand), None)
+
+
+def _alpha_opaque_value(alpha: gdal.Band) -> float:
+    """The value of an opaque pixel: 255 (gdalwarp's), or the band's declared maximum."""
+    declared = alpha.GetMetadataItem("NBITS", "IMAGE_STRUCTURE")
+    return float(2 ** int(declared) - 1) if declared else 255.0
 
 
 def _raster_bounds(dataset: gdal.Dataset) -> tuple[float, float, float, float]:
@@ -184,21 +217,22 @@ def _rasterise(polygons: gdal.Dataset, window: gdal.Dataset, path: str) -> int:
     return inside
 
 
-def _add_cut_mask(vrt_path: str, dataset: gdal.Dataset, band: int, window, mask_path: str) -> None:
-    """Give the window VRT a mask band: the input band's own validity (nodata, mask, alpha), with 0
-    written wherever the rasterised polygons are 0 (outside)."""
-    x, y, width, height = window
-    source = xml_escape(dataset.GetDescription())
-    rect = f'<SrcRect xOff="{x}" yOff="{y}" xSize="{width}" ySize="{height}"/>' \
-           f'<DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>'
-    whole = f'<SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>' \
-            f'<DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>'
+def _add_mask_band(vrt_path: str, dataset: gdal.Dataset, band: int, window, cuts) -> None:
+    """Give the window VRT a mask band: the input band's own validity (nodata, mask), with 0 written
+    wherever a cut ((file, band, window, value that keeps the pixel)) holds another value: outside the
+    rasterised polygons, transparent in an alpha band."""
+    def rect(x, y, width, height):
+        return (f'<SrcRect xOff="{x}" yOff="{y}" xSize="{width}" ySize="{height}"/>'
+                f'<DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>')
+
     mask_xml = (f'<MaskBand><VRTRasterBand dataType="Byte">'
-                f'<SimpleSource><SourceFilename relativeToVRT="0">{source}</SourceFilename>'
-                f"<SourceBand>mask,{band}</SourceBand>{rect}</SimpleSource>"
-                f'<ComplexSource><SourceFilename relativeToVRT="0">{xml_escape(mask_path)}</SourceFilename>'
-                f"<SourceBand>1</SourceBand>{whole}<NODATA>{INSIDE}</NODATA></ComplexSource>"
-                f"</VRTRasterBand></MaskBand>")
+                f'<SimpleSource><SourceFilename relativeToVRT="0">{xml_escape(dataset.GetDescription())}'
+                f"</SourceFilename><SourceBand>mask,{band}</SourceBand>{rect(*window)}</SimpleSource>"
+                + "".join(f'<ComplexSource><SourceFilename relativeToVRT="0">{xml_escape(path)}</SourceFilename>'
+                          f"<SourceBand>{source_band}</SourceBand>{rect(*source_window)}<NODATA>{keep!r}</NODATA>"
+                          f"<ScaleOffset>0</ScaleOffset><ScaleRatio>0</ScaleRatio></ComplexSource>"
+                          for path, source_band, source_window, keep in cuts)
+                + "</VRTRasterBand></MaskBand>")
     handle = gdal.VSIFOpenL(vrt_path, "rb")
     try:
         xml = gdal.VSIFReadL(1, 1 << 26, handle).decode()

@@ -28,7 +28,7 @@ from osgeo import gdal, osr
 from .blending import BlockAccumulator, blend_weights, to_probabilities
 from .distribution import MARGIN_DB, check_input_distribution
 from .coverage import DataCoverage, ModelGridCoverage
-from .area import AreaOfInterest, restricted_to_area
+from .area import AreaOfInterest, input_view
 from .errors import CancelledError, InputRasterError, ModelContractError, OptionError, gdal_exceptions
 from .memory import (CPU_RUN_BUDGET, MEMORY_SHARE, available_memory_bytes, bounded_gdal_cache, gpu_batch_size,
                      gpu_free_memory_bytes, run_memory_bytes)
@@ -168,8 +168,8 @@ def _run(task, input_path, output_path, model_path, extra_path, options: RunOpti
     thresholding = _thresholding(task, options, extra_path)
 
     # Everything is checked before any output file exists. With an area of interest the run reads
-    # (and its outputs cover) only the area's window of the input.
-    with restricted_to_area(open_raster(input_path), options.area, options.band, str(input_path)) as (dataset, note):
+    # (and its outputs cover) only the area's window of the input; an alpha band masks it.
+    with input_view(open_raster(input_path), options.area, options.band, str(input_path)) as (dataset, note):
         if note:
             log(note)
         return _run_on(task, dataset, input_path, output_path, model_path, extra_path, options, speckle_filter,
