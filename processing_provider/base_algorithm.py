@@ -331,22 +331,27 @@ class SarLulcAlgorithm(PluginAlgorithm):
         self.addParameter(self.choice(self.DEVICE, "Device", list(DEVICES)))
         for parameter in self.task_parameters():
             self.addParameter(parameter)
-        for name, description in (
-                (self.TILE_SIZE, f"Tile size (px; bundled: {BUNDLED_TILE_SIZE})"),
-                (self.OVERLAP, "Tile overlap (px)"),
-                (self.BATCH_SIZE, "Tiles per batch"),
-                (self.THREADS, "CPU threads")):
-            self.addParameter(self.advanced(QgsProcessingParameterNumber(
-                name, description, NUMBER_INTEGER, optional=True, minValue=0)))
-        # Optional, so that models saved before it existed still validate (empty: auto).
-        precision = self.advanced(self.choice(self.PRECISION, "Precision", list(PRECISIONS)))
-        precision.setFlags(precision.flags() | PARAMETER_OPTIONAL)
-        self.addParameter(precision)
-        self.addParameter(self.advanced(self.choice(
-            self.OUTPUT_GRID, "Output grid", [label for label, _ in OUTPUT_GRIDS])))
+        for parameter in self.run_parameters("CPU threads"):
+            self.addParameter(parameter)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.OUTPUT_DESCRIPTION))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.EXTRA_OUTPUT, self.EXTRA_OUTPUT_DESCRIPTION, optional=True, createByDefault=False))
+
+    @classmethod
+    def run_parameters(cls, threads_description: str) -> list:
+        """The advanced parameters of how the model runs (tiles, batch, threads, precision, output grid),
+        shared with the many-tile run."""
+        parameters = [cls.advanced(QgsProcessingParameterNumber(name, description, NUMBER_INTEGER, optional=True,
+                                                                minValue=0))
+                      for name, description in ((cls.TILE_SIZE, f"Tile size (px; bundled: {BUNDLED_TILE_SIZE})"),
+                                                (cls.OVERLAP, "Tile overlap (px)"),
+                                                (cls.BATCH_SIZE, "Tiles per batch"),
+                                                (cls.THREADS, threads_description))]
+        # Optional, so that models saved before it existed still validate (empty: auto).
+        precision = cls.advanced(cls.choice(cls.PRECISION, "Precision", list(PRECISIONS)))
+        precision.setFlags(precision.flags() | PARAMETER_OPTIONAL)
+        return parameters + [precision, cls.advanced(cls.choice(cls.OUTPUT_GRID, "Output grid",
+                                                                [label for label, _ in OUTPUT_GRIDS]))]
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
         """The engine's own checks and messages before QGIS's, which only say "Incorrect parameter value"."""

@@ -24,11 +24,10 @@ from ..dependencies import onnxruntime_problem, qgis_python
 from ..model.inference.engine import WATER_METHODS
 from ..model.inference.errors import InferenceError
 from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter
-from ..model.inference.session import DEVICES, PRECISIONS
+from ..model.inference.session import DEVICES
 from . import styling
-from .compat import FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER, PARAMETER_OPTIONAL, SOURCE_RASTER, SOURCE_VECTOR_POLYGON
-from .base_algorithm import (BUNDLED_TILE_SIZE, INPUT_HELP, OPTIONS_HELP, OUTPUT_GRIDS, PluginAlgorithm,
-                             SarLulcAlgorithm)
+from .compat import FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_RASTER, SOURCE_VECTOR_POLYGON
+from .base_algorithm import INPUT_HELP, OPTIONS_HELP, PluginAlgorithm, SarLulcAlgorithm
 from .segment_algorithm import SegmentAlgorithm
 from .water_detect_algorithm import WaterDetectAlgorithm
 
@@ -140,18 +139,8 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
             self.THRESHOLD, "Water threshold (empty: model's)", NUMBER_DOUBLE, optional=True,
             minValue=0.0, maxValue=1.0)))
-        for name, description in (
-                (self.TILE_SIZE, f"Tile size (px; bundled: {BUNDLED_TILE_SIZE})"),
-                (self.OVERLAP, "Tile overlap (px)"),
-                (self.BATCH_SIZE, "Tiles per batch"),
-                (self.THREADS, "CPU threads (per worker)")):
-            self.addParameter(self.advanced(QgsProcessingParameterNumber(
-                name, description, NUMBER_INTEGER, optional=True, minValue=0)))
-        precision = self.advanced(self.choice(self.PRECISION, "Precision", list(PRECISIONS)))
-        precision.setFlags(precision.flags() | PARAMETER_OPTIONAL)
-        self.addParameter(precision)
-        self.addParameter(self.advanced(self.choice(
-            self.OUTPUT_GRID, "Output grid", [label for label, _ in OUTPUT_GRIDS])))
+        for parameter in SarLulcAlgorithm.run_parameters("CPU threads (per worker)"):
+            self.addParameter(parameter)
         self.addParameter(QgsProcessingParameterBoolean(
             self.SCORES, "Also write the confidence / water probability", defaultValue=False))
         self.addParameter(QgsProcessingParameterNumber(

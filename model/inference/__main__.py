@@ -80,36 +80,55 @@ def run_options(args: argparse.Namespace) -> RunOptions:
                       precision=args.precision)
 
 
+class Console:
+    """A command-line run on the terminal: progress every 10 %, log and warning lines on stderr, Ctrl-C as a
+    cancel (the run stops and cleans up), and an error as its message and exit code (130 cancelled, 2 refused)."""
+
+    def __init__(self):
+        self.interrupted = False
+        self._shown = -10.0
+        signal.signal(signal.SIGINT, self._interrupt)
+
+    def _interrupt(self, *_):
+        self.interrupted = True
+
+    def progress(self, percent: float) -> None:
+        if percent >= self._shown + 10 or percent >= 100 > self._shown:
+            self._shown = percent
+            print(f"{percent:5.1f} %", file=sys.stderr, flush=True)
+
+    def callbacks(self) -> dict:
+        return {"progress": self.progress, "is_cancelled": lambda: self.interrupted,
+                "log": lambda line: print(line, file=sys.stderr),
+                "warn": lambda line: print(f"WARNING: {line}", file=sys.stderr)}
+
+    @staticmethod
+    def run(work):
+        """(``work()``'s result, 0), or (None, the exit code) once its error is printed."""
+        try:
+            return work(), 0
+        except CancelledError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return None, 130
+        except InferenceError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return None, 2
+
+
 @gdal_exceptions()
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        area = AreaOfInterest(parse_extent(args.extent) if args.extent else None, args.mask) \
-            if args.extent or args.mask else None
-    except InferenceError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    console = Console()
+    area, code = console.run(lambda: AreaOfInterest(parse_extent(args.extent) if args.extent else None, args.mask)
+                             if args.extent or args.mask else None)
+    if code:
+        return code
     options = dataclasses.replace(run_options(args), area=area)
-    interrupted = []
-    signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))  # Ctrl-C: cancel and clean up
-    shown = [-10.0]
-
-    def progress(percent: float) -> None:
-        if percent >= shown[0] + 10 or percent >= 100 > shown[0]:
-            shown[0] = percent
-            print(f"{percent:5.1f} %", file=sys.stderr, flush=True)
-
     run = segment if args.task == "segment" else detect_water
-    try:
-        report = run(args.input, args.output, args.model, args.extra, options, progress=progress,
-                     is_cancelled=lambda: bool(interrupted), log=lambda message: print(message, file=sys.stderr),
-                     warn=lambda message: print(f"WARNING: {message}", file=sys.stderr))
-    except CancelledError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 130
-    except InferenceError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    report, code = console.run(lambda: run(args.input, args.output, args.model, args.extra, options,
+                                           **console.callbacks()))
+    if code:
+        return code
     print(report.output_path)
     if report.extra_output_path:
         print(report.extra_output_path)

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import signal
 import sys
 
-from ..inference.__main__ import add_run_arguments, run_options
-from ..inference.errors import CancelledError, InferenceError
+from ..inference.__main__ import Console, add_run_arguments, run_options
 from .run import map_tiles
 
 
@@ -49,27 +47,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    interrupted = []
-    signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))  # Ctrl-C: stop, keep finished tiles
-    shown = [-10.0]
-
-    def progress(percent: float) -> None:
-        if percent >= shown[0] + 10 or percent >= 100 > shown[0]:
-            shown[0] = percent
-            print(f"{percent:5.1f} %", file=sys.stderr, flush=True)
-
-    try:
-        report = map_tiles(args.inputs, args.output_folder, "lulc" if args.task == "segment" else "water",
-                           args.model, run_options(args), scores=args.scores, mosaic_cog=args.mosaic_cog,
-                           workers=args.workers, scheduler=args.scheduler, progress=progress,
-                           is_cancelled=lambda: bool(interrupted), log=lambda line: print(line, file=sys.stderr),
-                           warn=lambda line: print(f"WARNING: {line}", file=sys.stderr))
-    except CancelledError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 130
-    except InferenceError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    console = Console()  # Ctrl-C stops, finished tiles are kept
+    report, code = console.run(lambda: map_tiles(
+        args.inputs, args.output_folder, "lulc" if args.task == "segment" else "water", args.model,
+        run_options(args), scores=args.scores, mosaic_cog=args.mosaic_cog, workers=args.workers,
+        scheduler=args.scheduler, **console.callbacks()))
+    if code:
+        return code
     print(report.summary(), file=sys.stderr)
     if report.failed:
         command = shlex.join(["python", "-m", "model.tiles"] + list(argv if argv is not None else sys.argv[1:]))
