@@ -318,14 +318,8 @@ class SarLulcAlgorithm(PluginAlgorithm):
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Map only this extent", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.MASK, "Map only inside polygons", [SOURCE_VECTOR_POLYGON], optional=True))
-        self.addParameter(self.choice(self.INPUT_UNITS, "Input units", [u.value for u in InputUnits]))
-        self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.CALIBRATION_FACTOR, "Calibration factor (dB)", NUMBER_DOUBLE,
-            defaultValue=ALOS2_CALIBRATION_FACTOR_DB)))
-        self.addParameter(self.choice(self.SPECKLE_FILTER, "Speckle filter", [f.value for f in SpeckleFilter]))
-        self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.FILTER_SIZE, "Filter window (px)", NUMBER_INTEGER, defaultValue=7,
-            minValue=3, maxValue=31)))
+        for parameter in self.reading_parameters():
+            self.addParameter(parameter)
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, "Model (empty: bundled)", optional=True, fileFilter="ONNX models (*.onnx)"))
         self.addParameter(self.choice(self.DEVICE, "Device", list(DEVICES)))
@@ -336,6 +330,16 @@ class SarLulcAlgorithm(PluginAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.OUTPUT_DESCRIPTION))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.EXTRA_OUTPUT, self.EXTRA_OUTPUT_DESCRIPTION, optional=True, createByDefault=False))
+
+    @classmethod
+    def reading_parameters(cls) -> list:
+        """How the input band is read (units, calibration factor, speckle filter), shared with the many-tile run."""
+        return [cls.choice(cls.INPUT_UNITS, "Input units", [u.value for u in InputUnits]),
+                cls.advanced(QgsProcessingParameterNumber(cls.CALIBRATION_FACTOR, "Calibration factor (dB)",
+                                                          NUMBER_DOUBLE, defaultValue=ALOS2_CALIBRATION_FACTOR_DB)),
+                cls.choice(cls.SPECKLE_FILTER, "Speckle filter", [f.value for f in SpeckleFilter]),
+                cls.advanced(QgsProcessingParameterNumber(cls.FILTER_SIZE, "Filter window (px)", NUMBER_INTEGER,
+                                                          defaultValue=7, minValue=3, maxValue=31))]
 
     @classmethod
     def run_parameters(cls, threads_description: str) -> list:

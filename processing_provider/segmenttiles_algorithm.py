@@ -23,7 +23,6 @@ from qgis.core import (
 from ..dependencies import onnxruntime_problem, qgis_python
 from ..model.inference.engine import WATER_METHODS
 from ..model.inference.errors import InferenceError
-from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter
 from ..model.inference.session import DEVICES
 from . import styling
 from .compat import FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_RASTER, SOURCE_VECTOR_POLYGON
@@ -126,14 +125,8 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
             self.MODEL, "Model (empty: bundled)", optional=True, fileFilter="ONNX models (*.onnx)"))
         self.addParameter(QgsProcessingParameterNumber(
             self.BAND, "Band", NUMBER_INTEGER, defaultValue=1, minValue=1))
-        self.addParameter(self.choice(self.INPUT_UNITS, "Input units", [u.value for u in InputUnits]))
-        self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.CALIBRATION_FACTOR, "Calibration factor (dB)", NUMBER_DOUBLE,
-            defaultValue=ALOS2_CALIBRATION_FACTOR_DB)))
-        self.addParameter(self.choice(self.SPECKLE_FILTER, "Speckle filter", [f.value for f in SpeckleFilter]))
-        self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.FILTER_SIZE, "Filter window (px)", NUMBER_INTEGER, defaultValue=7,
-            minValue=3, maxValue=31)))
+        for parameter in SarLulcAlgorithm.reading_parameters():
+            self.addParameter(parameter)
         self.addParameter(self.choice(self.DEVICE, "Device", list(DEVICES)))
         self.addParameter(self.advanced(self.choice(self.METHOD, "Water method", list(WATER_METHODS))))
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
