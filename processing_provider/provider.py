@@ -12,6 +12,7 @@ from .evaluate_algorithm import EvaluateAlgorithm
 from .fieldmap_algorithm import FieldMapAlgorithm
 from .fieldpackage_algorithm import FieldPackageAlgorithm
 from .segment_algorithm import SegmentAlgorithm
+from .train_algorithm import TrainAlgorithm
 from .vectorise_algorithm import VectoriseAlgorithm
 from .water_detect_algorithm import WaterDetectAlgorithm
 
@@ -25,6 +26,7 @@ ALGORITHMS = (
     VectoriseAlgorithm,
     FieldMapAlgorithm,
     FieldPackageAlgorithm,
+    TrainAlgorithm,
 )
 # Example Processing models (written by tools/example_models.py), listed under "Example models".
 MODELS_DIR = PLUGIN_DIR / "models"

@@ -33,7 +33,7 @@ def test_provider_registered_with_its_algorithms_segment_and_water_in_one_group(
                      "sarlulc:calibrate": "Calibrate ALOS-2 DN to Backscatter",
                      "sarlulc:evaluate": "Evaluate Against Reference", "sarlulc:areastats": "Class Area Statistics",
                      "sarlulc:vectorise": "Vectorise Classes", "sarlulc:fieldmap": "Field Map",
-                     "sarlulc:fieldpackage": "Field Package"}
+                     "sarlulc:fieldpackage": "Field Package", "sarlulc:train": "Train / fine-tune model"}
     assert algorithm("sarlulc:segment").groupId() == algorithm("sarlulc:waterdetect").groupId()
     assert {algorithm(f"sarlulc:{name}").group() for name in ("areastats", "vectorise", "fieldmap", "fieldpackage")
             } == {"Field work"}
