@@ -39,9 +39,15 @@ REQUIREMENTS = PLUGIN_DIR / "requirements-runtime.txt"
 MODULE = "onnxruntime"
 GPU_PACKAGE = "onnxruntime-gpu"
 INSTALL_MENU = "Plugins ▸ SAR LULC ▸ Install dependencies…"
-# Training (sarlulc:train) also needs PyTorch, an optional extra: Segment and Water Detect never import it.
-# The CPU build comes from PyTorch's own index (its dependencies from PyPI; none of them is numpy).
+# Training (sarlulc:train) also needs PyTorch, onnx (export) and rasterio (training's raster reads), an
+# optional extra: Segment and Water Detect never import them. Installed with --no-deps like onnxruntime, so
+# numpy stays QGIS's own; their pure-Python dependencies are listed. PyTorch's CPU build comes from its
+# own index, the rest from PyPI.
 TORCH_MODULE = "torch"
+TRAINING_MODULES = (TORCH_MODULE, "onnx", "rasterio")
+TRAINING_PACKAGES = ("torch", "filelock", "typing-extensions", "sympy", "mpmath", "networkx", "jinja2", "MarkupSafe",
+                     "fsspec", "onnx", "protobuf", "rasterio", "affine", "attrs", "certifi", "click", "cligj",
+                     "click-plugins")
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH_DOWNLOAD = "about 200 MB for the CPU build, about 2.5 GB for the GPU (CUDA) build"
 PYTHON_TAG = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -156,10 +162,11 @@ def import_check_command(target: Path, python: str, module: str = MODULE) -> lis
 
 
 def torch_install_command(target: Path, python: str, gpu: bool = False) -> list[str]:
-    """pip command that adds PyTorch to ``target``: the CPU build unless ``gpu`` (PyPI's CUDA build)."""
+    """pip command that adds what training needs to ``target``: PyTorch's CPU build unless ``gpu``
+    (PyPI's CUDA build)."""
     index = [] if gpu else ["--index-url", TORCH_CPU_INDEX, "--extra-index-url", "https://pypi.org/simple"]
-    return [python, "-m", "pip", "install", "--upgrade", "--disable-pip-version-check", "--target", str(target),
-            *index, TORCH_MODULE]
+    return [python, "-m", "pip", "install", "--upgrade", "--no-deps", "--disable-pip-version-check", "--target",
+            str(target), *index, *TRAINING_PACKAGES]
 
 
 def install_steps(target: Path, python: str, gpu: bool = False, torch: bool = False) -> list[tuple[str, list[str]]]:
@@ -232,11 +239,14 @@ def onnxruntime_problem() -> str | None:
 
 
 def torch_problem() -> str | None:
-    """None when PyTorch imports; otherwise the message telling the user how to get it."""
+    """None when what training needs (PyTorch, onnx, rasterio) can be imported; otherwise the message
+    telling the user how to get it."""
     add_dependencies_to_path()
-    if importlib.util.find_spec(TORCH_MODULE) is not None:
+    missing = [module for module in TRAINING_MODULES if importlib.util.find_spec(module) is None]
+    if not missing:
         return None
-    return (f"Training needs PyTorch, which QGIS's Python {sys.version_info.major}.{sys.version_info.minor} does not "
+    return (f"Training needs PyTorch (with {', '.join(TRAINING_MODULES[1:])}; missing: {', '.join(missing)}), which "
+            f"QGIS's Python {sys.version_info.major}.{sys.version_info.minor} does not "
             f"have. Install it in QGIS with the menu {INSTALL_MENU}, ticking 'PyTorch, to train models' (CPU build, "
             f"{TORCH_DOWNLOAD}); or from a shell: python3 dependencies.py --profile PROFILE_FOLDER --torch. "
             f"Segment and Water Detect do not need it.")

@@ -506,6 +506,10 @@ def parse_args(argv=None) -> TrainRequest:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--crop-size", type=int, default=defaults.crop_size)
     p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--alpha", type=float, default=defaults.alpha,
+                   help="class-weight tempering: 0 uniform, 1 inverse frequency")
+    p.add_argument("--balanced-share", type=float, default=defaults.balanced_share,
+                   help="share of crops centred on a pixel of a class drawn uniformly among the classes present")
     p.add_argument("--validation-share", type=float, default=defaults.validation_share,
                    help="share of the labelled pixels held out for validation, in whole blocks")
     p.add_argument("--block-size", type=int, default=defaults.block_size, help="validation block edge, px")
@@ -516,7 +520,8 @@ def parse_args(argv=None) -> TrainRequest:
     return TrainRequest(args.sar, args.reference, args.out, args.report, args.task, args.class_field, args.remap,
                         args.band, args.input_units, args.calibration_factor, args.start, args.epochs, args.minutes,
                         args.samples_per_epoch, args.batch_size, args.crop_size, args.lr, args.validation_share,
-                        args.block_size, device=args.device, threads=args.threads, seed=args.seed)
+                        args.block_size, balanced_share=args.balanced_share, alpha=args.alpha, device=args.device,
+                        threads=args.threads, seed=args.seed)
 
 
 def main(argv=None) -> int:
