@@ -91,7 +91,7 @@ class TrainRequest:
     level_jitter: float = 1.5
     gain_jitter: float = 0.1
     balanced_share: float = 0.3
-    alpha: float = 0.5
+    alpha: float = 0.0  # class-weight tempering; 0 (unweighted) kept built-up best on San Francisco (README)
     device: str = "auto"
     threads: int | None = None
     seed: int = 0
