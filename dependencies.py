@@ -39,6 +39,17 @@ REQUIREMENTS = PLUGIN_DIR / "requirements-runtime.txt"
 MODULE = "onnxruntime"
 GPU_PACKAGE = "onnxruntime-gpu"
 INSTALL_MENU = "Plugins ▸ SAR LULC ▸ Install dependencies…"
+# Training (sarlulc:train) also needs PyTorch, onnx (export) and rasterio (training's raster reads), an
+# optional extra: Segment and Water Detect never import them. Installed with --no-deps like onnxruntime, so
+# numpy stays QGIS's own; their pure-Python dependencies are listed. PyTorch's CPU build comes from its
+# own index, the rest from PyPI.
+TORCH_MODULE = "torch"
+TRAINING_MODULES = (TORCH_MODULE, "onnx", "rasterio")
+TRAINING_PACKAGES = ("torch", "filelock", "typing-extensions", "sympy", "mpmath", "networkx", "jinja2", "MarkupSafe",
+                     "fsspec", "onnx", "protobuf", "rasterio", "affine", "attrs", "certifi", "click", "cligj",
+                     "click-plugins")
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+TORCH_DOWNLOAD = "about 200 MB for the CPU build, about 2.5 GB for the GPU (CUDA) build"
 PYTHON_TAG = f"python{sys.version_info.major}.{sys.version_info.minor}"
 # How the running Python identifies itself; a candidate interpreter must print the same.
 _IDENTITY_CODE = "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.prefix)"
@@ -150,10 +161,23 @@ def import_check_command(target: Path, python: str, module: str = MODULE) -> lis
     return [python, "-c", code]
 
 
-def install_steps(target: Path, python: str, gpu: bool = False) -> list[tuple[str, list[str]]]:
-    """(what it does, command) of an installation, in order; the dialog and the script run them."""
-    return [("pip install", pip_install_command(target, python, gpu)),
-            (f"import check in {python}", import_check_command(target, python))]
+def torch_install_command(target: Path, python: str, gpu: bool = False) -> list[str]:
+    """pip command that adds what training needs to ``target``: PyTorch's CPU build unless ``gpu``
+    (PyPI's CUDA build)."""
+    index = [] if gpu else ["--index-url", TORCH_CPU_INDEX, "--extra-index-url", "https://pypi.org/simple"]
+    return [python, "-m", "pip", "install", "--upgrade", "--no-deps", "--disable-pip-version-check", "--target",
+            str(target), *index, *TRAINING_PACKAGES]
+
+
+def install_steps(target: Path, python: str, gpu: bool = False, torch: bool = False) -> list[tuple[str, list[str]]]:
+    """(what it does, command) of an installation, in order; the dialog and the script run them.
+    ``torch``: also PyTorch, for training (about 200 MB on CPU)."""
+    steps = [("pip install", pip_install_command(target, python, gpu)),
+             (f"import check in {python}", import_check_command(target, python))]
+    if torch:
+        steps += [("pip install torch", torch_install_command(target, python, gpu)),
+                  (f"torch import check in {python}", import_check_command(target, python, TORCH_MODULE))]
+    return steps
 
 
 def import_in_qgis(target: Path, module: str = MODULE) -> str:
@@ -216,6 +240,20 @@ def onnxruntime_problem(advice: bool = True) -> str | None:
     return None
 
 
+def torch_problem() -> str | None:
+    """None when what training needs (PyTorch, onnx, rasterio) can be imported; otherwise the message
+    telling the user how to get it."""
+    add_dependencies_to_path()
+    missing = [module for module in TRAINING_MODULES if importlib.util.find_spec(module) is None]
+    if not missing:
+        return None
+    return (f"Training needs PyTorch (with {', '.join(TRAINING_MODULES[1:])}; missing: {', '.join(missing)}), which "
+            f"QGIS's Python {sys.version_info.major}.{sys.version_info.minor} does not "
+            f"have. Install it in QGIS with the menu {INSTALL_MENU}, ticking 'PyTorch, to train models' (CPU build, "
+            f"{TORCH_DOWNLOAD}); or from a shell: python3 dependencies.py --profile PROFILE_FOLDER --torch. "
+            f"Segment and Water Detect do not need it.")
+
+
 # What the dialog names as devices: ONNX Runtime's execution providers that run the model here (others it
 # lists, such as AzureExecutionProvider, a remote endpoint, are not devices of this machine).
 DEVICE_NAMES = {"CUDAExecutionProvider": "NVIDIA GPU (CUDA)", "CPUExecutionProvider": "CPU"}
@@ -233,9 +271,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--profile", type=Path, required=True,
                         help="the QGIS profile folder, e.g. ~/.local/share/QGIS/QGIS3/profiles/default")
     parser.add_argument("--gpu", action="store_true", help=f"install {GPU_PACKAGE} (CUDA) instead of onnxruntime")
+    parser.add_argument("--torch", action="store_true", help=f"also install PyTorch, for training ({TORCH_DOWNLOAD})")
     args = parser.parse_args(argv)
     target = dependencies_dir(args.profile)
-    for label, command in install_steps(target, sys.executable, args.gpu):
+    for label, command in install_steps(target, sys.executable, args.gpu, args.torch):
         print(f"dependencies: {label}: {' '.join(command)}", flush=True)
         if subprocess.call(command, env=pip_environment()) != 0:
             print(f"dependencies: {label} failed; see the output above.", file=sys.stderr)

@@ -13,6 +13,7 @@ from .fieldmap_algorithm import FieldMapAlgorithm
 from .fieldpackage_algorithm import FieldPackageAlgorithm
 from .segment_algorithm import SegmentAlgorithm
 from .segmenttiles_algorithm import SegmentTilesAlgorithm
+from .train_algorithm import TrainAlgorithm
 from .vectorise_algorithm import VectoriseAlgorithm
 from .water_detect_algorithm import WaterDetectAlgorithm
 
@@ -27,6 +28,7 @@ ALGORITHMS = (
     VectoriseAlgorithm,
     FieldMapAlgorithm,
     FieldPackageAlgorithm,
+    TrainAlgorithm,
 )
 
 

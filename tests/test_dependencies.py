@@ -146,3 +146,19 @@ def test_the_devices_named_are_those_that_run_the_model_here():
 
     assert device_names(["AzureExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]) == [
         "NVIDIA GPU (CUDA)", "CPU"]
+
+
+def test_training_extra_is_optional_cpu_by_default_and_keeps_qgis_numpy(tmp_path, monkeypatch):
+    target = tmp_path / "deps"
+    plain = dependencies.install_steps(target, "python3")
+    with_torch = dependencies.install_steps(target, "python3", torch=True)
+    assert len(plain) == 2 and with_torch[:2] == plain
+    pip = with_torch[2][1]
+    assert pip[pip.index("--index-url") + 1] == dependencies.TORCH_CPU_INDEX and "--no-deps" in pip
+    assert {"torch", "onnx", "rasterio"} <= set(pip) and "numpy" not in pip
+    assert "--index-url" not in dependencies.install_steps(target, "python3", gpu=True, torch=True)[2][1]
+    assert with_torch[3][1][-1].endswith("import torch as m; print(getattr(m, '__version__', '?'), m.__file__)")
+    assert dependencies.torch_problem() is None  # this test environment has all three
+    monkeypatch.setitem(sys.modules, "rasterio", None)
+    problem = dependencies.torch_problem()
+    assert "missing: rasterio" in problem and "Install dependencies…" in problem and "200 MB" in problem

@@ -41,7 +41,8 @@ def test_zip_holds_only_the_plugin_under_one_top_folder(plugin_zip):
                      "model/fieldwork/statistics.py",
                      "model/inference/CONTRACT.md", "model/classes.py", "model/MODEL_CARD.md", "LICENSE",
                      "demo/demo_scene_hh_db.tif", "demo/demo_scene_label.tif", "models/land_cover_and_water.model3",
-                     "models/land_cover_accuracy.model3"):
+                     "models/land_cover_accuracy.model3", "model/net/finetune.py",
+                     "model/net/remap_tables/jaxa-hrlulc-v23.12.csv"):
         assert f"sar_lulc/{required}" in names
     for excluded in ("tests/", "tools/", ".venv/", "ext-libs/", ".git/", "__pycache__", "model/simulate/"):
         assert not any(excluded in name for name in names), excluded

@@ -19,10 +19,12 @@ PLUGIN_NAME = "sar_lulc"
 TOP_FILES = ("metadata.txt", "__init__.py", "plugin.py", "dependencies.py", "requirements-runtime.txt",
              "README.md", "LICENSE", "model/MODEL_CARD.md")
 # demo/: the small simulated scene (and its reference map) to try the algorithms on; models/: the
-# example Processing models the provider lists under "Example models".
-FOLDERS = ("processing_provider", "ui", "model/inference", "model/fieldwork", "model/tiles", "demo", "models")
-# The model package's own modules (legend, evaluation...) but not its training subpackages
-# (model/net, model/simulate: torch, data generation), which the plugin never imports.
+# example Processing models the provider lists under "Example models"; model/net: the training that
+# sarlulc:train runs (imported only then, with the optional PyTorch extra of the dependency dialog).
+FOLDERS = ("processing_provider", "ui", "model/inference", "model/fieldwork", "model/tiles", "model/net", "demo",
+           "models")
+# The model package's own modules (legend, evaluation...) but not the simulator (model/simulate),
+# which the plugin never imports.
 MODEL_MODULES = "model/*.py"
 BUNDLED_MODELS = ("model/weights/lulc.onnx", "model/weights/water.onnx")
 SKIPPED_SUFFIXES = (".pyc", ".pyo")

@@ -37,6 +37,8 @@ class DependencyDialog(QDialog):
         self.python_label.setWordWrap(True)
         self.gpu = QCheckBox(f"Install the GPU build ({dependencies.GPU_PACKAGE}) instead of the CPU build")
         self.gpu.setToolTip(GPU_NOTE)
+        self.torch = QCheckBox(f"Also install PyTorch, to train models (Train / fine-tune model; "
+                               f"{dependencies.TORCH_DOWNLOAD})")
         self.install_button = QPushButton("Install")
         self.install_button.clicked.connect(self.install)
         self.log = QPlainTextEdit()
@@ -44,7 +46,8 @@ class DependencyDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        for widget in (self.status, self.python_label, self.gpu, QLabel(GPU_NOTE), self.install_button, self.log,
+        for widget in (self.status, self.python_label, self.gpu, QLabel(GPU_NOTE), self.torch, self.install_button,
+                       self.log,
                        buttons):
             layout.addWidget(widget)
         self.process = QProcess(self)
@@ -86,7 +89,8 @@ class DependencyDialog(QDialog):
 
     def install(self):
         self.install_button.setEnabled(False)
-        self.steps = dependencies.install_steps(self.target, self.python, gpu=self.gpu.isChecked())
+        self.steps = dependencies.install_steps(self.target, self.python, gpu=self.gpu.isChecked(),
+                                                torch=self.torch.isChecked())
         self.run_next_step()
 
     def run_next_step(self):

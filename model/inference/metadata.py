@@ -105,6 +105,7 @@ class ModelContract:
     norm_mode: str = NORM_FIXED
     input_distribution: InputDistribution | None = None
     water_threshold_relative: float | None = None  # for relative (8-bit) inputs; None: water_threshold
+    training: str | None = None  # JSON object: how a model trained for an area was made (sarlulc:train)
 
     @classmethod
     def from_onnx(cls, path, expected_task: str | None = None) -> "ModelContract":
@@ -166,6 +167,11 @@ class ModelContract:
             water_threshold_relative = parser.number("water_threshold_relative")
             if not 0.0 < water_threshold_relative < 1.0:
                 parser.fail("water_threshold_relative", "must be between 0 and 1")
+        training = None
+        if "training" in metadata:
+            if not isinstance(parser.json_value("training"), dict):
+                parser.fail("training", "expected a JSON object")
+            training = metadata["training"]
         return cls(
             task=task, classes=classes, output_activation=activation, input_units=units,
             norm_clip=(float(clip[0]), float(clip[1])), norm_mean=parser.number("norm_mean"),
@@ -174,7 +180,7 @@ class ModelContract:
             model_name=metadata.get("model_name", "").strip() or pathlib.Path(source).stem,
             trained_on=metadata.get("trained_on", "").strip(), norm_mode=norm_mode,
             input_distribution=parser.input_distribution() if "input_distribution" in metadata else None,
-            water_threshold_relative=water_threshold_relative)
+            water_threshold_relative=water_threshold_relative, training=training)
 
     def to_metadata(self) -> dict[str, str]:
         """The ``metadata_props`` mapping that :meth:`from_metadata` reads back into this contract."""
@@ -200,6 +206,8 @@ class ModelContract:
             metadata["water_threshold_relative"] = repr(float(self.water_threshold_relative))
         if self.input_distribution is not None:
             metadata["input_distribution"] = self.input_distribution.to_json()
+        if self.training is not None:
+            metadata["training"] = self.training
         return metadata
 
     def provenance(self) -> dict[str, str]:

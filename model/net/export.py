@@ -57,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def contract_for(task: str, normalisation: Normalisation, tile_size: int, tile_overlap: int, gsd_m: float,
                  water_threshold: float, model_name: str, trained_on: str,
                  input_distribution: InputDistribution | None = None,
-                 water_threshold_relative: float | None = None) -> ModelContract:
+                 water_threshold_relative: float | None = None, training: str | None = None) -> ModelContract:
     legend = WATER_CLASSES if task == "water" else LULC_CLASSES
     return ModelContract(
         task=task, classes=tuple(ClassInfo(code, name, color) for code, name, color in legend),
@@ -66,7 +66,7 @@ def contract_for(task: str, normalisation: Normalisation, tile_size: int, tile_o
         norm_mode=normalisation.norm_mode, gsd_m=gsd_m, tile_size=tile_size, tile_overlap=tile_overlap,
         water_threshold=water_threshold if task == "water" else None, model_name=model_name, trained_on=trained_on,
         input_distribution=input_distribution,
-        water_threshold_relative=water_threshold_relative if task == "water" else None)
+        water_threshold_relative=water_threshold_relative if task == "water" else None, training=training)
 
 
 def load_model(checkpoint_path: pathlib.Path) -> tuple[Segmentor, dict]:
