@@ -197,3 +197,10 @@ def test_example_models_are_copied_into_the_users_models(session):
     found = step(session, "copy_example_models")
     assert found["models"] == ["Land cover and its accuracy against a reference", "Land cover and water from SAR"]
     assert "Example models in" in found["message"] and "Edit Model" in found["message"]
+
+
+def test_installing_and_using_the_plugin_logs_no_warning_but_the_dependency_prompt(session):
+    """QGIS's log over the whole session: the ZIP installs, every step runs, and the only warning is the
+    prompt to install ONNX Runtime (level 3 is QGIS's 'success', the copied example models)."""
+    warnings = [m for m in session["log_warnings"] if m[1] != 3 and "ONNX Runtime" not in m[2]]
+    assert warnings == []
