@@ -28,13 +28,12 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .classes import LULC_CLASSES, WATER_CLASSES
-from .inference.errors import InferenceError
+from .inference.errors import InferenceError, gdal_exceptions
+from .inference.metadata import TASKS
 from .inference.reader import open_raster, reading
 from .inference.writer import PendingFiles, check_outputs
-from .inference.errors import gdal_exceptions
 
 
-TASKS = ("lulc", "water")
 WATER_CODE = WATER_CLASSES[0][0]
 NOT_WATER = (0, "Not water", "#d9d9d9")
 _UNKNOWN_COLOUR = "#999999"

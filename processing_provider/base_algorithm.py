@@ -48,6 +48,8 @@ ICON_PATH = PLUGIN_DIR / "ui" / "icon.svg"
 BUNDLED_TILE_SIZE = 256
 # (option shown to users, RunOptions.output_grid)
 OUTPUT_GRIDS = (("input raster grid", "input"), ("model grid", "model"))
+# The task a many-tile run or a training maps (option shown to users, model contract task).
+TASK_CHOICES = (("land cover", "lulc"), ("water", "water"))
 
 INPUT_HELP = (
     "<h3>Input</h3><p>A georeferenced single-polarisation L-band SAR raster of HH backscatter, "

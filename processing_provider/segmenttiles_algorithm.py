@@ -26,12 +26,11 @@ from ..model.inference.errors import InferenceError
 from ..model.inference.session import DEVICES
 from . import styling
 from .compat import FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_RASTER, SOURCE_VECTOR_POLYGON
-from .base_algorithm import INPUT_HELP, OPTIONS_HELP, PluginAlgorithm, SarLulcAlgorithm
+from .base_algorithm import INPUT_HELP, OPTIONS_HELP, TASK_CHOICES, PluginAlgorithm, SarLulcAlgorithm
 from .segment_algorithm import SegmentAlgorithm
 from .water_detect_algorithm import WaterDetectAlgorithm
 
 # (option shown to users, the core's task)
-TASKS = (("land cover", "lulc"), ("water", "water"))
 STYLED_LIKE = {"lulc": SegmentAlgorithm, "water": WaterDetectAlgorithm}
 LAYER_NAMES = {"lulc": ("land cover", "land-cover confidence"), "water": ("water", "water probability")}
 
@@ -120,7 +119,7 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
             self.INPUT_FILES, "Tile files (or a VRT of them)", SOURCE_RASTER, optional=True))
         self.addParameter(QgsProcessingParameterVectorLayer(
             self.INPUT_INDEX, "Tile index (gdaltindex)", [SOURCE_VECTOR_POLYGON], optional=True))
-        self.addParameter(self.choice(self.TASK, "Map", [label for label, _ in TASKS]))
+        self.addParameter(self.choice(self.TASK, "Map", [label for label, _ in TASK_CHOICES]))
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, "Model (empty: bundled)", optional=True, fileFilter="ONNX models (*.onnx)"))
         self.addParameter(QgsProcessingParameterNumber(
@@ -149,7 +148,7 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.FAILED, "Tiles failed"))
 
     def task(self, parameters, context) -> str:
-        return dict(TASKS)[self.parameterAsEnumString(parameters, self.TASK, context) or TASKS[0][0]]
+        return dict(TASK_CHOICES)[self.parameterAsEnumString(parameters, self.TASK, context) or TASK_CHOICES[0][0]]
 
     def task_options(self, parameters, context) -> dict:
         if self.task(parameters, context) != "water":

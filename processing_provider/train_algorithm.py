@@ -20,10 +20,9 @@ from qgis.core import (
 from ..dependencies import torch_problem
 from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits
 from ..model.inference.session import DEVICES
-from .base_algorithm import PluginAlgorithm
+from .base_algorithm import TASK_CHOICES, PluginAlgorithm
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_MAP_LAYER, SOURCE_RASTER
 
-TASKS = (("land cover", "lulc"), ("water", "water"))
 STARTS = (("bundled model (fine-tune)", "bundled"), ("random weights (from scratch)", "scratch"))
 
 
@@ -94,7 +93,7 @@ class TrainAlgorithm(PluginAlgorithm):
             self.CLASS_FIELD, "Class field (vector reference)", optional=True))
         self.addParameter(QgsProcessingParameterFile(
             self.REMAP, "Remap table (CSV)", optional=True, fileFilter="Code tables (*.csv)"))
-        self.addParameter(self.choice(self.TASK, "Task", [label for label, _ in TASKS]))
+        self.addParameter(self.choice(self.TASK, "Task", [label for label, _ in TASK_CHOICES]))
         self.addParameter(self.choice(self.START, "Start from", [label for label, _ in STARTS]))
         self.addParameter(QgsProcessingParameterFile(
             self.START_MODEL, "Model to fine-tune (empty: bundled)", optional=True, fileFilter="ONNX models (*.onnx)"))
@@ -156,7 +155,7 @@ class TrainAlgorithm(PluginAlgorithm):
             rasters=self.layer_sources(parameters, self.INPUTS, context),
             references=self.layer_sources(parameters, self.REFERENCES, context),
             out_model=self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context), report=report,
-            task=dict(TASKS)[self.parameterAsEnumString(parameters, self.TASK, context)],
+            task=dict(TASK_CHOICES)[self.parameterAsEnumString(parameters, self.TASK, context)],
             class_field=self.parameterAsString(parameters, self.CLASS_FIELD, context).strip() or None,
             remap=self.parameterAsFile(parameters, self.REMAP, context) or None,
             band=self.parameterAsInt(parameters, self.BAND, context),

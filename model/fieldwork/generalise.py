@@ -88,7 +88,7 @@ def generalise(input_path, output_path, min_pixels: int, majority_size: int = 0,
                                  callback=callback)
             except RuntimeError as error:
                 if is_cancelled():
-                    raise CancelledError("Cancelled by the user; no output was written.") from error
+                    raise CancelledError() from error
                 raise OutputError(f"Sieving failed while writing '{output_path}': {error}") from error
     progress(100.0)
     return GeneraliseReport(str(output_path), min_pixels, majority_size, len(thresholds))
@@ -102,7 +102,7 @@ def _copy_smoothed(source: gdal.Band, target: gdal.Band, size: int, progress, is
     mask = source.GetMaskBand()
     for y in range(0, height, rows_per_strip):
         if is_cancelled():
-            raise CancelledError("Cancelled by the user; no output was written.")
+            raise CancelledError()
         rows = min(rows_per_strip, height - y)
         top, bottom = max(0, y - halo), min(height, y + rows + halo)
         values = source.ReadAsArray(0, top, width, bottom - top)
@@ -167,7 +167,7 @@ def polygonise(raster_path, vector_path, layer_name: str = "classes",
         layer = source = None
         vector_path.unlink(missing_ok=True)
         if is_cancelled():
-            raise CancelledError("Cancelled by the user; no output was written.") from error
+            raise CancelledError() from error
         raise OutputError(f"Polygonising '{raster_path}' failed: {error}") from error
     layer = source = None
     return count

@@ -46,7 +46,7 @@ class DataCoverage:
         rows, columns = READ_CELLS[0] * CELL, READ_CELLS[1] * CELL
         for y in range(0, self.height, rows):
             if is_cancelled():
-                raise CancelledError("Cancelled by the user; no output was written.")
+                raise CancelledError()
             for x in range(0, self.width, columns):
                 window = Window(x, y, min(columns, self.width - x), min(rows, self.height - y))
                 if holes_are_empty and _is_hole(reader.band, window):

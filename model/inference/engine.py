@@ -360,7 +360,7 @@ def _stream_threshold(blocks: list[Window], source: BackscatterReader, threshold
     valid_pixels = 0
     for done, block in enumerate(blocks, start=1):
         if is_cancelled():
-            raise CancelledError("Cancelled by the user; no output was written.")
+            raise CancelledError()
         db, valid = source.read(block)
         water = db < threshold_db if threshold_db is not None else np.zeros(valid.shape, bool)
         output.write(np.where(valid, water, WATER_NODATA).astype(np.uint8), block)
@@ -754,7 +754,7 @@ def _warp_back(specs: list[_OutputSpec], model_grid_outputs: list[OutputRaster],
         valid_pixels = 0
         for done, block in enumerate(blocks, start=1):
             if is_cancelled():
-                raise CancelledError("Cancelled by the user; no output was written.")
+                raise CancelledError()
             near = Window(block.x - reach, block.y - reach, block.width + 2 * reach, block.height + 2 * reach)
             if coverage.has_data(block):
                 main = finals[0].read(block)
@@ -800,7 +800,7 @@ def _stream(task, plan: TilePlan, blocks: list[Window], reader: BackscatterReade
     with Prefetch(blocks, read) as prefetched, BackgroundWriter() as writer:
         for block, window, model_input, valid, unfamiliar in prefetched:
             if is_cancelled():
-                raise CancelledError("Cancelled by the user; no output was written.")
+                raise CancelledError()
             parts = carried.pop(block, [])
             work.block_read(block)
             if model_input is None:  # no valid pixel after all: nodata, as if skipped
@@ -818,7 +818,7 @@ def _stream(task, plan: TilePlan, blocks: list[Window], reader: BackscatterReade
                      if valid[tile.intersection(window).slices_in(window)].any()]
             for start in range(0, len(tiles), settings.batch_size):
                 if is_cancelled():
-                    raise CancelledError("Cancelled by the user; no output was written.")
+                    raise CancelledError()
                 batch_tiles = tiles[start:start + settings.batch_size]
                 batch = np.stack([_tile_input(model_input, window, tile) for tile in batch_tiles])
                 if session.precision_pending:
@@ -898,11 +898,11 @@ class _TimeLeftLog:
         started_at, started_percent = self.start
         if now - self.last_log >= self.every_s and started_percent < percent < 100.0:
             left = (now - started_at) * (100.0 - percent) / (percent - started_percent)
-            self.log(f"Progress: {percent:.0f} %, about {_duration(left)} left")
+            self.log(f"Progress: {percent:.0f} %, about {format_duration(left)} left")
             self.last_log = now
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     if hours:

@@ -30,6 +30,9 @@ class OptionError(InferenceError):
 class CancelledError(InferenceError):
     """The user cancelled the run; every partial output file has been removed."""
 
+    def __init__(self, message: str = "Cancelled by the user; no output was written."):
+        super().__init__(message)
+
 
 class ClassRasterError(InputRasterError):
     """The raster is not a class raster (integer class codes) or carries no legend where one is needed."""

@@ -280,7 +280,7 @@ def sample_tiles(read: Callable[[Window], tuple[np.ndarray, np.ndarray]], width:
     windows = sample_grid(width, height)
     for done, window in enumerate(windows, start=1):
         if is_cancelled and is_cancelled():
-            raise CancelledError("Cancelled by the user; no output was written.")
+            raise CancelledError()
         db, valid = read(window)
         tiles.append(np.asarray(db[valid], dtype=np.float32))
         if progress:

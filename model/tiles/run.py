@@ -19,9 +19,9 @@ from typing import Callable
 
 from osgeo import gdal
 
-from ..inference.engine import _duration, check_options, RunOptions
+from ..inference.engine import RunOptions, check_options, format_duration
 from ..inference.errors import CancelledError, ModelContractError, OptionError, OutputError, gdal_exceptions
-from ..inference.metadata import ModelContract, bundled_model_path
+from ..inference.metadata import TASKS, ModelContract, bundled_model_path
 from ..inference.resample import decide_model_grid
 from ..inference.sar_input import InputUnits, filter_halo
 from ..inference.windows import Window
@@ -30,7 +30,6 @@ from .inputs import TileSet, check_tiles, find_tiles
 from .job import CLASSES, SCORES, TileJob, TileResult, file_checksum, run_tile
 from .manifest import Manifest, input_fingerprint, result_options
 
-TASKS = ("lulc", "water")
 INPUTS_VRT = "inputs.vrt"  # the mosaic of all input tiles the tiles are read from
 TILES_FOLDER = "tiles"  # the per-tile COGs
 # Mosaic names (without suffix) and per-tile file suffixes, per task and output role.
@@ -62,8 +61,8 @@ class TilesReport:
     def summary(self) -> str:
         lines = [f"Tiles: {len(self.run)} run, {len(self.skipped)} skipped (finished before), "
                  f"{len(self.failed)} failed, {len(self.empty)} without valid pixels, of {self.tiles}; "
-                 f"{_duration(self.seconds)} in all ({_duration(self.plan_seconds)} planning, "
-                 f"{_duration(self.mosaic_seconds)} mosaic) on {self.workers} worker(s)"]
+                 f"{format_duration(self.seconds)} in all ({format_duration(self.plan_seconds)} planning, "
+                 f"{format_duration(self.mosaic_seconds)} mosaic) on {self.workers} worker(s)"]
         if self.mosaic:
             lines.append(f"Mosaic: {self.mosaic}" + (f", {self.mosaic_cog}" if self.mosaic_cog else ""))
         if self.failed:
@@ -231,7 +230,7 @@ class _Tracker:
             self.report.tile_seconds.append(result.seconds)
         self.log(f"Tile {result.name}: " + ("failed" if result.error else "no valid pixel" if result.empty else
                                             f"{result.seconds:.1f} s") +
-                 f"; {self.done} of {len(self.jobs)} done" + (f", about {_duration(left)} left" if left else ""))
+                 f"; {self.done} of {len(self.jobs)} done" + (f", about {format_duration(left)} left" if left else ""))
         self.progress(PLAN_SHARE + self.share * self.done / len(self.jobs))
 
 
