@@ -4,12 +4,40 @@ folder, where Processing lists them under Models and the user may edit them."""
 import shutil
 from pathlib import Path
 
-from qgis.core import QgsApplication
+from qgis.core import QgsApplication, QgsProcessingModelAlgorithm
 
 from ..dependencies import PLUGIN_DIR
+from .base_algorithm import latest_backscatter_layer_id
 
 # Written by tools/example_models.py; listed by the provider under "Example models".
 MODELS_DIR = PLUGIN_DIR / "models"
+
+
+# The example models' SAR raster input (tools/example_models.py names it).
+SAR_INPUT = "image"
+
+
+class ExampleModel(QgsProcessingModelAlgorithm):
+    """An example model whose dialog proposes, as the algorithms' own do, the project's topmost raster that
+    may be backscatter, not the result a run just loaded on top (a model file can only hold a fixed default)."""
+
+    def createInstance(self):  # noqa: N802 (QGIS API)
+        copy = ExampleModel()
+        copy.loadVariant(self.toVariant())
+        sar = copy.parameterDefinition(SAR_INPUT)
+        if sar is not None:
+            sar.setDefaultValue(latest_backscatter_layer_id())
+        return copy
+
+
+def example_models() -> list[ExampleModel]:
+    """The shipped example models, as the provider lists them."""
+    models = []
+    for path in example_model_files():
+        model = ExampleModel()
+        if model.fromFile(str(path)):
+            models.append(model)
+    return models
 
 
 def example_model_files() -> list[Path]:

@@ -1,6 +1,6 @@
 """The SAR LULC Processing provider (id ``sarlulc``): the algorithms and the example models."""
 
-from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingProvider
+from qgis.core import QgsApplication, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..model.inference.writer import OUTPUT_FORMATS
@@ -8,7 +8,7 @@ from .areastats_algorithm import AreaStatisticsAlgorithm
 from .base_algorithm import ICON_PATH
 from .calibrate_algorithm import CalibrateAlgorithm
 from .evaluate_algorithm import EvaluateAlgorithm
-from .example_models import example_model_files
+from .example_models import example_models
 from .fieldmap_algorithm import FieldMapAlgorithm
 from .fieldpackage_algorithm import FieldPackageAlgorithm
 from .segment_algorithm import SegmentAlgorithm
@@ -65,10 +65,8 @@ class SarLulcProvider(QgsProcessingProvider):
     def loadAlgorithms(self):  # noqa: N802 (QGIS API)
         for algorithm_class in ALGORITHMS:
             self.addAlgorithm(algorithm_class())
-        for path in example_model_files():
-            model = QgsProcessingModelAlgorithm()
-            if model.fromFile(str(path)):
-                self.addAlgorithm(model)
+        for model in example_models():
+            self.addAlgorithm(model)
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS API)
         return [suffix.lstrip(".") for suffix in OUTPUT_FORMATS]

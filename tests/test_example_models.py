@@ -155,3 +155,22 @@ def test_example_models_are_copied_to_the_users_models_never_over_an_edited_one(
     edited.write_text(edited.read_text().replace("Land cover", "My land cover"))
     assert copy_example_models(folder)[1] == []
     assert "My land cover" in edited.read_text()
+
+
+def test_the_dialog_proposes_the_sar_scene_not_the_result_on_top(sarlulc_provider, sar_raster, lulc_model, tmp_path,
+                                                                qgis_iface):
+    """As the algorithms' own dialogs do: the topmost raster that may be backscatter, not a SAR LULC result."""
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    scene = QgsRasterLayer(sar_raster, "scene")
+    QgsProject.instance().addMapLayer(scene)
+    classes = processing.run("sarlulc:segment", {"INPUT": sar_raster, "MODEL": lulc_model,
+                                                 "OUTPUT": str(tmp_path / "classes.tif")})["OUTPUT"]
+    result = QgsRasterLayer(classes, "scene - land cover")
+    QgsProject.instance().addMapLayer(result)  # on top, as a run leaves it
+    try:
+        for model_id in (CHAIN, ACCURACY):
+            dialog_model = QgsApplication.processingRegistry().createAlgorithmById(model_id)
+            assert dialog_model.parameterDefinition("image").defaultValue() == scene.id()
+    finally:
+        QgsProject.instance().removeMapLayers([scene.id(), result.id()])
