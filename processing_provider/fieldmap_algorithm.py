@@ -214,8 +214,9 @@ class FieldMapAlgorithm(FieldWorkAlgorithm):
             grid=self.parameterAsEnumString(parameters, self.GRID, context) or GRIDS[0],
             overview=self.parameterAsBoolean(parameters, self.OVERVIEW, context),
             notes=self.notes(parameters, context, layers, crs),
-            legend_titles={layer.id(): LEGEND_TITLES[provenance(layer).get(PROVENANCE_TASK)] for layer in results
-                           if provenance(layer).get(PROVENANCE_TASK) in LEGEND_TITLES})
+            legend_titles={layer_id: LEGEND_TITLES[task] for layer_id, task in
+                           ((layer.id(), provenance(layer).get(PROVENANCE_TASK)) for layer in results)
+                           if task in LEGEND_TITLES})
         if atlas_layer is not None and atlas_layer.featureCount() == 0:
             raise QgsProcessingException(f"The atlas layer '{atlas_layer.name()}' has no feature: give a polygon "
                                          "layer with one polygon per page, or leave the atlas empty.")

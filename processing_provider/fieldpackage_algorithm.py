@@ -230,12 +230,13 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
             shutil.rmtree(scratch, ignore_errors=True)
         feedback.pushInfo(f"Field package written: {package} ({package.stat().st_size / 1e6:.1f} MB)")
         outputs = {self.OUTPUT: str(package), self.POLYGONS: polygons["POLYGONS"]}
-        layers = self.package_layers(package, classes_legend, water_legend)
-        styling.load_styled_when_done(context, layers)  # as in the package's own project
+        layers, hidden = self.package_layers(package, classes_legend, water_legend)
+        styling.load_styled_when_done(context, layers, hidden)  # as in the package's own project
         if project_path:
             steps.setCurrentStep(4)
             # The project takes the layers (and deletes them with it).
-            outputs[self.OUTPUT_PROJECT] = self.write_project(project_path, package, classes_layer.crs(), layers)
+            outputs[self.OUTPUT_PROJECT] = self.write_project(project_path, package, classes_layer.crs(), layers,
+                                                              hidden)
         return outputs
 
     @staticmethod
@@ -304,9 +305,9 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
                                              "outline_width": "0.4", "size": "3.5"})
 
     @staticmethod
-    def package_layers(package: Path, classes_legend, water_legend) -> list:
-        """The package's layers, styled, in the order a map shows them (top first); the class raster, which
-        shows what the polygons show, switched off (its layer property ``sarlulc/visible``)."""
+    def package_layers(package: Path, classes_legend, water_legend) -> tuple[list, set]:
+        """The package's layers, styled, in the order a map shows them (top first), and the ids of those
+        switched off: the class raster, which shows what the polygons show."""
         layers = [QgsVectorLayer(f"{package}|layername={FIELD_CHECKS}", "Field checks", "ogr"),
                   QgsVectorLayer(f"{package}|layername={POLYGONS_TABLE}", "Class polygons", "ogr")]
         rasters = [(CLASSES_TABLE, "Classes", classes_legend)] + ([(WATER_TABLE, "Water", water_legend)]
@@ -317,7 +318,6 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
             water_entry = next((e for e in legend.entries if e.code == styling.WATER_VALUE), None)
             raster.setRenderer(styling.water_renderer(raster, water_entry) if water and water_entry
                                else styling.class_renderer(raster, legend.entries))
-            raster.setCustomProperty(styling.VISIBLE_PROPERTY, table != CLASSES_TABLE)
             layers.append(raster)
         layers += [QgsVectorLayer(f"{package}|layername={STATISTICS_TABLE}", "Class statistics", "ogr")]
         if water_legend:
@@ -325,9 +325,9 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
         for layer in layers:
             if not layer.isValid():
                 raise QgsProcessingException(f"The package layer '{layer.name()}' could not be opened.")
-        return layers
+        return layers, {layer.id() for layer in layers if layer.source().endswith(f":{CLASSES_TABLE}")}
 
-    def write_project(self, project_path, package: Path, crs, layers) -> str:
+    def write_project(self, project_path, package: Path, crs, layers, hidden: set) -> str:
         """A .qgz beside the package opening its layers styled (relative paths)."""
         project = QgsProject()
         project.setTitle(f"Field package {package.stem}")
@@ -335,7 +335,7 @@ class FieldPackageAlgorithm(FieldWorkAlgorithm):
         for layer in layers:
             project.addMapLayer(layer, False)
             node = project.layerTreeRoot().addLayer(layer)  # in this order, top first
-            node.setItemVisibilityChecked(layer.customProperty(styling.VISIBLE_PROPERTY, True) in (True, "true"))
+            node.setItemVisibilityChecked(layer.id() not in hidden)
         partial = Path(project_path).with_name(f".{Path(project_path).stem}.partial.qgz")
         if not project.write(str(partial)):
             partial.unlink(missing_ok=True)

@@ -46,9 +46,6 @@ WATER_VALUE = 1
 CONFIDENCE_RAMP = ("#440154", (0.5, "#21918c"), "#fde725")
 PROBABILITY_RAMP = ("#f7fbff", (0.5, "#6baed6"), "#08306b")
 
-# A layer's custom property saying whether it is shown when loaded (the field package's class raster is not).
-VISIBLE_PROPERTY = "sarlulc/visible"
-
 # Post-processors must outlive the algorithm run (QGIS keeps only a raw pointer): one per output path.
 _LIVE_POST_PROCESSORS: dict[str, QgsProcessingLayerPostProcessorInterface] = {}
 
@@ -192,28 +189,26 @@ def layer_style_when_loaded(context, destination: str, styled_layer) -> None:
     """If Processing will load ``destination``, give it ``styled_layer``'s style then."""
     if not context.willLoadLayerOnCompletion(destination):
         return
-    style = QgsMapLayerStyle()
-    style.readFromLayer(styled_layer)
-    post_processor = ApplyLayerStyle(style)
+    post_processor = ApplyLayerStyle(_style_of(styled_layer))
     _LIVE_POST_PROCESSORS[destination] = post_processor
     context.layerToLoadOnCompletionDetails(destination).setPostProcessor(post_processor)
 
 
-def load_styled_when_done(context, layers) -> None:
-    """Have the project load ``layers``' data when the run is over, each with its style, switched off where
-    its ``VISIBLE_PROPERTY`` says so. The layers are made anew on the main thread: vector layers by
+def load_styled_when_done(context, layers, hidden=frozenset()) -> None:
+    """Have the project load ``layers``' data when the run is over, each with its style, switched off when
+    its id is in ``hidden``. The layers are made anew on the main thread: vector layers by
     Processing's loader; raster tables of a GeoPackage, which that loader cannot open by name in QGIS 3.22,
     by the first vector layer's post-processor. Nothing to do without a project (qgis_process)."""
     if context.project() is None:
         return
     vectors = [layer for layer in layers if not isinstance(layer, QgsRasterLayer)]
-    rasters = [(layer.source(), layer.name(), _style_of(layer), _shown(layer))
+    rasters = [(layer.source(), layer.name(), _style_of(layer), layer.id() not in hidden)
                for layer in layers if isinstance(layer, QgsRasterLayer)]
     for index, layer in enumerate(vectors):
         details = QgsProcessingContext.LayerDetails(layer.name(), context.project(), layer.name())
         details.forceName = True
         details.layerTypeHint = QgsProcessingUtils.LayerHint.Vector
-        post_processor = ApplyLayerStyle(_style_of(layer), _shown(layer), rasters if index == 0 else ())
+        post_processor = ApplyLayerStyle(_style_of(layer), layer.id() not in hidden, rasters if index == 0 else ())
         _LIVE_POST_PROCESSORS[layer.source()] = post_processor
         details.setPostProcessor(post_processor)
         context.addLayerToLoadOnCompletion(layer.source(), details)
@@ -223,10 +218,6 @@ def _style_of(layer) -> QgsMapLayerStyle:
     style = QgsMapLayerStyle()
     style.readFromLayer(layer)
     return style
-
-
-def _shown(layer) -> bool:
-    return layer.customProperty(VISIBLE_PROPERTY, True) in (True, "true")
 
 
 def place_below(root, upper_id: str, lower_id: str) -> None:

@@ -21,7 +21,7 @@ from typing import Iterator
 from osgeo import gdal, ogr, osr
 
 from .errors import OptionError
-from .resample import xml_escape
+from .resample import raster_corners, xml_escape, zeroing_source_xml
 
 # Rasterised polygons: 255 inside (valid, as GDAL masks say), 0 outside.
 INSIDE = 255
@@ -71,7 +71,8 @@ def input_view(dataset: gdal.Dataset, area: AreaOfInterest | None, band: int,
     take as a mask (any but 8/16-bit, as ``gdalwarp -dstalpha`` writes for Float32) marks transparent.
     ``note`` is a line for the log. Refuses an area that misses the raster."""
     alpha = _unmasked_alpha_band(dataset, band)
-    if (area is None or (area.extent is None and not area.polygons)) and alpha is None:
+    restricted = area is not None and (area.extent is not None or bool(area.polygons))
+    if not restricted and alpha is None:
         yield dataset, ""
         return
     prefix = f"/vsimem/sarlulc-view-{uuid.uuid4().hex}"
@@ -79,7 +80,7 @@ def input_view(dataset: gdal.Dataset, area: AreaOfInterest | None, band: int,
     try:
         x, y, width, height = 0, 0, dataset.RasterXSize, dataset.RasterYSize
         notes = []
-        if area is not None and (area.extent is not None or area.polygons):
+        if restricted:
             cut, (x, y, width, height) = _area_window(dataset, area, source_name)
             notes.append(f"Area of interest: {area.describe()}: a window of {width} x {height} px at column {x}, "
                          f"row {y} of the {dataset.RasterXSize} x {dataset.RasterYSize} px input"
@@ -97,8 +98,9 @@ def input_view(dataset: gdal.Dataset, area: AreaOfInterest | None, band: int,
             opaque = _alpha_opaque_value(dataset.GetRasterBand(alpha))
             cuts.append((dataset.GetDescription(), alpha, (x, y, width, height), opaque))
             notes.append(f"Alpha band {alpha}: its transparent pixels (alpha below {opaque:g}) are nodata")
-        window = None
-        _add_mask_band(f"{prefix}.vrt", dataset, band, (x, y, width, height), cuts)
+        xml = window.GetMetadata("xml:VRT")[0]
+        window = None  # closed before its file is replaced
+        gdal.FileFromMemBuffer(f"{prefix}.vrt", with_mask_band(xml, dataset, band, (x, y, width, height), cuts))
         window = gdal.Open(f"{prefix}.vrt")
         yield window, "; ".join(notes)
     finally:
@@ -144,8 +146,7 @@ def _alpha_opaque_value(alpha: gdal.Band) -> float:
 
 def _raster_bounds(dataset: gdal.Dataset) -> tuple[float, float, float, float]:
     """(xmin, xmax, ymin, ymax) of the raster's footprint, OGR's order (rotated grids: the corners' box)."""
-    gt = dataset.GetGeoTransform()
-    corners = [gdal.ApplyGeoTransform(gt, px, py) for px in (0, dataset.RasterXSize) for py in (0, dataset.RasterYSize)]
+    corners = raster_corners(dataset)
     xs, ys = [c[0] for c in corners], [c[1] for c in corners]
     return min(xs), max(xs), min(ys), max(ys)
 
@@ -217,8 +218,8 @@ def _rasterise(polygons: gdal.Dataset, window: gdal.Dataset, path: str) -> int:
     return inside
 
 
-def _add_mask_band(vrt_path: str, dataset: gdal.Dataset, band: int, window, cuts) -> None:
-    """Give the window VRT a mask band: the input band's own validity (nodata, mask), with 0 written
+def with_mask_band(xml: str, dataset: gdal.Dataset, band: int, window, cuts) -> bytes:
+    """The window VRT's document with a mask band: the input band's own validity (nodata, mask), with 0 written
     wherever a cut ((file, band, window, value that keeps the pixel)) holds another value: outside the
     rasterised polygons, transparent in an alpha band."""
     def rect(x, y, width, height):
@@ -228,15 +229,7 @@ def _add_mask_band(vrt_path: str, dataset: gdal.Dataset, band: int, window, cuts
     mask_xml = (f'<MaskBand><VRTRasterBand dataType="Byte">'
                 f'<SimpleSource><SourceFilename relativeToVRT="0">{xml_escape(dataset.GetDescription())}'
                 f"</SourceFilename><SourceBand>mask,{band}</SourceBand>{rect(*window)}</SimpleSource>"
-                + "".join(f'<ComplexSource><SourceFilename relativeToVRT="0">{xml_escape(path)}</SourceFilename>'
-                          f"<SourceBand>{source_band}</SourceBand>{rect(*source_window)}<NODATA>{keep!r}</NODATA>"
-                          f"<ScaleOffset>0</ScaleOffset><ScaleRatio>0</ScaleRatio></ComplexSource>"
+                + "".join(zeroing_source_xml(path, source_band, keep, rect(*source_window))
                           for path, source_band, source_window, keep in cuts)
                 + "</VRTRasterBand></MaskBand>")
-    handle = gdal.VSIFOpenL(vrt_path, "rb")
-    try:
-        xml = gdal.VSIFReadL(1, 1 << 26, handle).decode()
-    finally:
-        gdal.VSIFCloseL(handle)
-    xml = xml.replace("</VRTDataset>", mask_xml + "</VRTDataset>")
-    gdal.FileFromMemBuffer(vrt_path, xml.encode())
+    return xml.replace("</VRTDataset>", mask_xml + "</VRTDataset>").encode()

@@ -139,6 +139,13 @@ coarser would be blown up a hundredfold into pixels the model cannot tell anythi
 MIN_MODEL_GRID_PX = 16  # a raster narrower than this on the model grid gives the model no context
 
 
+def raster_corners(dataset: gdal.Dataset) -> list[tuple[float, float]]:
+    """The raster's four corners in its CRS (a rotated grid's too)."""
+    gt = dataset.GetGeoTransform()
+    return [tuple(gdal.ApplyGeoTransform(gt, column, row)) for column in (0, dataset.RasterXSize)
+            for row in (0, dataset.RasterYSize)]
+
+
 def check_pixel_size(dataset: gdal.Dataset, gsd_m: float, source_name: str) -> None:
     """Refuse a raster whose pixels on the ground lie outside PIXEL_SIZE_RANGE_M, or which covers fewer
     than MIN_MODEL_GRID_PX model pixels across, before any grid is made from it."""
@@ -146,9 +153,7 @@ def check_pixel_size(dataset: gdal.Dataset, gsd_m: float, source_name: str) -> N
     gt = dataset.GetGeoTransform()
     srs = dataset.GetSpatialRef()
     if srs is not None and srs.IsGeographic():
-        corners = [(gt[0] + gt[1] * c + gt[2] * r, gt[3] + gt[4] * c + gt[5] * r)
-                   for c in (0, dataset.RasterXSize) for r in (0, dataset.RasterYSize)]
-        if any(abs(x) > 540 or abs(y) > 90.5 for x, y in corners):
+        if any(abs(x) > 540 or abs(y) > 90.5 for x, y in raster_corners(dataset)):
             raise InputRasterError(
                 f"The input raster '{source_name}' is tagged with a geographic CRS ({srs.GetName()}), but its "
                 f"coordinates ({gt[0]:g}, {gt[3]:g}) are not degrees: they look like metres of a projected CRS. "
@@ -186,6 +191,14 @@ def decide_model_grid(dataset: gdal.Dataset, gsd_m: float, tolerance: float = 0.
 
 def xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def zeroing_source_xml(path: str, band, keep: float, rects: str = "") -> str:
+    """A VRT source writing 0 wherever band ``band`` of ``path`` is not ``keep`` (transparent there): how a
+    mask (0: nodata) or an alpha band cuts the pixels a VRT band holds."""
+    return (f'<ComplexSource><SourceFilename relativeToVRT="0">{xml_escape(path)}</SourceFilename>'
+            f"<SourceBand>{band}</SourceBand>{rects}<NODATA>{keep!r}</NODATA>"
+            f"<ScaleOffset>0</ScaleOffset><ScaleRatio>0</ScaleRatio></ComplexSource>")
 
 
 def resampling_to_model(dataset: gdal.Dataset, gsd_m: float) -> str:
@@ -233,10 +246,8 @@ def power_view_xml(dataset: gdal.Dataset, band: int, units: InputUnits,
         scaling = linear
     nodata_xml = "" if nodata is None else f"<NODATA>{nodata!r}</NODATA>"
     # An explicit mask (an area of interest's cut, a .msk file): power 0, nodata, where it is 0.
-    cut = "" if source.GetMaskFlags() != gdal.GMF_PER_DATASET else (
-        f'<ComplexSource><SourceFilename relativeToVRT="0">{xml_escape(dataset.GetDescription())}</SourceFilename>'
-        f"<SourceBand>mask,{band}</SourceBand><NODATA>255</NODATA><ScaleOffset>0</ScaleOffset><ScaleRatio>0</ScaleRatio>"
-        f"</ComplexSource>")
+    cut = "" if source.GetMaskFlags() != gdal.GMF_PER_DATASET else \
+        zeroing_source_xml(dataset.GetDescription(), f"mask,{band}", keep=255)
     gt = ",".join(repr(v) for v in dataset.GetGeoTransform())
     xml = (f'<VRTDataset rasterXSize="{dataset.RasterXSize}" rasterYSize="{dataset.RasterYSize}">'
            f"<SRS>{xml_escape(dataset.GetProjection())}</SRS><GeoTransform>{gt}</GeoTransform>"
