@@ -11,8 +11,6 @@ from .base_algorithm import latest_backscatter_layer_id
 
 # Written by tools/example_models.py; listed by the provider under "Example models".
 MODELS_DIR = PLUGIN_DIR / "models"
-
-
 # The example models' SAR raster input (tools/example_models.py names it).
 SAR_INPUT = "image"
 
