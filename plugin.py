@@ -9,7 +9,7 @@ from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QPushButton
 
 from . import dependencies
-from .processing_provider.base_algorithm import ICON_PATH
+from .processing_provider.algorithm import ICON_PATH
 from .processing_provider.example_models import copy_example_models
 from .processing_provider.provider import ALGORITHMS, SarLulcProvider
 

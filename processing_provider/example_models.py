@@ -7,7 +7,7 @@ from pathlib import Path
 from qgis.core import QgsApplication, QgsProcessingModelAlgorithm
 
 from ..dependencies import PLUGIN_DIR
-from .base_algorithm import latest_backscatter_layer_id
+from .parameters import latest_backscatter_layer_id
 
 # Written by tools/example_models.py; listed by the provider under "Example models".
 MODELS_DIR = PLUGIN_DIR / "models"

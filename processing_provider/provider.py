@@ -4,20 +4,20 @@ from qgis.core import QgsApplication, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..model.inference.writer import OUTPUT_FORMATS
-from .areastats_algorithm import AreaStatisticsAlgorithm
-from .base_algorithm import ICON_PATH
-from .calibrate_algorithm import CalibrateAlgorithm
-from .evaluate_algorithm import EvaluateAlgorithm
+from .algorithm import ICON_PATH
+from .evaluation.evaluate import EvaluateAlgorithm
 from .example_models import example_models
-from .fieldmap_algorithm import FieldMapAlgorithm
-from .fieldpackage_algorithm import FieldPackageAlgorithm
-from .segment_algorithm import SegmentAlgorithm
-from .segmenttiles_algorithm import SegmentTilesAlgorithm
-from .train_algorithm import TrainAlgorithm
-from .vectorise_algorithm import VectoriseAlgorithm
-from .water_detect_algorithm import WaterDetectAlgorithm
+from .fieldwork.area_statistics import AreaStatisticsAlgorithm
+from .fieldwork.field_map import FieldMapAlgorithm
+from .fieldwork.field_package import FieldPackageAlgorithm
+from .fieldwork.vectorise import VectoriseAlgorithm
+from .preprocessing.calibrate import CalibrateAlgorithm
+from .segmentation.segment import SegmentAlgorithm
+from .segmentation.segment_tiles import SegmentTilesAlgorithm
+from .segmentation.water_detect import WaterDetectAlgorithm
+from .training.train import TrainAlgorithm
 
-# The provider's algorithms: add a new one here.
+# The provider's algorithms, in the order of the toolbox and of the plugin's menu: add a new one here.
 ALGORITHMS = (
     SegmentAlgorithm,
     WaterDetectAlgorithm,

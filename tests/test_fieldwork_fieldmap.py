@@ -227,7 +227,7 @@ def test_a_class_raster_without_its_style_gets_its_own_legend_of_the_classes_pre
 
 
 def test_a_long_training_note_is_cut_so_the_footer_fits_the_page():
-    from sar_lulc.processing_provider.fieldmap_algorithm import TRAINED_ON_CHARACTERS, shortened
+    from sar_lulc.processing_provider.fieldwork.field_map import TRAINED_ON_CHARACTERS, shortened
 
     note = "real Sentinel-1 scenes: ETCI 2021 Bangladesh and Nebraska (8-bit VV), Sen1Floods11 chips " * 3
     short = shortened(note, TRAINED_ON_CHARACTERS)

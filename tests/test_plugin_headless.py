@@ -55,10 +55,13 @@ def test_zip_holds_every_module_the_algorithms_import(plugin_zip):
 
     names = set(zipfile.ZipFile(plugin_zip).namelist())
     imported = set()
-    for source in list((REPO / "processing_provider").glob("*.py")) + [REPO / "plugin.py"]:
+    for source in list((REPO / "processing_provider").rglob("*.py")) + [REPO / "plugin.py"]:
+        package = source.parent.relative_to(REPO).parts
         for node in ast.walk(ast.parse(source.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("model") and node.level:
-                imported.add(node.module)
+            if isinstance(node, ast.ImportFrom) and node.module and node.level:
+                module = ".".join(package[:len(package) + 1 - node.level] + (node.module,))
+                if module.split(".")[0] == "model":
+                    imported.add(module)
     assert "model.inference.engine" in imported
     for module in sorted(imported):
         path = "sar_lulc/" + module.replace(".", "/")

@@ -18,8 +18,9 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..model.fieldwork.statistics import Zone, class_areas, write_html
-from .compat import (
+from ...model.fieldwork.statistics import Zone, class_areas, write_html
+from ..algorithm import PluginAlgorithm
+from ..compat import (
     FIELD_DOUBLE,
     FIELD_INT,
     FIELD_INT64,
@@ -28,7 +29,9 @@ from .compat import (
     SOURCE_VECTOR_POLYGON,
     WKB_NO_GEOMETRY,
 )
-from .field_work import FieldWorkAlgorithm, check_destination, engine_errors, remove_sink_output
+from ..messages import engine_errors
+from . import TOOLBOX_GROUP
+from .common import ClassRasterMixin, check_destination, remove_sink_output
 
 # (field name, type) of the statistics table; "zone" only when zones are given.
 TABLE_FIELDS = (("code", FIELD_INT), ("class_name", FIELD_STRING), ("color", FIELD_STRING),
@@ -36,8 +39,10 @@ TABLE_FIELDS = (("code", FIELD_INT), ("class_name", FIELD_STRING), ("color", FIE
                 ("area_km2", FIELD_DOUBLE), ("percent", FIELD_DOUBLE))
 
 
-class AreaStatisticsAlgorithm(FieldWorkAlgorithm):
+class AreaStatisticsAlgorithm(ClassRasterMixin, PluginAlgorithm):
     """Counts every class's pixels and measures their area, for the whole raster or zone by zone."""
+
+    GROUP = TOOLBOX_GROUP
 
     INPUT = "INPUT"
     ZONES = "ZONES"

@@ -39,7 +39,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor, QFont
 
-from .compat import DISTANCE_KILOMETERS, DISTANCE_METERS, LAYOUT_MILLIMETERS
+from ..compat import DISTANCE_KILOMETERS, DISTANCE_METERS, LAYOUT_MILLIMETERS
 
 # Portrait width and height: ISO sizes in whole PDF points (1/72 inch; A4 is 595 x 842 pt, within 0.1 mm of
 # 210 x 297 mm), so the page QGIS draws and the GeoPDF page GDAL composes are the same size and the

@@ -24,12 +24,16 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from ..model.inference.metadata import PROVENANCE_TASK
-from . import styling
-from .compat import ALGORITHM_NO_THREADING, NUMBER_DOUBLE
-from .base_algorithm import geopackage_tables
-from .field_work import FieldWorkAlgorithm, check_destination, engine_errors, whole_number_widget
-from .vectorise_algorithm import DEFAULT_MIN_AREA_M2, MIN_AREA_UNITS, SMOOTHING
+from ...model.inference.metadata import PROVENANCE_TASK
+from .. import styling
+from ..algorithm import PluginAlgorithm
+from ..checks import geopackage_tables
+from ..compat import ALGORITHM_NO_THREADING, NUMBER_DOUBLE
+from ..messages import engine_errors
+from ..parameters import whole_number_widget
+from . import TOOLBOX_GROUP
+from .common import ClassRasterMixin, check_destination
+from .vectorise import DEFAULT_MIN_AREA_M2, MIN_AREA_UNITS, SMOOTHING
 
 # Tables of the package (the raster tables keep the names the field apps list).
 CLASSES_TABLE, WATER_TABLE = "classes", "water"
@@ -113,8 +117,10 @@ def check_rasters_fit(classes_layer, classes_legend, water_layer, water_legend) 
             f"the water mask of the same scene.")
 
 
-class FieldPackageAlgorithm(FieldWorkAlgorithm):
+class FieldPackageAlgorithm(ClassRasterMixin, PluginAlgorithm):
     """Bundles rasters, styled polygons, statistics and an empty ground-truth layer into one GeoPackage."""
+
+    GROUP = TOOLBOX_GROUP
 
     GEOPACKAGE_OUTPUTS_REBUILT = ("OUTPUT",)  # rebuilt by its own rules: observations kept, foreign tables refused
 

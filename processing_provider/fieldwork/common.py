@@ -1,5 +1,5 @@
-"""What the "Field work" algorithms share: their group, the class raster input and its legend,
-engine errors as Processing errors, and output checks done before any work."""
+"""What the "Field work" algorithms share: the class raster input and its legend, output checks done before
+any work, and what they do to GeoPackage layers."""
 
 from __future__ import annotations
 
@@ -9,19 +9,14 @@ from pathlib import Path
 from osgeo import gdal, ogr
 from qgis.core import QgsPalettedRasterRenderer, QgsProcessingException
 
-from ..model.fieldwork.legend import ClassEntry, ClassLegend, open_class_raster, read_legend
-from ..model.inference.errors import InferenceError
-from ..model.inference.writer import check_outputs
-from .base_algorithm import PluginAlgorithm, destination_file, destination_of
+from ...model.fieldwork.legend import ClassEntry, ClassLegend, open_class_raster, read_legend
+from ...model.inference.writer import check_outputs
+from ..checks import destination_file, destination_of
+from ..messages import engine_errors
 
-class FieldWorkAlgorithm(PluginAlgorithm):
-    """Base of the algorithms that turn a class raster into statistics, polygons, maps and packages."""
 
-    def group(self):
-        return "Field work"
-
-    def groupId(self):  # noqa: N802 (QGIS API)
-        return "fieldwork"
+class ClassRasterMixin:
+    """A class raster input read with its legend, for a PluginAlgorithm (whose raster_file it uses)."""
 
     def class_raster(self, parameters, name, context, require_legend=True):
         """(layer, GDAL source, legend) of the class raster parameter ``name``. The legend comes from the raster
@@ -49,15 +44,6 @@ def legend_of_style(layer, dataset: gdal.Dataset) -> ClassLegend | None:
                             for c in renderer.classes()), key=lambda e: e.code))
     nodata = dataset.GetRasterBand(1).GetNoDataValue()
     return ClassLegend(entries, int(nodata) if nodata is not None else None)
-
-
-@contextlib.contextmanager
-def engine_errors():
-    """The engine's user-facing errors as QgsProcessingException (shown in the dialog, no traceback)."""
-    try:
-        yield
-    except InferenceError as error:
-        raise QgsProcessingException(str(error)) from error
 
 
 def ogr_source_parts(source: str) -> tuple[str, str]:
@@ -109,10 +95,3 @@ def remove_sink_output(destination: str) -> None:
         driver = dataset.GetDriver()
         dataset = None
         driver.Delete(str(path))  # with its companion files (.shx, .dbf, ...)
-
-
-def whole_number_widget(parameter):
-    """Show a number parameter without decimals ("5000", not "5000.000000") where whole numbers are what
-    users type (areas in m², pixel counts); values with decimals are still accepted."""
-    parameter.setMetadata({**parameter.metadata(), "widget_wrapper": {"decimals": 0}})
-    return parameter

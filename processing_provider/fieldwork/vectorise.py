@@ -20,10 +20,11 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from ..model.fieldwork.areas import pixel_areas
-from ..model.fieldwork.generalise import CODE_FIELD, MAJORITY_SIZES, generalise, polygonise
-from ..model.fieldwork.legend import open_class_raster
-from .compat import (
+from ...model.fieldwork.areas import pixel_areas
+from ...model.fieldwork.generalise import CODE_FIELD, MAJORITY_SIZES, generalise, polygonise
+from ...model.fieldwork.legend import open_class_raster
+from ..algorithm import PluginAlgorithm
+from ..compat import (
     AREA_HECTARES,
     DISTANCE_METERS,
     FIELD_DOUBLE,
@@ -33,9 +34,11 @@ from .compat import (
     SOURCE_VECTOR_POLYGON,
     WKB_POLYGON,
 )
-from . import styling
-from .field_work import (FieldWorkAlgorithm, check_destination, engine_errors, remove_sink_output, set_layer_metadata,
-                         whole_number_widget)
+from .. import styling
+from ..messages import engine_errors
+from ..parameters import whole_number_widget
+from . import TOOLBOX_GROUP
+from .common import ClassRasterMixin, check_destination, remove_sink_output, set_layer_metadata
 
 MIN_AREA_UNITS = ("square metres", "pixels")
 DEFAULT_MIN_AREA_M2 = 5000.0  # 0.5 ha: 50 pixels of 10 m
@@ -44,8 +47,10 @@ SMOOTHING = (("none", 0), ("light", 3), ("medium", 5), ("strong", 7))
 assert tuple(size for _, size in SMOOTHING) == MAJORITY_SIZES
 
 
-class VectoriseAlgorithm(FieldWorkAlgorithm):
+class VectoriseAlgorithm(ClassRasterMixin, PluginAlgorithm):
     """Generalises the class raster on its own grid (smoothing, sieve), then polygonises it with GDAL."""
+
+    GROUP = TOOLBOX_GROUP
 
     INPUT = "INPUT"
     MIN_AREA = "MIN_AREA"

@@ -29,10 +29,11 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QDate, QSize, Qt
 
-from ..model.fieldwork.legend import INTEGER_TYPES, read_legend
-from ..model.inference.metadata import PROVENANCE_MODEL, PROVENANCE_TASK, PROVENANCE_TRAINED_ON
-from ..model.inference.sar_input import sample_shape
-from .compat import (
+from ...model.fieldwork.legend import INTEGER_TYPES, read_legend
+from ...model.inference.metadata import PROVENANCE_MODEL, PROVENANCE_TASK, PROVENANCE_TRAINED_ON
+from ...model.inference.sar_input import sample_shape
+from ..algorithm import PluginAlgorithm
+from ..compat import (
     ALGORITHM_NO_THREADING,
     GEOMETRY_POLYGON,
     LAYER_RASTER,
@@ -42,9 +43,10 @@ from .compat import (
     SOURCE_MAP_LAYER,
     SOURCE_VECTOR_POLYGON,
 )
-from . import styling
+from .. import styling
+from . import TOOLBOX_GROUP
+from .common import check_destination, ogr_source_parts
 from .field_map_layout import GRIDS, ORIENTATIONS, PAPER_SIZES_MM, MapSheet, build_layout
-from .field_work import FieldWorkAlgorithm, check_destination, ogr_source_parts
 
 
 def geopdf_available() -> bool:
@@ -92,8 +94,10 @@ def shortened(text: str, characters: int) -> str:
 # 1:100 million: a continent on an A4 sheet; larger scales make no map (and QGIS fails to export them).
 MAX_SCALE = 1e8
 
-class FieldMapAlgorithm(FieldWorkAlgorithm):
+class FieldMapAlgorithm(PluginAlgorithm):
     """Lays the results out on a page with everything a field team needs, and exports it."""
+
+    GROUP = TOOLBOX_GROUP
 
     LAYERS = "LAYERS"
     BACKGROUND = "BACKGROUND"

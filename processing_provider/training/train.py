@@ -17,16 +17,21 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from ..dependencies import torch_problem
-from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits
-from ..model.inference.session import DEVICES
-from .base_algorithm import TASK_CHOICES, PluginAlgorithm
-from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_MAP_LAYER, SOURCE_RASTER
+from ...dependencies import torch_problem
+from ...model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits
+from ...model.inference.session import DEVICES
+from ..algorithm import PluginAlgorithm
+from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_MAP_LAYER, SOURCE_RASTER
+from ..parameters import TASK_CHOICES
+from . import TOOLBOX_GROUP
 
 STARTS = (("bundled model (fine-tune)", "bundled"), ("random weights (from scratch)", "scratch"))
 
 
 class TrainAlgorithm(PluginAlgorithm):
+    """Trains or fine-tunes a model on the user's SAR rasters and labels (model/net/finetune.py)."""
+
+    GROUP = TOOLBOX_GROUP
     INPUTS = "INPUTS"
     REFERENCES = "REFERENCES"
     CLASS_FIELD = "CLASS_FIELD"
@@ -53,12 +58,6 @@ class TrainAlgorithm(PluginAlgorithm):
 
     def displayName(self):  # noqa: N802 (QGIS API)
         return "Train / fine-tune model"
-
-    def group(self):
-        return "Models"
-
-    def groupId(self):  # noqa: N802 (QGIS API)
-        return "models"
 
     def shortHelpString(self):  # noqa: N802 (QGIS API)
         return (
@@ -144,7 +143,7 @@ class TrainAlgorithm(PluginAlgorithm):
         problem = torch_problem()
         if problem:
             raise QgsProcessingException(problem)
-        from ..model.net.finetune import TrainingCancelled, TrainingRefused, TrainRequest, train_for_area
+        from ...model.net.finetune import TrainingCancelled, TrainingRefused, TrainRequest, train_for_area
 
         parameters = self.with_option_texts(parameters)
         start = self.parameterAsFile(parameters, self.START_MODEL, context) or \

@@ -20,43 +20,34 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..dependencies import onnxruntime_problem, qgis_python
-from ..model.inference.engine import WATER_METHODS
-from ..model.inference.errors import InferenceError
-from ..model.inference.session import DEVICES
-from . import styling
-from .compat import FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_RASTER, SOURCE_VECTOR_POLYGON
-from .base_algorithm import INPUT_HELP, OPTIONS_HELP, TASK_CHOICES, PluginAlgorithm, SarLulcAlgorithm
-from .segment_algorithm import SegmentAlgorithm
-from .water_detect_algorithm import WaterDetectAlgorithm
+from ...dependencies import onnxruntime_problem, qgis_python
+from ...model.inference.engine import WATER_METHODS, check_options
+from ...model.inference.errors import InferenceError
+from ...model.inference.session import DEVICES
+from .. import styling
+from ..algorithm import PluginAlgorithm
+from ..compat import FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_RASTER, SOURCE_VECTOR_POLYGON
+from ..help_texts import INPUT_HELP, OPTIONS_HELP
+from ..messages import engine_errors
+from ..parameters import TASK_CHOICES
+from . import TOOLBOX_GROUP
+from .model_options import ModelOptionsMixin
+from .segment import SegmentAlgorithm
+from .water_detect import WaterDetectAlgorithm
 
 # (option shown to users, the core's task)
 STYLED_LIKE = {"lulc": SegmentAlgorithm, "water": WaterDetectAlgorithm}
 LAYER_NAMES = {"lulc": ("land cover", "land-cover confidence"), "water": ("water", "water probability")}
 
 
-class SegmentTilesAlgorithm(PluginAlgorithm):
+class SegmentTilesAlgorithm(ModelOptionsMixin, PluginAlgorithm):
     """Runs Segment or Water Detect over every tile of a folder or list into a folder of COGs and a VRT mosaic."""
 
     INPUT_FOLDER = "INPUT_FOLDER"
     INPUT_FILES = "INPUT_FILES"
     INPUT_INDEX = "INPUT_INDEX"
+    GROUP = TOOLBOX_GROUP
     TASK = "TASK"
-    BAND = SarLulcAlgorithm.BAND
-    INPUT_UNITS = SarLulcAlgorithm.INPUT_UNITS
-    CALIBRATION_FACTOR = SarLulcAlgorithm.CALIBRATION_FACTOR
-    SPECKLE_FILTER = SarLulcAlgorithm.SPECKLE_FILTER
-    FILTER_SIZE = SarLulcAlgorithm.FILTER_SIZE
-    OUTPUT_GRID = SarLulcAlgorithm.OUTPUT_GRID
-    MODEL = SarLulcAlgorithm.MODEL
-    DEVICE = SarLulcAlgorithm.DEVICE
-    TILE_SIZE = SarLulcAlgorithm.TILE_SIZE
-    OVERLAP = SarLulcAlgorithm.OVERLAP
-    BATCH_SIZE = SarLulcAlgorithm.BATCH_SIZE
-    THREADS = SarLulcAlgorithm.THREADS
-    PRECISION = SarLulcAlgorithm.PRECISION
-    METHOD = "METHOD"
-    THRESHOLD = "THRESHOLD"
     SCORES = "SCORES"
     WORKERS = "WORKERS"
     SCHEDULER = "SCHEDULER"
@@ -67,22 +58,11 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
     MANIFEST = "MANIFEST"
     FAILED = "FAILED"
 
-    # The run options are read as Segment and Water Detect read them (same parameter names).
-    run_options = SarLulcAlgorithm.run_options
-    enum_text = SarLulcAlgorithm.enum_text
-    optional_number = SarLulcAlgorithm.optional_number
-
     def name(self):
         return "segmenttiles"
 
     def displayName(self):  # noqa: N802 (QGIS API)
         return "SAR LULC Segment Tiles"
-
-    def group(self):
-        return "Segmentation"
-
-    def groupId(self):  # noqa: N802 (QGIS API)
-        return "segmentation"
 
     def shortHelpString(self):  # noqa: N802 (QGIS API)
         return (
@@ -124,14 +104,14 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
             self.MODEL, "Model (empty: bundled)", optional=True, fileFilter="ONNX models (*.onnx)"))
         self.addParameter(QgsProcessingParameterNumber(
             self.BAND, "Band", NUMBER_INTEGER, defaultValue=1, minValue=1))
-        for parameter in SarLulcAlgorithm.reading_parameters():
+        for parameter in self.reading_parameters():
             self.addParameter(parameter)
         self.addParameter(self.choice(self.DEVICE, "Device", list(DEVICES)))
         self.addParameter(self.advanced(self.choice(self.METHOD, "Water method", list(WATER_METHODS))))
         self.addParameter(self.advanced(QgsProcessingParameterNumber(
             self.THRESHOLD, "Water threshold (empty: model's)", NUMBER_DOUBLE, optional=True,
             minValue=0.0, maxValue=1.0)))
-        for parameter in SarLulcAlgorithm.run_parameters("CPU threads (per worker)"):
+        for parameter in self.run_parameters("CPU threads (per worker)"):
             self.addParameter(parameter)
         self.addParameter(QgsProcessingParameterBoolean(
             self.SCORES, "Also write the confidence / water probability", defaultValue=False))
@@ -151,10 +131,7 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
         return dict(TASK_CHOICES)[self.parameterAsEnumString(parameters, self.TASK, context) or TASK_CHOICES[0][0]]
 
     def task_options(self, parameters, context) -> dict:
-        if self.task(parameters, context) != "water":
-            return {}
-        return {"water_threshold": self.optional_number(parameters, self.THRESHOLD, context),
-                "method": self.enum_text(parameters, self.METHOD, context) or WATER_METHODS[0]}
+        return self.water_options(parameters, context) if self.task(parameters, context) == "water" else {}
 
     def sources(self, parameters, context) -> list[str]:
         folder = self.parameterAsFile(parameters, self.INPUT_FOLDER, context)
@@ -167,21 +144,18 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
                                          "them), or a tile index.")
         return sources
 
-    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
-        parameters = self.with_option_texts(parameters)
-        from ..model.inference import engine
-
+    def explained_problem(self, parameters, context):
         try:
-            engine.check_options(self.run_options(parameters, context))
+            check_options(self.run_options(parameters, context))
         except InferenceError as error:
-            return False, str(error)
-        return super().checkParameterValues(parameters, context)
+            return str(error)
+        return None
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         problem = onnxruntime_problem()
         if problem:
             raise QgsProcessingException(problem)
-        from ..model.tiles.run import map_tiles
+        from ...model.tiles.run import map_tiles
 
         parameters = self.with_option_texts(parameters)
         task = self.task(parameters, context)
@@ -192,7 +166,7 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
             _spawn_workers_with_python()
 
         styled_like = STYLED_LIKE[task]()  # its outputs' styles are those of Segment / Water Detect
-        try:
+        with engine_errors():
             report = map_tiles(
                 self.sources(parameters, context), folder, task, self.parameterAsFile(parameters, self.MODEL, context)
                 or None, self.run_options(parameters, context), scores=self.parameterAsBool(parameters, self.SCORES,
@@ -200,8 +174,6 @@ class SegmentTilesAlgorithm(PluginAlgorithm):
                 mosaic_cog=self.parameterAsBool(parameters, self.MOSAIC_COG, context), workers=workers,
                 scheduler=scheduler, progress=feedback.setProgress, is_cancelled=feedback.isCanceled,
                 log=feedback.pushInfo, warn=feedback.pushWarning, style=styled_like.write_style)
-        except InferenceError as error:
-            raise QgsProcessingException(str(error)) from error
         feedback.pushInfo(report.summary())
         if report.mosaic is None:
             raise QgsProcessingException("No tile was finished, so there is no mosaic:\n" + report.summary())

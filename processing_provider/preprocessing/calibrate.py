@@ -1,7 +1,6 @@
 """sarlulc:calibrate: ALOS-2/PALSAR-2 amplitude DN to sigma0 backscatter (dB or linear power)."""
 
 from qgis.core import (
-    QgsProcessingException,
     QgsProcessingParameterBand,
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
@@ -9,19 +8,22 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..model.inference.calibrate import OUTPUT_NODATA, calibrate_dn
-from ..model.inference.errors import InferenceError
-from ..model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, check_calibration_factor
-from .base_algorithm import PluginAlgorithm, parameter_problem
-from .compat import NUMBER_DOUBLE, PARAMETER_ADVANCED
+from ...model.inference.calibrate import OUTPUT_NODATA, calibrate_dn
+from ...model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, check_calibration_factor
+from ..algorithm import PluginAlgorithm
+from ..checks import parameter_problem
+from ..compat import NUMBER_DOUBLE
+from ..messages import engine_errors
+from . import TOOLBOX_GROUP
 
 # (label shown to users, value passed to calibrate_dn)
-OUTPUT_UNITS = (("dB", "db"), ("linear power", "linear"))
+UNIT_CHOICES = (("dB", "db"), ("linear power", "linear"))
 
 
 class CalibrateAlgorithm(PluginAlgorithm):
     """Calibrates ALOS-2 DN so rasters downloaded from JAXA can be inspected or fed to other tools."""
 
+    GROUP = TOOLBOX_GROUP
     INPUT = "INPUT"
     BAND = "BAND"
     OUTPUT_UNITS = "OUTPUT_UNITS"
@@ -33,12 +35,6 @@ class CalibrateAlgorithm(PluginAlgorithm):
 
     def displayName(self):  # noqa: N802 (QGIS API)
         return "Calibrate ALOS-2 DN to Backscatter"
-
-    def group(self):
-        return "Preprocessing"
-
-    def groupId(self):  # noqa: N802 (QGIS API)
-        return "preprocessing"
 
     def shortHelpString(self):  # noqa: N802 (QGIS API)
         return (
@@ -59,37 +55,26 @@ class CalibrateAlgorithm(PluginAlgorithm):
         self.addParameter(QgsProcessingParameterBand(
             self.BAND, "Band (HH)", defaultValue=1, parentLayerParameterName=self.INPUT, optional=True))
         self.addParameter(QgsProcessingParameterEnum(
-            self.OUTPUT_UNITS, "Output units", options=[label for label, _ in OUTPUT_UNITS], defaultValue=0))
-        factor = QgsProcessingParameterNumber(
+            self.OUTPUT_UNITS, "Output units", options=[label for label, _ in UNIT_CHOICES], defaultValue=0))
+        self.addParameter(self.advanced(QgsProcessingParameterNumber(
             self.CALIBRATION_FACTOR, "Calibration factor CF (dB)", NUMBER_DOUBLE,
-            defaultValue=ALOS2_CALIBRATION_FACTOR_DB)
-        factor.setFlags(factor.flags() | PARAMETER_ADVANCED)
-        self.addParameter(factor)
+            defaultValue=ALOS2_CALIBRATION_FACTOR_DB)))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Backscatter (sigma0)"))
 
-    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
+    def explained_problem(self, parameters, context):
         def check_factor():
             check_calibration_factor(self.parameterAsDouble(parameters, self.CALIBRATION_FACTOR, context))
 
-        problem = parameter_problem(self, parameters, context, check_factor)
-        return (False, problem) if problem else super().checkParameterValues(parameters, context)
+        return parameter_problem(self, parameters, context, check_factor)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        if layer is None:
-            raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
-        if layer.providerType() != "gdal":
-            raise QgsProcessingException(
-                f"The input layer '{layer.name()}' is not a raster file GDAL can read; save it as a "
-                "GeoTIFF (Raster > Conversion > Translate) and run again on that file.")
+        _, source = self.raster_file(parameters, self.INPUT, context)
         band = self.parameterAsInt(parameters, self.BAND, context)
-        label, units = OUTPUT_UNITS[self.parameterAsEnum(parameters, self.OUTPUT_UNITS, context)]
+        label, units = UNIT_CHOICES[self.parameterAsEnum(parameters, self.OUTPUT_UNITS, context)]
         factor = self.parameterAsDouble(parameters, self.CALIBRATION_FACTOR, context)
         output_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         feedback.pushInfo(f"Band {band}: sigma0 = 10*log10(DN^2) + ({factor:g}) dB, written in {label}.")
-        try:
-            calibrate_dn(layer.source(), output_path, band=band, units=units, calibration_factor=factor,
+        with engine_errors():
+            calibrate_dn(source, output_path, band=band, units=units, calibration_factor=factor,
                          progress=feedback.setProgress, is_cancelled=feedback.isCanceled)
-        except InferenceError as error:
-            raise QgsProcessingException(str(error)) from error
         return {self.OUTPUT: output_path}

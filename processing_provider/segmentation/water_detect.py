@@ -2,11 +2,14 @@
 
 from qgis.core import QgsProcessingParameterNumber
 
-from ..model.inference.engine import WATER_METHODS
-from ..model.inference.threshold import ASHMAN_D_MIN, MIN_WATER_CONTRAST_DB, SAMPLE_TILE, WATER_CEILINGS
-from . import styling
-from .compat import NUMBER_DOUBLE
-from .base_algorithm import SarLulcAlgorithm, help_text
+from ...model.inference.engine import WATER_METHODS, detect_water
+from ...model.inference.threshold import ASHMAN_D_MIN, MIN_WATER_CONTRAST_DB, SAMPLE_TILE, WATER_CEILINGS
+from .. import styling
+from ..algorithm import PluginAlgorithm
+from ..compat import NUMBER_DOUBLE
+from ..help_texts import help_text
+from . import TOOLBOX_GROUP
+from .one_scene import OneSceneMixin
 
 METHOD_HELP = (
     "<h3>Method</h3><p><b>model</b> (default): the water model decides, pixel by pixel, from the "
@@ -35,12 +38,11 @@ METHOD_HELP = (
          vv=WATER_CEILINGS["VV"].db, cross=WATER_CEILINGS["cross"].db)
 
 
-class WaterDetectAlgorithm(SarLulcAlgorithm):
+class WaterDetectAlgorithm(OneSceneMixin, PluginAlgorithm):
     """Runs the water model and thresholds its probability into a 1/0 mask (+ optional probability),
     or thresholds the backscatter itself (METHOD threshold)."""
 
-    METHOD = "METHOD"
-    THRESHOLD = "THRESHOLD"
+    GROUP = TOOLBOX_GROUP
     OUTPUT_PROBABILITY = "OUTPUT_PROBABILITY"
     TASK = "water"
     OUTPUT_DESCRIPTION = "Water mask"
@@ -76,12 +78,10 @@ class WaterDetectAlgorithm(SarLulcAlgorithm):
                     NUMBER_DOUBLE, optional=True, minValue=0.0, maxValue=1.0)]
 
     def task_options(self, parameters, context):
-        return {"water_threshold": self.optional_number(parameters, self.THRESHOLD, context),
-                "method": self.enum_text(parameters, self.METHOD, context) or WATER_METHODS[0]}
+        return self.water_options(parameters, context)
 
-    def run_model(self, engine, input_path, output_path, model_path, extra_path, options, **callbacks):
-        return engine.detect_water(input_path, output_path, model_path=model_path,
-                                   probability_path=extra_path, options=options, **callbacks)
+    def run_core(self, input_path, output_path, extra_path, **arguments):
+        return detect_water(input_path, output_path, probability_path=extra_path, **arguments)
 
     def output_renderer(self, layer, contract, main):
         if main:

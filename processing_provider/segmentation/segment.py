@@ -1,15 +1,20 @@
 """SAR LULC Segment (sarlulc:segment): a land-use/land-cover class map from HH backscatter."""
 
-from ..model.classes import LULC_CLASSES
-from . import styling
-from .base_algorithm import SarLulcAlgorithm, help_text
+from ...model.classes import LULC_CLASSES
+from ...model.inference.engine import segment
+from .. import styling
+from ..algorithm import PluginAlgorithm
+from ..help_texts import help_text
+from . import TOOLBOX_GROUP
+from .one_scene import OneSceneMixin
 
 CLASS_LIST = ", ".join(f"{code} {name}" for code, name, _ in LULC_CLASSES)
 
 
-class SegmentAlgorithm(SarLulcAlgorithm):
+class SegmentAlgorithm(OneSceneMixin, PluginAlgorithm):
     """Runs the LULC model over the raster and writes the class map (+ optional confidence)."""
 
+    GROUP = TOOLBOX_GROUP
     OUTPUT_CONFIDENCE = "OUTPUT_CONFIDENCE"
     TASK = "lulc"
     OUTPUT_DESCRIPTION = "Land-cover classes"
@@ -36,9 +41,8 @@ class SegmentAlgorithm(SarLulcAlgorithm):
             "0..1, -1 = nodata. Each output gets a .qml style file beside it.</p>",
             self.TASK)
 
-    def run_model(self, engine, input_path, output_path, model_path, extra_path, options, **callbacks):
-        return engine.segment(input_path, output_path, model_path=model_path,
-                              confidence_path=extra_path, options=options, **callbacks)
+    def run_core(self, input_path, output_path, extra_path, **arguments):
+        return segment(input_path, output_path, confidence_path=extra_path, **arguments)
 
     def output_renderer(self, layer, contract, main):
         if main:

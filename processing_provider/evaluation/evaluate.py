@@ -16,16 +16,18 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ..model.classes import LULC_CLASSES, WATER_CLASSES
-from ..model.evaluation import NOT_WATER, EvaluationError, check_report_paths, evaluate, evaluate_points, write_reports
-from ..model.fieldwork.legend import read_legend
-from ..model.inference.errors import InferenceError
-from ..model.inference.sar_input import PROBABILITY_BAND, WATER_BAND
-from .base_algorithm import PluginAlgorithm, parameter_problem
-from .compat import GEOMETRY_POINT, LAYER_VECTOR, SOURCE_RASTER, SOURCE_VECTOR_POINT
+from ...model.classes import LULC_CLASSES, WATER_CLASSES
+from ...model.evaluation import NOT_WATER, EvaluationError, check_report_paths, evaluate, evaluate_points, write_reports
+from ...model.fieldwork.legend import read_legend
+from ...model.inference.sar_input import PROBABILITY_BAND, WATER_BAND
+from ..algorithm import PluginAlgorithm
+from ..checks import parameter_problem
+from ..compat import GEOMETRY_POINT, LAYER_VECTOR, SOURCE_RASTER, SOURCE_VECTOR_POINT
+from ..messages import engine_errors
+from . import TOOLBOX_GROUP
 
 # (label shown to users, task passed to model.evaluation)
-TASKS = (("Land use / land cover (9 classes)", "lulc"), ("Water mask (water / not water)", "water"))
+TASK_CHOICES = (("Land use / land cover (9 classes)", "lulc"), ("Water mask (water / not water)", "water"))
 # The observed-class field of a field package's "field_checks" layer: used when no field is given.
 FIELD_CHECKS_FIELD = "class_observed"
 
@@ -38,12 +40,22 @@ def check_task_fits(prediction: str, task: str) -> None:
     if task == "lulc" and description in (WATER_BAND, PROBABILITY_BAND):
         raise QgsProcessingException(
             f"The prediction '{prediction}' is a {description.lower()} (its band says so), not a land-cover map: set "
-            f"TASK to '{TASKS[1][0]}', or choose a land-cover class raster as prediction.")
+            f"TASK to '{TASK_CHOICES[1][0]}', or choose a land-cover class raster as prediction.")
+
+
+def report_progress(feedback):
+    """The evaluation's progress callback: reports to ``feedback`` and stops the run when the user cancels."""
+    def progress(fraction):
+        if feedback.isCanceled():
+            raise QgsProcessingException("Evaluation cancelled; no report was written.")
+        feedback.setProgress(100.0 * fraction)
+    return progress
 
 
 class EvaluateAlgorithm(PluginAlgorithm):
     """Scores a SAR LULC output (or any class raster) against ground truth, for users and modelers."""
 
+    GROUP = TOOLBOX_GROUP
     PREDICTION = "PREDICTION"
     REFERENCE = "REFERENCE"
     RASTER_ROLES = {PREDICTION: "prediction raster", REFERENCE: "reference raster"}  # as the engine names them
@@ -64,12 +76,6 @@ class EvaluateAlgorithm(PluginAlgorithm):
 
     def displayName(self):  # noqa: N802 (QGIS API)
         return "Evaluate Against Reference"
-
-    def group(self):
-        return "Evaluation"
-
-    def groupId(self):  # noqa: N802 (QGIS API)
-        return "evaluation"
 
     def shortHelpString(self):  # noqa: N802 (QGIS API)
         return (
@@ -104,7 +110,7 @@ class EvaluateAlgorithm(PluginAlgorithm):
             self.REFERENCE_FIELD, f"Observed class field of reference points (empty: {FIELD_CHECKS_FIELD})",
             parentLayerParameterName=self.REFERENCE, optional=True))
         self.addParameter(QgsProcessingParameterEnum(
-            self.TASK, "Task", options=[label for label, _ in TASKS], defaultValue=0))
+            self.TASK, "Task", options=[label for label, _ in TASK_CHOICES], defaultValue=0))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_CSV, "Metrics table", "CSV files (*.csv)", optional=True, createByDefault=True))
         self.addParameter(QgsProcessingParameterFileDestination(
@@ -115,44 +121,26 @@ class EvaluateAlgorithm(PluginAlgorithm):
                                   (self.PIXELS, "Pixels (or points) compared")):
             self.addOutput(QgsProcessingOutputNumber(name, description))
 
-    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
-        problem = parameter_problem(self, parameters, context)
-        return (False, problem) if problem else super().checkParameterValues(parameters, context)
-
-    def _file_source(self, parameters, name, context) -> str:
-        layer = self.parameterAsRasterLayer(parameters, name, context)
-        if layer is None:
-            raise QgsProcessingException(self.invalidRasterError(parameters, name))
-        if layer.providerType() != "gdal":
-            raise QgsProcessingException(
-                f"The layer '{layer.name()}' ({name}) is not a raster file GDAL can read; save it as a GeoTIFF "
-                "(Raster > Conversion > Translate) and run again on that file.")
-        return layer.source()
+    def explained_problem(self, parameters, context):
+        return parameter_problem(self, parameters, context)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
-        prediction = self._file_source(parameters, self.PREDICTION, context)
+        prediction = self.raster_file(parameters, self.PREDICTION, context)[1]
         reference_layer = self.parameterAsLayer(parameters, self.REFERENCE, context)
         if reference_layer is not None and reference_layer.type() == LAYER_VECTOR:
             return self.process_points(parameters, context, feedback, prediction, reference_layer)
-        reference = self._file_source(parameters, self.REFERENCE, context)
-        label, task = TASKS[self.parameterAsEnum(parameters, self.TASK, context)]
+        reference = self.raster_file(parameters, self.REFERENCE, context)[1]
+        label, task = TASK_CHOICES[self.parameterAsEnum(parameters, self.TASK, context)]
         check_task_fits(prediction, task)
-        try:
-            csv_path, html_path = check_report_paths(
-                self.parameterAsFileOutput(parameters, self.OUTPUT_CSV, context),
-                self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context), prediction, reference)
-        except InferenceError as error:
-            raise QgsProcessingException(str(error)) from error
-
-        def report_progress(fraction):
-            if feedback.isCanceled():
-                raise QgsProcessingException("Evaluation cancelled; no report was written.")
-            feedback.setProgress(100.0 * fraction)
+        with engine_errors():
+            check_report_paths(self.parameterAsFileOutput(parameters, self.OUTPUT_CSV, context),
+                               self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context), prediction, reference)
 
         feedback.pushInfo(f"Comparing {prediction} with {reference} ({label}).")
         try:
-            result = evaluate(prediction, reference, task, progress=report_progress)
-        except (EvaluationError, InferenceError) as error:
+            with engine_errors():
+                result = evaluate(prediction, reference, task, progress=report_progress(feedback))
+        except EvaluationError as error:
             raise QgsProcessingException(str(error)) from error
         return self.outputs(result, parameters, context, feedback, prediction, reference)
 
@@ -174,10 +162,8 @@ class EvaluateAlgorithm(PluginAlgorithm):
                           f"mIoU {result.miou:.4f}")
         for metrics in result.per_class:
             feedback.pushInfo(f"  {metrics.code} {metrics.name}: IoU {metrics.iou:.4f}, F1 {metrics.f1:.4f}")
-        try:
+        with engine_errors():
             write_reports(result, csv_path, html_path, prediction, reference)
-        except InferenceError as error:
-            raise QgsProcessingException(str(error)) from error
         if csv_path:
             outputs[self.OUTPUT_CSV] = csv_path
         if html_path:
@@ -186,7 +172,7 @@ class EvaluateAlgorithm(PluginAlgorithm):
 
     def process_points(self, parameters, context, feedback, prediction, points_layer) -> dict:
         """Field observations as reference: each point's observed class against the prediction's pixel under it."""
-        label, task = TASKS[self.parameterAsEnum(parameters, self.TASK, context)]
+        label, task = TASK_CHOICES[self.parameterAsEnum(parameters, self.TASK, context)]
         check_task_fits(prediction, task)
         if points_layer.geometryType() != GEOMETRY_POINT:
             kind = QgsWkbTypes.geometryDisplayString(points_layer.geometryType()).lower()
@@ -217,15 +203,10 @@ class EvaluateAlgorithm(PluginAlgorithm):
                 point = transform.transform(part)
                 points.append((point.x(), point.y(), code))
 
-        def report_progress(fraction):
-            if feedback.isCanceled():
-                raise QgsProcessingException("Evaluation cancelled; no report was written.")
-            feedback.setProgress(100.0 * fraction)
-
         feedback.pushInfo(f"Comparing {prediction} with the {len(points)} observed points of "
                           f"'{points_layer.name()}' (field {field}, {label}).")
         try:
-            result, left_out = evaluate_points(prediction, points, task, progress=report_progress)
+            result, left_out = evaluate_points(prediction, points, task, progress=report_progress(feedback))
         except EvaluationError as error:
             raise QgsProcessingException(str(error)) from error
         if unobserved or left_out:
