@@ -34,7 +34,7 @@ def parameter_problem(algorithm: QgsProcessingAlgorithm, parameters: dict, conte
     given = [(definition, parameters.get(definition.name())) for definition in algorithm.parameterDefinitions()]
     given = [(definition, value) for definition, value in given if value is not None and value != ""]
     for definition, value in given:
-        label = f"{definition.description()} ({definition.name()})"
+        label = parameter_label(definition)
         if isinstance(definition, QgsProcessingParameterRasterLayer) and isinstance(value, str) and \
                 QgsProcessingUtils.mapLayerFromString(value, context, False) is None:
             try:
@@ -53,11 +53,11 @@ def parameter_problem(algorithm: QgsProcessingAlgorithm, parameters: dict, conte
             return str(error)
     for definition, value in given:
         if isinstance(value, (str, int, float)) and not definition.checkValueIsAcceptable(value):
-            label = f"{definition.description()} ({definition.name()})"
+            label = parameter_label(definition)
             if isinstance(definition, QgsProcessingParameterEnum):
                 return f"{label}: '{value}' is not one of its options: {', '.join(definition.options())}."
             if isinstance(definition, QgsProcessingParameterNumber):
-                return f"{label}: {value} is out of range; {_number_range(definition)}."
+                return out_of_range(label, value, definition)
     return None
 
 
@@ -109,7 +109,7 @@ def file_extension_problem(algorithm: QgsProcessingAlgorithm, parameters: dict, 
         if path is None or not extensions or path.suffix.lower().lstrip(".") in extensions:
             continue
         wanted = " or ".join(f".{extension}" for extension in extensions)
-        return (f"The output {definition.description()} ({definition.name()}) file '{path}' must end in {wanted}: "
+        return (f"The output {parameter_label(definition)} file '{path}' must end in {wanted}: "
                 f"that is the format written into it ({definition.fileFilter()}). Change the file name.")
     return None
 
@@ -140,7 +140,7 @@ def geopackage_problem(algorithm: QgsProcessingAlgorithm, parameters: dict) -> s
             continue
         tables = geopackage_tables(path)
         if len(tables) > 1:
-            return (f"The output {definition.description()} ({definition.name()}) file '{path}' is a GeoPackage "
+            return (f"The output {parameter_label(definition)} file '{path}' is a GeoPackage "
                     f"holding {len(tables)} tables ({', '.join(sorted(tables)[:5])}): writing there would replace the "
                     f"whole file and lose them. Choose another file"
                     + (f", or add a table to it: ogr:dbname='{path}' table=\"name\"."
@@ -157,7 +157,7 @@ def run_files(algorithm: QgsProcessingAlgorithm, parameters: dict, context) -> t
         value = parameters.get(definition.name())
         if value is None or value == "":
             continue
-        label = f"{definition.description()} ({definition.name()})"
+        label = parameter_label(definition)
         if definition.isDestination():
             path, _ = destination_of(value)
             if path is not None:
@@ -175,11 +175,11 @@ def unacceptable_value_problem(algorithm: QgsProcessingAlgorithm, parameters: di
         value = parameters.get(definition.name())
         if definition.isDestination() or definition.checkValueIsAcceptable(value, context):
             continue
-        label = f"{definition.description()} ({definition.name()})"
+        label = parameter_label(definition)
         if value is None or (isinstance(value, str) and not value.strip()):
             return f"{label} is required: give a value."
         if isinstance(definition, QgsProcessingParameterNumber):
-            return f"{label}: {value} is out of range; {_number_range(definition)}."
+            return out_of_range(label, value, definition)
         if isinstance(value, str):
             path = value.split("|")[0]
             if definition.type() in ("layer", "raster", "vector", "source", "file") and not Path(path).exists():
@@ -187,6 +187,16 @@ def unacceptable_value_problem(algorithm: QgsProcessingAlgorithm, parameters: di
                         f"path, or choose a layer.")
             return f"{label}: '{value}' cannot be opened as a {definition.type()} input. Check that it is one."
     return None
+
+
+def parameter_label(definition) -> str:
+    """A parameter as messages name it: its label in the dialog and its name ("Band (BAND)")."""
+    return f"{definition.description()} ({definition.name()})"
+
+
+def out_of_range(label: str, value, definition: QgsProcessingParameterNumber) -> str:
+    """The message for a number parameter given a value outside its range."""
+    return f"{label}: {value} is out of range; {_number_range(definition)}."
 
 
 def _number_range(definition: QgsProcessingParameterNumber) -> str:

@@ -1,10 +1,11 @@
-"""The core's errors turned into Processing's."""
+"""Messages and errors the algorithms share: the core's errors turned into Processing's, and the wording of a
+cancelled run."""
 
 import contextlib
 
 from qgis.core import QgsProcessingException
 
-from ..model.inference.errors import InferenceError
+from ..model.inference.errors import CancelledError, InferenceError
 
 
 @contextlib.contextmanager
@@ -14,3 +15,10 @@ def engine_errors():
         yield
     except InferenceError as error:
         raise QgsProcessingException(str(error)) from error
+
+
+def cancelled(outcome: str) -> QgsProcessingException:
+    """A run the user cancelled, worded as the engine's CancelledError ("Cancelled by the user; no output was
+    written."), with ``outcome`` saying what became of this algorithm's outputs."""
+    cause, _, _ = str(CancelledError()).partition(";")
+    return QgsProcessingException(f"{cause}; {outcome}.")

@@ -86,7 +86,7 @@ def save_default_style(layer: QgsVectorLayer, description: str) -> str:
     qml = style_sidecar_path(layer.source().split("|")[0])
     message, saved = layer.saveNamedStyle(str(qml))
     if not saved:
-        raise QgsProcessingException(f"Could not write the style file '{qml}': {message}")
+        raise style_not_written(qml, message)
     return str(qml)
 
 
@@ -114,7 +114,11 @@ def write_style_sidecar(raster_path, style_path, final_path, make_renderer) -> N
     layer.setCustomProperty(STYLE_MARKER, Path(final_path).name)
     message, saved = layer.saveNamedStyle(str(style_path))
     if not saved:
-        raise QgsProcessingException(f"Could not write the style file '{style_sidecar_path(final_path)}': {message}")
+        raise style_not_written(style_sidecar_path(final_path), message)
+
+
+def style_not_written(path, message: str) -> QgsProcessingException:
+    return QgsProcessingException(f"Could not write the style file '{path}': {message}")
 
 
 def reopen_on_this_thread(layer) -> None:

@@ -29,7 +29,7 @@ from ..compat import (
     SOURCE_VECTOR_POLYGON,
     WKB_NO_GEOMETRY,
 )
-from ..messages import engine_errors
+from ..messages import cancelled, engine_errors
 from . import TOOLBOX_GROUP
 from .common import ClassRasterMixin, check_destination, remove_sink_output
 
@@ -169,7 +169,7 @@ class AreaStatisticsAlgorithm(ClassRasterMixin, PluginAlgorithm):
         grouped: dict[str, list[bytes]] = {}
         for feature in source.getFeatures():
             if feedback.isCanceled():
-                raise QgsProcessingException("Cancelled by the user; no statistics were written.")
+                raise cancelled("no statistics were written")
             geometry = feature.geometry()
             if geometry.isNull() or geometry.isEmpty():
                 continue

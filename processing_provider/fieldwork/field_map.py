@@ -44,6 +44,7 @@ from ..compat import (
     SOURCE_VECTOR_POLYGON,
 )
 from .. import styling
+from ..messages import cancelled
 from . import TOOLBOX_GROUP
 from .common import check_destination, ogr_source_parts
 from .field_map_layout import GRIDS, ORIENTATIONS, PAPER_SIZES_MM, MapSheet, build_layout
@@ -335,7 +336,7 @@ class FieldMapAlgorithm(PluginAlgorithm):
         if result != QgsLayoutExporter.ExportResult.Success:
             partial.unlink(missing_ok=True)
             if feedback.isCanceled():
-                raise QgsProcessingException("Cancelled by the user; no map was written.")
+                raise cancelled("no map was written")
             raise QgsProcessingException(f"The PDF could not be written to '{pdf_path}' (QGIS layout export error "
                                          f"{int(result)}{': ' + error if error else ''}). Check the folder and the "
                                          "free disk space.")

@@ -29,7 +29,7 @@ from .. import styling
 from ..algorithm import PluginAlgorithm
 from ..checks import geopackage_tables
 from ..compat import ALGORITHM_NO_THREADING, NUMBER_DOUBLE
-from ..messages import engine_errors
+from ..messages import cancelled, engine_errors
 from ..parameters import whole_number_widget
 from . import TOOLBOX_GROUP
 from .common import ClassRasterMixin, check_destination
@@ -264,7 +264,7 @@ class FieldPackageAlgorithm(ClassRasterMixin, PluginAlgorithm):
             gdal.Translate(str(package), source, format="GPKG", creationOptions=options, callback=progress)
         except RuntimeError as error:
             if feedback.isCanceled():
-                raise QgsProcessingException("Cancelled by the user; no field package was written.") from error
+                raise cancelled("no field package was written") from error
             raise QgsProcessingException(f"Could not copy '{source}' into the field package: {error}") from error
 
     def run_child(self, algorithm_id, parameters, context, feedback) -> dict:

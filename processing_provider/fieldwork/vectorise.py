@@ -35,7 +35,7 @@ from ..compat import (
     WKB_POLYGON,
 )
 from .. import styling
-from ..messages import engine_errors
+from ..messages import cancelled, engine_errors
 from ..parameters import whole_number_widget
 from . import TOOLBOX_GROUP
 from .common import ClassRasterMixin, check_destination, remove_sink_output, set_layer_metadata
@@ -179,7 +179,7 @@ class VectoriseAlgorithm(ClassRasterMixin, PluginAlgorithm):
         try:
             for done, polygon in enumerate(polygons.getFeatures(QgsFeatureRequest()), start=1):
                 if feedback.isCanceled():
-                    raise QgsProcessingException("Cancelled by the user; the polygon output was removed.")
+                    raise cancelled("the polygon output was removed")
                 geometry = polygon.geometry()
                 code = polygon[CODE_FIELD]
                 area = measure.convertAreaMeasurement(measure.measureArea(geometry), AREA_HECTARES)

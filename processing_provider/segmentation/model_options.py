@@ -58,6 +58,12 @@ class ModelOptionsMixin:
         return parameters + [precision, cls.advanced(cls.choice(cls.OUTPUT_GRID, "Output grid",
                                                                 [label for label, _ in OUTPUT_GRIDS]))]
 
+    @classmethod
+    def water_threshold_parameter(cls) -> QgsProcessingParameterNumber:
+        """The water probability threshold of a water run (empty: the model's)."""
+        return QgsProcessingParameterNumber(cls.THRESHOLD, "Water threshold (empty: model's)", NUMBER_DOUBLE,
+                                            optional=True, minValue=0.0, maxValue=1.0)
+
     def run_options(self, parameters, context) -> RunOptions:
         """The engine's RunOptions from ``parameters`` (option texts resolved by `with_option_texts`)."""
         output_grid = self.parameterAsEnumString(parameters, self.OUTPUT_GRID, context)

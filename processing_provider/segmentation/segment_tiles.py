@@ -26,7 +26,7 @@ from ...model.inference.errors import InferenceError
 from ...model.inference.session import DEVICES
 from .. import styling
 from ..algorithm import PluginAlgorithm
-from ..compat import FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_RASTER, SOURCE_VECTOR_POLYGON
+from ..compat import FILE_FOLDER, NUMBER_INTEGER, SOURCE_RASTER, SOURCE_VECTOR_POLYGON
 from ..help_texts import INPUT_HELP, OPTIONS_HELP
 from ..messages import engine_errors
 from ..parameters import TASK_CHOICES
@@ -108,9 +108,7 @@ class SegmentTilesAlgorithm(ModelOptionsMixin, PluginAlgorithm):
             self.addParameter(parameter)
         self.addParameter(self.choice(self.DEVICE, "Device", list(DEVICES)))
         self.addParameter(self.advanced(self.choice(self.METHOD, "Water method", list(WATER_METHODS))))
-        self.addParameter(self.advanced(QgsProcessingParameterNumber(
-            self.THRESHOLD, "Water threshold (empty: model's)", NUMBER_DOUBLE, optional=True,
-            minValue=0.0, maxValue=1.0)))
+        self.addParameter(self.advanced(self.water_threshold_parameter()))
         for parameter in self.run_parameters("CPU threads (per worker)"):
             self.addParameter(parameter)
         self.addParameter(QgsProcessingParameterBoolean(

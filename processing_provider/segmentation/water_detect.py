@@ -1,12 +1,9 @@
 """Water Detect (sarlulc:waterdetect): a water mask from HH backscatter."""
 
-from qgis.core import QgsProcessingParameterNumber
-
 from ...model.inference.engine import WATER_METHODS, detect_water
 from ...model.inference.threshold import ASHMAN_D_MIN, MIN_WATER_CONTRAST_DB, SAMPLE_TILE, WATER_CEILINGS
 from .. import styling
 from ..algorithm import PluginAlgorithm
-from ..compat import NUMBER_DOUBLE
 from ..help_texts import help_text
 from . import TOOLBOX_GROUP
 from .one_scene import OneSceneMixin
@@ -72,10 +69,7 @@ class WaterDetectAlgorithm(OneSceneMixin, PluginAlgorithm):
             self.TASK)
 
     def task_parameters(self):
-        return [self.choice(self.METHOD, "Method", list(WATER_METHODS)),
-                QgsProcessingParameterNumber(
-                    self.THRESHOLD, "Water threshold (empty: model's)",
-                    NUMBER_DOUBLE, optional=True, minValue=0.0, maxValue=1.0)]
+        return [self.choice(self.METHOD, "Method", list(WATER_METHODS)), self.water_threshold_parameter()]
 
     def task_options(self, parameters, context):
         return self.water_options(parameters, context)
