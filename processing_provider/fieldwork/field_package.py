@@ -1,5 +1,6 @@
 """Field Package (sarlulc:fieldpackage): one offline GeoPackage for tablets, with an optional QGIS project."""
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -93,6 +94,22 @@ def carry_observations(package: Path, partial: Path) -> int:
         target.CommitTransaction()
         source = target = old = new = None
     return copied
+
+
+@contextlib.contextmanager
+def package_written_whole(package: Path):
+    """Yield the file to build the package in; when the block ends without error, it replaces ``package``, and
+    nothing is left otherwise. It is built in a hidden folder beside the destination, under a plain name (QGIS picks
+    the vector driver from everything after the file name's first dot)."""
+    scratch = package.with_name(f".{package.name}.partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    partial = scratch / "package.gpkg"
+    try:
+        yield partial
+        os.replace(partial, package)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def check_rasters_fit(classes_layer, classes_legend, water_layer, water_legend) -> None:
@@ -195,13 +212,7 @@ class FieldPackageAlgorithm(ClassRasterMixin, PluginAlgorithm):
         check_replaceable_package(package)
 
         steps = QgsProcessingMultiStepFeedback(5 if project_path else 4, feedback)
-        # Built in a hidden folder beside the destination, under a plain name (QGIS picks the vector driver from
-        # everything after the file name's first dot), and renamed into place when complete.
-        scratch = package.with_name(f".{package.name}.partial")
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir()
-        partial = scratch / "package.gpkg"
-        try:
+        with package_written_whole(package) as partial:
             steps.setProgressText("Raster tables")
             self.add_raster(classes, partial, CLASSES_TABLE, classes_layer.name(), steps, append=False)
             if water:
@@ -231,9 +242,6 @@ class FieldPackageAlgorithm(ClassRasterMixin, PluginAlgorithm):
             if kept:
                 feedback.pushInfo(f"Kept the {kept} field observation(s) of the earlier package's {FIELD_CHECKS} layer "
                                   f"(copied into the new one, in its CRS)")
-            os.replace(partial, package)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
         feedback.pushInfo(f"Field package written: {package} ({package.stat().st_size / 1e6:.1f} MB)")
         outputs = {self.OUTPUT: str(package), self.POLYGONS: polygons["POLYGONS"]}
         layers, hidden = self.package_layers(package, classes_legend, water_legend)
