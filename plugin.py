@@ -40,7 +40,7 @@ class SarLulcPlugin:
         for algorithm_class in ALGORITHMS:
             algorithm = algorithm_class()
             action = QAction(QIcon(str(ICON_PATH)), f"{algorithm.displayName()}…", main_window)
-            action.triggered.connect(partial(self.open_algorithm_dialog, f"sarlulc:{algorithm.name()}"))
+            action.triggered.connect(partial(self.open_algorithm_dialog, f"{self.provider.id()}:{algorithm.name()}"))
             self.actions.append(action)
         separator = QAction(main_window)
         separator.setSeparator(True)

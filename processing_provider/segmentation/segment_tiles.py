@@ -35,7 +35,7 @@ from .model_options import ModelOptionsMixin
 from .segment import SegmentAlgorithm
 from .water_detect import WaterDetectAlgorithm
 
-# (option shown to users, the core's task)
+# By the core's task: the algorithm whose styles the outputs take, and the names of the loaded mosaics.
 STYLED_LIKE = {"lulc": SegmentAlgorithm, "water": WaterDetectAlgorithm}
 LAYER_NAMES = {"lulc": ("land cover", "land-cover confidence"), "water": ("water", "water probability")}
 
