@@ -10,7 +10,9 @@ from typing import Callable
 from osgeo import gdal
 
 from .metadata import ModelContract
-from .writer import OutputRaster, PendingFiles, raster_bytes, style_sidecar_path
+from .output_checks import style_sidecar_path
+from .transaction import PendingFiles
+from .writer import OutputRaster, raster_bytes
 
 # style(raster_path, style_path, final_path, contract, main): writes the .qml of a finished output
 # (``raster_path``, under its hidden name; ``final_path`` once committed) to ``style_path``.

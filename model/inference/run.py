@@ -1,12 +1,11 @@
 """One run of the engine as named phases over one object (`Run`): prepare → plan → stream → warp back →
 commit → report. Everything is read and checked in `prepare` and `plan`, before any output file exists;
-the task (land cover / water, tasks.py) and the method (model / threshold, methods.py) carry what differs."""
+the outputs are then written in one transaction (transaction.py), committed together or not at all.
+The task (land cover / water, tasks.py) and the method (model / threshold, methods.py) carry what differs."""
 
 from __future__ import annotations
 
-import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,7 +25,10 @@ from .run_input import anchor_relative, band_line, data_coverage, input_units, m
 from .sar_input import SpeckleFilter, sample_valid_values
 from .tasks import Task
 from .warp_back import warp_back
-from .writer import all_or_none, check_free_space, check_outputs, hidden_path
+from .disk_space import check_free_space
+from .output_checks import check_outputs
+from .transaction import PendingFiles
+from .writer import OutputRaster, discarded_on_error, hand_over
 
 
 @dataclass
@@ -75,10 +77,11 @@ class Run:
                 self.log(note)
             self.prepare(dataset)
             self.plan()
-            with self._scratch_folder():
-                outputs = self.stream()
+            with PendingFiles() as transaction:  # commits on leaving the block; on an error, removes everything
+                outputs = self.stream(transaction)
                 if self.warps_back:
-                    self.warp_back(outputs)
+                    outputs = self.warp_back(outputs)
+                self.commit(outputs, transaction)
             return self.report()
 
     # ---------------------------------------------------------------- prepare
@@ -152,37 +155,35 @@ class Run:
 
     # ---------------------------------------------------------------- stream, warp back, commit
 
-    @contextmanager
-    def _scratch_folder(self):
-        """Results on the model grid that still have to be warped back live in a hidden folder beside
-        the output, removed whatever happens (or by the next run, if this one is killed)."""
-        self.scratch = hidden_path(self.output_path, "scratch") if self.warps_back else None
-        try:
-            if self.scratch is not None:
-                self.scratch.mkdir()
-            yield
-        finally:
-            if self.scratch is not None:
-                shutil.rmtree(self.scratch, ignore_errors=True)
-
-    def stream(self) -> list:
-        """The outputs on the grid the model reads, committed (into the scratch folder when they are
-        warped back); refuses a run that found no valid pixel."""
-        paths = [self.scratch / f"{index}.tif" for index in range(len(self.specs))] if self.warps_back else \
-            [spec.path for spec in self.specs]
+    def stream(self, transaction: PendingFiles) -> list[OutputRaster]:
+        """The outputs written on the grid the model reads (results to warp back: in a scratch folder of
+        ``transaction``, removed when it ends); refuses a run that found no valid pixel."""
+        if self.warps_back:
+            scratch = transaction.scratch_folder(self.output_path)
+            paths = [scratch / f"{index}.tif" for index in range(len(self.specs))]
+        else:
+            paths = [spec.path for spec in self.specs]
         outputs = create_outputs(self.specs, paths, self.source.band_reader.dataset)
-        with all_or_none(outputs, None if self.warps_back else self.add_styles):
+        with discarded_on_error(outputs):
             self.tiles_run, self.valid_pixels = self.method.stream(self, outputs, self._streaming_progress)
             if self.valid_pixels == 0:
                 raise no_valid_pixel(self.options.band, self.input_path, self.input_reader.band_reader.nodata)
+            if self.warps_back:
+                for output in outputs:
+                    output.close()  # the warp reads them from their files
         return outputs
 
-    def warp_back(self, outputs) -> None:
-        """The model-grid results onto the input grid, committed as the final files."""
-        self.valid_pixels = warp_back(self.specs, outputs, self.dataset, self.input_reader, self.input_coverage,
-                                      self.contract.gsd_m, self.settings.block_size,
-                                      lambda percent: self.progress(self.stream_share + percent / 10.0),
-                                      self.is_cancelled, self.add_styles)
+    def warp_back(self, model_grid_outputs: list[OutputRaster]) -> list[OutputRaster]:
+        """The model-grid results onto the input grid: the outputs to commit."""
+        finals, self.valid_pixels = warp_back(
+            self.specs, model_grid_outputs, self.dataset, self.input_reader, self.input_coverage, self.contract.gsd_m,
+            self.settings.block_size, lambda percent: self.progress(self.stream_share + percent / 10.0),
+            self.is_cancelled)
+        return finals
+
+    def commit(self, outputs: list[OutputRaster], transaction: PendingFiles) -> None:
+        """Hand the outputs, with their style files, to ``transaction``, which moves them into place together."""
+        hand_over(outputs, transaction, self.add_styles)
 
     # ---------------------------------------------------------------- report
 

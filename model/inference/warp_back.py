@@ -14,22 +14,23 @@ from .reader import BackscatterReader
 from .sar_input import ground_pixel_size_m
 from .streaming import blocks_of
 from .windows import Window
-from .writer import OutputRaster, all_or_none
+from .writer import OutputRaster, discarded_on_error
 
 
 def warp_back(specs: list[OutputSpec], model_grid_outputs: list[OutputRaster], dataset: gdal.Dataset,
               input_reader: BackscatterReader, coverage: DataCoverage, gsd_m: float, block_size: int, progress,
-              is_cancelled, add_styles) -> int:
+              is_cancelled) -> tuple[list[OutputRaster], int]:
     """Warp the model-grid results onto the input grid into the final files, then make every input
-    nodata pixel nodata there (interpolation may have spread values into it); returns the valid
-    pixels. Blocks without valid input are filled with nodata unread, and left as the warp wrote
-    them (nodata) when no valid input lies within two model pixels either."""
+    nodata pixel nodata there (interpolation may have spread values into it); returns (the final
+    outputs, still to commit; the valid pixels). Blocks without valid input are filled with nodata
+    unread, and left as the warp wrote them (nodata) when no valid input lies within two model pixels
+    either."""
     reach = 2 * math.ceil(gsd_m / min(ground_pixel_size_m(dataset))) + 2
     finals: list[OutputRaster] = []
-    with all_or_none(finals, add_styles):
+    with discarded_on_error(finals):
         for index, (spec, source) in enumerate(zip(specs, model_grid_outputs)):
             share = 80.0 / len(specs)
-            final = OutputRaster.warped(source.final_path, spec.path, dataset, spec.resampling,
+            final = OutputRaster.warped(source.temp_path, spec.path, dataset, spec.resampling,
                                         lambda percent, start=index * share: progress(start + percent * share / 100),
                                         is_cancelled)
             finals.append(final)
@@ -52,4 +53,4 @@ def warp_back(specs: list[OutputSpec], model_grid_outputs: list[OutputRaster], d
                 for spec, final in zip(specs, finals):
                     final.fill(spec.nodata, block)
             progress(80.0 + 20.0 * done / len(blocks))
-    return valid_pixels
+    return finals, valid_pixels

@@ -18,7 +18,7 @@ from osgeo import gdal
 from ..inference.engine import RunOptions, detect_water, segment
 from ..inference.errors import CancelledError, InferenceError, InputRasterError, gdal_exceptions
 from ..inference.windows import Window
-from ..inference.writer import PendingFiles, hidden_path
+from ..inference.transaction import PendingFiles, hidden_path
 
 CLASSES, SCORES = "classes", "scores"  # output roles: the class map / water mask, and its probability
 COG_OPTIONS = ["COMPRESS=DEFLATE", "BLOCKSIZE=512", "BIGTIFF=IF_SAFER"]
