@@ -10,8 +10,9 @@ import sys
 from .area import AreaOfInterest, parse_extent
 from .engine import OUTPUT_GRIDS, WATER_METHODS, RunOptions, detect_water, segment
 from .errors import CancelledError, InferenceError, gdal_exceptions
-from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, UNITS_FLAGS, SpeckleFilter
+from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, UNITS_FLAGS
 from .session import DEVICES, PRECISIONS
+from .speckle import SpeckleFilter
 
 # Short command-line spellings of the units and filters (the engine takes the values after them).
 FILTER_FLAGS = {"none": SpeckleFilter.NONE, "lee": SpeckleFilter.LEE, "refined-lee": SpeckleFilter.REFINED_LEE}

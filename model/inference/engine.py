@@ -22,11 +22,10 @@ from .progress import format_duration
 from .reader import reading
 from .run import Run, RunReport
 from .settings import DEFAULT_BATCH_SIZE, DEFAULT_BLOCK_SIZE, GPU_BLOCK_SIZE
-from .tasks import LAND_COVER, LULC_NODATA, SCORE_NODATA, WATER, WATER_NODATA
+from .tasks import LAND_COVER, WATER
 
 __all__ = ["segment", "detect_water", "RunOptions", "RunReport", "check_options", "format_duration", "StyleWriter",
-           "OUTPUT_GRIDS", "WATER_METHODS", "DEFAULT_BATCH_SIZE", "DEFAULT_BLOCK_SIZE", "GPU_BLOCK_SIZE",
-           "LULC_NODATA", "WATER_NODATA", "SCORE_NODATA"]
+           "OUTPUT_GRIDS", "WATER_METHODS", "DEFAULT_BATCH_SIZE", "DEFAULT_BLOCK_SIZE", "GPU_BLOCK_SIZE"]
 
 
 def segment(input_path, output_path, model_path=None, confidence_path=None, options=None,

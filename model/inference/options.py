@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from .area import AreaOfInterest
 from .errors import OptionError
 from .metadata import TILE_MULTIPLE
-from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter, check_calibration_factor,
-                        filter_halo)
+from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, check_calibration_factor
+from .speckle import SpeckleFilter, filter_halo
 from .session import DEVICES, PRECISIONS
 
 OUTPUT_GRIDS = ("input", "model")  # where the results are written when the input is read resampled

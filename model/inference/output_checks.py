@@ -29,7 +29,8 @@ OUTPUT_FORMATS = {
 STYLE_SUFFIX = ".qml"
 # Custom property the plugin stores in the .qml files it writes: the name of the raster styled.
 STYLE_MARKER = "sarlulc/style_of"
-# Files GDAL keeps beside a raster; those of a replaced output are replaced with it.
+
+
 def style_sidecar_path(path) -> pathlib.Path:
     """The .qml QGIS applies when it opens ``path``: the name without its last extension, plus .qml."""
     return pathlib.Path(path).with_suffix(STYLE_SUFFIX)

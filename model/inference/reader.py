@@ -12,9 +12,9 @@ from osgeo import gdal
 
 from .errors import InputRasterError
 from .metadata import NORM_SCENE_LAND, SCENE_NORM_MODES, ModelContract
-from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, RELATIVE_LAND_DB, InputUnits, SpeckleFilter, apply_scaling,
-                        band_scaling, check_backscatter_band, filter_halo, sample_valid_values, speckle_filter_db,
-                        to_db, valid_mask)
+from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, RELATIVE_LAND_DB, InputUnits, apply_scaling, band_scaling,
+                        check_backscatter_band, sample_valid_values, to_db, valid_mask)
+from .speckle import SpeckleFilter, filter_halo, speckle_filter_db
 from .threshold import otsu_threshold
 from .windows import Window
 

@@ -22,7 +22,8 @@ from .progress import TimeLeftLog
 from .reader import BackscatterReader, BandReader, open_raster
 from .resample import check_pixel_size, decide_model_grid
 from .run_input import anchor_relative, band_line, data_coverage, input_units, model_input_reader, no_valid_pixel
-from .sar_input import SpeckleFilter, sample_valid_values
+from .sar_input import sample_valid_values
+from .speckle import SpeckleFilter
 from .tasks import Task
 from .warp_back import warp_back
 from .disk_space import check_free_space

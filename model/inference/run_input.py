@@ -13,9 +13,9 @@ from .errors import InputRasterError
 from .metadata import SCENE_NORM_MODES, ModelContract
 from .options import RunOptions
 from .reader import BackscatterReader, BandReader, SceneStatistics
-from .resample import ModelGrid, open_on_model_grid, resampling_to_model
-from .sar_input import (DB_RANGE, RELATIVE_LAND_DB, InputUnits, SpeckleFilter, check_units_fit, detect_band_units,
-                        ground_pixel_size_m, sample_shape)
+from .resample import ModelGrid, ground_pixel_size_m, open_on_model_grid, resampling_to_model
+from .sar_input import DB_RANGE, RELATIVE_LAND_DB, InputUnits, check_units_fit, detect_band_units, sample_shape
+from .speckle import SpeckleFilter
 
 
 def input_units(options: RunOptions, dataset: gdal.Dataset, source_name: str, sample: np.ndarray, log,

@@ -7,12 +7,12 @@ import functools
 
 import numpy as np
 
+from ..classes import SCORE_NODATA, WATER_NODATA
 from .blending import BlockAccumulator, blend_weights, to_probabilities
 from .errors import CancelledError, ModelContractError
 from .pipeline import BackgroundWriter, Prefetch
 from .progress import StreamProgress
 from .reader import BackscatterReader, prepare_input
-from .tasks import SCORE_NODATA, WATER_NODATA
 from .windows import Window
 from .writer import OutputRaster
 

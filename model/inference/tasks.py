@@ -10,9 +10,8 @@ from osgeo import gdal
 from .blending import to_probabilities
 from .metadata import ModelContract
 from .output_specs import OutputSpec
-from .sar_input import CLASSES_BAND, CONFIDENCE_BAND, PROBABILITY_BAND, WATER_BAND
-
-LULC_NODATA, WATER_NODATA, SCORE_NODATA = 0, 255, -1.0
+from ..classes import (CLASSES_BAND, CONFIDENCE_BAND, LULC_NODATA, PROBABILITY_BAND, SCORE_NODATA, WATER_BAND,
+                       WATER_NODATA)
 
 
 class Task:

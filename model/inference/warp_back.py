@@ -11,7 +11,7 @@ from .coverage import DataCoverage
 from .errors import CancelledError
 from .output_specs import OutputSpec
 from .reader import BackscatterReader
-from .sar_input import ground_pixel_size_m
+from .resample import ground_pixel_size_m
 from .streaming import blocks_of
 from .windows import Window
 from .writer import OutputRaster, discarded_on_error

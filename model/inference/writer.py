@@ -15,17 +15,16 @@ from typing import Callable
 import numpy as np
 from osgeo import gdal
 
-from .disk_space import check_free_space, write_error
+from .disk_space import write_error
 from .errors import OutputError
-from .output_checks import (OUTPUT_FORMATS, STYLE_MARKER, check_distinct_files, check_outputs, format_list,
-                            output_driver, style_sidecar_path)
+from .output_checks import OUTPUT_FORMATS, output_driver
 from .resample import DEFAULT_CREATION_OPTIONS, warp_back_to_input_grid
 from .transaction import GDAL_COMPANIONS, PendingFiles, hidden_path
 from .windows import Window
-
-# Imported from here by processing_provider/ and model/net/ (their homes are output_checks.py and transaction.py).
-__all__ = ["OUTPUT_FORMATS", "STYLE_MARKER", "PendingFiles", "check_distinct_files", "check_free_space",
-           "check_outputs", "format_list", "style_sidecar_path"]
+# This module was their home: processing_provider/ and model/net/ import them from here (and PendingFiles,
+# OUTPUT_FORMATS above).
+from .output_checks import (STYLE_MARKER, check_distinct_files, check_outputs, format_list,  # noqa: F401
+                            style_sidecar_path)
 
 
 def raster_bytes(path, pixels: int, data_type: int) -> int:
@@ -34,7 +33,6 @@ def raster_bytes(path, pixels: int, data_type: int) -> int:
     size = pixels * gdal.GetDataTypeSize(data_type) // 8
     converted = OUTPUT_FORMATS.get(pathlib.Path(path).suffix.lower(), ("GTiff",))[0] != "GTiff"
     return size * (2 if converted else 1)
-
 
 
 def _creation_options(data_type: int) -> list[str]:
