@@ -10,7 +10,7 @@ from .errors import ModelContractError, OptionError
 from .metadata import NORM_SCENE_LAND, SCENE_NORM_MODES, ModelContract, bundled_model_path
 from .run_input import familiar_range, scene_statistics
 from .session import ModelSession
-from .settings import Settings, default_block_size, fit_batch_size, model_defaults
+from .settings import ModelDefaults, Settings, default_block_size, fit_batch_size, model_defaults
 from .streaming import blocks_of, stream_model, stream_threshold
 from .threshold import find_water_threshold, sample_tiles, water_ceiling
 from .windows import TilePlan
@@ -32,8 +32,9 @@ class ModelMethod:
     """The task's ONNX model, run tile by tile over the blocks."""
 
     name = "model"
+    checks_distribution = True  # whether the input is compared with the model's training data
 
-    def load(self, run) -> tuple[ModelContract, ModelSession, object]:
+    def load(self, run) -> tuple[ModelContract, ModelSession, ModelDefaults]:
         """(contract, session, the model's defaults merged with the options), logged."""
         options, log = run.options, run.log
         session = ModelSession(run.model_path, options.device, options.threads, options.precision)
@@ -48,8 +49,6 @@ class ModelMethod:
         if session.precision_note:
             log(session.precision_note)
         return contract, session, defaults
-
-    checks_distribution = True  # whether the input is compared with the model's training data
 
     def block_size(self, run) -> int:
         return default_block_size(run.defaults, run.session.on_gpu, run.task.channels(run.contract),
