@@ -457,8 +457,8 @@ def test_tile_and_batch_sizes_are_bounded_by_the_memory_available(models, sar, t
 
 
 def test_the_default_batch_size_on_the_cpu_is_the_largest_within_the_run_budget(models, sar, tmp_path, monkeypatch):
-    monkeypatch.setattr(settings, "CPU_RUN_BUDGET", run_memory_bytes(64, 3, len(CODES), 16,
-                                                                          engine.DEFAULT_BLOCK_SIZE, 203))
+    monkeypatch.setattr(settings, "CPU_RUN_BUDGET", run_memory_bytes(64, 3, len(CODES), 16, engine.DEFAULT_BLOCK_SIZE,
+                                                                     203))
     messages = []
     segment(sar, tmp_path / "lulc.tif", models["lulc"], log=messages.append)
     assert any("batches of 3" in m for m in messages)
