@@ -1,4 +1,4 @@
-"""The 9-class LULC legend shared by the simulator, training and export.
+"""The 9-class LULC legend shared by the simulator, training and export; the result rasters' nodata and band names.
 
 The benchmark of arXiv 2601.15705 remaps JAXA's High-Resolution LULC map of Japan
 (14 classes) to 9. The merge below is ours (documented in model/README.md); codes
@@ -20,3 +20,16 @@ LULC_CLASSES = (
 
 # The water task's single positive class.
 WATER_CLASSES = ((1, "Water", "#1f78b4"),)
+
+# What the plugin's result rasters are: nodata values and band descriptions. The descriptions are also how
+# a SAR LULC result is recognised when it is offered as input (a 0..1 confidence raster would otherwise
+# pass for linear power).
+LULC_NODATA, WATER_NODATA, SCORE_NODATA = 0, 255, -1.0  # class raster, water mask, confidence / probability
+CLASSES_BAND, CONFIDENCE_BAND = "LULC class", "Confidence (max class probability)"
+WATER_BAND, PROBABILITY_BAND = "Water mask", "Water probability"
+RESULT_BAND_DESCRIPTIONS = {
+    CLASSES_BAND: "a land-cover class map",
+    CONFIDENCE_BAND: "a land-cover confidence raster",
+    WATER_BAND: "a water mask",
+    PROBABILITY_BAND: "a water probability raster",
+}

@@ -31,7 +31,8 @@ from .classes import LULC_CLASSES, WATER_CLASSES
 from .inference.errors import InferenceError, gdal_exceptions
 from .inference.metadata import TASKS
 from .inference.reader import open_raster, reading
-from .inference.writer import PendingFiles, check_outputs
+from .inference.output_checks import check_outputs
+from .inference.transaction import PendingFiles
 
 
 WATER_CODE = WATER_CLASSES[0][0]

@@ -319,7 +319,8 @@ CASES = {
 }
 
 # What may not run in a case refused before computing: the model loop, the calibration, the comparison.
-COMPUTATION = {"segment": ("model.inference.engine", "_stream"), "waterdetect": ("model.inference.engine", "_stream"),
+COMPUTATION = {"segment": ("model.inference.methods", "stream_model"),
+               "waterdetect": ("model.inference.methods", "stream_model"),
                "calibrate": ("model.inference.calibrate", "to_db"),
                "evaluate": ("model.evaluation", "_accumulate")}
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from osgeo import gdal
 
 from .factories import expected_pixel_classes, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster
@@ -69,3 +70,25 @@ def test_water_threshold_method_and_input_warnings(tmp_path):
                  "--calibration-factor", -50)  # +19.5 dB: a wrong calibration factor
     assert result.returncode == 0, result.stderr
     assert "WARNING: 100% of the input's pixels lie outside -35..5 dB" in result.stderr
+
+
+def test_the_command_line_offers_each_run_option_as_its_field_describes_it(capsys):
+    """Options are defined once (RunOptions' fields): the parser's defaults are the engine's, and its words map
+    to the engine's values."""
+    from model.inference.__main__ import _parser, run_options
+    from model.inference.engine import RunOptions
+    from model.inference.options import run_option
+    from model.inference.speckle import SpeckleFilter
+
+    parser = _parser()
+    for task in ("segment", "water"):
+        assert run_options(parser.parse_args([task, "in.tif", "out.tif"])) == RunOptions()
+    asked = run_options(parser.parse_args(["water", "in.tif", "out.tif", "--speckle-filter", "refined-lee",
+                                           "--overlap", "16", "--threshold", "0.3", "--input-units", "dn"]))
+    assert (asked.speckle_filter, asked.tile_overlap, asked.water_threshold) == (SpeckleFilter.REFINED_LEE, 16, 0.3)
+    assert asked.input_units.value == "ALOS-2 DN"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["segment", "--help"])
+    segment_help = " ".join(capsys.readouterr().out.split())
+    assert run_option("device").help in segment_help and "--overlap TILE_OVERLAP" not in segment_help
+    assert "--overlap OVERLAP" in segment_help and "--threshold" not in segment_help  # water only

@@ -7,11 +7,12 @@ import pytest
 from osgeo import gdal
 
 from model.classes import LULC_CLASSES
-from model.inference import engine
+from model.inference import engine, methods, settings
 from model.inference.engine import RunOptions, detect_water, segment
 from model.inference.errors import (CancelledError, InferenceError, InputRasterError, ModelContractError,
                                     OptionError, OutputError)
 from model.inference.coverage import CELL, READ_CELLS
+from model.inference.memory import MEMORY_SHARE, run_memory_bytes
 
 from .factories import (expected_pixel_classes, record_band_reads, write_context_lulc_model, write_foreign_onnx,
                         write_nan_lulc_model, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)
@@ -378,7 +379,7 @@ def test_cuda_request_without_cuda_explains_what_to_install(models, sar, tmp_pat
 
 
 def test_missing_bundled_model_says_so(sar, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine, "bundled_model_path", lambda task: tmp_path / "weights" / f"{task}.onnx")
+    monkeypatch.setattr(methods, "bundled_model_path", lambda task: tmp_path / "weights" / f"{task}.onnx")
     with pytest.raises(ModelContractError, match="bundled water model is missing"):
         detect_water(sar, tmp_path / "out.tif")
 
@@ -440,7 +441,7 @@ def test_a_huge_raster_without_data_in_its_whole_raster_sample_is_refused_at_onc
 
 
 def test_tile_and_batch_sizes_are_bounded_by_the_memory_available(models, sar, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 2 * 2**30)
+    monkeypatch.setattr(settings, "available_memory_bytes", lambda: 2 * 2**30)
     with pytest.raises(OptionError, match=r"Tiles of 4096 px in batches of 4 need about \d+\.\d GiB of memory, more "
                                           r"than the 1\.5 GiB this run may use .*tile size of at most (\d+) px"
                        ) as refused:
@@ -456,8 +457,8 @@ def test_tile_and_batch_sizes_are_bounded_by_the_memory_available(models, sar, t
 
 
 def test_the_default_batch_size_on_the_cpu_is_the_largest_within_the_run_budget(models, sar, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine, "CPU_RUN_BUDGET", engine.run_memory_bytes(64, 3, len(CODES), 16,
-                                                                          engine.DEFAULT_BLOCK_SIZE, 203))
+    monkeypatch.setattr(settings, "CPU_RUN_BUDGET", run_memory_bytes(64, 3, len(CODES), 16, engine.DEFAULT_BLOCK_SIZE,
+                                                                     203))
     messages = []
     segment(sar, tmp_path / "lulc.tif", models["lulc"], log=messages.append)
     assert any("batches of 3" in m for m in messages)
@@ -468,8 +469,8 @@ def test_the_default_batch_size_on_the_cpu_is_the_largest_within_the_run_budget(
 
 
 def test_the_default_batch_size_shrinks_to_fit_in_memory_and_says_so(models, sar, tmp_path, monkeypatch):
-    fits_two = engine.run_memory_bytes(64, 2, len(CODES), 16, engine.DEFAULT_BLOCK_SIZE, 203) / engine.MEMORY_SHARE
-    monkeypatch.setattr(engine, "available_memory_bytes", lambda: int(fits_two) + 1)
+    fits_two = run_memory_bytes(64, 2, len(CODES), 16, engine.DEFAULT_BLOCK_SIZE, 203) / MEMORY_SHARE
+    monkeypatch.setattr(settings, "available_memory_bytes", lambda: int(fits_two) + 1)
     messages = []
     segment(sar, tmp_path / "lulc.tif", models["lulc"], log=messages.append)
     assert any("Batch size lowered from 4 to 2 tiles to fit in the memory available" in m for m in messages)

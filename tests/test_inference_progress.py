@@ -2,7 +2,7 @@
 
 import pytest
 
-from model.inference import engine
+from model.inference.progress import TimeLeftLog
 from model.inference.engine import RunOptions, segment
 from model.inference.session import ModelSession
 
@@ -42,7 +42,7 @@ def test_progress_follows_the_tiles_run_on_unequal_blocks(lulc_model, tmp_path, 
 
 def test_a_long_run_logs_the_time_left_from_its_pace():
     clock, reported, logged = [0.0], [], []
-    progress = engine._TimeLeftLog(reported.append, logged.append, every_s=30.0, clock=lambda: clock[0])
+    progress = TimeLeftLog(reported.append, logged.append, every_s=30.0, clock=lambda: clock[0])
     for seconds, percent in ((0, 0.0), (10, 8.0), (31, 20.0), (40, 26.0), (62, 40.0), (150, 100.0)):
         clock[0] = seconds
         progress(percent)

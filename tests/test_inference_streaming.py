@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from model.inference import engine
+from model.inference import settings, streaming
 from model.inference.coverage import CELL, READ_CELLS
 from model.inference.engine import RunOptions, detect_water, segment
-from model.inference.errors import InputRasterError, OutputError
+from model.inference.errors import InputRasterError, OptionError, OutputError
 from model.inference.memory import GDAL_CACHE_BYTES
 from model.inference.reader import BandReader
 from model.inference.session import ModelSession, cached_graph_path
-from model.inference.writer import write_error
+from model.inference.writer import OutputRaster, write_error
 from model.inference.windows import TilePlan
 
 from .factories import (expected_pixel_classes, record_band_reads, write_alos2_mosaic_tile,
@@ -39,13 +39,13 @@ def read(path):
 def tiles_fed(monkeypatch):
     """Records the origin of every tile handed to the model."""
     fed = []
-    original = engine._tile_input
+    original = streaming.tile_input
 
     def recording(model_input, read_window, tile):
         fed.append((tile.x, tile.y))
         return original(model_input, read_window, tile)
 
-    monkeypatch.setattr(engine, "_tile_input", recording)
+    monkeypatch.setattr(streaming, "tile_input", recording)
     return fed
 
 
@@ -169,7 +169,7 @@ def test_an_error_in_the_reader_thread_reaches_the_run_as_a_message(models, tmp_
 
 def test_an_error_in_the_writer_thread_fails_the_run_and_leaves_nothing(models, tmp_path, monkeypatch):
     sar = write_sar_raster(tmp_path / "sar.tif", 300, 300)
-    original = engine.OutputRaster.write
+    original = OutputRaster.write
     calls = []
 
     def failing_write(self, array, window):
@@ -178,7 +178,7 @@ def test_an_error_in_the_writer_thread_fails_the_run_and_leaves_nothing(models, 
             raise write_error(self.final_path, RuntimeError("No space left on device"), self.size)
         return original(self, array, window)
 
-    monkeypatch.setattr(engine.OutputRaster, "write", failing_write)
+    monkeypatch.setattr(OutputRaster, "write", failing_write)
     with pytest.raises(OutputError, match="space"):
         segment(sar, tmp_path / "lulc.tif", models["lulc"], options=RunOptions(block_size=64))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sar.tif"]
@@ -231,7 +231,7 @@ def test_the_optimised_graph_is_cached_per_machine_and_a_damaged_entry_is_replac
 
 def test_a_raster_too_wide_for_the_memory_is_refused_advising_to_clip_it(models, tmp_path, monkeypatch):
     sar = write_sar_raster(tmp_path / "wide.tif", 3000, 40)
-    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 2**20)
-    with pytest.raises(engine.OptionError, match=r"raster 3000 px wide.*clip the raster into narrower parts"):
+    monkeypatch.setattr(settings, "available_memory_bytes", lambda: 2**20)
+    with pytest.raises(OptionError, match=r"raster 3000 px wide.*clip the raster into narrower parts"):
         segment(sar, tmp_path / "lulc.tif", models["lulc"], options=RunOptions(block_size=64))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.tif"]

@@ -11,6 +11,8 @@ from osgeo import gdal, osr
 from model.inference import engine
 from model.inference.metadata import NORM_FIXED
 from model.inference.reader import BandReader, prepare_input
+from model.inference.resample import decide_model_grid
+from model.inference.run_input import model_input_reader
 from model.inference.sar_input import InputUnits, SpeckleFilter
 from model.inference.windows import Window
 from model.net import train
@@ -55,9 +57,9 @@ def degree_pair(tmp_path):
 def test_training_reads_a_degree_tile_on_the_engines_model_grid(degree_pair):
     sar_path, label_path = degree_pair
     dataset = gdal.Open(sar_path)
-    grid = engine.decide_model_grid(dataset, 10.0)
-    view = engine._model_input_reader(BandReader(dataset, 1, sar_path), grid, InputUnits.DB, SpeckleFilter.NONE,
-                                      engine.RunOptions(), 10.0, lambda line: None)
+    grid = decide_model_grid(dataset, 10.0)
+    view = model_input_reader(BandReader(dataset, 1, sar_path), grid, InputUnits.DB, SpeckleFilter.NONE,
+                              engine.RunOptions(), 10.0, lambda line: None)
     sar = SarRaster(sar_path)
     assert sar.grid == grid and (sar.width, sar.height) == (grid.width, grid.height)
     assert osr.SpatialReference(wkt=grid.srs_wkt).GetAuthorityCode(None) == "32654"  # UTM 54N, 10 m pixels

@@ -132,7 +132,7 @@ def test_the_next_run_restores_what_a_run_killed_mid_commit_had_moved_aside(lulc
     out = tmp_path / "out"
     out.mkdir()
     child = run_in_child(
-        "from model.inference.writer import hidden_path\n"
+        "from model.inference.transaction import hidden_path\n"
         f"for final, kind in (('old.tif', 'backup'), ('new.tif', 'backup'), ('x.tif', 'partial')):\n"
         f"    print(hidden_path({str(out)!r} + '/' + final, kind).name)\n")
     old_backup, new_backup, dead_partial = child.communicate()[0].split()
@@ -165,3 +165,50 @@ def test_an_output_name_without_room_for_the_hidden_names_is_refused_before_any_
     fits = tmp_path / ("y" * 190 + ".tif")
     engine.segment(sar_raster, str(fits), model_path=lulc_model)
     assert fits.exists()
+
+
+def test_one_transaction_commits_files_written_under_their_plain_name_and_removes_its_scratch_folders(tmp_path):
+    """What a GeoPackage built by child algorithms needs: its own name, in a hidden folder, renamed into place."""
+    from model.inference.transaction import PendingFiles
+
+    (tmp_path / "package.gpkg").write_bytes(b"earlier package")
+    with PendingFiles() as transaction:
+        scratch = transaction.scratch_folder(tmp_path / "map.tif")
+        (scratch / "model-grid.tif").write_bytes(b"intermediate")
+        package = transaction.new(tmp_path / "package.gpkg", plain_name=True)
+        assert package.name == "package.gpkg" and package.parent.name.startswith(".package.gpkg.sarlulc-")
+        package.write_bytes(b"new package")
+        transaction.new(tmp_path / "map.tif").write_bytes(b"map")
+        assert (tmp_path / "package.gpkg").read_bytes() == b"earlier package"
+    assert (tmp_path / "package.gpkg").read_bytes() == b"new package"
+    assert sorted(os.listdir(tmp_path)) == ["map.tif", "package.gpkg"]
+
+
+def test_a_failed_transaction_leaves_the_earlier_files_and_no_scratch_folder(tmp_path):
+    from model.inference.transaction import PendingFiles
+
+    (tmp_path / "package.gpkg").write_bytes(b"earlier package")
+    with pytest.raises(OutputError, match="Could not write"):
+        with PendingFiles() as transaction:
+            (transaction.scratch_folder(tmp_path / "map.tif") / "part.tif").write_bytes(b"intermediate")
+            transaction.new(tmp_path / "package.gpkg", plain_name=True).write_bytes(b"half a package")
+            raise OSError("disk unplugged")
+    assert sorted(os.listdir(tmp_path)) == ["package.gpkg"]
+    assert (tmp_path / "package.gpkg").read_bytes() == b"earlier package"
+
+
+def test_a_warped_back_run_leaves_no_scratch_folder_when_cancelled(lulc_model, tmp_path):
+    """The results on the model grid live in the run's transaction, removed with it whatever happens."""
+    from model.inference.errors import CancelledError
+
+    sar = write_sar_raster(tmp_path / "scene.tif", 300, 200, pixel_size=5.0)
+    out = tmp_path / "out"
+    out.mkdir()
+    reports, lines = [], []
+    with pytest.raises(CancelledError):
+        segment(sar, out / "classes.tif", lulc_model, progress=reports.append, log=lines.append,
+                is_cancelled=lambda: bool(reports) and reports[-1] > 90.0)  # in the warp back (85..95 %)
+    assert any(line.startswith("Resampling: input 5.0 m") for line in lines)
+    assert os.listdir(out) == []
+    segment(sar, out / "classes.tif", lulc_model)
+    assert sorted(os.listdir(out)) == ["classes.tif", "classes.tif.aux.xml"]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from model.inference import engine, session as session_module
+from model.inference import engine, session as session_module, settings
 from model.inference.engine import RunOptions, segment
-from model.inference.errors import InferenceError
+from model.inference.errors import InferenceError, OptionError
 from model.inference.memory import GPU_MAX_BATCH, MODEL_BYTES_PER_PIXEL, gpu_batch_size
 from model.inference.session import HALF_PRECISION_AGREEMENT, ModelSession
 from model.inference.windows import TilePlan
@@ -100,25 +100,25 @@ def test_on_a_gpu_the_batch_comes_from_its_free_memory_over_larger_blocks(model,
     plan = TilePlan(700, 120, 64, 16, engine.GPU_BLOCK_SIZE)
     assert plan.most_tiles_in_a_block() == plan.tile_count < GPU_MAX_BATCH  # one block holds every tile
 
-    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 64 * 2**30)
-    monkeypatch.setattr(engine, "gpu_free_memory_bytes", lambda: 8 * 2**30)
+    monkeypatch.setattr(settings, "available_memory_bytes", lambda: 64 * 2**30)
+    monkeypatch.setattr(settings, "gpu_free_memory_bytes", lambda: 8 * 2**30)
     report, lines = segment_logged(sar, tmp_path / "gpu.tif", model, RunOptions(precision="fp32"))
     assert report.batch_size == plan.tile_count and report.tiles == reference.tiles
     assert f"Batch size {plan.tile_count} on the GPU (8.0 GiB free)" in lines
     assert any(f"{plan.tile_count} of 64 px" in line and "1 block(s) of up to 2048 px" in line for line in lines)
     np.testing.assert_array_equal(classes(tmp_path / "gpu.tif"), classes(tmp_path / "cpu.tif"))
 
-    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 2**30)  # 2048 px blocks need 0.7 GiB
+    monkeypatch.setattr(settings, "available_memory_bytes", lambda: 2**30)  # 2048 px blocks need 0.7 GiB
     report, lines = segment_logged(sar, tmp_path / "small_blocks.tif", model, RunOptions(precision="fp32"))
     assert any(line.startswith("Blocks of 512 px: blocks of 2048 px, which give the GPU larger batches, would need "
                                "0.7 GiB of the 1.0 GiB of memory available") for line in lines)
     small = TilePlan(700, 120, 64, 16, 512)
     assert report.batch_size == small.most_tiles_in_a_block() < plan.tile_count
     np.testing.assert_array_equal(classes(tmp_path / "small_blocks.tif"), classes(tmp_path / "cpu.tif"))
-    monkeypatch.setattr(engine, "available_memory_bytes", lambda: 64 * 2**30)
+    monkeypatch.setattr(settings, "available_memory_bytes", lambda: 64 * 2**30)
 
     tight = 3 * 64 * 64 * MODEL_BYTES_PER_PIXEL  # half of it holds one tile and a half
-    monkeypatch.setattr(engine, "gpu_free_memory_bytes", lambda: tight)
+    monkeypatch.setattr(settings, "gpu_free_memory_bytes", lambda: tight)
     report, _ = segment_logged(sar, tmp_path / "tight.tif", model, RunOptions(precision="fp32"))
     assert report.batch_size == 1
     np.testing.assert_array_equal(classes(tmp_path / "tight.tif"), classes(tmp_path / "cpu.tif"))
@@ -133,7 +133,7 @@ def test_gpu_batch_without_a_memory_reading_is_four_and_never_beyond_what_a_bloc
 
 def test_an_unknown_precision_is_refused_before_any_file_exists(model, tmp_path):
     sar = write_sar_raster(tmp_path / "sar.tif", 100, 100)
-    with pytest.raises(engine.OptionError, match="Unknown precision 'half'. Choose one of: auto, fp32, fp16"):
+    with pytest.raises(OptionError, match="Unknown precision 'half'. Choose one of: auto, fp32, fp16"):
         segment(sar, tmp_path / "lulc.tif", model, options=RunOptions(precision="half"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sar.tif"]
 

@@ -18,7 +18,8 @@ from model.inference.engine import RunOptions, detect_water, segment
 from model.inference.errors import CancelledError, InputRasterError, OptionError
 from model.inference.reader import BackscatterReader, BandReader, open_raster
 from model.inference.resample import decide_model_grid
-from model.inference.sar_input import InputUnits, detect_band_units, power_to_db, sample_valid_values
+from model.inference.decibels import power_to_db
+from model.inference.sar_input import InputUnits, detect_band_units, sample_valid_values
 from model.inference.windows import Window
 from model.simulate import metres_per_degree, simulate_scene, write_scene
 

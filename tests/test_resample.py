@@ -10,7 +10,8 @@ from osgeo import gdal, osr
 from model.inference.errors import CancelledError
 from model.inference.resample import (
     decide_model_grid, model_grid, open_on_model_grid, utm_epsg, warp_back_to_input_grid)
-from model.inference.sar_input import InputUnits, db_to_power, power_to_db, to_db
+from model.inference.decibels import db_to_power, power_to_db
+from model.inference.sar_input import InputUnits, to_db
 from tests.factories import sar_db_field, write_sar_raster
 
 gdal.UseExceptions()

@@ -139,7 +139,7 @@ def test_cancel_keeps_finished_tiles_and_a_rerun_does_only_the_rest(scene, tmp_p
     done_before = set(json.loads((out / "manifest.json").read_text())["tiles"])
     # What a kill leaves: a tile's COG put in place but not recorded, and a partial file of a dead process.
     gdal.Translate(str(out / "tiles" / "t33.tif"), scene["whole"], format="COG", srcWin=[0, 0, 10, 10])
-    from model.inference.writer import _HOST
+    from model.inference.transaction import _HOST
     dead_partial = out / "tiles" / f".t32.tif.sarlulc-{_HOST}-999999-0123abcd.partial.tif"
     dead_partial.write_bytes(b"half")
     ran = []

@@ -30,6 +30,7 @@ from osgeo import gdal, osr
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from model.classes import WATER_BAND, WATER_NODATA  # noqa: E402
 from model.evaluation import Evaluation, evaluate, write_reports  # noqa: E402
 from model.inference import engine  # noqa: E402
 from model.inference.reader import BackscatterReader, BandReader, open_raster  # noqa: E402
@@ -115,13 +116,13 @@ def otsu_water(sar: str, units, output: pathlib.Path, rows: int = 1024) -> float
     reader = BackscatterReader(BandReader(dataset, 1, sar, require_crs=False), units)
     raw = sample_valid_values(dataset, 1)
     threshold = otsu_threshold(to_db(raw[raw != 0] if units is not InputUnits.DB else raw, units))
-    mask = OutputRaster(output, dataset, gdal.GDT_Byte, engine.WATER_NODATA, "Water mask")
+    mask = OutputRaster(output, dataset, gdal.GDT_Byte, WATER_NODATA, WATER_BAND)
     with all_or_none([mask]):
         for y in range(0, dataset.RasterYSize, rows):
             strip = Window(0, y, dataset.RasterXSize, min(rows, dataset.RasterYSize - y))
             db, valid = reader.read(strip)
             water = db < threshold if threshold is not None else np.zeros(valid.shape, bool)
-            mask.write(np.where(valid, water, engine.WATER_NODATA).astype(np.uint8), strip)
+            mask.write(np.where(valid, water, WATER_NODATA).astype(np.uint8), strip)
     return threshold
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from osgeo import gdal, ogr
 
 from ..inference.errors import CancelledError, OptionError, OutputError
-from ..inference.writer import OutputRaster, all_or_none, check_outputs
+from ..inference.output_checks import check_outputs
+from ..inference.writer import OutputRaster, all_or_none
 from .legend import ClassLegend, open_class_raster
 
 

@@ -8,13 +8,8 @@ import signal
 import sys
 
 from .area import AreaOfInterest, parse_extent
-from .engine import OUTPUT_GRIDS, WATER_METHODS, RunOptions, detect_water, segment
+from .engine import RunOptions, detect_water, segment
 from .errors import CancelledError, InferenceError, gdal_exceptions
-from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, UNITS_FLAGS, SpeckleFilter
-from .session import DEVICES, PRECISIONS
-
-# Short command-line spellings of the units and filters (the engine takes the values after them).
-FILTER_FLAGS = {"none": SpeckleFilter.NONE, "lee": SpeckleFilter.LEE, "refined-lee": SpeckleFilter.REFINED_LEE}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,47 +32,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The order --help lists the run options in (RunOptions' own order is that of its saved forms, as tile manifests);
+# an option missing here (block size, area: --extent and --mask) is not offered.
+HELP_ORDER = ("band", "input_units", "calibration_factor", "speckle_filter", "filter_size", "output_grid", "device",
+              "tile_size", "tile_overlap", "batch_size", "precision", "threads", "water_threshold", "method")
+
+
 def add_run_arguments(task: argparse.ArgumentParser, name: str) -> None:
-    """The run options of the task ``name`` ("segment" or "water"), shared with the many-tile command line."""
+    """The run options of the task ``name`` ("segment" or "water"), shared with the many-tile command line:
+    each RunOptions field offered on the command line, as its `Option` describes it."""
     task.add_argument("--model", help="ONNX model (default: the plugin's bundled model)")
-    task.add_argument("--band", type=int, default=1, help="input band (default 1)")
-    task.add_argument("--input-units", choices=UNITS_FLAGS, default="auto",
-                      help="units of the input band: ALOS-2 amplitude DN, linear power, dB or relative "
-                           "brightness (an 8-bit display stretch: contrasts only) "
-                           "(default auto: detected, the decision is printed)")
-    task.add_argument("--calibration-factor", type=float, default=ALOS2_CALIBRATION_FACTOR_DB,
-                      help=f"ALOS-2 DN calibration factor in dB (default {ALOS2_CALIBRATION_FACTOR_DB:g})")
-    task.add_argument("--speckle-filter", choices=FILTER_FLAGS, default="none",
-                      help="speckle filter applied before the model (default none)")
-    task.add_argument("--filter-size", type=int, default=7, help="speckle filter window in pixels (default 7)")
-    task.add_argument("--output-grid", choices=OUTPUT_GRIDS, default="input",
-                      help="grid of the results when the input is read resampled to the model's pixel size: "
-                           "the input's (default) or the model's")
-    task.add_argument("--device", choices=DEVICES, default="auto", help="execution device (default auto)")
-    task.add_argument("--tile-size", type=int, help="tile edge in pixels (default: the model's)")
-    task.add_argument("--overlap", type=int, help="tile overlap in pixels (default: the model's)")
-    task.add_argument("--batch-size", type=int,
-                      help="tiles per model call (default: on the CPU up to 4, as many as keep a run near "
-                           "500 MB; on a GPU as many as half its free memory holds, up to 64)")
-    task.add_argument("--precision", choices=PRECISIONS, default="auto",
-                      help="model arithmetic: auto (default: fp16 on a GPU where it classifies the first batch "
-                           "as fp32 does on 99 %% of the pixels, else fp32), fp32 or fp16")
-    task.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: one per physical core)")
-    if name == "water":
-        task.add_argument("--threshold", type=float, help="water probability threshold (default: the model's)")
-        task.add_argument("--method", choices=WATER_METHODS, default="model",
-                          help="model (default), or threshold: an automatic backscatter threshold found for the "
-                               "whole raster, no model (the model only sets the grid and the legend)")
+    offered = [each for each in dataclasses.fields(RunOptions) if each.name in HELP_ORDER]
+    for each in sorted(offered, key=lambda each: HELP_ORDER.index(each.name)):
+        option = each.metadata["option"]
+        if option.task not in (None, name):
+            continue
+        flag = option.flag or "--" + each.name.replace("_", "-")
+        if option.spellings:
+            default = next(word for word, value in option.spellings.items() if value == each.default)
+            task.add_argument(flag, dest=each.name, choices=option.spellings, default=default, help=option.help)
+        elif option.choices:
+            task.add_argument(flag, dest=each.name, choices=option.choices, default=each.default, help=option.help)
+        else:
+            kind = float if "float" in str(each.type) else int
+            task.add_argument(flag, dest=each.name, type=kind, default=each.default, help=option.help,
+                              metavar=flag[2:].replace("-", "_").upper())
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
-    """The engine's RunOptions from the arguments of `add_run_arguments`."""
-    return RunOptions(band=args.band, device=args.device, tile_size=args.tile_size, tile_overlap=args.overlap,
-                      batch_size=args.batch_size, water_threshold=getattr(args, "threshold", None),
-                      input_units=UNITS_FLAGS[args.input_units], calibration_factor=args.calibration_factor,
-                      speckle_filter=FILTER_FLAGS[args.speckle_filter], filter_size=args.filter_size,
-                      output_grid=args.output_grid, method=getattr(args, "method", "model"), threads=args.threads,
-                      precision=args.precision)
+    """The engine's RunOptions from the arguments of `add_run_arguments` (a task's other options: their defaults)."""
+    values = {}
+    for each in dataclasses.fields(RunOptions):
+        if hasattr(args, each.name):
+            spellings = each.metadata["option"].spellings
+            value = getattr(args, each.name)
+            values[each.name] = spellings[value] if spellings else value
+    return RunOptions(**values)
 
 
 class Console:

@@ -15,10 +15,13 @@ from osgeo import gdal
 
 from .errors import CancelledError, InputRasterError
 from .reader import open_raster, reading
+from .decibels import db_to_power
 from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, band_scaling, check_backscatter_band,
-                        check_calibration_factor, db_to_power, to_db, valid_mask)
+                        check_calibration_factor, to_db, valid_mask)
 from .windows import Window
-from .writer import OutputRaster, all_or_none, check_free_space, check_outputs, raster_bytes
+from .disk_space import check_free_space
+from .output_checks import check_outputs
+from .writer import OutputRaster, all_or_none, raster_bytes
 
 
 OUTPUT_NODATA = -9999.0

@@ -12,9 +12,9 @@ from osgeo import gdal
 
 from .errors import InputRasterError
 from .metadata import NORM_SCENE_LAND, SCENE_NORM_MODES, ModelContract
-from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, RELATIVE_LAND_DB, InputUnits, SpeckleFilter, apply_scaling,
-                        band_scaling, check_backscatter_band, filter_halo, sample_valid_values, speckle_filter_db,
-                        to_db, valid_mask)
+from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, RELATIVE_LAND_DB, InputUnits, apply_scaling, band_scaling,
+                        check_backscatter_band, sample_valid_values, to_db, valid_mask)
+from .speckle import SpeckleFilter, filter_halo, speckle_filter_db
 from .threshold import otsu_threshold
 from .windows import Window
 
@@ -139,7 +139,8 @@ class BackscatterReader:
 
     def __init__(self, band_reader: BandReader, units: InputUnits,
                  calibration_factor: float = ALOS2_CALIBRATION_FACTOR_DB,
-                 speckle_filter: SpeckleFilter = SpeckleFilter.NONE, filter_size: int = 7):
+                 speckle_filter: SpeckleFilter = SpeckleFilter.NONE, filter_size: int = 7,
+                 sample: np.ndarray | None = None):
         self.band_reader = band_reader
         self.units = InputUnits(units)
         self.calibration_factor = calibration_factor
@@ -148,6 +149,7 @@ class BackscatterReader:
         self.halo = filter_halo(self.speckle_filter, filter_size)
         self.raster = Window(0, 0, band_reader.width, band_reader.height)
         self.offset_db = 0.0  # added to every dB value: the anchoring of a relative input (`anchor_relative`)
+        self._sample = sample  # raw values of `sample_valid_values` over the band: read once, here or by the caller
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """(sigma0 dB float32, valid bool) for ``window``; invalid pixels hold finite garbage."""
@@ -167,9 +169,10 @@ class BackscatterReader:
 
     def sample_db(self) -> np.ndarray:
         """sigma0 dB of a bounded sample of valid pixels spread over the whole raster (unfiltered)."""
-        reader = self.band_reader
-        raw = sample_valid_values(reader.dataset, reader.band_index, reader.nodata)
-        raw = raw[valid_mask(raw, None, self.units)]
+        if self._sample is None:
+            reader = self.band_reader
+            self._sample = sample_valid_values(reader.dataset, reader.band_index, reader.nodata)
+        raw = self._sample[valid_mask(self._sample, None, self.units)]
         return to_db(raw, self.units, self.calibration_factor) + np.float32(self.offset_db)
 
     def read_valid(self, window: Window) -> np.ndarray:

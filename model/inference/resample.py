@@ -21,8 +21,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .errors import CancelledError, InputRasterError, OutputError
-from .sar_input import (ALOS2_CALIBRATION_FACTOR_DB, DB_RANGE, RELATIVE_STRETCH_DB, InputUnits, band_scaling,
-                        ground_pixel_size_m)
+from .sar_input import ALOS2_CALIBRATION_FACTOR_DB, DB_RANGE, RELATIVE_STRETCH_DB, InputUnits, band_scaling
 
 
 RESAMPLING_TO_MODEL = ("average", "bilinear")
@@ -137,6 +136,59 @@ PIXEL_SIZE_RANGE_M = (1.0, 100.0)
 """Ground pixel sizes the plugin reads (resampled to the model's 10 m): finer is a photo or a wrong CRS,
 coarser would be blown up a hundredfold into pixels the model cannot tell anything from."""
 MIN_MODEL_GRID_PX = 16  # a raster narrower than this on the model grid gives the model no context
+
+
+def ground_pixel_size_m(dataset: gdal.Dataset) -> tuple[float, float]:
+    """Pixel size on the ground in metres (x, y) at the raster's centre.
+
+    One pixel step along each axis is taken to the CRS's geographic coordinates and measured on
+    its ellipsoid, so the size is right for degrees and for projections whose scale is far from
+    1 (Web Mercator: a "10 m" pixel is 5 m on the ground at 60° N); LOCAL_CS rasters: their
+    linear units.
+    """
+    srs = dataset.GetSpatialRef()
+    if srs is None:
+        raise InputRasterError("The input raster has no coordinate reference system; assign one "
+                               "(Raster ▸ Projections ▸ Assign Projection) and run again.")
+    gt = dataset.GetGeoTransform()
+    step_x, step_y = math.hypot(gt[1], gt[4]), math.hypot(gt[2], gt[5])
+    if srs.IsLocal():
+        metres = srs.GetLinearUnits()
+        return step_x * metres, step_y * metres
+    if not (srs.IsProjected() or srs.IsGeographic()):
+        raise InputRasterError("The input raster's CRS is neither projected nor geographic; "
+                               "reproject it to a projected CRS first.")
+    # centre pixel and one column / one row further, in the CRS's geographic coordinates
+    column, row = dataset.RasterXSize / 2, dataset.RasterYSize / 2
+    points = [(gt[0] + gt[1] * c + gt[2] * r, gt[3] + gt[4] * c + gt[5] * r)
+              for c, r in ((column, row), (column + 1, row), (column, row + 1))]
+    srs, geographic = srs.Clone(), srs.CloneGeogCS()
+    for each in (srs, geographic):
+        each.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)  # x = easting / longitude
+    try:
+        to_geographic = osr.CoordinateTransformation(srs, geographic)
+        (lon, lat, _), *steps = to_geographic.TransformPoints(points)
+    except RuntimeError:
+        lon = lat = math.inf
+    if not math.isfinite(lon + lat) or not all(math.isfinite(x + y) for x, y, _ in steps):
+        if srs.IsGeographic():
+            raise InputRasterError("The centre of the input raster lies outside the valid range of its "
+                                   "geographic CRS; check its georeferencing.")
+        metres = srs.GetLinearUnits()  # centre outside the projection's domain: its nominal units
+        return step_x * metres, step_y * metres
+    radians = geographic.GetAngularUnits()
+    semi_major = geographic.GetSemiMajor()
+    flattening = 1.0 / geographic.GetInvFlattening() if geographic.GetInvFlattening() else 0.0
+    e2 = flattening * (2 - flattening)
+    latitude = lat * radians
+    w = math.sqrt(1 - e2 * math.sin(latitude) ** 2)
+    east_per_radian = semi_major / w * math.cos(latitude)   # N cos(phi): east-west radius of the parallel
+    north_per_radian = semi_major * (1 - e2) / w**3          # M: north-south radius of curvature
+    sizes = []
+    for x, y, _ in steps:
+        east = ((x - lon) * radians + math.pi) % (2 * math.pi) - math.pi  # across the antimeridian too
+        sizes.append(math.hypot(east_per_radian * east, north_per_radian * (y - lat) * radians))
+    return sizes[0], sizes[1]
 
 
 def raster_corners(dataset: gdal.Dataset) -> list[tuple[float, float]]:

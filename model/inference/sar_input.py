@@ -1,9 +1,7 @@
-"""What a SAR input raster holds and how to turn it into sigma0 dB on the ground.
-
-Input units (ALOS-2 DN, linear power, dB) and their conversion to dB, the validity mask,
-Lee and refined Lee speckle filters that give the same result whether run on the whole
-raster or window by window with `filter_halo` pixels of context, and the ground size of a
-pixel in metres (also for rasters in degrees). numpy + GDAL only.
+"""What a SAR input raster holds and how to turn it into sigma0 dB: input units (ALOS-2 DN, linear power,
+dB, relative brightness), their detection and checks, calibration, the conversion to dB and the validity
+mask. Speckle filters are in speckle.py, the ground size of a pixel in resample.py, the band names of the
+results (refused as input) in model/classes.py. numpy + GDAL only.
 """
 
 from __future__ import annotations
@@ -13,18 +11,15 @@ import re
 from enum import Enum
 
 import numpy as np
-from osgeo import gdal, osr
+from osgeo import gdal
 
+from ..classes import PROBABILITY_BAND, RESULT_BAND_DESCRIPTIONS, WATER_BAND  # noqa: F401 (the band names' old home)
+from .decibels import TINY_POWER, power_to_db
 from .errors import InputRasterError, OptionError
+from .speckle import SpeckleFilter  # noqa: F401 (its old home: processing_provider imports it from here)
 
 ALOS2_CALIBRATION_FACTOR_DB = -83.0
 """PALSAR-2 CF: sigma0 [dB] = 10*log10(DN^2) + CF (JAXA, PALSAR-2 calibration factor)."""
-
-DEFAULT_LOOKS = 1.0
-"""Equivalent number of looks assumed by the speckle filters: single-look speckle (the
-strongest smoothing of homogeneous areas). Pass the product's ENL to smooth less."""
-
-_TINY_POWER = 1e-10  # -100 dB: floor for log10 of non-positive linear power
 
 
 CALIBRATION_FACTOR_RANGE_DB = (-120.0, -40.0)
@@ -76,12 +71,6 @@ median of land in the calibrated Sen1Floods11 chips, within the -12..-6 dB of la
 L-band HH (model/simulate/README.md)."""
 
 
-class SpeckleFilter(str, Enum):
-    NONE = "none"
-    LEE = "Lee"
-    REFINED_LEE = "refined Lee"
-
-
 _UNITS_ADVICE = "set INPUT_UNITS to ALOS-2 DN, linear power, dB or relative brightness"
 DB_RANGE = (-100.0, 40.0)
 """Values sigma0/gamma0 in dB can take (natural targets -40..+20 dB); outside it, a band is not dB."""
@@ -131,17 +120,6 @@ def sample_shape(width: int, height: int, max_pixels: int = 65536) -> tuple[int,
     columns = max(1, min(width, int(width / factor)))
     rows = max(1, min(height, max_pixels // columns))
     return columns, rows
-
-# The band descriptions the engine gives its outputs: how a SAR LULC result is recognised when it
-# is offered as input (a 0..1 confidence raster would otherwise pass for linear power).
-CLASSES_BAND, CONFIDENCE_BAND = "LULC class", "Confidence (max class probability)"
-WATER_BAND, PROBABILITY_BAND = "Water mask", "Water probability"
-RESULT_BAND_DESCRIPTIONS = {
-    CLASSES_BAND: "a land-cover class map",
-    CONFIDENCE_BAND: "a land-cover confidence raster",
-    WATER_BAND: "a water mask",
-    PROBABILITY_BAND: "a water probability raster",
-}
 
 
 def sample_valid_values(dataset: gdal.Dataset, band: int, nodata: float | None = None,
@@ -351,20 +329,12 @@ def valid_mask(raw: np.ndarray, nodata: float | None, units: InputUnits) -> np.n
     return mask
 
 
-def power_to_db(power: np.ndarray) -> np.ndarray:
-    return (10.0 * np.log10(np.maximum(power, _TINY_POWER))).astype(np.float32)
-
-
-def db_to_power(db: np.ndarray) -> np.ndarray:
-    return np.power(10.0, np.asarray(db, dtype=np.float64) / 10.0)
-
-
 def to_db(raw: np.ndarray, units: InputUnits, calibration_factor: float = ALOS2_CALIBRATION_FACTOR_DB) -> np.ndarray:
     """Backscatter in dB (float32); invalid pixels give finite garbage, mask them with `valid_mask`."""
     units = InputUnits(units)
     if units is InputUnits.DN:
         amplitude = np.asarray(raw, dtype=np.float64)
-        return (10.0 * np.log10(np.maximum(amplitude * amplitude, _TINY_POWER)) + calibration_factor).astype(np.float32)
+        return (10.0 * np.log10(np.maximum(amplitude * amplitude, TINY_POWER)) + calibration_factor).astype(np.float32)
     if units is InputUnits.LINEAR:
         return power_to_db(np.asarray(raw, dtype=np.float64))
     if units is InputUnits.DB:
@@ -373,231 +343,3 @@ def to_db(raw: np.ndarray, units: InputUnits, calibration_factor: float = ALOS2_
         at_zero, per_step = RELATIVE_STRETCH_DB
         return (at_zero + per_step * np.asarray(raw, dtype=np.float64)).astype(np.float32)
     raise ValueError("to_db needs resolved units; run detect_units for INPUT_UNITS=auto")
-
-
-# ---------------------------------------------------------------- speckle filters
-
-def filter_halo(filter_name: SpeckleFilter | str, size: int) -> int:
-    """Context pixels a window needs on each side so that filtering it and cropping the halo
-    equals filtering the whole raster (pixels beyond the raster edge count as invalid)."""
-    filter_name = SpeckleFilter(filter_name)
-    if filter_name is SpeckleFilter.NONE:
-        return 0
-    _check_size(filter_name, size)
-    return size // 2
-
-
-def _check_size(filter_name: SpeckleFilter, size: int) -> None:
-    allowed = (5, 7, 9, 11) if filter_name is SpeckleFilter.REFINED_LEE else range(3, 32, 2)
-    if size not in allowed:
-        choices = ", ".join(map(str, allowed)) if filter_name is SpeckleFilter.REFINED_LEE else "an odd number 3..31"
-        raise OptionError(f"Speckle filter window {size} is not supported for {filter_name.value}; use {choices}.")
-
-
-def _padded_layers(power: np.ndarray, valid: np.ndarray, pad: int):
-    """Zero-padded count, sum and sum of squares layers (invalid pixels contribute nothing)."""
-    count = np.pad(valid.astype(np.float64), pad)
-    value = np.pad(np.where(valid, power, 0.0).astype(np.float64), pad)
-    return count, value, value * value
-
-
-def _box_sum(layer: np.ndarray, radius: int) -> np.ndarray:
-    """Sum over a (2r+1)^2 box at every pixel of the interior (layer shrinks by r on each side).
-
-    Adds shifted slices in a fixed order, so a pixel's sum is bit-identical whatever window it is
-    computed in (a prefix-sum implementation would not be)."""
-    height, width = layer.shape
-    rows = sum(layer[:, dx:width - 2 * radius + dx] for dx in range(2 * radius + 1))
-    return sum(rows[dy:height - 2 * radius + dy, :] for dy in range(2 * radius + 1))
-
-
-def _lee_weighting(pixel, mean, variance, looks: float) -> np.ndarray:
-    """Lee (1980) MMSE estimate for multiplicative noise with variance 1/looks."""
-    noise_var = 1.0 / looks
-    signal_var = (variance - mean * mean * noise_var) / (1.0 + noise_var)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        weight = np.where(variance > 0, np.clip(signal_var / variance, 0.0, 1.0), 0.0)
-    return mean + weight * (pixel - mean)
-
-
-def _prepare(power, size, valid, looks, filter_name):
-    _check_size(filter_name, size)
-    if looks <= 0:
-        raise OptionError(f"Equivalent number of looks must be positive, not {looks}.")
-    power = np.asarray(power, dtype=np.float64)
-    valid = np.isfinite(power) if valid is None else (np.asarray(valid, bool) & np.isfinite(power))
-    return power, valid
-
-
-def lee_filter(power: np.ndarray, size: int = 7, valid: np.ndarray | None = None,
-               looks: float = DEFAULT_LOOKS) -> np.ndarray:
-    """Lee (1981) local-statistics filter of linear power over a size x size window.
-
-    Local mean/variance use the window's valid pixels only; invalid pixels come back unchanged.
-    """
-    power, valid = _prepare(power, size, valid, looks, SpeckleFilter.LEE)
-    radius = size // 2
-    count, total, squares = (_box_sum(layer, radius) for layer in _padded_layers(power, valid, radius))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = total / count
-        variance = np.maximum(squares / count - mean * mean, 0.0)
-    return np.where(valid, _lee_weighting(power, mean, variance, looks), power)
-
-
-def _directional_masks(radius: int) -> list[tuple[int, int, int]]:
-    """The 8 edge-aligned half windows as (dy, first dx, last dx) row segments.
-
-    Order: left, right, top, bottom halves, then the 4 triangles (diagonal included) on either
-    side of the two diagonals. Every mask contains the centre pixel."""
-    offsets = range(-radius, radius + 1)
-    masks = [
-        [(dy, -radius, 0) for dy in offsets],
-        [(dy, 0, radius) for dy in offsets],
-        [(dy, -radius, radius) for dy in offsets if dy <= 0],
-        [(dy, -radius, radius) for dy in offsets if dy >= 0],
-        [(dy, dy, radius) for dy in offsets],     # upper right of the main diagonal (dx >= dy)
-        [(dy, -radius, dy) for dy in offsets],    # lower left (dx <= dy)
-        [(dy, -radius, -dy) for dy in offsets],   # upper left of the anti-diagonal (dx + dy <= 0)
-        [(dy, -dy, radius) for dy in offsets],    # lower right (dx + dy >= 0)
-    ]
-    return masks
-
-
-def _segment_sums(layer: np.ndarray, radius: int, height: int, width: int, masks, choice: np.ndarray) -> np.ndarray:
-    """Sum of `layer` over each pixel's chosen directional mask (fixed summation order)."""
-    # prefix[k] / suffix[k]: horizontal sums over dx in [-r, k-r] / [k-r, r] at every padded row
-    span = 2 * radius + 1
-    shifted = [layer[:, dx:dx + width] for dx in range(span)]
-    prefix, suffix = [shifted[0]], [shifted[-1]]
-    for k in range(1, span):
-        prefix.append(prefix[-1] + shifted[k])
-        suffix.append(suffix[-1] + shifted[span - 1 - k])
-    suffix.reverse()
-    result = np.zeros((height, width))
-    for index, segments in enumerate(masks):
-        where = choice == index
-        if not where.any():
-            continue
-        total = np.zeros((height, width))
-        for dy, first, last in segments:
-            rows = slice(radius + dy, radius + dy + height)
-            part = prefix[last + radius] if first == -radius else suffix[first + radius]
-            total = total + part[rows]
-        result[where] = total[where]
-    return result
-
-
-def refined_lee_filter(power: np.ndarray, size: int = 7, valid: np.ndarray | None = None,
-                       looks: float = DEFAULT_LOOKS) -> np.ndarray:
-    """Lee's refined filter (Lee 1981): Lee weighting over an edge-aligned half window.
-
-    The window is split into 3 x 3 overlapping sub-windows (3 px, stride 2 for the classic 7 x 7;
-    as in ESA SNAP, 3/1 for 5, 5/2 for 9, 5/3 for 11); the largest of four gradients of their
-    means picks the edge direction and the side more like the centre picks one of 8 half
-    windows (diagonal ones triangular), whose valid pixels give the local statistics.
-    Simplification: the edge-aligned window is always used (no homogeneity test switching to
-    the full window), as in Lee's paper; invalid sub-windows take the centre's mean.
-    """
-    power, valid = _prepare(power, size, valid, looks, SpeckleFilter.REFINED_LEE)
-    radius = size // 2
-    sub = 3 if size <= 7 else 5
-    stride = (size - sub) // 2
-    height, width = power.shape
-    count, total, squares = _padded_layers(power, valid, radius + sub // 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sub_mean = _box_sum(total, sub // 2) / _box_sum(count, sub // 2)  # padded by `radius`
-
-    def grid(i, j):
-        return sub_mean[radius + i * stride:radius + i * stride + height,
-                        radius + j * stride:radius + j * stride + width]
-
-    centre = grid(0, 0)
-    a, b, c, d, f, g, h, i = (np.where(np.isfinite(m), m, centre) for m in
-                              (grid(-1, -1), grid(-1, 0), grid(-1, 1), grid(0, -1),
-                               grid(0, 1), grid(1, -1), grid(1, 0), grid(1, 1)))
-    gradients = np.stack([np.abs((a + d + g) - (c + f + i)),    # left | right
-                          np.abs((a + b + c) - (g + h + i)),    # top | bottom
-                          np.abs((b + c + f) - (d + g + h)),    # upper right | lower left
-                          np.abs((d + a + b) - (h + i + f))])   # upper left | lower right
-    direction = gradients.argmax(axis=0)
-    # of the two sides, take the one whose outer sub-window mean is closer to the centre's;
-    # mask index = 2 * direction + (0 for the first side, 1 for the second), see _directional_masks
-    sides = [(d, f), (b, h), (c, g), (a, i)]
-    first_side = np.select([direction == k for k in range(4)],
-                           [np.abs(centre - p) <= np.abs(centre - q) for p, q in sides])
-    choice = 2 * direction + np.where(first_side, 0, 1)
-
-    masks = _directional_masks(radius)
-    trim = sub // 2
-    layers = [layer[trim:-trim, trim:-trim] if trim else layer for layer in (count, total, squares)]
-    n, s, q = (_segment_sums(layer, radius, height, width, masks, choice) for layer in layers)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = s / n
-        variance = np.maximum(q / n - mean * mean, 0.0)
-    return np.where(valid, _lee_weighting(power, mean, variance, looks), power)
-
-
-def speckle_filter_db(db: np.ndarray, valid: np.ndarray, filter_name: SpeckleFilter | str, size: int = 7,
-                      looks: float = DEFAULT_LOOKS) -> np.ndarray:
-    """Filter a dB window in linear power (where speckle is multiplicative) and return dB (float32)."""
-    filter_name = SpeckleFilter(filter_name)
-    if filter_name is SpeckleFilter.NONE:
-        return np.asarray(db, dtype=np.float32)
-    run = lee_filter if filter_name is SpeckleFilter.LEE else refined_lee_filter
-    filtered = run(db_to_power(db), size, valid=valid, looks=looks)
-    return np.where(valid, power_to_db(filtered), db).astype(np.float32)
-
-
-# ---------------------------------------------------------------- ground pixel size
-
-def ground_pixel_size_m(dataset: gdal.Dataset) -> tuple[float, float]:
-    """Pixel size on the ground in metres (x, y) at the raster's centre.
-
-    One pixel step along each axis is taken to the CRS's geographic coordinates and measured on
-    its ellipsoid, so the size is right for degrees and for projections whose scale is far from
-    1 (Web Mercator: a "10 m" pixel is 5 m on the ground at 60° N); LOCAL_CS rasters: their
-    linear units.
-    """
-    srs = dataset.GetSpatialRef()
-    if srs is None:
-        raise InputRasterError("The input raster has no coordinate reference system; assign one "
-                               "(Raster ▸ Projections ▸ Assign Projection) and run again.")
-    gt = dataset.GetGeoTransform()
-    step_x, step_y = math.hypot(gt[1], gt[4]), math.hypot(gt[2], gt[5])
-    if srs.IsLocal():
-        metres = srs.GetLinearUnits()
-        return step_x * metres, step_y * metres
-    if not (srs.IsProjected() or srs.IsGeographic()):
-        raise InputRasterError("The input raster's CRS is neither projected nor geographic; "
-                               "reproject it to a projected CRS first.")
-    # centre pixel and one column / one row further, in the CRS's geographic coordinates
-    column, row = dataset.RasterXSize / 2, dataset.RasterYSize / 2
-    points = [(gt[0] + gt[1] * c + gt[2] * r, gt[3] + gt[4] * c + gt[5] * r)
-              for c, r in ((column, row), (column + 1, row), (column, row + 1))]
-    srs, geographic = srs.Clone(), srs.CloneGeogCS()
-    for each in (srs, geographic):
-        each.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)  # x = easting / longitude
-    try:
-        to_geographic = osr.CoordinateTransformation(srs, geographic)
-        (lon, lat, _), *steps = to_geographic.TransformPoints(points)
-    except RuntimeError:
-        lon = lat = math.inf
-    if not math.isfinite(lon + lat) or not all(math.isfinite(x + y) for x, y, _ in steps):
-        if srs.IsGeographic():
-            raise InputRasterError("The centre of the input raster lies outside the valid range of its "
-                                   "geographic CRS; check its georeferencing.")
-        metres = srs.GetLinearUnits()  # centre outside the projection's domain: its nominal units
-        return step_x * metres, step_y * metres
-    radians = geographic.GetAngularUnits()
-    semi_major = geographic.GetSemiMajor()
-    flattening = 1.0 / geographic.GetInvFlattening() if geographic.GetInvFlattening() else 0.0
-    e2 = flattening * (2 - flattening)
-    latitude = lat * radians
-    w = math.sqrt(1 - e2 * math.sin(latitude) ** 2)
-    east_per_radian = semi_major / w * math.cos(latitude)   # N cos(phi): east-west radius of the parallel
-    north_per_radian = semi_major * (1 - e2) / w**3          # M: north-south radius of curvature
-    sizes = []
-    for x, y, _ in steps:
-        east = ((x - lon) * radians + math.pi) % (2 * math.pi) - math.pi  # across the antimeridian too
-        sizes.append(math.hypot(east_per_radian * east, north_per_radian * (y - lat) * radians))
-    return sizes[0], sizes[1]

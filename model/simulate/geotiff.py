@@ -14,7 +14,8 @@ import numpy as np
 from osgeo import gdal, osr
 
 from ..classes import LULC_CLASSES
-from ..inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, db_to_power
+from ..inference.decibels import db_to_power
+from ..inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB
 from .scene import NODATA_LABEL, PIXEL_M, Scene
 
 

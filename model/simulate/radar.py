@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..inference.sar_input import db_to_power, power_to_db
+from ..inference.decibels import db_to_power, power_to_db
 from .fields import gaussian_blur, upsample
 from .variation import SceneVariation
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..classes import LULC_CLASSES
-from ..inference.sar_input import db_to_power, power_to_db
+from ..inference.decibels import db_to_power, power_to_db
 from .fields import draw_thick_line, gaussian_blur, sinuous_path, spectral_fields, warped_cells
 from .radar import PIXEL_M, layover_and_shadow, observe, smear_along_range
 from .variation import REFERENCE_INCIDENCE_DEG, VARIABILITY, SceneVariation, draw_variation

@@ -18,11 +18,11 @@ from osgeo import gdal
 from ..inference.engine import RunOptions, detect_water, segment
 from ..inference.errors import CancelledError, InferenceError, InputRasterError, gdal_exceptions
 from ..inference.windows import Window
-from ..inference.writer import PendingFiles, hidden_path
+from ..inference.transaction import PendingFiles, hidden_path
 
 CLASSES, SCORES = "classes", "scores"  # output roles: the class map / water mask, and its probability
 COG_OPTIONS = ["COMPRESS=DEFLATE", "BLOCKSIZE=512", "BIGTIFF=IF_SAFER"]
-NO_VALID_PIXEL = "has no valid pixel"  # the engine's refusal of an input without data (engine._no_valid_pixel)
+NO_VALID_PIXEL = "has no valid pixel"  # the engine's refusal of an input without data (run_input.no_valid_pixel)
 
 
 @dataclass

@@ -23,9 +23,11 @@ from ..inference.engine import RunOptions, check_options, format_duration
 from ..inference.errors import CancelledError, ModelContractError, OptionError, OutputError, gdal_exceptions
 from ..inference.metadata import TASKS, ModelContract, bundled_model_path
 from ..inference.resample import decide_model_grid
-from ..inference.sar_input import InputUnits, filter_halo
+from ..inference.sar_input import InputUnits
+from ..inference.speckle import filter_halo
 from ..inference.windows import Window
-from ..inference.writer import PendingFiles, remove_stale_files, style_sidecar_path
+from ..inference.output_checks import style_sidecar_path
+from ..inference.transaction import PendingFiles, remove_stale_files
 from .inputs import TileSet, check_tiles, find_tiles
 from .job import CLASSES, SCORES, TileJob, TileResult, file_checksum, run_tile
 from .manifest import Manifest, input_fingerprint, result_options
