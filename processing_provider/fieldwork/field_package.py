@@ -1,8 +1,6 @@
 """Field Package (sarlulc:fieldpackage): one offline GeoPackage for tablets, with an optional QGIS project."""
 
-import contextlib
 import os
-import shutil
 from pathlib import Path
 
 from osgeo import gdal, ogr, osr
@@ -26,6 +24,7 @@ from qgis.core import (
 )
 
 from ...model.inference.metadata import PROVENANCE_TASK
+from ...model.inference.transaction import PendingFiles
 from .. import styling
 from ..algorithm import PluginAlgorithm
 from ..checks import geopackage_tables
@@ -94,22 +93,6 @@ def carry_observations(package: Path, partial: Path) -> int:
         target.CommitTransaction()
         source = target = old = new = None
     return copied
-
-
-@contextlib.contextmanager
-def package_written_whole(package: Path):
-    """Yield the file to build the package in; when the block ends without error, it replaces ``package``, and
-    nothing is left otherwise. It is built in a hidden folder beside the destination, under a plain name (QGIS picks
-    the vector driver from everything after the file name's first dot)."""
-    scratch = package.with_name(f".{package.name}.partial")
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
-    partial = scratch / "package.gpkg"
-    try:
-        yield partial
-        os.replace(partial, package)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def check_rasters_fit(classes_layer, classes_legend, water_layer, water_legend) -> None:
@@ -212,7 +195,10 @@ class FieldPackageAlgorithm(ClassRasterMixin, PluginAlgorithm):
         check_replaceable_package(package)
 
         steps = QgsProcessingMultiStepFeedback(5 if project_path else 4, feedback)
-        with package_written_whole(package) as partial:
+        # Built under its own name in a hidden folder (QGIS picks the vector driver from all of a name after its
+        # first dot), put in place whole when everything succeeded; nothing is left otherwise.
+        with engine_errors(), PendingFiles() as transaction:
+            partial = transaction.new(package, plain_name=True)
             steps.setProgressText("Raster tables")
             self.add_raster(classes, partial, CLASSES_TABLE, classes_layer.name(), steps, append=False)
             if water:
