@@ -43,6 +43,18 @@ def run_option(name: str) -> Option:
     return next(each.metadata["option"] for each in fields(RunOptions) if each.name == name)
 
 
+def option_words(name: str) -> list[str]:
+    """The values the option ``name`` accepts, as words (an enum's values), in the engine's order: what a
+    front end offers."""
+    return [getattr(choice, "value", choice) for choice in run_option(name).choices]
+
+
+def option_default(name: str):
+    """The default of the RunOptions field ``name`` (an enum's value): what a front end shows when left alone."""
+    default = next(each.default for each in fields(RunOptions) if each.name == name)
+    return getattr(default, "value", default)
+
+
 @dataclass
 class RunOptions:
     """User choices for one run; None means the model's default. The engine reads them and never
@@ -119,7 +131,7 @@ def _check_choice(options: RunOptions, name: str) -> None:
     value, choices = getattr(options, name), run_option(name).choices
     if value in choices:
         return
-    words = [getattr(choice, "value", choice) for choice in choices]
+    words = option_words(name)
     raise OptionError(f"Unknown {name.replace('_', ' ')} '{value}'. Choose one of: {', '.join(words)}.")
 
 

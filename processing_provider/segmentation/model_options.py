@@ -1,11 +1,11 @@
 """The parameters that say how a model reads the SAR input and runs over it, and the engine's RunOptions
-made from them: shared by Segment, Water Detect and Segment Tiles (the same names in all three)."""
+made from them: shared by Segment, Water Detect and Segment Tiles (the same names in all three). Each parameter
+sets one RunOptions field and takes its choices and default from that field (model/inference/options.py), as the
+command line does."""
 
 from qgis.core import QgsProcessingParameterNumber
 
-from ...model.inference.engine import WATER_METHODS, RunOptions
-from ...model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits, SpeckleFilter
-from ...model.inference.session import DEVICES, PRECISIONS  # imports onnxruntime only when a session starts
+from ...model.inference.options import RunOptions, option_default, option_words
 from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, PARAMETER_OPTIONAL
 from ..parameters import BUNDLED_TILE_SIZE
 
@@ -34,14 +34,21 @@ class ModelOptionsMixin:
     THRESHOLD = "THRESHOLD"
 
     @classmethod
+    def option_choice(cls, name, description, field):
+        """An enum parameter offering the values of the RunOptions field ``field``."""
+        return cls.choice(name, description, option_words(field))
+
+    @classmethod
     def reading_parameters(cls) -> list:
         """How the input band is read (units, calibration factor, speckle filter)."""
-        return [cls.choice(cls.INPUT_UNITS, "Input units", [u.value for u in InputUnits]),
+        return [cls.option_choice(cls.INPUT_UNITS, "Input units", "input_units"),
                 cls.advanced(QgsProcessingParameterNumber(cls.CALIBRATION_FACTOR, "Calibration factor (dB)",
-                                                          NUMBER_DOUBLE, defaultValue=ALOS2_CALIBRATION_FACTOR_DB)),
-                cls.choice(cls.SPECKLE_FILTER, "Speckle filter", [f.value for f in SpeckleFilter]),
+                                                          NUMBER_DOUBLE,
+                                                          defaultValue=option_default("calibration_factor"))),
+                cls.option_choice(cls.SPECKLE_FILTER, "Speckle filter", "speckle_filter"),
                 cls.advanced(QgsProcessingParameterNumber(cls.FILTER_SIZE, "Filter window (px)", NUMBER_INTEGER,
-                                                          defaultValue=7, minValue=3, maxValue=31))]
+                                                          defaultValue=option_default("filter_size"), minValue=3,
+                                                          maxValue=31))]
 
     @classmethod
     def run_parameters(cls, threads_description: str) -> list:
@@ -53,7 +60,7 @@ class ModelOptionsMixin:
                                                 (cls.BATCH_SIZE, "Tiles per batch"),
                                                 (cls.THREADS, threads_description))]
         # Optional, so that models saved before it existed still validate (empty: auto).
-        precision = cls.advanced(cls.choice(cls.PRECISION, "Precision", list(PRECISIONS)))
+        precision = cls.advanced(cls.option_choice(cls.PRECISION, "Precision", "precision"))
         precision.setFlags(precision.flags() | PARAMETER_OPTIONAL)
         return parameters + [precision, cls.advanced(cls.choice(cls.OUTPUT_GRID, "Output grid",
                                                                 [label for label, _ in OUTPUT_GRIDS]))]
@@ -69,17 +76,17 @@ class ModelOptionsMixin:
         output_grid = self.parameterAsEnumString(parameters, self.OUTPUT_GRID, context)
         return RunOptions(
             band=self.parameterAsInt(parameters, self.BAND, context),
-            device=self.enum_text(parameters, self.DEVICE, context) or DEVICES[0],
-            input_units=self.enum_text(parameters, self.INPUT_UNITS, context) or InputUnits.AUTO.value,
+            device=self.enum_text(parameters, self.DEVICE, context) or option_default("device"),
+            input_units=self.enum_text(parameters, self.INPUT_UNITS, context) or option_default("input_units"),
             calibration_factor=self.parameterAsDouble(parameters, self.CALIBRATION_FACTOR, context),
-            speckle_filter=self.enum_text(parameters, self.SPECKLE_FILTER, context) or SpeckleFilter.NONE.value,
+            speckle_filter=self.enum_text(parameters, self.SPECKLE_FILTER, context) or option_default("speckle_filter"),
             filter_size=self.parameterAsInt(parameters, self.FILTER_SIZE, context),
-            output_grid=dict(OUTPUT_GRIDS).get(output_grid, OUTPUT_GRIDS[0][1]),
+            output_grid=dict(OUTPUT_GRIDS).get(output_grid, option_default("output_grid")),
             tile_size=self.optional_number(parameters, self.TILE_SIZE, context, zero_is_default=True),
             tile_overlap=self.optional_number(parameters, self.OVERLAP, context),
             batch_size=self.optional_number(parameters, self.BATCH_SIZE, context, zero_is_default=True),
             threads=self.optional_number(parameters, self.THREADS, context, zero_is_default=True),
-            precision=self.enum_text(parameters, self.PRECISION, context) or PRECISIONS[0],
+            precision=self.enum_text(parameters, self.PRECISION, context) or option_default("precision"),
             **self.task_options(parameters, context))
 
     def task_options(self, parameters, context) -> dict:
@@ -89,4 +96,4 @@ class ModelOptionsMixin:
     def water_options(self, parameters, context) -> dict:
         """RunOptions fields of a water run: the water method and the probability threshold."""
         return {"water_threshold": self.optional_number(parameters, self.THRESHOLD, context),
-                "method": self.enum_text(parameters, self.METHOD, context) or WATER_METHODS[0]}
+                "method": self.enum_text(parameters, self.METHOD, context) or option_default("method")}

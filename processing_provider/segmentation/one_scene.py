@@ -16,7 +16,7 @@ from qgis.core import (
 from ...dependencies import onnxruntime_problem
 from ...model.inference.area import AreaOfInterest
 from ...model.inference.engine import check_options
-from ...model.inference.session import DEVICES, check_model_file
+from ...model.inference.session import check_model_file
 from .. import styling
 from ..checks import parameter_problem
 from ..compat import SOURCE_VECTOR_POLYGON
@@ -56,7 +56,7 @@ class OneSceneMixin(ModelOptionsMixin):
             self.addParameter(parameter)
         self.addParameter(QgsProcessingParameterFile(
             self.MODEL, "Model (empty: bundled)", optional=True, fileFilter="ONNX models (*.onnx)"))
-        self.addParameter(self.choice(self.DEVICE, "Device", list(DEVICES)))
+        self.addParameter(self.option_choice(self.DEVICE, "Device", "device"))
         for parameter in self.task_parameters():
             self.addParameter(parameter)
         for parameter in self.run_parameters("CPU threads"):

@@ -21,9 +21,8 @@ from qgis.core import (
 )
 
 from ...dependencies import onnxruntime_problem, qgis_python
-from ...model.inference.engine import WATER_METHODS, check_options
+from ...model.inference.engine import check_options
 from ...model.inference.errors import InferenceError
-from ...model.inference.session import DEVICES
 from .. import styling
 from ..algorithm import PluginAlgorithm
 from ..compat import FILE_FOLDER, NUMBER_INTEGER, SOURCE_RASTER, SOURCE_VECTOR_POLYGON
@@ -106,8 +105,8 @@ class SegmentTilesAlgorithm(ModelOptionsMixin, PluginAlgorithm):
             self.BAND, "Band", NUMBER_INTEGER, defaultValue=1, minValue=1))
         for parameter in self.reading_parameters():
             self.addParameter(parameter)
-        self.addParameter(self.choice(self.DEVICE, "Device", list(DEVICES)))
-        self.addParameter(self.advanced(self.choice(self.METHOD, "Water method", list(WATER_METHODS))))
+        self.addParameter(self.option_choice(self.DEVICE, "Device", "device"))
+        self.addParameter(self.advanced(self.option_choice(self.METHOD, "Water method", "method")))
         self.addParameter(self.advanced(self.water_threshold_parameter()))
         for parameter in self.run_parameters("CPU threads (per worker)"):
             self.addParameter(parameter)

@@ -1,6 +1,6 @@
 """Water Detect (sarlulc:waterdetect): a water mask from HH backscatter."""
 
-from ...model.inference.engine import WATER_METHODS, detect_water
+from ...model.inference.engine import detect_water
 from ...model.inference.threshold import ASHMAN_D_MIN, MIN_WATER_CONTRAST_DB, SAMPLE_TILE, WATER_CEILINGS
 from .. import styling
 from ..algorithm import PluginAlgorithm
@@ -69,7 +69,7 @@ class WaterDetectAlgorithm(OneSceneMixin, PluginAlgorithm):
             self.TASK)
 
     def task_parameters(self):
-        return [self.choice(self.METHOD, "Method", list(WATER_METHODS)), self.water_threshold_parameter()]
+        return [self.option_choice(self.METHOD, "Method", "method"), self.water_threshold_parameter()]
 
     def task_options(self, parameters, context):
         return self.water_options(parameters, context)
