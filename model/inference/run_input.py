@@ -147,9 +147,17 @@ def familiar_range(contract: ModelContract, log) -> tuple[float, float] | None:
     (low_p, low), (high_p, high) = distribution.pixel_db_percentiles[0], distribution.pixel_db_percentiles[-1]
     familiar = (low - MARGIN_DB, high + MARGIN_DB)
     log(f"Confidence: pixels outside {familiar[0]:.1f}..{familiar[1]:.1f} dB (the model's training pixels' "
-        f"{low_p:g}th..{high_p:g}th percentiles, +-{MARGIN_DB:g} dB) get at most the chance level "
+        f"{_ordinal(low_p)}..{_ordinal(high_p)} percentiles, +-{MARGIN_DB:g} dB) get at most the chance level "
         f"1/{len(contract.classes)}: the model has not seen such backscatter")
     return familiar
+
+
+def _ordinal(number: float) -> str:
+    """1st, 2nd, 3rd, 11th, 99th (a percentile as people write it)."""
+    text = f"{number:g}"
+    if not text.isdigit() or 10 <= int(text) % 100 <= 20:
+        return f"{text}th"
+    return text + {1: "st", 2: "nd", 3: "rd"}.get(int(text) % 10, "th")
 
 
 def anchor_relative(input_reader: BackscatterReader, source: BackscatterReader, log) -> None:
