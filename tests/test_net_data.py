@@ -14,8 +14,10 @@ from model.inference.reader import BandReader, prepare_input
 from model.inference.sar_input import InputUnits, SpeckleFilter
 from model.inference.windows import Window
 from model.net import train
-from model.net.data import (LabelRaster, Normalisation, ReadOptions, SarRaster, Scene, SegmentationTiles, find_images,
-                            find_pairs, label_offset, open_rasters, read_options)
+from model.net.datasets import SegmentationTiles
+from model.net.normalisation import Normalisation
+from model.net.rasters import LabelRaster, ReadOptions, SarRaster, label_offset, open_rasters, read_options
+from model.net.sources import Scene, find_images, find_pairs
 from model.net.losses import IGNORE_INDEX
 from tests.net_support import codes_from_db, write_pair
 

@@ -40,8 +40,11 @@ from ..inference.writer import PendingFiles, check_distinct_files
 from ..inference.errors import gdal_exceptions
 from . import engine
 from .configs import named_config
-from .data import (CalibrationJitter, LabelRaster, Normalisation, ReadOptions, SarRaster, Scene, SegmentationCrops,
-                   SegmentationTiles, input_distribution, normalisation_of, validation_tiles)
+from .datasets import SegmentationCrops, SegmentationTiles
+from .normalisation import Normalisation, input_distribution, normalisation_of
+from .rasters import LabelRaster, ReadOptions, SarRaster
+from .sampling import CalibrationJitter, validation_tiles
+from .sources import Scene
 from .export import contract_for, export_onnx, parity
 from .losses import FocalDiceLoss, class_weights
 from .onnx_weights import segmentor_from_onnx, train_keeping_batch_norm
