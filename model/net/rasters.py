@@ -115,7 +115,7 @@ class SarRaster:
         else:
             self.scene = SceneStatistics.of(self.sample_db())
             if not self.units.calibrated:
-                self.offset_db = self.scene.relative_anchor
+                self.offset_db = SceneStatistics.of(self._anchor_sample_db()).relative_anchor
                 self._sample = self._sample + np.float32(self.offset_db)
                 self.scene = SceneStatistics.of(self._sample)
 
@@ -150,9 +150,10 @@ class SarRaster:
             self._pid = os.getpid()
         return self._reader
 
-    def _valid(self, raw: np.ndarray) -> np.ndarray:
-        """Finite values that are measurements in the units read and not one of the profile's invalid values."""
-        valid = valid_mask(raw, None, self.read_units)
+    def _valid(self, raw: np.ndarray, units: InputUnits | None = None) -> np.ndarray:
+        """Finite values that are measurements in ``units`` (default: the units read) and not one of the
+        profile's invalid values."""
+        valid = valid_mask(raw, None, units or self.read_units)
         for value in self.profile.sar_invalid:
             valid &= raw != value
         return valid
@@ -185,6 +186,14 @@ class SarRaster:
             if self._sample.size == 0:
                 raise ValueError(f"'{self.path}' holds no valid pixel (every pixel is nodata); leave it out.")
         return self._sample
+
+    def _anchor_sample_db(self) -> np.ndarray:
+        """dB of the sample a relative input's land level is anchored on: a decimated read of the raster
+        on its own grid, also when it is read on the model grid, as the engine anchors it."""
+        if self.grid is None:
+            return self.sample_db()
+        raw = sample_valid_values(open_raster(self.path), 1)
+        return to_db(raw[self._valid(raw, self.units)], self.units, self.options.calibration_factor)
 
     def _to_db(self, raw: np.ndarray) -> np.ndarray:
         db = to_db(raw, self.read_units, self.options.calibration_factor)
