@@ -10,6 +10,7 @@ Label rasters are remapped by their data profile (:mod:`.sources`) to class code
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import warnings
@@ -214,6 +215,9 @@ def open_rasters(scenes: list[Scene], options: ReadOptions, processes: int = 1) 
     sample of its model-grid view for the scene statistics)."""
     jobs = list({str(scene.sar): (str(scene.sar), scene.profile, options) for scene in scenes}.values())
     if processes > 1 and len(jobs) > 1:
+        # Garbage left in reference cycles (an ONNX Runtime session, say) must be freed here: freed in a
+        # forked process, its destructor would wait forever for threads only this process has.
+        gc.collect()
         with ProcessPoolExecutor(min(processes, len(jobs)), mp_context=multiprocessing.get_context("fork")) as pool:
             measured = list(pool.map(_measure, jobs))
     else:
