@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import html
 import math
 import pathlib
 import sys
@@ -28,6 +27,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .classes import LULC_CLASSES, WATER_CLASSES
+from .html_report import escape, key_value_rows, page, row, svg_open, swatch
 from .inference.errors import InferenceError, gdal_exceptions
 from .inference.metadata import TASKS
 from .inference.reader import open_raster, reading
@@ -308,10 +308,10 @@ def write_csv(evaluation: Evaluation, path, prediction_name: str = "", reference
         writer = csv.writer(stream)
         writer.writerow(["code", "name", "reference_pixels", "predicted_pixels", "true_positives", "iou",
                          "precision", "recall", "f1"] + [f"predicted_{code}" for code in codes])
-        for metrics, row in zip(evaluation.per_class, evaluation.matrix):
+        for metrics, counts in zip(evaluation.per_class, evaluation.matrix):
             writer.writerow([metrics.code, metrics.name, metrics.reference_pixels, metrics.predicted_pixels,
                              metrics.true_positives, _fmt(metrics.iou), _fmt(metrics.precision),
-                             _fmt(metrics.recall), _fmt(metrics.f1)] + [int(v) for v in row])
+                             _fmt(metrics.recall), _fmt(metrics.f1)] + [int(v) for v in counts])
 
 
 def confusion_svg(evaluation: Evaluation, cell: int = 44) -> str:
@@ -323,12 +323,11 @@ def confusion_svg(evaluation: Evaluation, cell: int = 44) -> str:
     size = (left + n * cell + label_space // 2, top + n * cell + 40)
     rows = evaluation.matrix.sum(axis=1, keepdims=True)
     shares = np.divide(evaluation.matrix, rows, out=np.zeros(evaluation.matrix.shape), where=rows > 0)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size[0]}" height="{size[1]}" '
-             f'font-family="sans-serif" font-size="11" role="img" aria-label="Confusion matrix">']
+    parts = [svg_open(size[0], size[1], "Confusion matrix", font_size=11)]
     for i, (_, name, color) in enumerate(evaluation.classes):
         y = top + i * cell + cell / 2
         x = left + i * cell + cell / 2
-        label = html.escape(name)
+        label = escape(name)
         parts.append(f'<rect x="{left - 12}" y="{y - 5}" width="10" height="10" fill="{color}"/>'
                      f'<text x="{left - 16}" y="{y + 4}" text-anchor="end">{label}</text>')
         parts.append(f'<rect x="{x - 5}" y="{top - 12}" width="10" height="10" fill="{color}"/>'
@@ -341,7 +340,7 @@ def confusion_svg(evaluation: Evaluation, cell: int = 44) -> str:
             text_color = "#ffffff" if share > 0.55 else "#000000"
             x, y = left + j * cell, top + i * cell
             parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="#ffffff">'
-                         f'<title>reference {html.escape(names[i])}, predicted {html.escape(names[j])}: '
+                         f'<title>reference {escape(names[i])}, predicted {escape(names[j])}: '
                          f'{int(evaluation.matrix[i, j])} pixels</title></rect>')
             if evaluation.matrix[i, j]:
                 parts.append(f'<text x="{x + cell / 2}" y="{y + cell / 2 + 4}" text-anchor="middle" '
@@ -360,30 +359,21 @@ def write_html(evaluation: Evaluation, path, prediction_name: str = "", referenc
     if water is not None:
         summary += [("Water IoU", _fmt(water.iou)), ("Water F1", _fmt(water.f1)),
                     ("Water precision", _fmt(water.precision)), ("Water recall", _fmt(water.recall))]
-    rows = "".join(
-        f'<tr><td><span class="swatch" style="background:{m.color}"></span>{m.code}</td>'
-        f"<td>{html.escape(m.name)}</td><td>{m.reference_pixels:,}</td><td>{m.predicted_pixels:,}</td>"
-        f"<td>{_fmt(m.iou)}</td><td>{_fmt(m.precision)}</td><td>{_fmt(m.recall)}</td><td>{_fmt(m.f1)}</td></tr>"
-        for m in evaluation.per_class)
-    summary_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in summary)
-    document = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>SAR LULC evaluation</title>
-<style>body{{font-family:sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} th{{background:#f2f2f2}}
-td:nth-child(2){{text-align:left}} .swatch{{display:inline-block;width:10px;height:10px;margin-right:6px}}</style>
-</head><body>
-<h1>Evaluation against reference ({html.escape(evaluation.task)})</h1>
-<p>Prediction: <code>{html.escape(prediction_name)}</code><br>Reference: <code>{html.escape(reference_name)}</code><br>
+    header = row(["Code", "Class", "Reference pixels", "Predicted pixels", "IoU", "Precision", "Recall", "F1"],
+                 header=True)
+    rows = "".join(row([f"{swatch(m.color)}{m.code}", escape(m.name), f"{m.reference_pixels:,}",
+                        f"{m.predicted_pixels:,}", _fmt(m.iou), _fmt(m.precision), _fmt(m.recall), _fmt(m.f1)])
+                   for m in evaluation.per_class)
+    body = f"""<h1>Evaluation against reference ({escape(evaluation.task)})</h1>
+<p>Prediction: <code>{escape(prediction_name)}</code><br>Reference: <code>{escape(reference_name)}</code><br>
 Pixels with nodata in either raster are excluded. IoU is empty for classes absent from both rasters;
 mIoU averages the others.</p>
-<table>{summary_rows}</table>
+<table>{key_value_rows(summary)}</table>
 <h2>Per class</h2>
-<table><tr><th>Code</th><th>Class</th><th>Reference pixels</th><th>Predicted pixels</th><th>IoU</th>
-<th>Precision</th><th>Recall</th><th>F1</th></tr>{rows}</table>
+<table>{header}{rows}</table>
 <h2>Confusion matrix</h2>
-{confusion_svg(evaluation)}
-</body></html>
-"""
+{confusion_svg(evaluation)}"""
+    document = page("SAR LULC evaluation", body, style="\ntd:nth-child(2){text-align:left}")
     pathlib.Path(path).write_text(document, encoding="utf-8")
 
 

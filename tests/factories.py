@@ -110,6 +110,15 @@ def write_pixel_water_model(path, tile_size=64, tile_overlap=16, threshold=0.5, 
     return _save(path, nodes, [_const("t", t_norm), _const("k", _SHARPNESS)], 1, contract.to_metadata())
 
 
+def write_echo_water_model(path, tile_size=64, tile_overlap=16, **contract_overrides) -> str:
+    """A water model whose score is its input: the engine's water probability is then sigmoid(model
+    input), so a test reads back exactly what the engine fed the model (logit of the probability)."""
+    overrides = dict(water_threshold=0.5, classes=WATER_CLASSES)
+    overrides.update(contract_overrides)
+    contract = _contract("water", overrides.pop("classes"), tile_size, tile_overlap, **overrides)
+    return _save(path, [helper.make_node("Identity", ["sar"], ["scores"])], [], 1, contract.to_metadata())
+
+
 def write_context_lulc_model(path, tile_size=64, tile_overlap=16, classes=None, kernel=9,
                              conv_layers=0, conv_channels=32, seed=0, **contract_overrides) -> str:
     """A LULC model that sees a neighbourhood: a ``kernel`` x ``kernel`` mean, then the pixel rule.

@@ -1,29 +1,34 @@
 """The training data layer reads what the plugin's engine feeds the model: model grid, units, labels."""
 
 import json
+import os
 import pathlib
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from osgeo import gdal, osr
 
-from model.inference import engine
-from model.inference.metadata import NORM_FIXED
-from model.inference.reader import BandReader, prepare_input
 from model.inference.resample import decide_model_grid
-from model.inference.run_input import model_input_reader
-from model.inference.sar_input import InputUnits, SpeckleFilter
+from model.inference.metadata import NORM_FIXED
+from model.inference.sar_input import InputUnits
 from model.inference.windows import Window
 from model.net import train
-from model.net.data import (LabelRaster, Normalisation, ReadOptions, SarRaster, Scene, SegmentationTiles, find_images,
-                            find_pairs, label_offset, open_rasters, read_options)
+from model.net.datasets import SegmentationTiles
+from model.net.normalisation import Normalisation
+from model.net.rasters import LabelRaster, ReadOptions, SarRaster, label_offset, open_rasters, read_options
+from model.net.sources import Scene, find_images, find_pairs
 from model.net.losses import IGNORE_INDEX
+from tests.factories import write_pixel_lulc_model
 from tests.net_support import codes_from_db, write_pair
 
 FAST = ["--epochs", "1", "--samples-per-epoch", "4", "--batch-size", "2", "--crop-size", "64",
         "--workers", "0", "--threads", "1"]
 JAXA_PIXEL_DEG = 1.0 / 12000.0  # the JAXA ALOS-2 and HRLULC tiles' pixel
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _write(path, array, geotransform=None, epsg=None, nodata=None, data_type=gdal.GDT_Float32) -> str:
@@ -55,23 +60,16 @@ def degree_pair(tmp_path):
 
 
 def test_training_reads_a_degree_tile_on_the_engines_model_grid(degree_pair):
+    """The model input itself is compared with the engine's in test_net_input_equivalence; here the grid
+    and the labels on it."""
     sar_path, label_path = degree_pair
-    dataset = gdal.Open(sar_path)
-    grid = decide_model_grid(dataset, 10.0)
-    view = model_input_reader(BandReader(dataset, 1, sar_path), grid, InputUnits.DB, SpeckleFilter.NONE,
-                              engine.RunOptions(), 10.0, lambda line: None)
+    grid = decide_model_grid(gdal.Open(sar_path), 10.0)
     sar = SarRaster(sar_path)
     assert sar.grid == grid and (sar.width, sar.height) == (grid.width, grid.height)
     assert osr.SpatialReference(wkt=grid.srs_wkt).GetAuthorityCode(None) == "32654"  # UTM 54N, 10 m pixels
     whole = Window(0, 0, sar.width, sar.height)
-    engine_db, engine_valid = view.read(whole)  # what the engine feeds the model, block by block
-    norm = Normalisation()
-    engine_input = prepare_input(engine_db, engine_valid, norm)
-    for window in (Window(0, 0, 256, 256), Window(101, 37, 128, 96), Window(sar.width - 64, sar.height - 64, 64, 64)):
-        db, valid = sar.read_db(window)
-        assert np.array_equal(valid, engine_valid[window.slices_in(whole)])
-        np.testing.assert_allclose(prepare_input(db, valid, norm), engine_input[window.slices_in(whole)], atol=1e-4)
-    assert engine_valid[100:-100, 100:-100].all() and 0.8 < engine_valid.mean() < 0.99  # nodata corner, margins
+    _, valid = sar.read_db(whole)
+    assert valid[100:-100, 100:-100].all() and 0.8 < valid.mean() < 0.99  # nodata corner, margins
 
     label = LabelRaster(label_path, "sarlulc", sar)
     nearest = gdal.Warp("", label_path, format="MEM", dstSRS=grid.srs_wkt, width=grid.width, height=grid.height,
@@ -91,6 +89,53 @@ def test_rasters_are_measured_in_several_processes_with_the_same_result(tmp_path
         assert parallel[path].facts() == sar.facts() and parallel[path].grid == sar.grid
         assert np.array_equal(parallel[path].sample_db(), sar.sample_db())
     assert here[degree_pair[0]].grid is not None and here[str(tmp_path / "a_sar.tif")].grid is None
+
+
+FORK_AFTER_A_MODEL_RAN = """
+import gc, sys, time
+import numpy as np, onnxruntime
+from model.net import rasters
+from model.net.sources import Scene
+
+options = onnxruntime.SessionOptions()
+options.intra_op_num_threads = 2
+session = onnxruntime.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
+session.run(None, {"sar": np.zeros((1, 1, 64, 64), np.float32)})
+time.sleep(1.0)  # its worker threads stop spinning and wait
+cycle = [session]
+cycle.append(cycle)
+del session, cycle
+gc.disable()  # the garbage stays until someone collects it: here, each forked process
+measure = rasters._measure
+
+
+def collecting_measure(job):
+    gc.collect()
+    return measure(job)
+
+
+rasters._measure = collecting_measure
+rasters.open_rasters([Scene(sys.argv[2], None), Scene(sys.argv[3], None)], rasters.ReadOptions(), processes=2)
+print("measured")
+"""
+
+
+def test_measuring_in_processes_after_a_model_ran_does_not_hang(tmp_path, degree_pair):
+    """A model session left in a reference cycle (as a finished run may leave one) is freed before the
+    processes fork: freed in one of them, its destructor would wait forever for threads it has not."""
+    model = write_pixel_lulc_model(tmp_path / "model.onnx")
+    second = _write(tmp_path / "b_sar.tif", np.full((50, 60), -8.0, np.float32),
+                    (500000.0, 10.0, 0, 4000000.0, 0, -10.0), 32654)
+    command = [sys.executable, "-c", FORK_AFTER_A_MODEL_RAN, model, degree_pair[0], second]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        output, errors = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail("measuring rasters in forked processes hung on a model session's destructor")
+    assert process.returncode == 0 and "measured" in output, errors
 
 
 def test_labels_must_share_the_sar_pixel_grid(tmp_path):

@@ -14,7 +14,8 @@ from osgeo import gdal, ogr, osr
 from model.inference import engine
 from model.inference.metadata import ModelContract, bundled_model_path
 from model.net import finetune
-from model.net.finetune import TrainingCancelled, TrainingRefused, TrainRequest, train_for_area, validation_blocks
+from model.net.area_labels import validation_blocks
+from model.net.finetune import TrainingCancelled, TrainingRefused, TrainRequest, train_for_area
 from model.net.onnx_weights import segmentor_from_onnx, train_keeping_batch_norm
 from tests import net_support  # noqa: F401 (one torch thread on the shared test machine)
 

@@ -16,8 +16,11 @@ from model.net.configs import named_config
 from model.net.mixmae import MixMAE
 from model.inference.windows import Window
 from model.inference.sar_input import RELATIVE_LAND_DB, RELATIVE_STRETCH_DB
-from model.net.data import (Normalisation, SarRaster, SegmentationCrops, SegmentationTiles, find_pairs, label_histogram,
-                            label_targets, normalisation_for, task_histogram)
+from model.net.datasets import SegmentationCrops, SegmentationTiles
+from model.net.normalisation import Normalisation, normalisation_for
+from model.net.rasters import SarRaster
+from model.net.sampling import label_histogram, label_targets, task_histogram
+from model.net.sources import find_pairs
 from model.net.losses import IGNORE_INDEX
 from model.net.segmentor import Segmentor
 from tests.net_support import mini_config, write_pair
@@ -291,7 +294,7 @@ def test_profile_shares_that_do_not_add_up_are_refused_before_training(scenes, t
 
 def test_scene_normalisation_ignores_calibration_and_jitter_moves_the_level(scenes):
     from model.inference.reader import SceneStatistics, prepare_input
-    from model.net.data import CalibrationJitter
+    from model.net.sampling import CalibrationJitter
 
     pairs = find_pairs([scenes])
     normalisation = normalisation_for("scene", pairs)

@@ -4,7 +4,7 @@ Each SAR raster goes through the plugin's own inference engine (exactly what the
 algorithms run); the confusion matrices of all scenes are summed, then written as CSV, HTML
 and a JSON summary. Used by `make train-bundled` and the ablation runs.
 
-Pairs come from folders or list files (model/net/data.py). A pair of another data profile
+Pairs come from folders or list files (model/net/sources.py). A pair of another data profile
 (e.g. `profile=etci2021`) is first written as an engine-ready pair in a temporary folder: a
 nominal 10 m grid where the files have no georeferencing (ETCI chips carry none), labels mapped
 to the plugin's codes, and pixels without information (e.g. saturated ETCI chips) left out of
@@ -37,7 +37,8 @@ from model.inference.reader import BackscatterReader, BandReader, open_raster  #
 from model.inference.sar_input import InputUnits, detect_band_units, sample_valid_values, to_db  # noqa: E402
 from model.inference.threshold import otsu_threshold  # noqa: E402
 from model.inference.writer import OutputRaster, all_or_none  # noqa: E402
-from model.net.data import PROFILES, LabelRaster, ReadOptions, Scene, SarRaster, find_pairs  # noqa: E402
+from model.net.rasters import LabelRaster, ReadOptions, SarRaster  # noqa: E402
+from model.net.sources import PROFILES, Scene, find_pairs  # noqa: E402
 from model.inference.windows import Window  # noqa: E402
 from model.inference.errors import gdal_exceptions  # noqa: E402
 

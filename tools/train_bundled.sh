@@ -7,7 +7,7 @@
 #    overlap; model/simulate/README.md) and the real AIRSAR L-band San Francisco scene, split in space:
 #    rows 0-439 train, rows 456-583 validate, rows 600-899 (the southern third) are the held-out test.
 #  - Water: simulated scenes, the real ETCI 2021 VV scenes Bangladesh and Nebraska (chips whose labelled
-#    water the SAR does not show are screened, model/net/data.py) and the calibrated Sen1Floods11 chips
+#    water the SAR does not show are screened, model/net/sampling.py) and the calibrated Sen1Floods11 chips
 #    India, Bolivia and Ghana_53713; the epoch and the default threshold are chosen on the real
 #    validation chip USA_905409; held out of everything: ETCI North Alabama and the Sen1Floods11 chips
 #    Nigeria, Mekong, Spain and Ghana_97059.
@@ -42,7 +42,7 @@ simulate train 1 48
 simulate val 2 10
 simulate test 3 12
 
-# List files that read the real data in place (profiles of model/net/data.py).
+# List files that read the real data in place (profiles of model/net/sources.py).
 lists="$DATA/real"
 mkdir -p "$lists"
 shared=$(cd "$SHARED" && pwd)

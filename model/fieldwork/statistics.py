@@ -8,7 +8,6 @@ get their full count. Also writes the HTML report with a bar chart in the class 
 
 from __future__ import annotations
 
-import html
 import math
 import os
 import pathlib
@@ -18,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 from osgeo import gdal, ogr
 
+from ..html_report import escape, page, row, svg_open, swatch
 from ..inference.errors import CancelledError, ClassRasterError, OutputError
 from .areas import PixelAreas, pixel_areas
 from .legend import HOW_TO_GET_A_LEGEND, ClassEntry, ClassLegend, numbered_legend, open_class_raster, read_legend
@@ -275,19 +275,18 @@ def bar_chart_svg(zone: ZoneAreas, bar_width: int = 360) -> str:
     """Horizontal bars of each class's share of the area, in the class colours."""
     items = [item for item in zone.classes if item.pixels]
     label_width = 8 + 7 * max(len(item.entry.name) for item in items)
-    row = 22
+    row_height = 22
     width = label_width + bar_width + 190
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row * len(items) + 8}" '
-             'font-family="sans-serif" font-size="12" role="img" aria-label="Class areas">']
+    parts = [svg_open(width, row_height * len(items) + 8, "Class areas", font_size=12)]
     largest = max(zone.percent(item) for item in items) or 1.0
     for i, item in enumerate(items):
-        y = 4 + i * row
+        y = 4 + i * row_height
         share = zone.percent(item)
         length = max(1.0, bar_width * share / largest)
-        parts.append(f'<text x="{label_width - 6}" y="{y + 14}" text-anchor="end">{html.escape(item.entry.name)}</text>'
-                     f'<rect x="{label_width}" y="{y + 2}" width="{length:.1f}" height="{row - 6}" '
+        parts.append(f'<text x="{label_width - 6}" y="{y + 14}" text-anchor="end">{escape(item.entry.name)}</text>'
+                     f'<rect x="{label_width}" y="{y + 2}" width="{length:.1f}" height="{row_height - 6}" '
                      f'fill="{item.entry.color}" stroke="#555" stroke-width="0.5">'
-                     f'<title>{html.escape(item.entry.name)}: {item.pixels:,} pixels</title></rect>'
+                     f'<title>{escape(item.entry.name)}: {item.pixels:,} pixels</title></rect>'
                      f'<text x="{label_width + length + 6:.1f}" y="{y + 14}">{_number(item.area_ha)} ha '
                      f'({share:.1f} %)</text>')
     parts.append("</svg>")
@@ -296,8 +295,7 @@ def bar_chart_svg(zone: ZoneAreas, bar_width: int = 360) -> str:
 
 def stacked_bar_svg(zone: ZoneAreas, width: int = 360, height: int = 14) -> str:
     """One 100 % bar split by class: the composition of a zone at a glance."""
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="Composition of {html.escape(zone.zone or "")}">']
+    parts = [svg_open(width, height, f"Composition of {zone.zone or ''}")]
     x = 0.0
     for item in zone.classes:
         share = zone.percent(item)
@@ -305,63 +303,51 @@ def stacked_bar_svg(zone: ZoneAreas, width: int = 360, height: int = 14) -> str:
             continue
         length = width * share / 100.0
         parts.append(f'<rect x="{x:.2f}" y="0" width="{length:.2f}" height="{height}" fill="{item.entry.color}">'
-                     f'<title>{html.escape(item.entry.name)}: {share:.1f} %</title></rect>')
+                     f'<title>{escape(item.entry.name)}: {share:.1f} %</title></rect>')
         x += length
     parts.append("</svg>")
     return "".join(parts)
 
 
 def _class_table(zone: ZoneAreas) -> str:
-    rows = "".join(
-        f'<tr><td><span class="swatch" style="background:{item.entry.color}"></span>{item.entry.code}</td>'
-        f"<td>{html.escape(item.entry.name)}</td><td>{item.pixels:,}</td><td>{_number(item.area_m2, 0)}</td>"
-        f"<td>{_number(item.area_ha)}</td><td>{_number(item.area_km2, 4)}</td><td>{zone.percent(item):.2f}</td></tr>"
-        for item in zone.classes)
-    return ("<table><tr><th>Code</th><th>Class</th><th>Pixels</th><th>Area (m²)</th><th>Area (ha)</th>"
-            f"<th>Area (km²)</th><th>%</th></tr>{rows}<tr><th></th><th>Total</th><th>{zone.valid_pixels:,}</th>"
-            f"<th>{_number(zone.area_m2, 0)}</th><th>{_number(zone.area_m2 / 1e4)}</th>"
-            f"<th>{_number(zone.area_m2 / 1e6, 4)}</th><th>100.00</th></tr></table>")
+    header = row(["Code", "Class", "Pixels", "Area (m²)", "Area (ha)", "Area (km²)", "%"], header=True)
+    rows = "".join(row([f"{swatch(item.entry.color)}{item.entry.code}", escape(item.entry.name), f"{item.pixels:,}",
+                        _number(item.area_m2, 0), _number(item.area_ha), _number(item.area_km2, 4),
+                        f"{zone.percent(item):.2f}"]) for item in zone.classes)
+    totals = row(["", "Total", f"{zone.valid_pixels:,}", _number(zone.area_m2, 0), _number(zone.area_m2 / 1e4),
+                  _number(zone.area_m2 / 1e6, 4), "100.00"], header=True)
+    return f"<table>{header}{rows}{totals}</table>"
 
 
 def write_html(statistics: AreaStatistics, path, title: str = "Class area statistics") -> None:
     """A self-contained HTML report: summary, the class table with a bar chart, and the zones."""
     total = statistics.total
-    warnings = "".join(f'<p class="warning">{html.escape(w)}</p>' for w in statistics.warnings)
+    warnings = "".join(f'<p class="warning">{escape(w)}</p>' for w in statistics.warnings)
     zones = ""
     if statistics.zones:
         zone_rows = []
         for zone in statistics.zones:
             largest = max(zone.classes, key=lambda c: c.area_m2)
-            main_class = (f"{html.escape(largest.entry.name)} ({zone.percent(largest):.1f} %)"
+            main_class = (f"{escape(largest.entry.name)} ({zone.percent(largest):.1f} %)"
                           if zone.valid_pixels else "")
-            zone_rows.append(f"<tr><td>{html.escape(zone.zone)}</td><td>{zone.valid_pixels:,}</td>"
-                             f"<td>{_number(zone.area_m2 / 1e4)}</td><td>{main_class}</td>"
-                             f"<td>{stacked_bar_svg(zone) if zone.valid_pixels else ''}</td></tr>")
-        details = "".join(f"<h3>{html.escape(zone.zone)}</h3>{_class_table(zone)}" for zone in statistics.zones)
+            zone_rows.append(row([escape(zone.zone), f"{zone.valid_pixels:,}", _number(zone.area_m2 / 1e4),
+                                  main_class, stacked_bar_svg(zone) if zone.valid_pixels else ""]))
+        details = "".join(f"<h3>{escape(zone.zone)}</h3>{_class_table(zone)}" for zone in statistics.zones)
+        header = row(["Zone", "Pixels", "Area (ha)", "Largest class", "Composition"], header=True)
         zones = (f"<h2>Zones ({len(statistics.zones)})</h2><p>A pixel belongs to a zone when its centre lies inside "
-                 "the zone's polygons.</p><table><tr><th>Zone</th><th>Pixels</th><th>Area (ha)</th>"
-                 f"<th>Largest class</th><th>Composition</th></tr>{''.join(zone_rows)}</table>{details}")
-    document = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} th{{background:#f2f2f2}}
-td:nth-child(2),td:first-child{{text-align:left}}
-.swatch{{display:inline-block;width:10px;height:10px;margin-right:6px}}
-.warning{{color:#8a4b00;background:#fff4e0;padding:6px}}</style>
-</head><body>
-<h1>{html.escape(title)}</h1>
-<p>Raster: <code>{html.escape(pathlib.Path(statistics.raster).name)}</code><br>
-CRS: {html.escape(statistics.areas.crs_name)}; areas {html.escape(statistics.areas.method)}<br>
+                 f"the zone's polygons.</p><table>{header}{''.join(zone_rows)}</table>{details}")
+    body = f"""<h1>{escape(title)}</h1>
+<p>Raster: <code>{escape(pathlib.Path(statistics.raster).name)}</code><br>
+CRS: {escape(statistics.areas.crs_name)}; areas {escape(statistics.areas.method)}<br>
 Valid pixels: {total.valid_pixels:,}; nodata pixels: {statistics.nodata_pixels:,}<br>
 Valid area: {_number(total.area_m2 / 1e4)} ha ({_number(total.area_m2 / 1e6, 4)} km²)</p>
 {warnings}
 <h2>Classes</h2>
 {bar_chart_svg(total)}
 {_class_table(total)}
-{zones}
-</body></html>
-"""
-    write_text_file(path, document)
+{zones}"""
+    style = "\ntd:nth-child(2),td:first-child{text-align:left}\n.warning{color:#8a4b00;background:#fff4e0;padding:6px}"
+    write_text_file(path, page(title, body, style))
 
 
 def write_text_file(path, text: str) -> None:

@@ -23,7 +23,7 @@ import torch
 from ..classes import LULC_CLASSES, WATER_CLASSES
 from ..inference.metadata import ACTIVATION_OF_TASK, ClassInfo, InputDistribution, ModelContract
 from .configs import NetConfig
-from .data import Normalisation
+from .normalisation import Normalisation
 from .segmentor import Segmentor
 from ..inference.errors import gdal_exceptions
 

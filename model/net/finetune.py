@@ -26,201 +26,34 @@ import pathlib
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from osgeo import gdal
 
 from ..classes import LULC_CLASSES, WATER_CLASSES
 from ..evaluation import Evaluation
-from ..inference.metadata import NORM_FIXED, InputDistribution, ModelContract, bundled_model_path
-from ..inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, UNITS_FLAGS, InputUnits
-from ..inference.writer import PendingFiles, check_distinct_files
 from ..inference.errors import gdal_exceptions
+from ..inference.metadata import NORM_FIXED, InputDistribution, ModelContract, bundled_model_path
+from ..inference.sar_input import UNITS_FLAGS
+from ..inference.writer import PendingFiles
 from . import engine
+from .area_labels import AreaLabels, HeldOut, hold_out, read_area, remap_table
+from .area_request import (START_BUNDLED, START_SCRATCH, TrainingCancelled, TrainingRefused, TrainRequest,
+                           TrainResult, check_request, units_of)
 from .configs import named_config
-from .data import (CalibrationJitter, LabelRaster, Normalisation, ReadOptions, SarRaster, Scene, SegmentationCrops,
-                   SegmentationTiles, input_distribution, normalisation_of, validation_tiles)
+from .datasets import SegmentationCrops, SegmentationTiles
 from .export import contract_for, export_onnx, parity
 from .losses import FocalDiceLoss, class_weights
+from .normalisation import Normalisation, input_distribution, normalisation_of
 from .onnx_weights import segmentor_from_onnx, train_keeping_batch_norm
-from .reference import Grid, ReferenceError, reference_on_grid
-from .remap import CodeTable
+from .rasters import LabelRaster, ReadOptions
+from .sampling import CalibrationJitter, validation_tiles
 from .segmentor import Segmentor
 from .train import class_legend, evaluate, iou_per_class
 
-
-START_BUNDLED, START_SCRATCH = "bundled", "scratch"
-MIN_LABELLED_PIXELS = 1000  # fewer labelled pixels than this cannot train (nor validate) anything
 VALIDATION_TILE = 256
 PARITY_TOLERANCE = 1e-3
-
-
-class TrainingRefused(ValueError):
-    """Input that cannot train a model; refused before any training, the message says what to do."""
-
-
-class TrainingCancelled(Exception):
-    """The user cancelled; nothing was written."""
-
-
-@dataclass
-class TrainRequest:
-    """One training run. ``references``: one for all rasters, or one per raster (same order)."""
-
-    rasters: list[str]
-    references: list[str]
-    out_model: str
-    report: str | None = None
-    task: str = "lulc"
-    class_field: str | None = None
-    remap: str | None = None  # a shipped table's name (model/net/remap_tables) or a CSV file
-    band: int = 1
-    input_units: str = "auto"  # a key of sar_input.UNITS_FLAGS or an InputUnits value
-    calibration_factor: float = ALOS2_CALIBRATION_FACTOR_DB
-    start: str = START_BUNDLED  # "bundled", "scratch" or a plugin .onnx model
-    epochs: int = 6
-    minutes: float | None = None  # time budget (training stops at the end of the epoch that reaches it)
-    samples_per_epoch: int = 512
-    batch_size: int = 8
-    crop_size: int = 128
-    lr: float = 2e-4
-    validation_share: float = 0.2
-    block_size: int = 128
-    level_jitter: float = 1.5
-    gain_jitter: float = 0.1
-    balanced_share: float = 0.3
-    alpha: float = 0.0  # class-weight tempering; 0 (unweighted) kept built-up best on San Francisco (README)
-    device: str = "auto"
-    threads: int | None = None
-    seed: int = 0
-
-
-@dataclass
-class TrainResult:
-    model_path: str
-    report_path: str | None
-    best_epoch: int
-    start_scores: dict
-    trained_scores: dict
-    history: list = field(default_factory=list)
-
-
-def _units(text: str) -> InputUnits:
-    """Input units as the CLI spells them (``db``) or as Processing shows them (``dB``)."""
-    units = UNITS_FLAGS.get(text.lower()) or next((u for u in InputUnits if u.value.lower() == text.lower()), None)
-    if units is None:
-        raise TrainingRefused(f"Input units '{text}': choose one of {', '.join(UNITS_FLAGS)}.")
-    return units
-
-
-def check_request(request: TrainRequest) -> None:
-    """Refuse impossible settings before reading any pixel."""
-    if not request.rasters:
-        raise TrainingRefused("Give at least one SAR raster.")
-    if len(request.references) not in (1, len(request.rasters)):
-        raise TrainingRefused(f"Give one reference for all SAR rasters or one per raster: got {len(request.rasters)} "
-                              f"rasters and {len(request.references)} references.")
-    if request.task not in ("lulc", "water"):
-        raise TrainingRefused(f"Task '{request.task}': choose lulc or water.")
-    if pathlib.Path(request.out_model).suffix.lower() != ".onnx":
-        raise TrainingRefused(f"The model file '{request.out_model}' must end in .onnx.")
-    if request.report and pathlib.Path(request.report).suffix.lower() not in (".html", ".htm"):
-        raise TrainingRefused(f"The report '{request.report}' must end in .html.")
-    if not 0.0 < request.validation_share < 1.0:
-        raise TrainingRefused(f"The validation share must lie between 0 and 1 (got {request.validation_share}).")
-    if request.epochs < 1 or (request.minutes is not None and request.minutes <= 0):
-        raise TrainingRefused("Give at least one epoch, and a positive time budget if any.")
-    if request.crop_size % 32 or request.crop_size < 64:
-        raise TrainingRefused(f"The crop size must be a multiple of 32, at least 64 (got {request.crop_size}).")
-    if request.batch_size < 1 or request.samples_per_epoch < request.batch_size:
-        raise TrainingRefused("The batch size must be at least 1 and the crops per epoch at least one batch.")
-    if request.block_size < 32:
-        raise TrainingRefused(f"Validation blocks must be at least 32 px (got {request.block_size}).")
-    if request.band < 1:
-        raise TrainingRefused(f"Band {request.band}: bands count from 1.")
-    _units(request.input_units)
-    inputs = {f"SAR raster {i + 1}": path for i, path in enumerate(request.rasters)}
-    inputs.update({f"reference {i + 1}": path.split("|")[0] for i, path in enumerate(request.references)})
-    try:
-        check_distinct_files({"model": request.out_model, "report": request.report}, inputs)
-    except ValueError as error:
-        raise TrainingRefused(str(error)) from None
-
-
-def _remap_table(request: TrainRequest) -> CodeTable | None:
-    if not request.remap:
-        return None
-    try:
-        return CodeTable.load(request.remap)
-    except SystemExit as problem:  # the remap CLI's loader says what is wrong in its exit message
-        raise TrainingRefused(str(problem)) from None
-
-
-def _band_source(path: str, band: int, folder: pathlib.Path, index: int) -> str:
-    """The SAR raster itself (band 1) or a VRT of its band ``band``, which the readers take as band 1."""
-    dataset = gdal.Open(path)
-    if band > dataset.RasterCount:
-        raise TrainingRefused(f"'{path}' has {dataset.RasterCount} band(s); band {band} does not exist.")
-    if band == 1:
-        return path
-    target = folder / f"sar_{index}_band{band}.vrt"
-    gdal.Translate(str(target), dataset, format="VRT", bandList=[band])
-    return str(target)
-
-
-def _grid_of(sar: SarRaster) -> Grid:
-    if sar.grid is not None:
-        return Grid(sar.grid.srs_wkt, sar.grid.geotransform, sar.grid.width, sar.grid.height)
-    dataset = gdal.Open(sar.path)
-    return Grid(dataset.GetProjection(), dataset.GetGeoTransform(), dataset.RasterXSize, dataset.RasterYSize)
-
-
-def validation_blocks(codes: list[np.ndarray], share: float, block: int, seed: int) -> list[np.ndarray]:
-    """Per scene, a boolean mask of the pixels held out: whole ``block`` px squares holding labels,
-    drawn at random (seeded) until they hold ``share`` of the labelled pixels. At least one labelled
-    block stays for training."""
-    blocks = []  # (scene, row, column, labelled pixels)
-    for index, scene in enumerate(codes):
-        for y in range(0, scene.shape[0], block):
-            for x in range(0, scene.shape[1], block):
-                count = int(np.count_nonzero(scene[y:y + block, x:x + block]))
-                if count:
-                    blocks.append((index, y, x, count))
-    if len(blocks) < 2:
-        raise TrainingRefused(f"The labelled pixels lie in {len(blocks)} block(s) of {block} px: at least two are "
-                              f"needed, one to train on and one to validate. Label a larger area or make the "
-                              f"validation blocks smaller.")
-    total = sum(b[3] for b in blocks)
-    masks = [np.zeros(scene.shape, bool) for scene in codes]
-    held = 0
-    for position in np.random.default_rng(seed).permutation(len(blocks))[:len(blocks) - 1]:
-        if held >= share * total:
-            break
-        index, y, x, count = blocks[position]
-        masks[index][y:y + block, x:x + block] = True
-        held += count
-    return masks
-
-
-def _write_label(path: pathlib.Path, codes: np.ndarray, grid: Grid) -> None:
-    target = gdal.GetDriverByName("GTiff").Create(str(path), grid.width, grid.height, 1, gdal.GDT_Byte,
-                                                  options=["COMPRESS=DEFLATE", "TILED=YES"])
-    target.SetGeoTransform(grid.geotransform)
-    if grid.srs_wkt:
-        target.SetProjection(grid.srs_wkt)
-    band = target.GetRasterBand(1)
-    band.SetNoDataValue(0)
-    band.WriteArray(codes)
-    target = None
-
-
-def _channel_counts(codes: np.ndarray, task: str) -> np.ndarray:
-    counts = np.bincount(codes.ravel(), minlength=256)
-    if task == "water":
-        return np.array([counts[2:].sum(), counts[1]])
-    return counts[1:len(LULC_CLASSES) + 1]
 
 
 def _legend(task: str) -> tuple[tuple[int, str, str], ...]:
@@ -267,100 +100,92 @@ def _start_model(request: TrainRequest, log) -> tuple[Segmentor, ModelContract |
     return model, contract, f"{contract.model_name} ({path.name})"
 
 
-@gdal_exceptions()
-def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled=None) -> TrainResult:
-    """Run ``request``; ``progress`` gets 0..100, ``is_cancelled()`` is polled between batches. Raises
-    TrainingRefused (bad input, before training) or TrainingCancelled; writes nothing in either case."""
-    check_request(request)
-    cancelled = is_cancelled or (lambda: False)
-    progress = progress or (lambda value: None)
-    if request.threads:
-        torch.set_num_threads(request.threads)
-    torch.manual_seed(request.seed)
-    try:
-        runtime = engine.setup_runtime(request.device)
-    except RuntimeError as error:
-        raise TrainingRefused(str(error)) from None
-    device_name = (torch.cuda.get_device_name(runtime.device) if runtime.device.type == "cuda"
-                   else f"CPU, {torch.get_num_threads()} threads")
-    log(f"device: {runtime.device.type} ({device_name})")
-    remap = _remap_table(request)
-    model, start_contract, start_name = _start_model(request, log)
-    options = ReadOptions(_units(request.input_units), request.calibration_factor,
-                          start_contract.gsd_m if start_contract else 10.0)
-    with tempfile.TemporaryDirectory(prefix="sarlulc-train-") as scratch:
-        folder = pathlib.Path(scratch)
-        sars, codes, grids = [], [], []
-        for index, raster in enumerate(request.rasters):
-            source = _band_source(raster, request.band, folder, index)
-            try:
-                sar = SarRaster(source, "sarlulc", options)
-            except ValueError as error:
-                raise TrainingRefused(str(error)) from None
-            grid = _grid_of(sar)
-            reference = request.references[index if len(request.references) > 1 else 0]
-            try:
-                scene_codes = reference_on_grid(reference, grid, request.task, request.class_field, remap)
-            except ReferenceError as error:
-                raise TrainingRefused(str(error)) from None
-            log(f"{pathlib.Path(raster).name} (band {request.band}, {sar.units.value}): "
-                f"{np.count_nonzero(scene_codes):,} labelled pixels of {pathlib.Path(reference.split('|')[0]).name} "
-                f"on its {grid.width} x {grid.height} px reading grid")
-            sars.append(sar)
-            codes.append(scene_codes)
-            grids.append(grid)
-            if cancelled():
-                raise TrainingCancelled()
-        counts = sum(_channel_counts(scene, request.task) for scene in codes)
-        names = class_legend(request.task)
-        if counts.sum() < MIN_LABELLED_PIXELS:
-            raise TrainingRefused(f"The references label {int(counts.sum())} pixels of the SAR rasters; at least "
-                                  f"{MIN_LABELLED_PIXELS} are needed. Label more (polygons rather than points).")
-        if np.count_nonzero(counts) < 2:
-            only = names[int(np.argmax(counts))]
-            raise TrainingRefused(f"The references hold one class only ({only}): a model learns to tell classes "
-                                  f"apart, so label at least two.")
-        held = validation_blocks(codes, request.validation_share, request.block_size, request.seed)
-        train_scenes, val_scenes = [], []
-        for index, (sar, scene, mask, grid) in enumerate(zip(sars, codes, held, grids)):
-            train_path, val_path = folder / f"train_{index}.tif", folder / f"val_{index}.tif"
-            _write_label(train_path, np.where(mask, 0, scene).astype(np.uint8), grid)
-            _write_label(val_path, np.where(mask, scene, 0).astype(np.uint8), grid)
-            train_scenes.append(Scene(pathlib.Path(sar.path), train_path))
-            val_scenes.append(Scene(pathlib.Path(sar.path), val_path))
-        train_counts = sum(_channel_counts(np.where(m, 0, c), request.task) for c, m in zip(codes, held))
-        val_pixels = int(sum(np.count_nonzero(c[m]) for c, m in zip(codes, held)))
-        log(f"validation: {int(sum(m.sum() for m in held)) // request.block_size ** 2} blocks of "
-            f"{request.block_size} px, {val_pixels:,} labelled pixels ({val_pixels / counts.sum():.0%}); "
-            f"training: {int(train_counts.sum()):,} labelled pixels")
-        log("labelled training pixels per class: " + ", ".join(
-            f"{name} {int(n):,}" for name, n in zip(names, train_counts) if n))
+@dataclass
+class _Data:
+    """What training and validation read: the normalisation and jitter the crops get, the loaders."""
 
-        facts = {sar.path: sar.facts() for sar in sars}
+    normalisation: Normalisation
+    jitter: CalibrationJitter
+    weights: torch.Tensor
+    train_set: SegmentationCrops
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader
+
+
+@dataclass
+class _Fit:
+    """The epochs run: scores of the starting model and of the best epoch, which the network now holds."""
+
+    history: list
+    start_confusion: np.ndarray
+    start_scores: dict
+    best_epoch: int
+    best_confusion: np.ndarray
+    trained_scores: dict
+
+
+class _AreaRun:
+    """The phases of :func:`train_for_area` over the state they share: start (device, starting model,
+    how rasters are read), datasets, fit (the epochs; the best one kept), write (model and report
+    together). Reading the area's labels is model/net/area_labels.py."""
+
+    def __init__(self, request: TrainRequest, log, progress, cancelled):
+        self.request, self.log, self.progress, self.cancelled = request, log, progress, cancelled
+
+    def start(self):
+        """Device, starting network and read options; returns the request's remap table."""
+        request, log = self.request, self.log
+        if request.threads:
+            torch.set_num_threads(request.threads)
+        torch.manual_seed(request.seed)
+        try:
+            self.runtime = engine.setup_runtime(request.device)
+        except RuntimeError as error:
+            raise TrainingRefused(str(error)) from None
+        device = self.runtime.device
+        self.device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                            else f"CPU, {torch.get_num_threads()} threads")
+        log(f"device: {device.type} ({self.device_name})")
+        remap = remap_table(request)
+        self.model, self.start_contract, self.start_name = _start_model(request, log)
+        self.options = ReadOptions(units_of(request.input_units), request.calibration_factor,
+                                   self.start_contract.gsd_m if self.start_contract else 10.0)
+        return remap
+
+    def datasets(self, area: AreaLabels, held: HeldOut) -> _Data:
+        request, runtime = self.request, self.runtime
+        facts = {sar.path: sar.facts() for sar in area.sars}
         jitter = CalibrationJitter(request.level_jitter, request.gain_jitter)
+        start_contract = self.start_contract
         if start_contract is not None:
             normalisation = Normalisation(start_contract.norm_clip, start_contract.norm_mean, start_contract.norm_std,
                                           start_contract.norm_mode)
         else:
-            normalisation = normalisation_of(NORM_FIXED, sars)
-        weights = class_weights(train_counts, request.alpha)
-        train_set = SegmentationCrops(train_scenes, normalisation, request.crop_size, request.samples_per_epoch,
-                                      request.task, request.seed, jitter, options, facts, request.balanced_share)
-        val_labels = [LabelRaster(scene.label, scene.profile, sar) for scene, sar in zip(val_scenes, train_set.sars)]
-        val_set = SegmentationTiles(val_scenes, normalisation, VALIDATION_TILE, request.task, options, facts,
+            normalisation = normalisation_of(NORM_FIXED, area.sars)
+        weights = class_weights(held.train_counts, request.alpha)
+        train_set = SegmentationCrops(held.train_scenes, normalisation, request.crop_size, request.samples_per_epoch,
+                                      request.task, request.seed, jitter, self.options, facts, request.balanced_share)
+        val_labels = [LabelRaster(scene.label, scene.profile, sar)
+                      for scene, sar in zip(held.val_scenes, train_set.sars)]
+        val_set = SegmentationTiles(held.val_scenes, normalisation, VALIDATION_TILE, request.task, self.options, facts,
                                     validation_tiles(val_labels, VALIDATION_TILE))
         train_loader = engine.loader(train_set, request.batch_size, 0, runtime, shuffle=True, drop_last=True)
         val_loader = engine.loader(val_set, request.batch_size, 0, runtime, shuffle=False, drop_last=False)
+        return _Data(normalisation, jitter, weights, train_set, train_loader, val_loader)
 
+    def fit(self, data: _Data) -> _Fit:
+        """Scores the starting model, trains epoch by epoch (within the time budget) and keeps the best."""
+        request, runtime, log, model = self.request, self.runtime, self.log, self.model
+        names = class_legend(request.task)
         binary = request.task == "water"
         model.to(runtime.device)
-        start_confusion = evaluate(model, val_loader, len(names), binary, runtime, "none")
+        start_confusion = evaluate(model, data.val_loader, len(names), binary, runtime, "none")
         start_scores = _scores(start_confusion, request.task)
         log(f"starting model on the validation blocks: overall accuracy {start_scores['overall_accuracy']:.3f}, "
             f"mIoU {start_scores['miou']}; " + ", ".join(f"{k} {v:.3f}" for k, v in start_scores["iou"].items()))
-        criterion = FocalDiceLoss(binary, weights, 2.0, 1.0, 1.0).to(runtime.device)
+        criterion = FocalDiceLoss(binary, data.weights, 2.0, 1.0, 1.0).to(runtime.device)
         optimizer = engine.adamw(model, request.lr, 0.05)
-        steps_per_epoch = len(train_loader)
+        steps_per_epoch = len(data.train_loader)
         total_steps = request.epochs * steps_per_epoch
         warmup = max(1, steps_per_epoch // 2)
         started = time.time()
@@ -378,17 +203,17 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
                     "seconds": 0.0}]
         best_score, best_state, best_epoch, best_confusion = -math.inf, None, 0, None
         step = 0
-        frozen_norms = start_contract is not None
+        frozen_norms = self.start_contract is not None
         for epoch in range(request.epochs):
             epoch_start = time.time()
-            train_set.set_epoch(epoch)
+            data.train_set.set_epoch(epoch)
             if frozen_norms:
                 train_keeping_batch_norm(model)
             else:
                 model.train()
             losses = []
-            for image, target in train_loader:
-                if cancelled():
+            for image, target in data.train_loader:
+                if self.cancelled():
                     raise TrainingCancelled()
                 image, target = image.to(runtime.device), target.to(runtime.device)
                 loss = criterion(model(image), target)
@@ -400,10 +225,10 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
                 step += 1
                 elapsed = time.time() - started
                 fraction = step / total_steps if not budget else max(step / total_steps, elapsed / budget)
-                progress(min(99.0, 100.0 * fraction))
+                self.progress(min(99.0, 100.0 * fraction))
                 if budget and elapsed >= budget:
                     break
-            confusion = evaluate(model, val_loader, len(names), binary, runtime, "none")
+            confusion = evaluate(model, data.val_loader, len(names), binary, runtime, "none")
             scores = _scores(confusion, request.task)
             score = _score_of(scores, request.task)
             seconds = time.time() - epoch_start
@@ -430,8 +255,13 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
         log(f"kept epoch {best_epoch}: overall accuracy {trained_scores['overall_accuracy']:.3f} "
             f"(starting model {start_scores['overall_accuracy']:.3f}), "
             + ", ".join(f"{k} {v:.3f}" for k, v in trained_scores["iou"].items()))
-        if cancelled():
-            raise TrainingCancelled()
+        return _Fit(history, start_confusion, start_scores, best_epoch, best_confusion, trained_scores)
+
+    def write(self, area: AreaLabels, held: HeldOut, data: _Data, fit: _Fit) -> None:
+        """The ONNX model with its contract and provenance, checked against the network, and the report:
+        both or neither."""
+        request, model, start_contract, start_name = self.request, self.model, self.start_contract, self.start_name
+        history, best_epoch = fit.history, fit.best_epoch
         model.cpu()
         training = {
             "inputs": [{"sar": raster, "band": request.band,
@@ -443,15 +273,15 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
             "settings": {k: v for k, v in asdict(request).items()
                          if k in ("epochs", "minutes", "samples_per_epoch", "batch_size", "crop_size", "lr",
                                   "validation_share", "block_size", "seed", "input_units", "calibration_factor")},
-            "validation": {"blocks_px": request.block_size, "pixels": val_pixels,
-                           "start_model": start_scores, "trained_model": trained_scores}}
+            "validation": {"blocks_px": request.block_size, "pixels": held.val_pixels,
+                           "start_model": fit.start_scores, "trained_model": fit.trained_scores}}
         trained_on = (f"fine-tuned from {start_name} on " if start_contract else "trained from random weights on ") + \
             ", ".join(pathlib.Path(r).name for r in request.rasters) + " with " + \
             ", ".join(sorted({pathlib.Path(r.split("|")[0]).name for r in request.references}))
-        distribution = input_distribution(sars, jitter)
+        distribution = input_distribution(area.sars, data.jitter)
         contract = contract_for(
-            request.task, normalisation, start_contract.tile_size if start_contract else VALIDATION_TILE,
-            start_contract.tile_overlap if start_contract else VALIDATION_TILE // 4, options.gsd_m,
+            request.task, data.normalisation, start_contract.tile_size if start_contract else VALIDATION_TILE,
+            start_contract.tile_overlap if start_contract else VALIDATION_TILE // 4, self.options.gsd_m,
             start_contract.water_threshold if start_contract and start_contract.water_threshold else 0.5,
             f"{pathlib.Path(request.out_model).stem} ({request.task}, trained for an area, epoch {best_epoch})",
             trained_on, InputDistribution.from_json(json.dumps(distribution)) if distribution else None,
@@ -468,19 +298,39 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
                 facts_lines = {
                     "Model": request.out_model, "Task": request.task, "Started from": start_name,
                     "SAR rasters": ", ".join(request.rasters), "References": ", ".join(request.references),
-                    "Device": f"{runtime.device.type} ({device_name})",
+                    "Device": f"{self.runtime.device.type} ({self.device_name})",
                     "Epochs run": f"{len(history) - 1} (kept: {best_epoch})",
-                    "Validation": f"{val_pixels:,} labelled pixels in blocks of {request.block_size} px, "
+                    "Validation": f"{held.val_pixels:,} labelled pixels in blocks of {request.block_size} px, "
                                   f"never trained on",
                     "Date": training["date"]}
                 write_training_report(pending.new(request.report), history,
-                                      Evaluation(request.task, _legend(request.task), start_confusion),
-                                      Evaluation(request.task, _legend(request.task), best_confusion), facts_lines)
-            if cancelled():
+                                      Evaluation(request.task, _legend(request.task), fit.start_confusion),
+                                      Evaluation(request.task, _legend(request.task), fit.best_confusion),
+                                      facts_lines)
+            if self.cancelled():
                 raise TrainingCancelled()
-    progress(100.0)
+
+
+@gdal_exceptions()
+def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled=None) -> TrainResult:
+    """Run ``request``; ``progress`` gets 0..100, ``is_cancelled()`` is polled between batches. Raises
+    TrainingRefused (bad input, before training) or TrainingCancelled; writes nothing in either case."""
+    check_request(request)
+    run = _AreaRun(request, log, progress or (lambda value: None), is_cancelled or (lambda: False))
+    remap = run.start()
+    with tempfile.TemporaryDirectory(prefix="sarlulc-train-") as scratch:
+        folder = pathlib.Path(scratch)
+        area = read_area(request, run.options, remap, folder, log, run.cancelled)
+        held = hold_out(area, request, folder, log)
+        data = run.datasets(area, held)
+        fit = run.fit(data)
+        if run.cancelled():
+            raise TrainingCancelled()
+        run.write(area, held, data, fit)
+    run.progress(100.0)
     log(f"wrote {request.out_model}" + (f" and {request.report}" if request.report else ""))
-    return TrainResult(request.out_model, request.report, best_epoch, start_scores, trained_scores, history)
+    return TrainResult(request.out_model, request.report, fit.best_epoch, fit.start_scores, fit.trained_scores,
+                       fit.history)
 
 
 def parse_args(argv=None) -> TrainRequest:

@@ -21,8 +21,10 @@ from torch.nn.parallel import DistributedDataParallel
 from . import engine
 from .configs import NAMED_CONFIGS, EncoderConfig, named_config
 from ..inference.metadata import NORM_FIXED, NORM_MODES
-from .data import (Normalisation, UnlabelledCrops, add_read_arguments, find_images, normalisation_of, open_rasters,
-                   read_options)
+from .datasets import UnlabelledCrops
+from .normalisation import Normalisation, normalisation_of
+from .rasters import add_read_arguments, open_rasters, read_options
+from .sources import find_images
 from .losses import SARW_DOMAINS
 from .mixmae import CELL, MixMAE
 from ..inference.errors import gdal_exceptions

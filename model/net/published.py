@@ -38,7 +38,7 @@ from torch import nn
 
 from ..classes import LULC_CLASSES
 from ..inference.metadata import ClassInfo, ModelContract
-from .data import Normalisation
+from .normalisation import Normalisation
 from .export import OPSET, contract_for, export_onnx, parity
 from .swin import PatchMerging, SwinBlock
 

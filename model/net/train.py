@@ -21,9 +21,12 @@ from ..classes import LULC_CLASSES, WATER_CLASSES
 from . import engine
 from .configs import NAMED_CONFIGS, EncoderConfig, NetConfig, named_config
 from ..inference.metadata import NORM_FIXED, NORM_MODES
-from .data import (CalibrationJitter, LabelRaster, Normalisation, SegmentationCrops, SegmentationTiles, add_read_arguments,
-                   find_pairs, input_distribution, label_histogram, normalisation_of, open_rasters, read_options,
-                   profile_shares, task_histogram, validation_tiles, WATER_LABEL_CONTRAST_DB)
+from .datasets import SegmentationCrops, SegmentationTiles
+from .normalisation import Normalisation, input_distribution, normalisation_of
+from .rasters import LabelRaster, add_read_arguments, open_rasters, read_options
+from .sampling import (CalibrationJitter, WATER_LABEL_CONTRAST_DB, label_histogram, profile_shares, task_histogram,
+                       validation_tiles)
+from .sources import find_pairs
 from .losses import IGNORE_INDEX, FocalDiceLoss, class_weights
 from .segmentor import Segmentor
 from ..inference.errors import gdal_exceptions

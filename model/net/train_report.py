@@ -3,10 +3,10 @@ starting model and the trained one (per-class IoU, confusion matrices). Self-con
 
 from __future__ import annotations
 
-import html
 import math
 
 from ..evaluation import Evaluation, confusion_svg
+from ..html_report import escape, key_value_rows, page, row, svg_open, swatch
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
@@ -20,7 +20,7 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], title: str, x_l
     """Lines of (x, y) points with axes, ticks at the ends, and a legend."""
     points = [p for line in series.values() for p in line if p[1] is not None and math.isfinite(p[1])]
     if not points:
-        return f"<p>{html.escape(title)}: no values.</p>"
+        return f"<p>{escape(title)}: no values.</p>"
     left, right, top, bottom = 56, 16, 28, 40
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
@@ -31,9 +31,8 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], title: str, x_l
     def at(x, y):
         return (left + (x - x0) / (x1 - x0) * (width - left - right),
                 top + (y1 - y) / (y1 - y0) * (height - top - bottom))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="11" role="img" aria-label="{html.escape(title)}">',
-             f'<text x="{left}" y="16" font-size="13">{html.escape(title)}</text>',
+    parts = [svg_open(width, height, title, font_size=11),
+             f'<text x="{left}" y="16" font-size="13">{escape(title)}</text>',
              f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#888"/>',
              f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#888"/>']
     for value in (y0 + pad, y1 - pad):
@@ -43,7 +42,7 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], title: str, x_l
         x, _ = at(value, y0)
         parts.append(f'<text x="{x}" y="{height - bottom + 14}" text-anchor="middle">{value:g}</text>')
     parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 8}" text-anchor="middle">'
-                 f'{html.escape(x_label)}</text>')
+                 f'{escape(x_label)}</text>')
     for index, (name, line) in enumerate(series.items()):
         colour = COLOURS[index % len(COLOURS)]
         kept = [at(x, y) for x, y in line if y is not None and math.isfinite(y)]
@@ -52,7 +51,7 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], title: str, x_l
                          + " ".join(f"{x:.1f},{y:.1f}" for x, y in kept) + '"/>')
         parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in kept]
         parts.append(f'<rect x="{width - right - 150}" y="{top + 14 * index}" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{width - right - 136}" y="{top + 9 + 14 * index}">{html.escape(name)}</text>')
+                     f'<text x="{width - right - 136}" y="{top + 9 + 14 * index}">{escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -70,37 +69,29 @@ def write_training_report(path, history: list[dict], start: Evaluation, trained:
     validation blocks scored for the starting and the trained model; ``facts``: name -> text lines."""
     start, trained = present(start), present(trained)
     by_code = {m.code: m for m in start.per_class}
-    rows = "".join(
-        f'<tr><td><span class="swatch" style="background:{m.color}"></span>{html.escape(m.name)}</td>'
-        f"<td>{m.reference_pixels:,}</td><td>{_fmt(by_code[m.code].iou) if m.code in by_code else ''}</td>"
-        f"<td>{_fmt(m.iou)}</td></tr>" for m in trained.per_class)
+    rows = "".join(row([f"{swatch(m.color)}{escape(m.name)}", f"{m.reference_pixels:,}",
+                        _fmt(by_code[m.code].iou) if m.code in by_code else "", _fmt(m.iou)])
+                   for m in trained.per_class)
     summary = (f"<tr><th>Overall accuracy</th><td>{_fmt(start.overall_accuracy)}</td>"
                f"<td>{_fmt(trained.overall_accuracy)}</td></tr>"
                f"<tr><th>mIoU</th><td>{_fmt(start.miou)}</td><td>{_fmt(trained.miou)}</td></tr>")
-    facts_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items())
     loss = line_chart_svg({"training loss": [(r["epoch"], r["train_loss"]) for r in history]},
                           "Training loss per epoch", "epoch")
     scores = line_chart_svg({"validation score": [(r["epoch"], r["val_score"]) for r in history]},
                             "Validation blocks: score per epoch (epoch 0: starting model)", "epoch")
-    document = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>SAR LULC training report</title>
-<style>body{{font-family:sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} th{{background:#f2f2f2;text-align:left}}
-td:first-child{{text-align:left}} .swatch{{display:inline-block;width:10px;height:10px;margin-right:6px}}
-.pair{{display:flex;flex-wrap:wrap;gap:2em}}</style>
-</head><body>
-<h1>Training report</h1>
-<table>{facts_rows}</table>
+    models = row(["", "starting model", "trained model"], header=True)
+    classes = row(["Class", "Reference pixels", "IoU, starting model", "IoU, trained model"], header=True)
+    body = f"""<h1>Training report</h1>
+<table>{key_value_rows(facts.items())}</table>
 <h2>Curves</h2>
 <div class="pair">{loss}{scores}</div>
 <h2>Validation blocks: starting model and trained model</h2>
 <p>Pixels of the validation blocks, which training never learnt from; both models read them alike.</p>
-<table><tr><th></th><th>starting model</th><th>trained model</th></tr>{summary}</table>
-<table><tr><th>Class</th><th>Reference pixels</th><th>IoU, starting model</th><th>IoU, trained model</th></tr>
+<table>{models}{summary}</table>
+<table>{classes}
 {rows}</table>
 <div class="pair"><div><h3>Starting model</h3>{confusion_svg(start)}</div>
-<div><h3>Trained model</h3>{confusion_svg(trained)}</div></div>
-</body></html>
-"""
+<div><h3>Trained model</h3>{confusion_svg(trained)}</div></div>"""
+    style = "\nth{text-align:left} td:first-child{text-align:left}\n.pair{display:flex;flex-wrap:wrap;gap:2em}"
     with open(path, "w", encoding="utf-8") as stream:
-        stream.write(document)
+        stream.write(page("SAR LULC training report", body, style))
