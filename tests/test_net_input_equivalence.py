@@ -12,7 +12,7 @@ from osgeo import gdal
 
 from model.inference import engine
 from model.inference.metadata import NORM_FIXED, NORM_SCENE, NORM_SCENE_LAND
-from model.inference.reader import prepare_input
+from model.inference.normalisation import prepare_input
 from model.inference.sar_input import InputUnits
 from model.inference.windows import Window
 from model.net.normalisation import normalisation_of

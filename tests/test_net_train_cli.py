@@ -293,7 +293,7 @@ def test_profile_shares_that_do_not_add_up_are_refused_before_training(scenes, t
 
 
 def test_scene_normalisation_ignores_calibration_and_jitter_moves_the_level(scenes):
-    from model.inference.reader import SceneStatistics, prepare_input
+    from model.inference.normalisation import SceneStatistics, prepare_input
     from model.net.sampling import CalibrationJitter
 
     pairs = find_pairs([scenes])

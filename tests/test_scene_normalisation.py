@@ -69,7 +69,7 @@ def _coastal_db(width=300, height=220, seed=5):
 
 def test_scene_statistics_find_the_land_of_a_scene_mostly_of_water():
     from model.inference.metadata import NORM_SCENE, NORM_SCENE_LAND
-    from model.inference.reader import SceneStatistics
+    from model.inference.normalisation import SceneStatistics
     coastal = SceneStatistics.of(_coastal_db().ravel())
     assert coastal.median == pytest.approx(-24.0, abs=0.5)  # the sea's level
     assert coastal.land_median == pytest.approx(-9.0, abs=0.5) == coastal.level(NORM_SCENE_LAND)

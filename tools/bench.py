@@ -37,7 +37,8 @@ import numpy as np  # noqa: E402
 
 from model.inference.engine import RunOptions, segment  # noqa: E402
 from model.inference.metadata import ModelContract, bundled_model_path  # noqa: E402
-from model.inference.reader import BandReader, SceneStatistics, open_raster, prepare_input  # noqa: E402
+from model.inference.reader import BandReader, open_raster  # noqa: E402
+from model.inference.normalisation import SceneStatistics, prepare_input  # noqa: E402
 from model.inference.session import DEVICES, PRECISIONS, ModelSession  # noqa: E402
 from model.inference.windows import TilePlan  # noqa: E402
 from model.inference.errors import gdal_exceptions  # noqa: E402

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .metadata import NORM_SCENE_LAND, SCENE_NORM_MODES, ModelContract
-from .reader import SceneStatistics
+from .normalisation import SceneStatistics
 
 MARGIN_DB = 3.0  # how far outside the training range the input may lie before a warning
 MAX_CLIPPED_SHARE = 0.05  # share of pixels outside norm_clip (seen clipped by the model)

@@ -12,7 +12,8 @@ from .distribution import MARGIN_DB
 from .errors import InputRasterError
 from .metadata import SCENE_NORM_MODES, ModelContract
 from .options import RunOptions
-from .reader import BackscatterReader, BandReader, SceneStatistics
+from .reader import BackscatterReader, BandReader
+from .normalisation import SceneStatistics
 from .resample import ModelGrid, ground_pixel_size_m, open_on_model_grid, resampling_to_model
 from .sar_input import DB_RANGE, RELATIVE_LAND_DB, InputUnits, check_units_fit, detect_band_units, sample_shape
 from .speckle import SpeckleFilter

@@ -11,7 +11,7 @@ from .memory import (CPU_RUN_BUDGET, MEMORY_SHARE, available_memory_bytes, gpu_b
                      run_memory_bytes)
 from .metadata import TILE_MULTIPLE, ModelContract
 from .options import RunOptions, check_batch_size, check_overlap, check_threshold, check_tile_size
-from .reader import SceneStatistics
+from .normalisation import SceneStatistics
 from .windows import TilePlan
 
 DEFAULT_BATCH_SIZE = 4

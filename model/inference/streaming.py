@@ -12,7 +12,8 @@ from .blending import BlockAccumulator, blend_weights, to_probabilities
 from .errors import CancelledError, ModelContractError
 from .pipeline import BackgroundWriter, Prefetch
 from .progress import StreamProgress
-from .reader import BackscatterReader, prepare_input
+from .reader import BackscatterReader
+from .normalisation import prepare_input
 from .windows import Window
 from .writer import OutputRaster
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..inference.reader import prepare_input
+from ..inference.normalisation import prepare_input
 from ..inference.windows import Window
 from .losses import IGNORE_INDEX
 from .normalisation import Normalisation

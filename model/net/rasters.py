@@ -28,7 +28,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window as RasterioWindow
 
 from ..inference.errors import InputRasterError
-from ..inference.reader import SceneStatistics, open_raster
+from ..inference.reader import open_raster
+from ..inference.normalisation import SceneStatistics
 from ..inference.resample import ModelGrid, decide_model_grid, open_on_model_grid, power_view_xml, resampling_to_model
 from ..inference.sar_input import (ALOS2_CALIBRATION_FACTOR_DB, InputUnits, apply_scaling, band_scaling,
                                    detect_band_units, sample_valid_values, to_db, UNITS_FLAGS,

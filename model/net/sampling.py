@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..classes import LULC_CLASSES
-from ..inference.reader import SceneStatistics
+from ..inference.normalisation import SceneStatistics
 from ..inference.windows import Window
 from .losses import IGNORE_INDEX
 from .rasters import LabelRaster, SarRaster
