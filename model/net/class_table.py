@@ -15,12 +15,10 @@ import pathlib
 
 from osgeo import gdal
 
+from ..fieldwork.legend import NO_COLOUR, numbered_entry, read_legend
 from ..inference.metadata import COLOR_PATTERN, ClassInfo
 
 FIRST_CODE, LAST_CODE = 1, 254
-# Colours of raster categories without a colour table (a qualitative palette, cycled).
-CATEGORY_COLOURS = ("#1f78b4", "#e31a1c", "#33a02c", "#ff7f00", "#6a3d9a", "#b15928", "#a6cee3", "#fb9a99",
-                    "#b2df8a", "#fdbf6f", "#cab2d6", "#ffff99")
 
 
 class ClassTableError(ValueError):
@@ -77,20 +75,12 @@ def read_class_table(path) -> tuple[ClassInfo, ...]:
 
 
 def raster_classes(path: str) -> tuple[ClassInfo, ...] | None:
-    """The legend a class raster carries: its band's category names (code = position; 0, the nodata
-    value and unnamed codes left out) coloured by its colour table; None without category names."""
-    band = gdal.Open(path).GetRasterBand(1)
-    names = band.GetCategoryNames() or []
-    colours, nodata = band.GetColorTable(), band.GetNoDataValue()
-    classes = []
-    for code, name in enumerate(names):
-        if code == 0 or code == nodata or not name.strip():
-            continue
-        if colours is not None and code < colours.GetCount():
-            color = "#{:02x}{:02x}{:02x}".format(*colours.GetColorEntry(code)[:3])
-        else:
-            color = CATEGORY_COLOURS[len(classes) % len(CATEGORY_COLOURS)]
-        classes.append(ClassInfo(code, name.strip(), color))
-    if not classes:
+    """The legend a class raster carries (category names or an attribute table, coloured by its colour
+    table; model/fieldwork/legend.py reads it), code 0 (no label) and the nodata value left out; None
+    when it names no class. Classes it gives no colour get one of the numbered classes' colours."""
+    legend = read_legend(gdal.Open(path))
+    if legend is None:
         return None
-    return check_classes(tuple(classes), f"The category names of '{path}'")
+    classes = tuple(ClassInfo(e.code, e.name, numbered_entry(e.code).color if e.color == NO_COLOUR else e.color)
+                    for e in legend.entries if e.code != 0)
+    return check_classes(classes, f"The class names of '{path}'") if classes else None

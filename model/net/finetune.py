@@ -4,6 +4,7 @@ and an HTML report. The engine of ``sarlulc:train``; the same as a command line:
     python -m model.net.finetune --sar scene.tif --reference landcover.tif --out my_model.onnx
     python -m model.net.finetune --sar a.tif b.tif --reference checks.gpkg --class-field class \\
         --remap jaxa-hrlulc-v23.12 --minutes 20 --out my_model.onnx --report my_model.html
+    python -m model.net.finetune --sar scene.tif --reference habitats.tif --classes habitats.csv --out habitats.onnx
 
 The SAR rasters are read exactly as Segment reads them (band, units, calibration factor, the model
 grid), references are put on that grid (model/net/reference.py). A share of the labelled pixels,
@@ -13,12 +14,18 @@ starting model on the same blocks. Fine-tuning starts from the bundled model (or
 model) rebuilt in torch from its ONNX file (model/net/onnx_weights.py); ``--start scratch`` trains
 the ``tiny-cpu`` network from random weights. Nothing is written until the end (model and report
 together); a cancelled or failed run leaves no file.
+
+The model's classes (land cover) are a class table's (``--classes``, CSV code,name,color), else the
+category names and colours of the reference rasters, else the starting model's (the bundled 9). Other
+classes than the starting model's keep its encoder and decoder and give it a new classification head,
+one output channel per class; the exported contract carries their codes, names and colours.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import datetime
 import json
 import math
@@ -34,21 +41,23 @@ from osgeo import gdal
 
 from ..classes import LULC_CLASSES, WATER_CLASSES
 from ..evaluation import Evaluation
-from ..inference.metadata import NORM_FIXED, InputDistribution, ModelContract, bundled_model_path
+from ..inference.errors import InferenceError
+from ..inference.metadata import NORM_FIXED, ClassInfo, InputDistribution, ModelContract, bundled_model_path
 from ..inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, UNITS_FLAGS, InputUnits
 from ..inference.writer import PendingFiles, check_distinct_files
 from ..inference.errors import gdal_exceptions
 from . import engine
+from .class_table import ClassTableError, raster_classes, read_class_table
 from .configs import named_config
 from .data import (CalibrationJitter, LabelRaster, Normalisation, ReadOptions, SarRaster, Scene, SegmentationCrops,
                    SegmentationTiles, input_distribution, normalisation_of, validation_tiles)
 from .export import contract_for, export_onnx, parity
 from .losses import FocalDiceLoss, class_weights
 from .onnx_weights import segmentor_from_onnx, train_keeping_batch_norm
-from .reference import Grid, ReferenceError, reference_on_grid
+from .reference import Grid, ReferenceError, is_vector, reference_on_grid, split_source
 from .remap import CodeTable
 from .segmentor import Segmentor
-from .train import class_legend, evaluate, iou_per_class
+from .train import evaluate, iou_per_class
 
 
 START_BUNDLED, START_SCRATCH = "bundled", "scratch"
@@ -95,6 +104,7 @@ class TrainRequest:
     device: str = "auto"
     threads: int | None = None
     seed: int = 0
+    classes: str | None = None  # class table CSV (code,name,color): the model's own land-cover classes
 
 
 @dataclass
@@ -140,12 +150,15 @@ def check_request(request: TrainRequest) -> None:
         raise TrainingRefused(f"Validation blocks must be at least 32 px (got {request.block_size}).")
     if request.band < 1:
         raise TrainingRefused(f"Band {request.band}: bands count from 1.")
+    if request.classes and request.task == "water":
+        raise TrainingRefused("The water task has one class, water: a class table is for land cover.")
     _units(request.input_units)
     inputs = {f"SAR raster {i + 1}": path for i, path in enumerate(request.rasters)}
     inputs.update({f"reference {i + 1}": path.split("|")[0] for i, path in enumerate(request.references)})
+    inputs["class table"] = request.classes
     try:
         check_distinct_files({"model": request.out_model, "report": request.report}, inputs)
-    except ValueError as error:
+    except (ValueError, InferenceError) as error:
         raise TrainingRefused(str(error)) from None
 
 
@@ -216,24 +229,25 @@ def _write_label(path: pathlib.Path, codes: np.ndarray, grid: Grid) -> None:
     target = None
 
 
-def _channel_counts(codes: np.ndarray, task: str) -> np.ndarray:
+def _channel_counts(codes: np.ndarray, task: str, channels: int) -> np.ndarray:
+    """Labelled pixels per training channel of label ``codes`` (land cover: 1..channels)."""
     counts = np.bincount(codes.ravel(), minlength=256)
     if task == "water":
         return np.array([counts[2:].sum(), counts[1]])
-    return counts[1:len(LULC_CLASSES) + 1]
+    return counts[1:channels + 1]
 
 
-def _legend(task: str) -> tuple[tuple[int, str, str], ...]:
-    """(code, name, colour) per training channel, for the report."""
+def _legend(task: str, classes: tuple[ClassInfo, ...]) -> tuple[tuple[int, str, str], ...]:
+    """(code, name, colour) per training channel, for the scores and the report."""
     if task == "water":
         return ((0, "Not water", "#cccccc"), WATER_CLASSES[0])
-    return LULC_CLASSES
+    return tuple((c.code, c.name, c.color) for c in classes)
 
 
-def _scores(confusion: np.ndarray, task: str) -> dict:
+def _scores(confusion: np.ndarray, task: str, legend) -> dict:
     ious = iou_per_class(confusion)
-    names = class_legend(task)
-    evaluation = Evaluation(task, _legend(task), confusion)
+    names = [name for _, name, _ in legend]
+    evaluation = Evaluation(task, legend, confusion)
     present = np.isfinite(ious)
     return {"overall_accuracy": round(evaluation.overall_accuracy, 4),
             "miou": round(float(np.nanmean(ious)), 4) if present.any() else None,
@@ -247,24 +261,90 @@ def _score_of(scores: dict, task: str) -> float:
     return -1.0 if value is None else value
 
 
-def _start_model(request: TrainRequest, log) -> tuple[Segmentor, ModelContract | None, str]:
-    """(network, the starting model's contract or None from scratch, a name for the log and provenance)."""
-    channels = 1 if request.task == "water" else len(LULC_CLASSES)
+LEGEND_CLASSES = tuple(ClassInfo(code, name, color) for code, name, color in LULC_CLASSES)
+
+
+def _same_classes(a: tuple[ClassInfo, ...], b: tuple[ClassInfo, ...]) -> bool:
+    """Same codes and names in the same order: the same output channels (colours aside)."""
+    return [(c.code, c.name.lower()) for c in a] == [(c.code, c.name.lower()) for c in b]
+
+
+def _given_classes(request: TrainRequest, log) -> tuple[ClassInfo, ...] | None:
+    """The land-cover classes the user gives: the class table's, else the category names (and colours)
+    the reference rasters carry when no remap table renumbers them; None: the starting model's."""
+    if request.task == "water":
+        return None
+    if request.classes:
+        try:
+            classes = read_class_table(request.classes)
+        except ClassTableError as error:
+            raise TrainingRefused(str(error)) from None
+        source = f"the class table {pathlib.Path(request.classes).name}"
+    elif request.remap:
+        return None
+    else:
+        found: dict[int, ClassInfo] = {}
+        for reference in dict.fromkeys(request.references):
+            if is_vector(reference):
+                continue
+            try:
+                categories = raster_classes(split_source(reference)[0]) or ()
+            except ClassTableError as error:
+                raise TrainingRefused(f"{error} Give a class table instead.") from None
+            except RuntimeError:  # unreadable: reference_on_grid says so
+                continue
+            for item in categories:
+                if item.code in found and found[item.code].name.lower() != item.name.lower():
+                    raise TrainingRefused(f"The references name class {item.code} '{found[item.code].name}' and "
+                                          f"'{item.name}': give a class table.")
+                found.setdefault(item.code, item)
+        if not found:
+            return None
+        classes = tuple(found[code] for code in sorted(found))
+        source = "the class names of the reference raster(s)"
+    if len(classes) < 2:
+        raise TrainingRefused(f"{source[0].upper()}{source[1:]}: {len(classes)} class only; a land-cover model "
+                              f"needs at least two.")
+    log(f"classes from {source}: " + ", ".join(f"{c.code} {c.name}" for c in classes))
+    return classes
+
+
+def _with_classes(model: Segmentor, count: int) -> tuple[Segmentor, list[str]]:
+    """The network with ``count`` output channels: every tensor of the same shape kept (encoder,
+    decoder, the head's refinement), the others (the classifier) from random weights; returns the
+    new network and the layers that start afresh."""
+    fresh = Segmentor(dataclasses.replace(model.config, num_classes=count))
+    kept, state = model.state_dict(), fresh.state_dict()
+    renewed = [name for name, value in state.items() if name not in kept or kept[name].shape != value.shape]
+    state.update({name: value for name, value in kept.items() if name in state and name not in renewed})
+    fresh.load_state_dict(state)
+    return fresh, sorted({name.rsplit(".", 1)[0] for name in renewed})
+
+
+def _start_model(request: TrainRequest, classes: tuple[ClassInfo, ...] | None,
+                 log) -> tuple[Segmentor, ModelContract | None, str, tuple[ClassInfo, ...]]:
+    """(network, the starting model's contract or None from scratch, a name for the log and provenance,
+    the model's classes: ``classes`` or, without them, the starting model's)."""
     if request.start == START_SCRATCH:
+        legend = classes or LEGEND_CLASSES
+        channels = 1 if request.task == "water" else len(legend)
         log("starting from random weights (tiny-cpu network)")
-        return Segmentor(named_config("tiny-cpu", num_classes=channels)), None, "random weights (tiny-cpu)"
+        return Segmentor(named_config("tiny-cpu", num_classes=channels)), None, "random weights (tiny-cpu)", legend
     path = bundled_model_path(request.task) if request.start == START_BUNDLED else pathlib.Path(request.start)
     try:
         model, contract = segmentor_from_onnx(path)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, InferenceError) as error:
         raise TrainingRefused(f"The starting model cannot be fine-tuned: {error}") from None
     if contract.task != request.task:
         raise TrainingRefused(f"The starting model '{path}' is a {contract.task} model; the task is {request.task}.")
-    if request.task == "lulc" and [c.code for c in contract.classes] != [c for c, _, _ in LULC_CLASSES]:
-        raise TrainingRefused(f"The starting model '{path}' has other classes than the plugin's legend; "
-                              f"fine-tuning keeps the legend's 9 classes.")
     log(f"starting from {contract.model_name} ({path.name}), rebuilt in torch from its ONNX file")
-    return model, contract, f"{contract.model_name} ({path.name})"
+    legend = classes or contract.classes
+    if request.task == "lulc" and not _same_classes(legend, contract.classes):
+        model, renewed = _with_classes(model, len(legend))
+        log(f"the {len(legend)} training classes are not the starting model's {len(contract.classes)}: its encoder "
+            f"and decoder are kept, its classification head is replaced ({', '.join(renewed)} start from random "
+            f"weights, one output channel per class)")
+    return model, contract, f"{contract.model_name} ({path.name})", legend
 
 
 @gdal_exceptions()
@@ -285,7 +365,14 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
                    else f"CPU, {torch.get_num_threads()} threads")
     log(f"device: {runtime.device.type} ({device_name})")
     remap = _remap_table(request)
-    model, start_contract, start_name = _start_model(request, log)
+    model, start_contract, start_name, classes = _start_model(request, _given_classes(request, log), log)
+    lulc = request.task == "lulc"
+    # Reference codes -> label codes 1..N, one per output channel in the model's order (lulc).
+    channel_codes = np.zeros(256, np.uint8)
+    for channel, item in enumerate(classes):
+        channel_codes[item.code] = channel + 1
+    custom = lulc and not _same_classes(classes, LEGEND_CLASSES)
+    legend = _legend(request.task, classes)
     options = ReadOptions(_units(request.input_units), request.calibration_factor,
                           start_contract.gsd_m if start_contract else 10.0)
     with tempfile.TemporaryDirectory(prefix="sarlulc-train-") as scratch:
@@ -300,19 +387,20 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
             grid = _grid_of(sar)
             reference = request.references[index if len(request.references) > 1 else 0]
             try:
-                scene_codes = reference_on_grid(reference, grid, request.task, request.class_field, remap)
+                scene_codes = reference_on_grid(reference, grid, request.task, request.class_field, remap,
+                                                classes if custom else None)
             except ReferenceError as error:
                 raise TrainingRefused(str(error)) from None
             log(f"{pathlib.Path(raster).name} (band {request.band}, {sar.units.value}): "
                 f"{np.count_nonzero(scene_codes):,} labelled pixels of {pathlib.Path(reference.split('|')[0]).name} "
                 f"on its {grid.width} x {grid.height} px reading grid")
             sars.append(sar)
-            codes.append(scene_codes)
+            codes.append(channel_codes[scene_codes] if lulc else scene_codes)
             grids.append(grid)
             if cancelled():
                 raise TrainingCancelled()
-        counts = sum(_channel_counts(scene, request.task) for scene in codes)
-        names = class_legend(request.task)
+        counts = sum(_channel_counts(scene, request.task, len(classes)) for scene in codes)
+        names = [name for _, name, _ in legend]
         if counts.sum() < MIN_LABELLED_PIXELS:
             raise TrainingRefused(f"The references label {int(counts.sum())} pixels of the SAR rasters; at least "
                                   f"{MIN_LABELLED_PIXELS} are needed. Label more (polygons rather than points).")
@@ -328,7 +416,8 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
             _write_label(val_path, np.where(mask, scene, 0).astype(np.uint8), grid)
             train_scenes.append(Scene(pathlib.Path(sar.path), train_path))
             val_scenes.append(Scene(pathlib.Path(sar.path), val_path))
-        train_counts = sum(_channel_counts(np.where(m, 0, c), request.task) for c, m in zip(codes, held))
+        train_counts = sum(_channel_counts(np.where(m, 0, c), request.task, len(classes))
+                           for c, m in zip(codes, held))
         val_pixels = int(sum(np.count_nonzero(c[m]) for c, m in zip(codes, held)))
         log(f"validation: {int(sum(m.sum() for m in held)) // request.block_size ** 2} blocks of "
             f"{request.block_size} px, {val_pixels:,} labelled pixels ({val_pixels / counts.sum():.0%}); "
@@ -345,7 +434,8 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
             normalisation = normalisation_of(NORM_FIXED, sars)
         weights = class_weights(train_counts, request.alpha)
         train_set = SegmentationCrops(train_scenes, normalisation, request.crop_size, request.samples_per_epoch,
-                                      request.task, request.seed, jitter, options, facts, request.balanced_share)
+                                      request.task, request.seed, jitter, options, facts, request.balanced_share,
+                                      channels=len(classes))
         val_labels = [LabelRaster(scene.label, scene.profile, sar) for scene, sar in zip(val_scenes, train_set.sars)]
         val_set = SegmentationTiles(val_scenes, normalisation, VALIDATION_TILE, request.task, options, facts,
                                     validation_tiles(val_labels, VALIDATION_TILE))
@@ -355,7 +445,7 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
         binary = request.task == "water"
         model.to(runtime.device)
         start_confusion = evaluate(model, val_loader, len(names), binary, runtime, "none")
-        start_scores = _scores(start_confusion, request.task)
+        start_scores = _scores(start_confusion, request.task, legend)
         log(f"starting model on the validation blocks: overall accuracy {start_scores['overall_accuracy']:.3f}, "
             f"mIoU {start_scores['miou']}; " + ", ".join(f"{k} {v:.3f}" for k, v in start_scores["iou"].items()))
         criterion = FocalDiceLoss(binary, weights, 2.0, 1.0, 1.0).to(runtime.device)
@@ -404,7 +494,7 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
                 if budget and elapsed >= budget:
                     break
             confusion = evaluate(model, val_loader, len(names), binary, runtime, "none")
-            scores = _scores(confusion, request.task)
+            scores = _scores(confusion, request.task, legend)
             score = _score_of(scores, request.task)
             seconds = time.time() - epoch_start
             history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_score": score,
@@ -423,7 +513,7 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
                 break
         model.load_state_dict(best_state)
         model.eval()
-        trained_scores = _scores(best_confusion, request.task)
+        trained_scores = _scores(best_confusion, request.task, legend)
         if best_score < _score_of(start_scores, request.task):
             log(f"warning: the best epoch ({best_epoch}) scores {best_score:.4f} on the validation blocks, below the "
                 f"starting model's {_score_of(start_scores, request.task):.4f}: more labels or epochs may help")
@@ -437,7 +527,7 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
             "inputs": [{"sar": raster, "band": request.band,
                         "reference": request.references[i if len(request.references) > 1 else 0]}
                        for i, raster in enumerate(request.rasters)],
-            "class_field": request.class_field, "remap": request.remap,
+            "class_field": request.class_field, "remap": request.remap, "classes": request.classes,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "start": start_name, "epochs_run": len(history) - 1, "best_epoch": best_epoch,
             "settings": {k: v for k, v in asdict(request).items()
@@ -456,6 +546,8 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
             f"{pathlib.Path(request.out_model).stem} ({request.task}, trained for an area, epoch {best_epoch})",
             trained_on, InputDistribution.from_json(json.dumps(distribution)) if distribution else None,
             start_contract.water_threshold_relative if start_contract else None, json.dumps(training))
+        if lulc:
+            contract = dataclasses.replace(contract, classes=classes)
         with PendingFiles() as pending:
             model_file = pending.new(request.out_model)
             export_onnx(model, contract, model_file)
@@ -474,8 +566,8 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
                                   f"never trained on",
                     "Date": training["date"]}
                 write_training_report(pending.new(request.report), history,
-                                      Evaluation(request.task, _legend(request.task), start_confusion),
-                                      Evaluation(request.task, _legend(request.task), best_confusion), facts_lines)
+                                      Evaluation(request.task, legend, start_confusion),
+                                      Evaluation(request.task, legend, best_confusion), facts_lines)
             if cancelled():
                 raise TrainingCancelled()
     progress(100.0)
@@ -496,6 +588,9 @@ def parse_args(argv=None) -> TrainRequest:
     p.add_argument("--task", choices=("lulc", "water"), default=defaults.task)
     p.add_argument("--class-field", help="class field of vector references (codes or class names)")
     p.add_argument("--remap", help="remap table of the reference codes: a shipped table's name or a CSV file")
+    p.add_argument("--classes", help="class table (CSV code,name,color, one row per class): the model's own "
+                                     "land-cover classes (default: the reference raster's category names, else "
+                                     "the starting model's)")
     p.add_argument("--band", type=int, default=defaults.band)
     p.add_argument("--input-units", choices=sorted(UNITS_FLAGS), default=defaults.input_units)
     p.add_argument("--calibration-factor", type=float, default=defaults.calibration_factor)
@@ -522,7 +617,7 @@ def parse_args(argv=None) -> TrainRequest:
                         args.band, args.input_units, args.calibration_factor, args.start, args.epochs, args.minutes,
                         args.samples_per_epoch, args.batch_size, args.crop_size, args.lr, args.validation_share,
                         args.block_size, balanced_share=args.balanced_share, alpha=args.alpha, device=args.device,
-                        threads=args.threads, seed=args.seed)
+                        threads=args.threads, seed=args.seed, classes=args.classes)
 
 
 @gdal_exceptions()
