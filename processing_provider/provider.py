@@ -11,6 +11,7 @@ from .evaluate_algorithm import EvaluateAlgorithm
 from .example_models import example_models
 from .fieldmap_algorithm import FieldMapAlgorithm
 from .fieldpackage_algorithm import FieldPackageAlgorithm
+from .importweights_algorithm import ImportWeightsAlgorithm
 from .segment_algorithm import SegmentAlgorithm
 from .segmenttiles_algorithm import SegmentTilesAlgorithm
 from .train_algorithm import TrainAlgorithm
@@ -29,6 +30,7 @@ ALGORITHMS = (
     FieldMapAlgorithm,
     FieldPackageAlgorithm,
     TrainAlgorithm,
+    ImportWeightsAlgorithm,
 )
 
 

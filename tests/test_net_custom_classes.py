@@ -129,6 +129,10 @@ def test_a_three_class_table_fine_tunes_the_bundled_model_with_a_new_head(sf_cro
     assert output[1].dim_value == 3  # one channel per class
     assert set(result.trained_scores["iou"]) <= {"Open water", "City", "Park"}
     assert "Open water" in (tmp_path / "area.html").read_text()
+    # the model is itself a starting model of these classes: fine-tuning it further keeps its head
+    logged.clear()
+    again = finetune._start_model(TrainRequest([], [], "", start=result.model_path), None, logged.append)
+    assert again[3] == CLASSES and not any("head is replaced" in line for line in logged)
     run = engine.segment(str(sf_crop[0]), str(tmp_path / "map.tif"), model_path=result.model_path,
                          options=engine.RunOptions(device="cpu"))
     classes = gdal.Open(run.output_path)
