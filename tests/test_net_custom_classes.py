@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from osgeo import gdal
+from osgeo import gdal, osr
 
 from model.inference import engine
 from model.fieldwork.legend import numbered_entry, read_legend
@@ -98,7 +98,6 @@ def _utm_like(tmp_path) -> Path:
     path = tmp_path / "like.tif"
     dataset = gdal.GetDriverByName("GTiff").Create(str(path), 256, 192, 1, gdal.GDT_Byte)
     dataset.SetGeoTransform((550000.0, 10.0, 0.0, 4186000.0, 0.0, -10.0))
-    from osgeo import osr
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32610)
     dataset.SetProjection(srs.ExportToWkt())

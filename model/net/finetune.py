@@ -41,11 +41,10 @@ from osgeo import gdal
 
 from ..classes import LULC_CLASSES, WATER_CLASSES
 from ..evaluation import Evaluation
-from ..inference.errors import InferenceError
 from ..inference.metadata import NORM_FIXED, ClassInfo, InputDistribution, ModelContract, bundled_model_path
 from ..inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, UNITS_FLAGS, InputUnits
 from ..inference.writer import PendingFiles, check_distinct_files
-from ..inference.errors import gdal_exceptions
+from ..inference.errors import InferenceError, gdal_exceptions
 from . import engine
 from .class_table import ClassTableError, raster_classes, read_class_table
 from .configs import named_config
