@@ -240,14 +240,14 @@ def onnxruntime_problem(advice: bool = True) -> str | None:
     return None
 
 
-def torch_problem() -> str | None:
+def torch_problem(work: str = "Training") -> str | None:
     """None when what training needs (PyTorch, onnx, rasterio) can be imported; otherwise the message
-    telling the user how to get it."""
+    telling the user how to get it (``work``: what needs them, the message's first word)."""
     add_dependencies_to_path()
     missing = [module for module in TRAINING_MODULES if importlib.util.find_spec(module) is None]
     if not missing:
         return None
-    return (f"Training needs PyTorch (with {', '.join(TRAINING_MODULES[1:])}; missing: {', '.join(missing)}), which "
+    return (f"{work} needs PyTorch (with {', '.join(TRAINING_MODULES[1:])}; missing: {', '.join(missing)}), which "
             f"QGIS's Python {sys.version_info.major}.{sys.version_info.minor} does not "
             f"have. Install it in QGIS with the menu {INSTALL_MENU}, ticking 'PyTorch, to train models' (CPU build, "
             f"{TORCH_DOWNLOAD}); or from a shell: python3 dependencies.py --profile PROFILE_FOLDER --torch. "

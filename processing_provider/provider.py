@@ -15,6 +15,7 @@ from .preprocessing.calibrate import CalibrateAlgorithm
 from .segmentation.segment import SegmentAlgorithm
 from .segmentation.segment_tiles import SegmentTilesAlgorithm
 from .segmentation.water_detect import WaterDetectAlgorithm
+from .training.import_weights import ImportWeightsAlgorithm
 from .training.train import TrainAlgorithm
 
 # The provider's algorithms, in the order of the toolbox and of the plugin's menu: add a new one here.
@@ -29,6 +30,7 @@ ALGORITHMS = (
     FieldMapAlgorithm,
     FieldPackageAlgorithm,
     TrainAlgorithm,
+    ImportWeightsAlgorithm,
 )
 
 

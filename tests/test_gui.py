@@ -122,8 +122,8 @@ def test_the_menu_sits_under_plugins_with_a_readable_title(session):
     assert menu["submenu"] == ["SAR LULC Segment…", "Water Detect…", "SAR LULC Segment Tiles…",
                                "Calibrate ALOS-2 DN to Backscatter…", "Evaluate Against Reference…",
                                "Class Area Statistics…", "Vectorise Classes…", "Field Map…", "Field Package…",
-                               "Train / fine-tune model…", "Copy example models to my models…",
-                               "Install dependencies…"]
+                               "Train / fine-tune model…", "Import published weights…",
+                               "Copy example models to my models…", "Install dependencies…"]
 
 
 def test_the_dialog_proposes_the_scene_fits_and_shows_steady_progress(session):

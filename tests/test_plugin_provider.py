@@ -37,7 +37,7 @@ def test_provider_registered_with_its_algorithms_segment_and_water_in_one_group(
                      "sarlulc:evaluate": "Evaluate Against Reference", "sarlulc:areastats": "Class Area Statistics",
                      "sarlulc:vectorise": "Vectorise Classes", "sarlulc:fieldmap": "Field Map",
                      "sarlulc:fieldpackage": "Field Package", "sarlulc:segmenttiles": "SAR LULC Segment Tiles",
-                     "sarlulc:train": "Train / fine-tune model"}
+                     "sarlulc:train": "Train / fine-tune model", "sarlulc:importweights": "Import published weights"}
     assert algorithm("sarlulc:segment").groupId() == algorithm("sarlulc:waterdetect").groupId()
     assert {algorithm(f"sarlulc:{name}").group() for name in ("areastats", "vectorise", "fieldmap", "fieldpackage")
             } == {"Field work"}
@@ -158,8 +158,8 @@ def test_plugin_load_puts_its_entries_under_plugins_and_unload_removes_them(qgis
         assert [a.text() for a in actions if not a.isSeparator()] == [
             "SAR LULC Segment…", "Water Detect…", "SAR LULC Segment Tiles…", "Calibrate ALOS-2 DN to Backscatter…",
             "Evaluate Against Reference…", "Class Area Statistics…", "Vectorise Classes…", "Field Map…",
-            "Field Package…", "Train / fine-tune model…", "Copy example models to my models…",
-            "Install dependencies…"]
+            "Field Package…", "Train / fine-tune model…", "Import published weights…",
+            "Copy example models to my models…", "Install dependencies…"]
         assert actions[-3].isSeparator() and len(actions) == len(algorithms) + 3
         for action in actions[:len(algorithms)]:
             action.trigger()

@@ -24,7 +24,7 @@ NORM_MODES = (NORM_FIXED, NORM_SCENE, NORM_SCENE_LAND)
 SCENE_NORM_MODES = (NORM_SCENE, NORM_SCENE_LAND)  # a level of the whole scene is removed before tiling
 _REQUIRED_KEYS = ("sarlulc_contract", "task", "classes", "output_activation", "input_units",
                   "norm_clip", "norm_mean", "norm_std", "gsd_m", "tile_size", "tile_overlap")
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+COLOR_PATTERN = re.compile(r"^#[0-9a-fA-F]{6}$")
 _SEE_CONTRACT = "See model/inference/CONTRACT.md in the plugin folder for the metadata a model must carry."
 # GDAL metadata items of every output raster saying which model made it (read back by the field maps).
 PROVENANCE_MODEL, PROVENANCE_TRAINED_ON, PROVENANCE_TASK = "SARLULC_MODEL", "SARLULC_TRAINED_ON", "SARLULC_TASK"
@@ -287,7 +287,7 @@ class _Parser:
         for entry in entries:
             if not (isinstance(entry, dict) and isinstance(entry.get("code"), int)
                     and isinstance(entry.get("name"), str) and entry["name"].strip()
-                    and isinstance(entry.get("color"), str) and _COLOR.match(entry["color"])):
+                    and isinstance(entry.get("color"), str) and COLOR_PATTERN.match(entry["color"])):
                 self.fail("classes", f"entry {entry!r} needs an integer code, a name and a '#rrggbb' color")
             if not 1 <= entry["code"] <= 254:
                 self.fail("classes", f"code {entry['code']} is outside 1..254")

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal
 
-from ..classes import LULC_CLASSES
+from ..inference.metadata import ClassInfo
+from .area_classes import LEGEND_CLASSES, channel_codes, same_classes
 from .area_request import TrainingCancelled, TrainingRefused, TrainRequest
 from .rasters import ReadOptions, SarRaster
 from .reference import Grid, ReferenceError, reference_on_grid
 from .remap import CodeTable
 from .sources import Scene
-from .train import class_legend
 
 MIN_LABELLED_PIXELS = 1000  # fewer labelled pixels than this cannot train (nor validate) anything
 
@@ -42,9 +42,12 @@ class HeldOut:
 
 
 def read_area(request: TrainRequest, options: ReadOptions, remap: CodeTable | None, folder: pathlib.Path, log,
-              cancelled) -> AreaLabels:
+              cancelled, classes: tuple[ClassInfo, ...]) -> AreaLabels:
     """Each raster of ``request`` and its reference (codes mapped by ``remap``) on the raster's reading
-    grid; refuses what cannot be read."""
+    grid, land-cover codes as channels 1..N of ``classes``; refuses what cannot be read."""
+    lulc = request.task == "lulc"
+    custom = lulc and not same_classes(classes, LEGEND_CLASSES)
+    to_channels = channel_codes(classes)
     area = AreaLabels([], [], [])
     for index, raster in enumerate(request.rasters):
         source = _band_source(raster, request.band, folder, index)
@@ -55,26 +58,28 @@ def read_area(request: TrainRequest, options: ReadOptions, remap: CodeTable | No
         grid = _grid_of(sar)
         reference = request.references[index if len(request.references) > 1 else 0]
         try:
-            scene_codes = reference_on_grid(reference, grid, request.task, request.class_field, remap)
+            scene_codes = reference_on_grid(reference, grid, request.task, request.class_field, remap,
+                                            classes if custom else None)
         except ReferenceError as error:
             raise TrainingRefused(str(error)) from None
         log(f"{pathlib.Path(raster).name} (band {request.band}, {sar.units.value}): "
             f"{np.count_nonzero(scene_codes):,} labelled pixels of {pathlib.Path(reference.split('|')[0]).name} "
             f"on its {grid.width} x {grid.height} px reading grid")
         area.sars.append(sar)
-        area.codes.append(scene_codes)
+        area.codes.append(to_channels[scene_codes] if lulc else scene_codes)
         area.grids.append(grid)
         if cancelled():
             raise TrainingCancelled()
     return area
 
 
-def hold_out(area: AreaLabels, request: TrainRequest, folder: pathlib.Path, log) -> HeldOut:
+def hold_out(area: AreaLabels, request: TrainRequest, folder: pathlib.Path, log, legend) -> HeldOut:
     """Refuses labels that cannot train a model, then holds out the validation blocks and writes the
-    training and validation label rasters into ``folder``."""
+    training and validation label rasters into ``folder``. ``legend``: (code, name, colour) per channel."""
     codes = area.codes
-    counts = sum(_channel_counts(scene, request.task) for scene in codes)
-    names = class_legend(request.task)
+    channels = len(legend)
+    counts = sum(_channel_counts(scene, request.task, channels) for scene in codes)
+    names = [name for _, name, _ in legend]
     if counts.sum() < MIN_LABELLED_PIXELS:
         raise TrainingRefused(f"The references label {int(counts.sum())} pixels of the SAR rasters; at least "
                               f"{MIN_LABELLED_PIXELS} are needed. Label more (polygons rather than points).")
@@ -90,7 +95,7 @@ def hold_out(area: AreaLabels, request: TrainRequest, folder: pathlib.Path, log)
         _write_label(val_path, np.where(mask, scene, 0).astype(np.uint8), grid)
         train_scenes.append(Scene(pathlib.Path(sar.path), train_path))
         val_scenes.append(Scene(pathlib.Path(sar.path), val_path))
-    train_counts = sum(_channel_counts(np.where(m, 0, c), request.task) for c, m in zip(codes, held))
+    train_counts = sum(_channel_counts(np.where(m, 0, c), request.task, channels) for c, m in zip(codes, held))
     val_pixels = int(sum(np.count_nonzero(c[m]) for c, m in zip(codes, held)))
     log(f"validation: {int(sum(m.sum() for m in held)) // request.block_size ** 2} blocks of "
         f"{request.block_size} px, {val_pixels:,} labelled pixels ({val_pixels / counts.sum():.0%}); "
@@ -167,8 +172,9 @@ def _write_label(path: pathlib.Path, codes: np.ndarray, grid: Grid) -> None:
     target = None
 
 
-def _channel_counts(codes: np.ndarray, task: str) -> np.ndarray:
+def _channel_counts(codes: np.ndarray, task: str, channels: int) -> np.ndarray:
+    """Labelled pixels per training channel of label ``codes`` (land cover: 1..channels)."""
     counts = np.bincount(codes.ravel(), minlength=256)
     if task == "water":
         return np.array([counts[2:].sum(), counts[1]])
-    return counts[1:len(LULC_CLASSES) + 1]
+    return counts[1:channels + 1]

@@ -7,6 +7,7 @@ import pathlib
 from dataclasses import dataclass, field
 
 from ..inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, UNITS_FLAGS, InputUnits
+from ..inference.errors import InferenceError
 from ..inference.writer import check_distinct_files
 
 
@@ -51,6 +52,7 @@ class TrainRequest:
     device: str = "auto"
     threads: int | None = None
     seed: int = 0
+    classes: str | None = None  # class table CSV (code,name,color): the model's own land-cover classes
 
 
 @dataclass
@@ -96,10 +98,13 @@ def check_request(request: TrainRequest) -> None:
         raise TrainingRefused(f"Validation blocks must be at least 32 px (got {request.block_size}).")
     if request.band < 1:
         raise TrainingRefused(f"Band {request.band}: bands count from 1.")
+    if request.classes and request.task == "water":
+        raise TrainingRefused("The water task has one class, water: a class table is for land cover.")
     units_of(request.input_units)
     inputs = {f"SAR raster {i + 1}": path for i, path in enumerate(request.rasters)}
     inputs.update({f"reference {i + 1}": path.split("|")[0] for i, path in enumerate(request.references)})
+    inputs["class table"] = request.classes
     try:
         check_distinct_files({"model": request.out_model, "report": request.report}, inputs)
-    except ValueError as error:
+    except (ValueError, InferenceError) as error:
         raise TrainingRefused(str(error)) from None

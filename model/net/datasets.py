@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..inference.normalisation import prepare_input
+from ..classes import LULC_CLASSES
 from ..inference.windows import Window
 from .losses import IGNORE_INDEX
 from .normalisation import Normalisation
@@ -55,12 +56,13 @@ class SegmentationCrops(_EpochSeeded):
     ``balanced_share``: share of crops centred on a pixel of a class drawn uniformly among the classes
     present (rare classes, e.g. water in a dry scene, are seen as often as common ones); the others are
     uniform. ``screen``: leave out the water labels of chips :func:`screen_water_chips` rejects.
-    ``shares``: crop share per data profile (`profile_shares`; default: equal)."""
+    ``shares``: crop share per data profile (`profile_shares`; default: equal). ``channels``: land-cover
+    classes, codes 1..channels (a model's own classes, trained for an area; default the legend's)."""
 
     def __init__(self, pairs: list[Scene], normalisation: Normalisation, crop_size: int, samples_per_epoch: int,
                  task: str, seed: int = 0, jitter: CalibrationJitter = CalibrationJitter(),
                  options: ReadOptions = ReadOptions(), facts: dict | None = None, balanced_share: float = 0.0,
-                 screen: bool = True, shares: dict[str, float] | None = None):
+                 screen: bool = True, shares: dict[str, float] | None = None, channels: int = len(LULC_CLASSES)):
         super().__init__(samples_per_epoch, seed)
         self.sars = sar_rasters(pairs, options, facts)
         self.labels = [LabelRaster(scene.label, scene.profile, sar) for scene, sar in zip(pairs, self.sars)]
@@ -69,7 +71,8 @@ class SegmentationCrops(_EpochSeeded):
         self.kept_chips = [screen_water_chips(sar, label) if screen else None
                            for sar, label in zip(self.sars, self.labels)]
         self.balanced_share = balanced_share
-        self.cells = [class_cells(label, task, kept, sar.profile.label_chip) if balanced_share else None
+        self.cells = [class_cells(label, task, kept, sar.profile.label_chip, channels=channels) if balanced_share
+                      else None
                       for sar, label, kept in zip(self.sars, self.labels, self.kept_chips)]
         self.present = [c for c in range(len(self.cells[0])) if any(cells[c].size for cells in self.cells)] \
             if balanced_share and self.cells else []

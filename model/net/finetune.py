@@ -4,6 +4,7 @@ and an HTML report. The engine of ``sarlulc:train``; the same as a command line:
     python -m model.net.finetune --sar scene.tif --reference landcover.tif --out my_model.onnx
     python -m model.net.finetune --sar a.tif b.tif --reference checks.gpkg --class-field class \\
         --remap jaxa-hrlulc-v23.12 --minutes 20 --out my_model.onnx --report my_model.html
+    python -m model.net.finetune --sar scene.tif --reference habitats.tif --classes habitats.csv --out habitats.onnx
 
 The SAR rasters are read exactly as Segment reads them (band, units, calibration factor, the model
 grid), references are put on that grid (model/net/reference.py). A share of the labelled pixels,
@@ -13,12 +14,17 @@ starting model on the same blocks. Fine-tuning starts from the bundled model (or
 model) rebuilt in torch from its ONNX file (model/net/onnx_weights.py); ``--start scratch`` trains
 the ``tiny-cpu`` network from random weights. Nothing is written until the end (model and report
 together); a cancelled or failed run leaves no file.
+
+The model's classes (land cover) are a class table's (``--classes``, CSV code,name,color), else the
+category names and colours of the reference rasters, else the starting model's (the bundled 9)
+(model/net/area_classes.py); the exported contract carries their codes, names and colours.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import datetime
 import json
 import math
@@ -31,13 +37,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..classes import LULC_CLASSES, WATER_CLASSES
+from ..classes import WATER_CLASSES
 from ..evaluation import Evaluation
-from ..inference.errors import gdal_exceptions
-from ..inference.metadata import NORM_FIXED, InputDistribution, ModelContract, bundled_model_path
+from ..inference.errors import InferenceError, gdal_exceptions
+from ..inference.metadata import NORM_FIXED, ClassInfo, InputDistribution, ModelContract, bundled_model_path
 from ..inference.sar_input import UNITS_FLAGS
 from ..inference.writer import PendingFiles
 from . import engine
+from .area_classes import LEGEND_CLASSES, given_classes, same_classes, training_legend, with_classes
 from .area_labels import AreaLabels, HeldOut, hold_out, read_area, remap_table
 from .area_request import (START_BUNDLED, START_SCRATCH, TrainingCancelled, TrainingRefused, TrainRequest,
                            TrainResult, check_request, units_of)
@@ -50,23 +57,16 @@ from .onnx_weights import segmentor_from_onnx, train_keeping_batch_norm
 from .rasters import LabelRaster, ReadOptions
 from .sampling import CalibrationJitter, validation_tiles
 from .segmentor import Segmentor
-from .train import class_legend, evaluate, iou_per_class
+from .train import evaluate, iou_per_class
 
 VALIDATION_TILE = 256
 PARITY_TOLERANCE = 1e-3
 
 
-def _legend(task: str) -> tuple[tuple[int, str, str], ...]:
-    """(code, name, colour) per training channel, for the report."""
-    if task == "water":
-        return ((0, "Not water", "#cccccc"), WATER_CLASSES[0])
-    return LULC_CLASSES
-
-
-def _scores(confusion: np.ndarray, task: str) -> dict:
+def _scores(confusion: np.ndarray, task: str, legend) -> dict:
     ious = iou_per_class(confusion)
-    names = class_legend(task)
-    evaluation = Evaluation(task, _legend(task), confusion)
+    names = [name for _, name, _ in legend]
+    evaluation = Evaluation(task, legend, confusion)
     present = np.isfinite(ious)
     return {"overall_accuracy": round(evaluation.overall_accuracy, 4),
             "miou": round(float(np.nanmean(ious)), 4) if present.any() else None,
@@ -80,24 +80,30 @@ def _score_of(scores: dict, task: str) -> float:
     return -1.0 if value is None else value
 
 
-def _start_model(request: TrainRequest, log) -> tuple[Segmentor, ModelContract | None, str]:
-    """(network, the starting model's contract or None from scratch, a name for the log and provenance)."""
-    channels = 1 if request.task == "water" else len(LULC_CLASSES)
+def _start_model(request: TrainRequest, classes: tuple[ClassInfo, ...] | None,
+                 log) -> tuple[Segmentor, ModelContract | None, str, tuple[ClassInfo, ...]]:
+    """(network, the starting model's contract or None from scratch, a name for the log and provenance,
+    the model's classes: ``classes`` or, without them, the starting model's)."""
     if request.start == START_SCRATCH:
+        legend = classes or LEGEND_CLASSES
+        channels = 1 if request.task == "water" else len(legend)
         log("starting from random weights (tiny-cpu network)")
-        return Segmentor(named_config("tiny-cpu", num_classes=channels)), None, "random weights (tiny-cpu)"
+        return Segmentor(named_config("tiny-cpu", num_classes=channels)), None, "random weights (tiny-cpu)", legend
     path = bundled_model_path(request.task) if request.start == START_BUNDLED else pathlib.Path(request.start)
     try:
         model, contract = segmentor_from_onnx(path)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, InferenceError) as error:
         raise TrainingRefused(f"The starting model cannot be fine-tuned: {error}") from None
     if contract.task != request.task:
         raise TrainingRefused(f"The starting model '{path}' is a {contract.task} model; the task is {request.task}.")
-    if request.task == "lulc" and [c.code for c in contract.classes] != [c for c, _, _ in LULC_CLASSES]:
-        raise TrainingRefused(f"The starting model '{path}' has other classes than the plugin's legend; "
-                              f"fine-tuning keeps the legend's 9 classes.")
     log(f"starting from {contract.model_name} ({path.name}), rebuilt in torch from its ONNX file")
-    return model, contract, f"{contract.model_name} ({path.name})"
+    legend = classes or contract.classes
+    if request.task == "lulc" and not same_classes(legend, contract.classes):
+        model, renewed = with_classes(model, len(legend))
+        log(f"the {len(legend)} training classes are not the starting model's {len(contract.classes)}: its encoder "
+            f"and decoder are kept, its classification head is replaced ({', '.join(renewed)} start from random "
+            f"weights, one output channel per class)")
+    return model, contract, f"{contract.model_name} ({path.name})", legend
 
 
 @dataclass
@@ -147,7 +153,9 @@ class _AreaRun:
                             else f"CPU, {torch.get_num_threads()} threads")
         log(f"device: {device.type} ({self.device_name})")
         remap = remap_table(request)
-        self.model, self.start_contract, self.start_name = _start_model(request, log)
+        self.model, self.start_contract, self.start_name, self.classes = _start_model(
+            request, given_classes(request, log), log)
+        self.legend = training_legend(request.task, self.classes)
         self.options = ReadOptions(units_of(request.input_units), request.calibration_factor,
                                    self.start_contract.gsd_m if self.start_contract else 10.0)
         return remap
@@ -164,7 +172,8 @@ class _AreaRun:
             normalisation = normalisation_of(NORM_FIXED, area.sars)
         weights = class_weights(held.train_counts, request.alpha)
         train_set = SegmentationCrops(held.train_scenes, normalisation, request.crop_size, request.samples_per_epoch,
-                                      request.task, request.seed, jitter, self.options, facts, request.balanced_share)
+                                      request.task, request.seed, jitter, self.options, facts, request.balanced_share,
+                                      channels=len(self.classes))
         val_labels = [LabelRaster(scene.label, scene.profile, sar)
                       for scene, sar in zip(held.val_scenes, train_set.sars)]
         val_set = SegmentationTiles(held.val_scenes, normalisation, VALIDATION_TILE, request.task, self.options, facts,
@@ -176,11 +185,11 @@ class _AreaRun:
     def fit(self, data: _Data) -> _Fit:
         """Scores the starting model, trains epoch by epoch (within the time budget) and keeps the best."""
         request, runtime, log, model = self.request, self.runtime, self.log, self.model
-        names = class_legend(request.task)
+        names = [name for _, name, _ in self.legend]
         binary = request.task == "water"
         model.to(runtime.device)
         start_confusion = evaluate(model, data.val_loader, len(names), binary, runtime, "none")
-        start_scores = _scores(start_confusion, request.task)
+        start_scores = _scores(start_confusion, request.task, self.legend)
         log(f"starting model on the validation blocks: overall accuracy {start_scores['overall_accuracy']:.3f}, "
             f"mIoU {start_scores['miou']}; " + ", ".join(f"{k} {v:.3f}" for k, v in start_scores["iou"].items()))
         criterion = FocalDiceLoss(binary, data.weights, 2.0, 1.0, 1.0).to(runtime.device)
@@ -229,7 +238,7 @@ class _AreaRun:
                 if budget and elapsed >= budget:
                     break
             confusion = evaluate(model, data.val_loader, len(names), binary, runtime, "none")
-            scores = _scores(confusion, request.task)
+            scores = _scores(confusion, request.task, self.legend)
             score = _score_of(scores, request.task)
             seconds = time.time() - epoch_start
             history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_score": score,
@@ -248,7 +257,7 @@ class _AreaRun:
                 break
         model.load_state_dict(best_state)
         model.eval()
-        trained_scores = _scores(best_confusion, request.task)
+        trained_scores = _scores(best_confusion, request.task, self.legend)
         if best_score < _score_of(start_scores, request.task):
             log(f"warning: the best epoch ({best_epoch}) scores {best_score:.4f} on the validation blocks, below the "
                 f"starting model's {_score_of(start_scores, request.task):.4f}: more labels or epochs may help")
@@ -267,7 +276,7 @@ class _AreaRun:
             "inputs": [{"sar": raster, "band": request.band,
                         "reference": request.references[i if len(request.references) > 1 else 0]}
                        for i, raster in enumerate(request.rasters)],
-            "class_field": request.class_field, "remap": request.remap,
+            "class_field": request.class_field, "remap": request.remap, "classes": request.classes,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "start": start_name, "epochs_run": len(history) - 1, "best_epoch": best_epoch,
             "settings": {k: v for k, v in asdict(request).items()
@@ -286,6 +295,8 @@ class _AreaRun:
             f"{pathlib.Path(request.out_model).stem} ({request.task}, trained for an area, epoch {best_epoch})",
             trained_on, InputDistribution.from_json(json.dumps(distribution)) if distribution else None,
             start_contract.water_threshold_relative if start_contract else None, json.dumps(training))
+        if request.task == "lulc":
+            contract = dataclasses.replace(contract, classes=self.classes)
         with PendingFiles() as pending:
             model_file = pending.new(request.out_model)
             export_onnx(model, contract, model_file)
@@ -304,8 +315,8 @@ class _AreaRun:
                                   f"never trained on",
                     "Date": training["date"]}
                 write_training_report(pending.new(request.report), history,
-                                      Evaluation(request.task, _legend(request.task), fit.start_confusion),
-                                      Evaluation(request.task, _legend(request.task), fit.best_confusion),
+                                      Evaluation(request.task, self.legend, fit.start_confusion),
+                                      Evaluation(request.task, self.legend, fit.best_confusion),
                                       facts_lines)
             if self.cancelled():
                 raise TrainingCancelled()
@@ -320,8 +331,8 @@ def train_for_area(request: TrainRequest, log=print, progress=None, is_cancelled
     remap = run.start()
     with tempfile.TemporaryDirectory(prefix="sarlulc-train-") as scratch:
         folder = pathlib.Path(scratch)
-        area = read_area(request, run.options, remap, folder, log, run.cancelled)
-        held = hold_out(area, request, folder, log)
+        area = read_area(request, run.options, remap, folder, log, run.cancelled, run.classes)
+        held = hold_out(area, request, folder, log, run.legend)
         data = run.datasets(area, held)
         fit = run.fit(data)
         if run.cancelled():
@@ -346,6 +357,9 @@ def parse_args(argv=None) -> TrainRequest:
     p.add_argument("--task", choices=("lulc", "water"), default=defaults.task)
     p.add_argument("--class-field", help="class field of vector references (codes or class names)")
     p.add_argument("--remap", help="remap table of the reference codes: a shipped table's name or a CSV file")
+    p.add_argument("--classes", help="class table (CSV code,name,color, one row per class): the model's own "
+                                     "land-cover classes (default: the reference raster's category names, else "
+                                     "the starting model's)")
     p.add_argument("--band", type=int, default=defaults.band)
     p.add_argument("--input-units", choices=sorted(UNITS_FLAGS), default=defaults.input_units)
     p.add_argument("--calibration-factor", type=float, default=defaults.calibration_factor)
@@ -372,7 +386,7 @@ def parse_args(argv=None) -> TrainRequest:
                         args.band, args.input_units, args.calibration_factor, args.start, args.epochs, args.minutes,
                         args.samples_per_epoch, args.batch_size, args.crop_size, args.lr, args.validation_share,
                         args.block_size, balanced_share=args.balanced_share, alpha=args.alpha, device=args.device,
-                        threads=args.threads, seed=args.seed)
+                        threads=args.threads, seed=args.seed, classes=args.classes)
 
 
 @gdal_exceptions()

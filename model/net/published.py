@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import csv
 import dataclasses
-import io
 import math
 import pathlib
 import sys
@@ -37,7 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..classes import LULC_CLASSES
+from ..inference.errors import InferenceError
 from ..inference.metadata import ClassInfo, ModelContract
+from ..inference.writer import PendingFiles, check_distinct_files
+from .class_table import ClassTableError, read_class_table
 from .normalisation import Normalisation
 from .export import OPSET, contract_for, export_onnx, parity
 from .swin import PatchMerging, SwinBlock
@@ -316,33 +317,81 @@ def default_classes(count: int) -> tuple[ClassInfo, ...]:
     return tuple(ClassInfo(i + 1, f"Class {i + 1} (output {i})", colours[i % len(colours)]) for i in range(count))
 
 
-def read_class_table(path: pathlib.Path) -> tuple[ClassInfo, ...]:
-    """A CSV ``code,name,color`` (header first), one row per output channel in the network's order."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise CheckpointRefused(f"Cannot read the class table '{path}': {error}") from None
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    reader = csv.DictReader(io.StringIO("\n".join(lines)))
-    if not reader.fieldnames or not {"code", "name", "color"} <= {f.strip() for f in reader.fieldnames}:
-        raise CheckpointRefused(f"The class table '{path}' needs a header line 'code,name,color'.")
-    classes = []
-    for number, row in enumerate(reader, 2):
-        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-        try:
-            classes.append(ClassInfo(int(row["code"]), row["name"], row["color"]))
-        except ValueError:
-            raise CheckpointRefused(f"The class table '{path}', line {number}: the code must be a whole number, "
-                                    f"got '{row['code']}'.") from None
-    return tuple(classes)
-
-
 def contract_of(classes: tuple[ClassInfo, ...], config: PublishedConfig, gsd_m: float, model_name: str) -> ModelContract:
     contract = contract_for("lulc", AUTHORS_NORMALISATION, config.img_size, config.img_size // 4, gsd_m,
                             0.5, model_name, TRAINED_ON)
     contract = dataclasses.replace(contract, classes=classes)
     # The contract's own checks (codes 1..254 and unique, colours, tile size): refuse before exporting.
     return ModelContract.from_metadata(contract.to_metadata(), "the imported model", "lulc")
+
+
+class ImportCancelled(Exception):
+    """The user cancelled; nothing was written."""
+
+
+class ExportMismatch(RuntimeError):
+    """ONNX Runtime and torch disagree on the exported model by more than the tolerance."""
+
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt")
+DEFAULT_MODEL_NAME = "SAR-W-SimMIM Swin-B UPerNet (authors' weights)"
+DEFAULT_TOLERANCE = 1e-3
+
+
+def import_checkpoint(checkpoint, out, classes=None, gsd_m: float = DEFAULT_GSD_M,
+                      model_name: str = DEFAULT_MODEL_NAME, tolerance: float = DEFAULT_TOLERANCE,
+                      log=print, progress=None, is_cancelled=None) -> float:
+    """Write the checkpoint's network as the plugin's ONNX model ``out`` (``classes``: a class table,
+    one row per output channel; default: channel names only); returns the largest |ONNX Runtime -
+    torch| logit difference. Raises CheckpointRefused before any work, ImportCancelled, or
+    ExportMismatch; writes ``out`` whole or nothing."""
+    checkpoint, out = pathlib.Path(checkpoint), pathlib.Path(out)
+    progress = progress or (lambda value: None)
+    cancelled = is_cancelled or (lambda: False)
+    if checkpoint.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise CheckpointRefused(f"'{checkpoint}' is not a PyTorch checkpoint file (.pth or .pt).")
+    if out.suffix.lower() != ".onnx":
+        raise CheckpointRefused(f"The model file '{out}' must end in .onnx.")
+    if not gsd_m > 0:
+        raise CheckpointRefused(f"The ground sampling distance must be positive (got {gsd_m} m).")
+    try:
+        check_distinct_files({"model": out}, {"checkpoint": checkpoint, "class table": classes})
+        state = read_state_dict(checkpoint)
+        progress(10.0)
+        config = config_of(state)
+        names = read_class_table(classes) if classes else default_classes(config.num_classes)
+        if len(names) != config.num_classes:
+            raise CheckpointRefused(f"The class table '{classes}' lists {len(names)} classes but the "
+                                    f"checkpoint's network has {config.num_classes} output channels.")
+        contract = contract_of(names, config, gsd_m, model_name)
+    except (ClassTableError, InferenceError) as error:
+        raise CheckpointRefused(str(error)) from None
+    model = load_published(state, config)
+    progress(25.0)
+    log(f"network: Swin embed {config.embed_dim}, depths {config.depths}, heads {config.num_heads}, window "
+        f"{config.window_size}, {config.img_size} px tiles; decoder {config.decoder_channels} channels; "
+        f"{config.num_classes} classes")
+    if not classes:
+        log("warning: the class names are placeholders (the authors' code does not publish them); "
+            "give a class table to name them")
+    if cancelled():
+        raise ImportCancelled()
+    with PendingFiles() as pending:
+        target = pending.new(out)
+        export_onnx(model, contract, target)
+        progress(70.0)
+        if cancelled():
+            raise ImportCancelled()
+        ModelContract.from_onnx(target, expected_task="lulc")
+        difference = parity(model, target, config.img_size, batch=1)
+        if not difference <= tolerance:
+            raise ExportMismatch(f"ONNX Runtime and torch disagree by {difference:.2e} > the tolerance {tolerance}")
+        if cancelled():
+            raise ImportCancelled()
+    progress(100.0)
+    log(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, lulc, tile {config.img_size}, opset {OPSET}); "
+        f"max |onnxruntime - torch| = {difference:.2e}")
+    return difference
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -354,45 +403,22 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="CSV code,name,color, one row per output channel in order (default: channel names only)")
     p.add_argument("--gsd", type=float, default=DEFAULT_GSD_M,
                    help="ground sampling distance of the authors' tiles, m (not stated in their code)")
-    p.add_argument("--model-name", default="SAR-W-SimMIM Swin-B UPerNet (authors' weights)", help="shown in the log")
-    p.add_argument("--tolerance", type=float, default=1e-3, help="largest allowed |ONNX Runtime - torch| logit difference")
+    p.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="shown in the log")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                   help="largest allowed |ONNX Runtime - torch| logit difference")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        state = read_state_dict(args.checkpoint)
-        config = config_of(state)
-        classes = read_class_table(args.classes) if args.classes else default_classes(config.num_classes)
-        if len(classes) != config.num_classes:
-            raise CheckpointRefused(f"The class table '{args.classes}' lists {len(classes)} classes but the "
-                                    f"checkpoint's network has {config.num_classes} output channels.")
-        contract = contract_of(classes, config, args.gsd, args.model_name)
-        model = load_published(state, config)
-    except (CheckpointRefused, ValueError) as error:
+        import_checkpoint(args.checkpoint, args.out, args.classes, args.gsd, args.model_name, args.tolerance)
+    except CheckpointRefused as error:
         print(f"Cannot import: {error}", file=sys.stderr)
         return 2
-    print(f"network: Swin embed {config.embed_dim}, depths {config.depths}, heads {config.num_heads}, window "
-          f"{config.window_size}, {config.img_size} px tiles; decoder {config.decoder_channels} channels; "
-          f"{config.num_classes} classes")
-    if not args.classes:
-        print("warning: the class names are placeholders (the authors' code does not publish them); "
-              "give --classes to name them")
-    partial = args.out.with_name(args.out.name + ".partial")
-    try:
-        export_onnx(model, contract, partial)
-        ModelContract.from_onnx(partial, expected_task="lulc")
-        difference = parity(model, partial, config.img_size, batch=1)
-        if not difference <= args.tolerance:
-            print(f"Cannot import: ONNX Runtime and torch disagree by {difference:.2e} > --tolerance "
-                  f"{args.tolerance}; nothing was written.", file=sys.stderr)
-            return 1
-        partial.replace(args.out)
-    finally:
-        partial.unlink(missing_ok=True)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MB, lulc, tile {config.img_size}, opset {OPSET}); "
-          f"max |onnxruntime - torch| = {difference:.2e}")
+    except ExportMismatch as error:
+        print(f"Cannot import: {error}; nothing was written.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,8 +2,9 @@
 
 A reference is a class raster on any grid and CRS (warped by nearest neighbour) or a polygon /
 point vector layer with a class field (rasterised; a point labels the pixel it falls in). Class
-values are the codes of model/classes.py (0 = no label), class names of that legend (vector fields,
-any letter case), or any whole numbers mapped by a remap table (model/net/remap.py's CSV format).
+values are the codes of the legend (model/classes.py, or a model's own classes: a class table or a
+raster's categories, model/net/class_table.py; 0 = no label), class names of that legend (vector
+fields, any letter case), or any whole numbers mapped by a remap table (model/net/remap.py's CSV format).
 Everything that would make training meaningless is refused here, before any training, with what
 to do: a reference beside the raster, fractional values, codes outside the legend.
 """
@@ -14,6 +15,7 @@ import numpy as np
 from osgeo import gdal, ogr, osr
 
 from ..classes import LULC_CLASSES
+from ..inference.metadata import ClassInfo
 from .remap import CodeTable
 
 
@@ -79,6 +81,13 @@ def _overlaps(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def _legend(classes: tuple[ClassInfo, ...] | None) -> tuple[list[tuple[int, str]], str]:
+    """(code, name) of the classes a reference may hold, and what to call them in a message."""
+    if classes:
+        return [(c.code, c.name) for c in classes], "the training classes"
+    return [(code, name) for code, name, _ in LULC_CLASSES], "the legend"
+
+
 def _raster_values(source: str, grid: Grid) -> np.ndarray:
     """The class raster's band 1 on ``grid`` (nearest neighbour), NaN where it has no value."""
     dataset = gdal.Open(source)
@@ -101,9 +110,10 @@ def _raster_values(source: str, grid: Grid) -> np.ndarray:
     return target.GetRasterBand(1).ReadAsArray()
 
 
-def _vector_values(source: str, grid: Grid, class_field: str | None) -> np.ndarray:
+def _vector_values(source: str, grid: Grid, class_field: str | None,
+                   classes: tuple[ClassInfo, ...] | None = None) -> np.ndarray:
     """The vector layer's class field rasterised on ``grid`` (NaN outside its features); names of the
-    legend's classes are turned into their codes."""
+    legend's classes (``classes``, default the plugin's) are turned into their codes."""
     path, layer_name = split_source(source)
     datasource = gdal.OpenEx(path, gdal.OF_VECTOR)
     layer = datasource.GetLayerByName(layer_name) if layer_name else datasource.GetLayer(0)
@@ -125,7 +135,8 @@ def _vector_values(source: str, grid: Grid, class_field: str | None) -> np.ndarr
     if layer.GetFeatureCount() == 0 or not _overlaps(footprint, grid.bounds()):
         raise ReferenceError(f"The reference '{source}' does not overlap the SAR raster: check that both cover "
                              f"the same area (and their CRS).")
-    names = {name.lower(): code for code, name, _ in LULC_CLASSES}
+    legend, legend_name = _legend(classes)
+    names = {name.lower(): code for code, name in legend}
     memory = ogr.GetDriverByName("Memory").CreateDataSource("")
     copy = memory.CreateLayer("reference", layer.GetSpatialRef(), ogr.wkbUnknown)
     copy.CreateField(ogr.FieldDefn(CODE_FIELD, ogr.OFTReal))
@@ -150,17 +161,18 @@ def _vector_values(source: str, grid: Grid, class_field: str | None) -> np.ndarr
         copy.CreateFeature(item)
     if unknown:
         raise ReferenceError(f"The field '{class_field}' of '{source}' holds {', '.join(sorted(unknown)[:10])}: "
-                             f"neither a class code nor a class name of the legend "
-                             f"({', '.join(name for _, name, _ in LULC_CLASSES)}).")
+                             f"neither a class code nor a class name of {legend_name} "
+                             f"({', '.join(name for _, name in legend)}).")
     target = grid.dataset()
     target.GetRasterBand(1).Fill(np.nan)
     gdal.RasterizeLayer(target, [1], copy, options=[f"ATTRIBUTE={CODE_FIELD}"])
     return target.GetRasterBand(1).ReadAsArray()
 
 
-def class_codes(values: np.ndarray, source: str, task: str, remap: CodeTable | None = None) -> np.ndarray:
+def class_codes(values: np.ndarray, source: str, task: str, remap: CodeTable | None = None,
+                classes: tuple[ClassInfo, ...] | None = None) -> np.ndarray:
     """uint8 class codes (0 = no label) of reference ``values`` (NaN = no value); refuses fractional
-    values and codes outside the legend, naming them."""
+    values and codes outside the legend (``classes``, default the plugin's), naming them."""
     present = np.isfinite(values)
     whole = values[present]
     fractional = whole != np.round(whole)
@@ -175,22 +187,30 @@ def class_codes(values: np.ndarray, source: str, task: str, remap: CodeTable | N
         except ValueError as error:
             raise ReferenceError(str(error)) from None
         codes[present] = mapped
-    legend = {code for code, _, _ in LULC_CLASSES} | {NO_LABEL}
-    outside = sorted(set(np.unique(codes).tolist()) - legend)
+    legend, legend_name = _legend(classes)
+    outside = sorted(set(np.unique(codes).tolist()) - {code for code, _ in legend} - {NO_LABEL})
+    if outside and classes:
+        raise ReferenceError(
+            f"The reference '{source}' holds class code(s) {', '.join(map(str, outside[:10]))}, absent from "
+            f"{legend_name} (0 = no label, " + ", ".join(f"{code} {name}" for code, name in legend) + "). "
+            "Add them to the class table, or give a remap table (CSV: source_code,source_name,class_code) that maps "
+            "them onto its codes.")
     if outside:
         raise ReferenceError(
             f"The reference '{source}' holds class code(s) {', '.join(map(str, outside[:10]))}, outside the legend "
-            f"(0 = no label, " + ", ".join(f"{code} {name}" for code, name, _ in LULC_CLASSES) + "). "
+            f"(0 = no label, " + ", ".join(f"{code} {name}" for code, name in legend) + "). "
             "Give a remap table (CSV: source_code,source_name,class_code) that maps them"
             + (" (for the water task: water to 1, land to any of 2-9)." if task == "water" else "."))
     return codes.astype(np.uint8)
 
 
 def reference_on_grid(source: str, grid: Grid, task: str, class_field: str | None = None,
-                      remap: CodeTable | None = None) -> np.ndarray:
-    """uint8 class codes of the reference ``source`` on ``grid`` (0 = no label)."""
+                      remap: CodeTable | None = None, classes: tuple[ClassInfo, ...] | None = None) -> np.ndarray:
+    """uint8 class codes of the reference ``source`` on ``grid`` (0 = no label), those of ``classes``
+    (default: the plugin's legend)."""
     try:
-        values = _vector_values(source, grid, class_field) if is_vector(source) else _raster_values(source, grid)
+        values = (_vector_values(source, grid, class_field, classes) if is_vector(source)
+                  else _raster_values(source, grid))
     except RuntimeError as error:  # GDAL/OGR could not read it
         raise ReferenceError(f"The reference '{source}' cannot be read: {error}") from None
-    return class_codes(values, source, task, remap)
+    return class_codes(values, source, task, remap, classes)

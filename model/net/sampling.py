@@ -143,11 +143,11 @@ def screen_water_chips(sar: SarRaster, label: LabelRaster) -> np.ndarray | None:
 
 
 def class_cells(label: LabelRaster, task: str, kept_chips: np.ndarray | None, chip: int | None,
-                rows_per_read: int = 1024) -> list[np.ndarray]:
-    """Per training channel, the flat indices of the ``FOCUS_CELL`` px cells that hold a labelled pixel of
-    it (outside screened-out chips): where class-balanced crops are centred."""
+                rows_per_read: int = 1024, channels: int = len(LULC_CLASSES)) -> list[np.ndarray]:
+    """Per training channel (``channels`` of land cover), the flat indices of the ``FOCUS_CELL`` px cells
+    that hold a labelled pixel of it (outside screened-out chips): where class-balanced crops are centred."""
     columns = -(-label.width // FOCUS_CELL)
-    found = [[] for _ in range(2 if task == "water" else len(LULC_CLASSES))]
+    found = [[] for _ in range(2 if task == "water" else channels)]
     for y in range(0, label.height, rows_per_read):
         strip = Window(0, y, label.width, min(rows_per_read, label.height - y))
         codes = label.read(strip)

@@ -36,6 +36,7 @@ class TrainAlgorithm(PluginAlgorithm):
     REFERENCES = "REFERENCES"
     CLASS_FIELD = "CLASS_FIELD"
     REMAP = "REMAP"
+    CLASSES = "CLASSES"
     BAND = "BAND"
     INPUT_UNITS = "INPUT_UNITS"
     CALIBRATION_FACTOR = "CALIBRATION_FACTOR"
@@ -72,6 +73,15 @@ class TrainAlgorithm(PluginAlgorithm):
             "6 Broadleaf forest, 7 Needleleaf forest, 8 Bare land, 9 Solar panel; 0 = no label); other codes "
             "need a <b>remap table</b> (CSV source_code,source_name,class_code, like those in the plugin's "
             "model/net/remap_tables, e.g. JAXA's HRLULC). Water task: 1 is water, 2-9 land.</p>"
+            "<h3>Your own classes</h3><p>A <b>class table</b> (CSV code,name,color, one row per class, e.g. "
+            "<code>3,Open water,#0022ff</code>; codes 1-254, each code and name once) makes a model of those "
+            "classes instead of the legend's 9: the reference holds their codes (or, in a class field, their "
+            "names in any letter case). Without a table, a class raster that names its classes (category names "
+            "or an attribute table, as QGIS and GDAL write them) brings its names and colours. Fine-tuning keeps "
+            "the bundled model's encoder and decoder and gives it a new classification head, one output per "
+            "class (the log says so). The model's contract carries the classes, so Segment's result shows their "
+            "names and colours. Refused before training: a duplicate code or name, a code outside 1-254, a "
+            "colour not #rrggbb, a reference code or name missing from the table.</p>"
             "<h3>Training</h3><p>A <b>validation share</b> of the labelled pixels, in whole square blocks, is "
             "never trained on: every epoch is scored there and the best epoch is kept. The run stops after "
             "<b>epochs</b>, or with the epoch that reaches the <b>time budget</b>. The log names the device "
@@ -92,6 +102,9 @@ class TrainAlgorithm(PluginAlgorithm):
             self.CLASS_FIELD, "Class field (vector reference)", optional=True))
         self.addParameter(QgsProcessingParameterFile(
             self.REMAP, "Remap table (CSV)", optional=True, fileFilter="Code tables (*.csv)"))
+        self.addParameter(QgsProcessingParameterFile(
+            self.CLASSES, "Class table (CSV code,name,color; empty: the reference's or the legend's)", optional=True,
+            fileFilter="Class tables (*.csv)"))
         self.addParameter(self.choice(self.TASK, "Task", [label for label, _ in TASK_CHOICES]))
         self.addParameter(self.choice(self.START, "Start from", [label for label, _ in STARTS]))
         self.addParameter(QgsProcessingParameterFile(
@@ -167,7 +180,8 @@ class TrainAlgorithm(PluginAlgorithm):
             validation_share=self.parameterAsDouble(parameters, self.VALIDATION_SHARE, context),
             block_size=self.parameterAsInt(parameters, self.BLOCK_SIZE, context),
             device=self.parameterAsEnumString(parameters, self.DEVICE, context) or DEVICES[0],
-            seed=self.parameterAsInt(parameters, self.SEED, context))
+            seed=self.parameterAsInt(parameters, self.SEED, context),
+            classes=self.parameterAsFile(parameters, self.CLASSES, context) or None)
         try:
             result = train_for_area(request, log=feedback.pushInfo, progress=feedback.setProgress,
                                     is_cancelled=feedback.isCanceled)
