@@ -39,19 +39,19 @@ bench-train: $(STAMP)
 	$(PY) tools/bench_train.py $(ARGS)
 
 simulate: $(STAMP)
-	$(PY) -m model.simulate $(ARGS)
+	$(PY) -m sarlulc.simulate $(ARGS)
 
 remap: $(STAMP)
-	$(PY) -m model.net.remap $(ARGS)
+	$(PY) -m sarlulc.training.remap $(ARGS)
 
 pretrain: $(STAMP)
-	$(PY) -m model.net.pretrain $(ARGS)
+	$(PY) -m sarlulc.training.pretrain $(ARGS)
 
 train: $(STAMP)
-	$(PY) -m model.net.train $(ARGS)
+	$(PY) -m sarlulc.training.train $(ARGS)
 
 export: $(STAMP)
-	$(PY) -m model.net.export $(ARGS)
+	$(PY) -m sarlulc.training.export $(ARGS)
 
 train-bundled: $(STAMP)
 	bash tools/train_bundled.sh

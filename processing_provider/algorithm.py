@@ -16,8 +16,8 @@ from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
 
 from ..dependencies import PLUGIN_DIR
-from ..model.inference.errors import InferenceError, gdal_exceptions
-from ..model.inference.writer import check_distinct_files
+from ..sarlulc.errors import InferenceError, gdal_exceptions
+from ..sarlulc.rasters.writer import check_distinct_files
 from .checks import file_extension_problem, geopackage_problem, run_files, unacceptable_value_problem
 from .compat import NUMBER_INTEGER, PARAMETER_ADVANCED
 

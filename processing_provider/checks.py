@@ -21,8 +21,8 @@ from qgis.core import (
     QgsProcessingUtils,
 )
 
-from ..model.inference.errors import InferenceError
-from ..model.inference.reader import open_raster
+from ..sarlulc.errors import InferenceError
+from ..sarlulc.rasters.reading import open_raster
 from .compat import NUMBER_INTEGER
 
 

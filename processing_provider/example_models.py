@@ -1,4 +1,4 @@
-"""The example models shipped in the plugin's models/ folder, and their copies in the user's models
+"""The example models shipped in the plugin's example_models/ folder, and their copies in the user's models
 folder, where Processing lists them under Models and the user may edit them."""
 
 import shutil
@@ -10,7 +10,7 @@ from ..dependencies import PLUGIN_DIR
 from .parameters import latest_backscatter_layer_id
 
 # Written by tools/example_models.py; listed by the provider under "Example models".
-MODELS_DIR = PLUGIN_DIR / "models"
+MODELS_DIR = PLUGIN_DIR / "example_models"
 # The example models' SAR raster input (tools/example_models.py names it).
 SAR_INPUT = "image"
 

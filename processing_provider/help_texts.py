@@ -1,7 +1,7 @@
 """The help texts Segment, Water Detect and Segment Tiles share (HTML for the Processing help panel), and
 ``help_text``, which puts one algorithm's help together: what a user reads first, then the details."""
 
-from ..model.inference.writer import format_list
+from ..sarlulc.rasters.writer import format_list
 from .parameters import BUNDLED_TILE_SIZE
 
 INPUT_HELP = (
@@ -46,7 +46,7 @@ INPUT_HELP = (
 )
 OPTIONS_HELP = (
     "<h3>Options</h3><p><b>Model</b>: leave empty for the bundled model, or choose an .onnx file "
-    "that carries the SAR LULC metadata (model/inference/CONTRACT.md in the plugin folder). "
+    "that carries the SAR LULC metadata (model/CONTRACT.md in the plugin folder). "
     "<b>Device</b>: auto uses CUDA when onnxruntime-gpu and an NVIDIA GPU are present, else the "
     "CPU; the log says which ran. <b>Tile size</b>, <b>tile overlap</b> (pixels), <b>tiles per "
     "batch</b> (advanced): empty uses the model's defaults (tile size and tiles per batch 0 too; "

@@ -5,7 +5,7 @@ import contextlib
 
 from qgis.core import QgsProcessingException
 
-from ..model.inference.errors import CancelledError, InferenceError
+from ..sarlulc.errors import CancelledError, InferenceError
 
 
 @contextlib.contextmanager

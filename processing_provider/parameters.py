@@ -3,8 +3,8 @@
 from osgeo import gdal
 from qgis.core import QgsProcessingParameterBand, QgsProject, QgsRasterLayer
 
-from ..model.inference.errors import gdal_exceptions
-from ..model.inference.sar_input import not_backscatter_reason
+from ..sarlulc.errors import gdal_exceptions
+from ..sarlulc.sar.units import not_backscatter_reason
 
 # The tile edge the bundled models' graphs are fixed to (tests/test_plugin_provider.py checks it).
 BUNDLED_TILE_SIZE = 256

@@ -18,7 +18,7 @@ PLUGIN_NAME = "sar_lulc"
 _PLUGIN_PARENT = Path(tempfile.mkdtemp(prefix="sarlulc-plugin-path-"))
 (_PLUGIN_PARENT / PLUGIN_NAME).symlink_to(REPO, target_is_directory=True)
 sys.path.insert(0, str(_PLUGIN_PARENT))
-# Optimised model graphs are cached per machine (model/inference/session.py): the tests keep
+# Optimised model graphs are cached per machine (sarlulc/inference/session.py): the tests keep
 # theirs out of the user's cache, in a folder removed at the end.
 os.environ["SAR_LULC_CACHE"] = str(_PLUGIN_PARENT / "onnx-cache")
 _provider = None

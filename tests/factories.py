@@ -12,8 +12,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from osgeo import gdal, osr
 
-from model.classes import LULC_CLASSES, WATER_CLASSES
-from model.inference.metadata import ClassInfo, InputDistribution, ModelContract
+from sarlulc.products import LULC_CLASSES, WATER_CLASSES
+from sarlulc.inference.contract import ClassInfo, InputDistribution, ModelContract
 
 gdal.UseExceptions()
 
@@ -30,7 +30,7 @@ _SHARPNESS = 4.0
 
 
 def class_infos(classes) -> tuple[ClassInfo, ...]:
-    """(code, name, colour) tuples, as in model.classes, to ClassInfo."""
+    """(code, name, colour) tuples, as in sarlulc.products, to ClassInfo."""
     return tuple(c if isinstance(c, ClassInfo) else ClassInfo(*c) for c in classes)
 
 
@@ -289,9 +289,9 @@ def web_mercator_point(lon: float, lat: float) -> tuple[float, float]:
 
 def write_class_raster(path, codes, *, epsg=32654, geotransform=(500000.0, 10.0, 0.0, 4000000.0, 0.0, -10.0),
                        nodata=0, legend=LULC_CLASSES, dtype="uint8") -> str:
-    """A class raster like the plugin writes (model.inference.writer: colour table, category names,
+    """A class raster like the plugin writes (sarlulc.rasters.writer: colour table, category names,
     attribute table), with the given (height, width) codes; ``legend=None`` leaves it without one."""
-    from model.inference.writer import OutputRaster, all_or_none
+    from sarlulc.rasters.writer import OutputRaster, all_or_none
 
     codes = np.asarray(codes)
     gdal_type = {"uint8": gdal.GDT_Byte, "uint16": gdal.GDT_UInt16, "float32": gdal.GDT_Float32}[dtype]
@@ -310,7 +310,7 @@ def write_class_raster(path, codes, *, epsg=32654, geotransform=(500000.0, 10.0,
 
 def record_band_reads(monkeypatch) -> list:
     """The windows the engine reads from any raster band (BandReader.read), in order."""
-    from model.inference.reader import BandReader
+    from sarlulc.rasters.reading import BandReader
 
     windows = []
     original = BandReader.read

@@ -1,10 +1,10 @@
-"""Shared helpers of the tests of model/net: a small network config and GeoTIFF training pairs."""
+"""Shared helpers of the tests of sarlulc/training: a small network config and GeoTIFF training pairs."""
 
 import numpy as np
 import torch
 from osgeo import gdal, osr
 
-from model.net.configs import EncoderConfig, NetConfig
+from sarlulc.networks.configs import EncoderConfig, NetConfig
 from tests.factories import write_sar_raster
 
 torch.set_num_threads(1)  # the test machine is shared: one core for torch

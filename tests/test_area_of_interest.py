@@ -7,9 +7,9 @@ import pytest
 from osgeo import gdal, ogr, osr
 from qgis.core import QgsProcessingException
 
-from model.inference.area import AreaOfInterest, parse_extent
-from model.inference.engine import RunOptions, detect_water, segment
-from model.inference.errors import OptionError
+from sarlulc.rasters.area import AreaOfInterest, parse_extent
+from sarlulc.inference.engine import RunOptions, detect_water, segment
+from sarlulc.errors import OptionError
 from tests.factories import write_sar_raster
 
 EPSG = 32654
@@ -164,7 +164,7 @@ def test_the_algorithms_take_an_extent_in_another_crs_and_a_selection_of_polygon
 
 
 def test_the_command_line_maps_an_extent_or_polygons(scene, lulc_model, tmp_path, capsys):
-    from model.inference.__main__ import main
+    from sarlulc.inference.__main__ import main
 
     out = tmp_path / "c.tif"
     extent = f"{ORIGIN[0] + 500},{ORIGIN[1] - 1800},{ORIGIN[0] + 2000},{ORIGIN[1] - 400}"

@@ -239,7 +239,7 @@ def test_calibrate_takes_band_1_by_default_like_segment(sarlulc_provider, tmp_pa
 
 def test_non_physical_db_values_are_nodata_and_counted(tmp_path, lulc_model):
     """+-1e30 in a dB raster (a tool's fill) is no backscatter: nodata in the map, and the log says how much."""
-    from model.inference import engine
+    from sarlulc.inference import engine
 
     values = np.full((40, 60), -9.0, np.float32)
     values[:10, :20] = 1e30
@@ -254,8 +254,8 @@ def test_non_physical_db_values_are_nodata_and_counted(tmp_path, lulc_model):
 
 
 def test_an_undeclared_fill_value_is_named_when_the_units_cannot_be_told(tmp_path, lulc_model):
-    from model.inference import engine
-    from model.inference.errors import InputRasterError
+    from sarlulc.inference import engine
+    from sarlulc.errors import InputRasterError
 
     values = np.full((40, 60), -9999.0, np.float32)
     values[:, 35:] = np.random.default_rng(0).uniform(0.5, 3.0, (40, 25))  # dB-like? power-like? neither
@@ -266,8 +266,8 @@ def test_an_undeclared_fill_value_is_named_when_the_units_cannot_be_told(tmp_pat
 
 
 def test_a_vrt_whose_source_is_missing_is_refused_naming_it(tmp_path, lulc_model):
-    from model.inference import engine
-    from model.inference.errors import InputRasterError
+    from sarlulc.inference import engine
+    from sarlulc.errors import InputRasterError
 
     source = write_sar_raster(tmp_path / "part.tif", 60, 40)
     gdal.BuildVRT(str(tmp_path / "mosaic.vrt"), [source]).FlushCache()

@@ -319,10 +319,10 @@ CASES = {
 }
 
 # What may not run in a case refused before computing: the model loop, the calibration, the comparison.
-COMPUTATION = {"segment": ("model.inference.methods", "stream_model"),
-               "waterdetect": ("model.inference.methods", "stream_model"),
-               "calibrate": ("model.inference.calibrate", "to_db"),
-               "evaluate": ("model.evaluation", "_accumulate")}
+COMPUTATION = {"segment": ("sarlulc.inference.methods", "stream_model"),
+               "waterdetect": ("sarlulc.inference.methods", "stream_model"),
+               "calibrate": ("sarlulc.calibrate", "to_db"),
+               "evaluate": ("sarlulc.evaluation", "_accumulate")}
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from model.inference import engine
-from model.inference.metadata import NORM_FIXED, ModelContract, bundled_model_path
-from model.simulate.generate import generate_set
+from sarlulc.inference import engine
+from sarlulc.inference.contract import NORM_FIXED, ModelContract, bundled_model_path
+from sarlulc.simulate.generate import generate_set
 from tests.factories import write_alos2_mosaic_tile, write_changed_backscatter
 
 SHIFTS_DB = (-1.5, 1.5)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from model.inference.calibrate import OUTPUT_NODATA, calibrate_dn
-from model.inference.errors import CancelledError, InputRasterError, OutputError
-from model.inference.sar_input import InputUnits, detect_band_units
+from sarlulc.calibrate import OUTPUT_NODATA, calibrate_dn
+from sarlulc.errors import CancelledError, InputRasterError, OutputError
+from sarlulc.sar.units import InputUnits, detect_band_units
 from tests.factories import write_sar_raster
 
 gdal.UseExceptions()

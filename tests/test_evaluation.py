@@ -1,4 +1,4 @@
-"""model.evaluation: confusion matrix, IoU/F1, nodata handling, grid checks, CSV/HTML reports, CLI."""
+"""sarlulc.evaluation: confusion matrix, IoU/F1, nodata handling, grid checks, CSV/HTML reports, CLI."""
 
 import csv
 import math
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from model import evaluation
-from model.classes import LULC_CLASSES
-from model.evaluation import EvaluationError, GridMismatchError, evaluate, main, write_csv, write_html
+from sarlulc import evaluation
+from sarlulc.products import LULC_CLASSES
+from sarlulc.evaluation import EvaluationError, GridMismatchError, evaluate, main, write_csv, write_html
 from tests.factories import write_sar_raster
 
 # Hand-computed example (codes 1..3):      reference   prediction
@@ -147,7 +147,7 @@ def test_cli_writes_reports_and_explains_errors(tmp_path, capsys):
 
 def test_simulated_pair_against_itself(tmp_path):
     """The simulator's label raster (nodata margin, colour table) is a valid reference."""
-    from model.simulate import simulate_scene, write_scene
+    from sarlulc.simulate import simulate_scene, write_scene
 
     _, label = write_scene(simulate_scene(64, 3), tmp_path, "s")
     result = evaluate(label, label)

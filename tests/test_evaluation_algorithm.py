@@ -5,7 +5,7 @@ import pytest
 import processing
 from qgis.core import QgsApplication, QgsProcessingException
 
-from model.evaluation import evaluate
+from sarlulc.evaluation import evaluate
 from tests.factories import write_sar_raster
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The example models shipped in models/: listed in the toolbox, valid for the Model Designer, runnable.
+"""The example models shipped in example_models/: listed in the toolbox, valid for the Model Designer, runnable.
 
 A saved model goes stale when an algorithm gains a parameter: the Model Designer then reports that
 parameter as "mandatory" and refuses to run the model. validate() is the Designer's own check.
@@ -16,7 +16,7 @@ from tests.factories import expected_pixel_classes, write_sar_raster
 from tests.test_plugin_algorithms import contract_palette, input_db_and_valid, read_band, sidecar_palette
 
 REPO = Path(__file__).resolve().parent.parent
-MODELS = sorted((REPO / "models").glob("*.model3"))
+MODELS = sorted((REPO / "example_models").glob("*.model3"))
 CHAIN = "sarlulc:Land cover and water from SAR"
 ACCURACY = "sarlulc:Land cover and its accuracy against a reference"
 

@@ -15,7 +15,7 @@ from osgeo import gdal
 from qgis.core import QgsFeature, QgsGeometry, QgsProcessingException, QgsRectangle, QgsVectorLayer
 from qgis.PyQt.QtGui import QColor, QImage
 
-from model.classes import LULC_CLASSES
+from sarlulc.products import LULC_CLASSES
 from tests.test_plugin_bad_input import unwritable_folder  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils is missing (tools/bootstrap.sh "

@@ -19,7 +19,7 @@ from qgis.core import (
     QgsVectorLayerUtils,
 )
 
-from model.classes import LULC_CLASSES
+from sarlulc.products import LULC_CLASSES
 from tests.factories import write_class_raster
 from tests.test_plugin_bad_input import unwritable_folder  # noqa: F401 (fixture)
 

@@ -34,8 +34,8 @@ def test_importing_the_plugin_leaves_gdal_as_it_was():
         import sys
         sys.path.insert(0, {str(_PLUGIN_PARENT)!r})
         from osgeo import gdal, ogr
-        import sar_lulc.processing_provider.provider, sar_lulc.model.fieldwork.statistics, sar_lulc.model.evaluation
-        import sar_lulc.model.inference.engine, sar_lulc.model.inference.calibrate, sar_lulc.model.fieldwork.generalise
+        import sar_lulc.processing_provider.provider, sar_lulc.sarlulc.fieldwork.statistics, sar_lulc.sarlulc.evaluation
+        import sar_lulc.sarlulc.inference.engine, sar_lulc.sarlulc.calibrate, sar_lulc.sarlulc.fieldwork.generalise
         print(gdal.GetUseExceptions(), ogr.GetUseExceptions())
     """)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

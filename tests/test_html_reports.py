@@ -6,12 +6,12 @@ import re
 import numpy as np
 import pytest
 
-from model import html_report
-from model.evaluation import Evaluation, write_html as write_evaluation_html
-from model.fieldwork.areas import PixelAreas
-from model.fieldwork.legend import ClassEntry, ClassLegend
-from model.fieldwork.statistics import AreaStatistics, ClassArea, ZoneAreas, write_html as write_statistics_html
-from model.net.train_report import write_training_report
+from sarlulc import html_report
+from sarlulc.evaluation import Evaluation, write_html as write_evaluation_html
+from sarlulc.fieldwork.areas import PixelAreas
+from sarlulc.fieldwork.legend import ClassEntry, ClassLegend
+from sarlulc.fieldwork.statistics import AreaStatistics, ClassArea, ZoneAreas, write_html as write_statistics_html
+from sarlulc.training.train_report import write_training_report
 
 HOSTILE = '<b>"x" & y</b>'  # in every name a user or a raster supplies
 CLASSES = ((1, "Water", "#0000ff"), (2, f"Built {HOSTILE}", "#ff0000"), (3, "Forest", "#00ff00"))

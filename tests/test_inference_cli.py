@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "model.inference", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "sarlulc.inference", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
 
@@ -75,10 +75,10 @@ def test_water_threshold_method_and_input_warnings(tmp_path):
 def test_the_command_line_offers_each_run_option_as_its_field_describes_it(capsys):
     """Options are defined once (RunOptions' fields): the parser's defaults are the engine's, and its words map
     to the engine's values."""
-    from model.inference.__main__ import _parser, run_options
-    from model.inference.engine import RunOptions
-    from model.inference.options import run_option
-    from model.inference.speckle import SpeckleFilter
+    from sarlulc.inference.__main__ import _parser, run_options
+    from sarlulc.inference.engine import RunOptions
+    from sarlulc.inference.options import run_option
+    from sarlulc.sar.speckle import SpeckleFilter
 
     parser = _parser()
     for task in ("segment", "water"):

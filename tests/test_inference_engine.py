@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from model.classes import LULC_CLASSES
-from model.inference import engine, methods, settings
-from model.inference.engine import RunOptions, detect_water, segment
-from model.inference.errors import (CancelledError, InferenceError, InputRasterError, ModelContractError,
-                                    OptionError, OutputError)
-from model.inference.coverage import CELL, READ_CELLS
-from model.inference.memory import MEMORY_SHARE, run_memory_bytes
+from sarlulc.products import LULC_CLASSES
+from sarlulc.inference import engine, methods, settings
+from sarlulc.inference.engine import RunOptions, detect_water, segment
+from sarlulc.errors import (CancelledError, InferenceError, InputRasterError, ModelContractError, OptionError,
+                            OutputError)
+from sarlulc.rasters.coverage import CELL, READ_CELLS
+from sarlulc.inference.memory import MEMORY_SHARE, run_memory_bytes
 
 from .factories import (expected_pixel_classes, record_band_reads, write_context_lulc_model, write_foreign_onnx,
                         write_nan_lulc_model, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)
@@ -481,7 +481,7 @@ def test_the_default_batch_size_shrinks_to_fit_in_memory_and_says_so(models, sar
 
 def test_more_threads_than_cpus_are_capped_and_said(tmp_path, sar_raster, lulc_model):
     """THREADS=1000 on a small machine would make ONNX Runtime's threads wait on each other for minutes."""
-    from model.inference.session import usable_cpus
+    from sarlulc.inference.session import usable_cpus
 
     lines = []
     report = engine.segment(sar_raster, str(tmp_path / "lulc.tif"), model_path=lulc_model,

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from model.classes import LULC_CLASSES, WATER_CLASSES
-from model.inference.errors import ModelContractError
-from model.inference.metadata import ClassInfo, InputDistribution, ModelContract, bundled_model_path
+from sarlulc.products import LULC_CLASSES, WATER_CLASSES
+from sarlulc.errors import ModelContractError
+from sarlulc.inference.contract import ClassInfo, InputDistribution, ModelContract, bundled_model_path
 
 from .factories import write_pixel_lulc_model, write_pixel_water_model
 

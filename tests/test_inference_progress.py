@@ -2,9 +2,9 @@
 
 import pytest
 
-from model.inference.progress import TimeLeftLog
-from model.inference.engine import RunOptions, segment
-from model.inference.session import ModelSession
+from sarlulc.inference.progress import TimeLeftLog
+from sarlulc.inference.engine import RunOptions, segment
+from sarlulc.inference.session import ModelSession
 
 from .factories import write_pixel_lulc_model, write_sar_raster
 

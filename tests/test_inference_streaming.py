@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from model.inference import settings, streaming
-from model.inference.coverage import CELL, READ_CELLS
-from model.inference.engine import RunOptions, detect_water, segment
-from model.inference.errors import InputRasterError, OptionError, OutputError
-from model.inference.memory import GDAL_CACHE_BYTES
-from model.inference.reader import BandReader
-from model.inference.session import ModelSession, cached_graph_path
-from model.inference.writer import OutputRaster, write_error
-from model.inference.windows import TilePlan
+from sarlulc.inference import settings, streaming
+from sarlulc.rasters.coverage import CELL, READ_CELLS
+from sarlulc.inference.engine import RunOptions, detect_water, segment
+from sarlulc.errors import InputRasterError, OptionError, OutputError
+from sarlulc.inference.memory import GDAL_CACHE_BYTES
+from sarlulc.rasters.reading import BandReader
+from sarlulc.inference.session import ModelSession, cached_graph_path
+from sarlulc.rasters.writer import OutputRaster, write_error
+from sarlulc.rasters.windows import TilePlan
 
 from .factories import (expected_pixel_classes, record_band_reads, write_alos2_mosaic_tile,
                         write_context_lulc_model, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from model.inference.blending import EDGE_WEIGHT, blend_weights
-from model.inference.windows import TilePlan, Window, tile_origins
+from sarlulc.inference.blending import EDGE_WEIGHT, blend_weights
+from sarlulc.rasters.windows import TilePlan, Window, tile_origins
 
 
 @pytest.mark.parametrize("size", [1, 31, 64, 65, 200, 257])

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from model.inference.engine import RunOptions, detect_water, segment
-from model.inference.errors import InputRasterError
+from sarlulc.inference.engine import RunOptions, detect_water, segment
+from sarlulc.errors import InputRasterError
 
 from .factories import write_pixel_lulc_model, write_pixel_water_model, write_sar_raster
 

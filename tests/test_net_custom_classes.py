@@ -1,4 +1,4 @@
-"""A model with its own classes (model/net/class_table.py, finetune.py): a class table or a reference
+"""A model with its own classes (sarlulc/training/class_table.py, finetune.py): a class table or a reference
 raster's categories instead of the bundled 9, the bundled model fine-tuned with a new head, the
 contract carrying the classes, and every refusal of a bad table or of a reference it does not fit."""
 
@@ -11,13 +11,13 @@ import onnx
 import pytest
 from osgeo import gdal, osr
 
-from model.inference import engine
-from model.fieldwork.legend import numbered_entry, read_legend
-from model.inference.metadata import ClassInfo, ModelContract
-from model.net import area_classes, finetune
-from model.net.class_table import ClassTableError, raster_classes, read_class_table
-from model.net.finetune import TrainingRefused, TrainRequest, train_for_area
-from model.net.reference import Grid, ReferenceError, reference_on_grid
+from sarlulc.inference import engine
+from sarlulc.fieldwork.legend import numbered_entry, read_legend
+from sarlulc.inference.contract import ClassInfo, ModelContract
+from sarlulc.training import area_classes, finetune
+from sarlulc.training.class_table import ClassTableError, raster_classes, read_class_table
+from sarlulc.training.finetune import TrainingRefused, TrainRequest, train_for_area
+from sarlulc.training.reference import Grid, ReferenceError, reference_on_grid
 from tests import net_support  # noqa: F401 (one torch thread on the shared test machine)
 from tests.test_net_finetune import QUICK, needs_sf, sf_crop, write_polygons, write_raster  # noqa: F401 (fixture)
 

@@ -12,16 +12,16 @@ import pytest
 import torch
 from osgeo import gdal, osr
 
-from model.inference.resample import decide_model_grid
-from model.inference.metadata import NORM_FIXED
-from model.inference.sar_input import InputUnits
-from model.inference.windows import Window
-from model.net import train
-from model.net.datasets import SegmentationTiles
-from model.net.normalisation import Normalisation
-from model.net.rasters import LabelRaster, ReadOptions, SarRaster, label_offset, open_rasters, read_options
-from model.net.sources import Scene, find_images, find_pairs
-from model.net.losses import IGNORE_INDEX
+from sarlulc.rasters.resample import decide_model_grid
+from sarlulc.inference.contract import NORM_FIXED
+from sarlulc.sar.units import InputUnits
+from sarlulc.rasters.windows import Window
+from sarlulc.training import train
+from sarlulc.training.datasets import SegmentationTiles
+from sarlulc.training.input_statistics import Normalisation
+from sarlulc.training.rasters import LabelRaster, ReadOptions, SarRaster, label_offset, open_rasters, read_options
+from sarlulc.training.sources import Scene, find_images, find_pairs
+from sarlulc.training.losses import IGNORE_INDEX
 from tests.factories import write_pixel_lulc_model
 from tests.net_support import codes_from_db, write_pair
 
@@ -94,8 +94,8 @@ def test_rasters_are_measured_in_several_processes_with_the_same_result(tmp_path
 FORK_AFTER_A_MODEL_RAN = """
 import gc, sys, time
 import numpy as np, onnxruntime
-from model.net import rasters
-from model.net.sources import Scene
+from sarlulc.training import rasters
+from sarlulc.training.sources import Scene
 
 options = onnxruntime.SessionOptions()
 options.intra_op_num_threads = 2
@@ -248,7 +248,7 @@ def test_validation_labels_are_checked_before_the_first_epoch(tmp_path):
     dataset.GetRasterBand(1).WriteArray(codes)
     dataset = None
     out = tmp_path / "run"
-    with pytest.raises(ValueError, match=r"v_label\.tif' holds class code\(s\) 12.*model\.net\.remap"):
+    with pytest.raises(ValueError, match=r"v_label\.tif' holds class code\(s\) 12.*sarlulc\.training\.remap"):
         train.main(["--train", str(train_folder), "--val", str(val_folder), "--out", str(out), *FAST])
     assert not (out / "last.pt").exists()
 

@@ -7,11 +7,11 @@ import onnxruntime
 import pytest
 import torch
 
-from model.classes import LULC_CLASSES, WATER_CLASSES
-from model.inference.errors import ModelContractError
-from model.inference.metadata import ModelContract
-from model.net import export
-from model.net.segmentor import Segmentor
+from sarlulc.products import LULC_CLASSES, WATER_CLASSES
+from sarlulc.errors import ModelContractError
+from sarlulc.inference.contract import ModelContract
+from sarlulc.training import export
+from sarlulc.networks.segmentor import Segmentor
 from tests.net_support import mini_config
 
 NORM = {"norm_clip": [-30.0, 0.0], "norm_mean": -11.5, "norm_std": 5.5}
@@ -82,6 +82,6 @@ def test_bad_options_and_mismatched_checkpoints_are_refused_before_writing(tmp_p
     with pytest.raises(SystemExit, match="needs 9"):
         export.main(["--checkpoint", str(_checkpoint(tmp_path / "b.pt", "lulc", channels=4)), "--out", str(out)])
     torch.save({"encoder": {}}, tmp_path / "encoder.pt")
-    with pytest.raises(ValueError, match="not a checkpoint of model.net.train"):
+    with pytest.raises(ValueError, match="not a checkpoint of sarlulc.training.train"):
         export.main(["--checkpoint", str(tmp_path / "encoder.pt"), "--out", str(out)])
     assert not out.exists()

@@ -1,4 +1,4 @@
-"""Training a model for an area (model/net/finetune.py): the bundled ONNX models rebuilt in torch,
+"""Training a model for an area (sarlulc/training/finetune.py): the bundled ONNX models rebuilt in torch,
 a few training steps on a real L-band crop, the output as a contract Segment runs, vector
 references, every refusal before training, and cancel leaving no file."""
 
@@ -11,12 +11,12 @@ import pytest
 import torch
 from osgeo import gdal, ogr, osr
 
-from model.inference import engine
-from model.inference.metadata import ModelContract, bundled_model_path
-from model.net import finetune
-from model.net.area_labels import validation_blocks
-from model.net.finetune import TrainingCancelled, TrainingRefused, TrainRequest, train_for_area
-from model.net.onnx_weights import segmentor_from_onnx, train_keeping_batch_norm
+from sarlulc.inference import engine
+from sarlulc.inference.contract import ModelContract, bundled_model_path
+from sarlulc.training import finetune
+from sarlulc.training.area_labels import validation_blocks
+from sarlulc.training.finetune import TrainingCancelled, TrainingRefused, TrainRequest, train_for_area
+from sarlulc.training.onnx_weights import segmentor_from_onnx, train_keeping_batch_norm
 from tests import net_support  # noqa: F401 (one torch thread on the shared test machine)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "sf_airsar"

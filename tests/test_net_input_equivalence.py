@@ -1,4 +1,4 @@
-"""Training (rasterio, model/net/rasters.py) and the engine (GDAL, model/inference) feed a model the same
+"""Training (rasterio, sarlulc/training/rasters.py) and the engine (GDAL, sarlulc/inference) feed a model the same
 input: for each raster, the normalised model input training makes of the whole raster is compared with
 what the engine fed the model, read back through a model whose score is its input (the water
 probability is sigmoid(model input)). Equal to float tolerance, never bit for bit: the two read through
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from model.inference import engine
-from model.inference.metadata import NORM_FIXED, NORM_SCENE, NORM_SCENE_LAND
-from model.inference.normalisation import prepare_input
-from model.inference.sar_input import InputUnits
-from model.inference.windows import Window
-from model.net.normalisation import normalisation_of
-from model.net.rasters import ReadOptions, SarRaster
+from sarlulc.inference import engine
+from sarlulc.inference.contract import NORM_FIXED, NORM_SCENE, NORM_SCENE_LAND
+from sarlulc.inference.normalisation import prepare_input
+from sarlulc.sar.units import InputUnits
+from sarlulc.rasters.windows import Window
+from sarlulc.training.input_statistics import normalisation_of
+from sarlulc.training.rasters import ReadOptions, SarRaster
 from tests.factories import sar_db_field, write_alos2_mosaic_tile, write_echo_water_model, write_sar_raster
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

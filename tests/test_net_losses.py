@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.net.losses import (IGNORE_INDEX, FocalDiceLoss, binary_dice_loss, binary_focal_loss, class_weights,
-                              dice_loss, focal_loss, sar_power_weights, weighted_reconstruction_loss)
-from model.net.segmentor import Segmentor
+from sarlulc.training.losses import (IGNORE_INDEX, FocalDiceLoss, binary_dice_loss, binary_focal_loss, class_weights,
+                                     dice_loss, focal_loss, sar_power_weights, weighted_reconstruction_loss)
+from sarlulc.networks.segmentor import Segmentor
 from tests.net_support import mini_config
 
 COUNTS = [5000, 3000, 1000, 100, 10]

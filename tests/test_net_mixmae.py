@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from model.net.mixmae import CELL, MixMAE
-from model.net.segmentor import Segmentor
+from sarlulc.training.mixmae import CELL, MixMAE
+from sarlulc.networks.segmentor import Segmentor
 from tests.net_support import mini_config
 
 

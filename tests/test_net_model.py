@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.net.configs import NAMED_CONFIGS, named_config
-from model.net.refine import HighResolutionStem, RefineUpHead
-from model.net.segmentor import Segmentor
-from model.net.swin import SwinEncoder, attention_mask
-from model.net.upernet import adaptive_avg_pool
+from sarlulc.networks.configs import NAMED_CONFIGS, named_config
+from sarlulc.networks.refine import HighResolutionStem, RefineUpHead
+from sarlulc.networks.segmentor import Segmentor
+from sarlulc.networks.swin import SwinEncoder, attention_mask
+from sarlulc.networks.upernet import adaptive_avg_pool
 from tests.net_support import mini_config
 
 
@@ -131,7 +131,7 @@ def test_group_attention_keeps_two_mixed_images_apart():
 def test_window_attention_matches_the_explicit_formula_with_masks():
     """scaled_dot_product_attention with the relative position bias and per-window / per-image masks
     equals softmax(q k^T / sqrt(d) + bias + mask) v written out."""
-    from model.net.swin import MASKED, WindowAttention, attention_mask
+    from sarlulc.networks.swin import MASKED, WindowAttention, attention_mask
 
     assert attention_mask(8, 8, 7, 6, 4, 2, torch.device("cpu")) is attention_mask(8, 8, 7, 6, 4, 2, torch.device("cpu"))
 

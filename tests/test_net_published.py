@@ -1,4 +1,4 @@
-"""The authors' published SAR-W-SimMIM network, rebuilt by model/net/published.py, is theirs.
+"""The authors' published SAR-W-SimMIM network, rebuilt by sarlulc/training/published.py, is theirs.
 
 How the fixtures were made (their code is not in this repository, and must not be): outside the
 repository, the network was built from the authors' public code, models/swin_upernet_segmentation_ver2.py
@@ -31,9 +31,9 @@ import onnxruntime
 import pytest
 import torch
 
-from model.inference import engine
-from model.inference.metadata import ModelContract
-from model.net import published
+from sarlulc.inference import engine
+from sarlulc.inference.contract import ModelContract
+from sarlulc.training import published
 from tests.factories import write_sar_raster
 
 DATA = pathlib.Path(__file__).parent / "data"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from model.classes import LULC_CLASSES
-from model.net import remap
+from sarlulc.products import LULC_CLASSES
+from sarlulc.training import remap
 
 JAXA_V2312 = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 6, 9: 7, 10: 8, 11: 6, 12: 9, 13: 5, 14: 2}
 

@@ -11,18 +11,18 @@ import pytest
 import torch
 from osgeo import gdal
 
-from model.net import engine, pretrain, train
-from model.net.configs import named_config
-from model.net.mixmae import MixMAE
-from model.inference.windows import Window
-from model.inference.sar_input import RELATIVE_LAND_DB, RELATIVE_STRETCH_DB
-from model.net.datasets import SegmentationCrops, SegmentationTiles
-from model.net.normalisation import Normalisation, normalisation_for
-from model.net.rasters import SarRaster
-from model.net.sampling import label_histogram, label_targets, task_histogram
-from model.net.sources import find_pairs
-from model.net.losses import IGNORE_INDEX
-from model.net.segmentor import Segmentor
+from sarlulc.training import plumbing, pretrain, train
+from sarlulc.networks.configs import named_config
+from sarlulc.training.mixmae import MixMAE
+from sarlulc.rasters.windows import Window
+from sarlulc.sar.units import RELATIVE_LAND_DB, RELATIVE_STRETCH_DB
+from sarlulc.training.datasets import SegmentationCrops, SegmentationTiles
+from sarlulc.training.input_statistics import Normalisation, normalisation_for
+from sarlulc.training.rasters import SarRaster
+from sarlulc.training.sampling import label_histogram, label_targets, task_histogram
+from sarlulc.training.sources import find_pairs
+from sarlulc.training.losses import IGNORE_INDEX
+from sarlulc.networks.segmentor import Segmentor
 from tests.net_support import mini_config, write_pair
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,7 +112,7 @@ def test_pretrained_encoder_feeds_an_ablation_run(scenes, tmp_path, capsys):
     assert metrics["sarw_domain"] == "power" and 0.0 < metrics["sarw_weights"]["median"] <= 1.0
     assert torch.load(pre / "last.pt")["no_decay"] == ["bias_table", "mask_token"]
     mixmae = MixMAE(named_config("tiny-cpu").encoder)
-    decayed, not_decayed = engine.adamw(mixmae, 1e-3, 0.05, ("bias_table", "mask_token")).param_groups
+    decayed, not_decayed = plumbing.adamw(mixmae, 1e-3, 0.05, ("bias_table", "mask_token")).param_groups
     assert any(p is mixmae.mask_token for p in not_decayed["params"]) and not_decayed["weight_decay"] == 0.0
     assert not any(p is mixmae.mask_token for p in decayed["params"])
     out = tmp_path / "ablation"
@@ -145,11 +145,11 @@ def test_two_process_ddp_pretraining_and_fine_tuning_run_on_cpu_with_gloo(scenes
     """Every parameter must get a gradient on every rank, or DDP stops at the second step."""
     pre = tmp_path / "pre"
     two_steps = [*FAST[:2], "--samples-per-epoch", "8", *FAST[4:]]  # 2 steps per rank
-    result = _torchrun("model.net.pretrain", "--data", str(scenes), "--out", str(pre), *two_steps)
+    result = _torchrun("sarlulc.training.pretrain", "--data", str(scenes), "--out", str(pre), *two_steps)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "SAR-W reconstruction loss" in result.stdout and (pre / "encoder.pt").is_file()
     out = tmp_path / "ddp"
-    result = _torchrun("model.net.train", "--train", str(scenes), "--out", str(out),
+    result = _torchrun("sarlulc.training.train", "--train", str(scenes), "--out", str(out),
                        "--pretrained-encoder", str(pre / "encoder.pt"), *two_steps)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val mIoU" in result.stdout and (out / "best.pt").is_file()
@@ -293,8 +293,8 @@ def test_profile_shares_that_do_not_add_up_are_refused_before_training(scenes, t
 
 
 def test_scene_normalisation_ignores_calibration_and_jitter_moves_the_level(scenes):
-    from model.inference.normalisation import SceneStatistics, prepare_input
-    from model.net.sampling import CalibrationJitter
+    from sarlulc.inference.normalisation import SceneStatistics, prepare_input
+    from sarlulc.training.sampling import CalibrationJitter
 
     pairs = find_pairs([scenes])
     normalisation = normalisation_for("scene", pairs)

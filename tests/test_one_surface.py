@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from model.inference import engine
-from model.inference.threshold import WATER_CEILINGS
-from model.simulate.scene import simulate_scene
+from sarlulc.inference import engine
+from sarlulc.inference.threshold import WATER_CEILINGS
+from sarlulc.simulate.scene import simulate_scene
 from tests.factories import write_alos2_mosaic_tile, write_sar_raster
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

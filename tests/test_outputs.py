@@ -14,8 +14,8 @@ import pytest
 from osgeo import gdal
 from qgis.core import QgsPalettedRasterRenderer, QgsRasterLayer
 
-from model.inference.engine import RunOptions, segment
-from model.inference.errors import OutputError
+from sarlulc.inference.engine import RunOptions, segment
+from sarlulc.errors import OutputError
 from tests.factories import expected_pixel_classes, write_sar_raster
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,7 +107,7 @@ def test_a_killed_run_leaves_hidden_files_that_the_next_run_removes(lulc_model, 
     out = tmp_path / "out"
     out.mkdir()
     child = run_in_child(
-        "from model.inference.engine import RunOptions, segment\n"
+        "from sarlulc.inference.engine import RunOptions, segment\n"
         f"segment({str(sar)!r}, {str(out / 'classes.tif')!r}, {lulc_model!r}, {str(out / 'confidence.tif')!r},"
         " RunOptions(block_size=64, batch_size=1))\n")
     deadline = time.monotonic() + 60
@@ -132,7 +132,7 @@ def test_the_next_run_restores_what_a_run_killed_mid_commit_had_moved_aside(lulc
     out = tmp_path / "out"
     out.mkdir()
     child = run_in_child(
-        "from model.inference.transaction import hidden_path\n"
+        "from sarlulc.rasters.transaction import hidden_path\n"
         f"for final, kind in (('old.tif', 'backup'), ('new.tif', 'backup'), ('x.tif', 'partial')):\n"
         f"    print(hidden_path({str(out)!r} + '/' + final, kind).name)\n")
     old_backup, new_backup, dead_partial = child.communicate()[0].split()
@@ -155,8 +155,8 @@ def test_the_next_run_restores_what_a_run_killed_mid_commit_had_moved_aside(lulc
 
 def test_an_output_name_without_room_for_the_hidden_names_is_refused_before_any_file(tmp_path, sar_raster, lulc_model):
     """A valid 244-character name failed half way: the hidden .partial name beside it passed 255 bytes."""
-    from model.inference import engine
-    from model.inference.errors import OutputError
+    from sarlulc.inference import engine
+    from sarlulc.errors import OutputError
 
     long_name = tmp_path / ("x" * 240 + ".tif")
     with pytest.raises(OutputError, match=r"file name is 244 bytes long: .*Shorten the name to at most \d+ bytes"):
@@ -169,7 +169,7 @@ def test_an_output_name_without_room_for_the_hidden_names_is_refused_before_any_
 
 def test_one_transaction_commits_files_written_under_their_plain_name_and_removes_its_scratch_folders(tmp_path):
     """What a GeoPackage built by child algorithms needs: its own name, in a hidden folder, renamed into place."""
-    from model.inference.transaction import PendingFiles
+    from sarlulc.rasters.transaction import PendingFiles
 
     (tmp_path / "package.gpkg").write_bytes(b"earlier package")
     with PendingFiles() as transaction:
@@ -185,7 +185,7 @@ def test_one_transaction_commits_files_written_under_their_plain_name_and_remove
 
 
 def test_a_failed_transaction_leaves_the_earlier_files_and_no_scratch_folder(tmp_path):
-    from model.inference.transaction import PendingFiles
+    from sarlulc.rasters.transaction import PendingFiles
 
     (tmp_path / "package.gpkg").write_bytes(b"earlier package")
     with pytest.raises(OutputError, match="Could not write"):
@@ -199,7 +199,7 @@ def test_a_failed_transaction_leaves_the_earlier_files_and_no_scratch_folder(tmp
 
 def test_a_warped_back_run_leaves_no_scratch_folder_when_cancelled(lulc_model, tmp_path):
     """The results on the model grid live in the run's transaction, removed with it whatever happens."""
-    from model.inference.errors import CancelledError
+    from sarlulc.errors import CancelledError
 
     sar = write_sar_raster(tmp_path / "scene.tif", 300, 200, pixel_size=5.0)
     out = tmp_path / "out"

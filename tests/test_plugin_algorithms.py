@@ -22,7 +22,7 @@ from qgis.core import (
     QgsSingleBandPseudoColorRenderer,
 )
 
-from model.inference.metadata import ModelContract
+from sarlulc.inference.contract import ModelContract
 from tests.factories import NORM_MEAN, NORM_STD, expected_pixel_classes, write_sar_raster
 
 

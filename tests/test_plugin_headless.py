@@ -37,14 +37,14 @@ def test_zip_holds_only_the_plugin_under_one_top_folder(plugin_zip):
     names = zipfile.ZipFile(plugin_zip).namelist()
     assert all(name.startswith("sar_lulc/") for name in names)
     for required in ("metadata.txt", "__init__.py", "plugin.py", "dependencies.py", "requirements-runtime.txt",
-                     "processing_provider/provider.py", "ui/icon.svg", "model/inference/engine.py",
-                     "model/fieldwork/statistics.py",
-                     "model/inference/CONTRACT.md", "model/classes.py", "model/MODEL_CARD.md", "LICENSE",
-                     "demo/demo_scene_hh_db.tif", "demo/demo_scene_label.tif", "models/land_cover_and_water.model3",
-                     "models/land_cover_accuracy.model3", "model/net/finetune.py",
-                     "model/net/remap_tables/jaxa-hrlulc-v23.12.csv"):
+                     "processing_provider/provider.py", "ui/icon.svg", "sarlulc/inference/engine.py",
+                     "sarlulc/fieldwork/statistics.py",
+                     "model/CONTRACT.md", "sarlulc/products.py", "model/MODEL_CARD.md", "LICENSE",
+                     "demo/demo_scene_hh_db.tif", "demo/demo_scene_label.tif", "example_models/land_cover_and_water.model3",
+                     "example_models/land_cover_accuracy.model3", "sarlulc/training/finetune.py",
+                     "sarlulc/training/remap_tables/jaxa-hrlulc-v23.12.csv"):
         assert f"sar_lulc/{required}" in names
-    for excluded in ("tests/", "tools/", ".venv/", "ext-libs/", ".git/", "__pycache__", "model/simulate/"):
+    for excluded in ("tests/", "tools/", ".venv/", "ext-libs/", ".git/", "__pycache__", "sarlulc/simulate/"):
         assert not any(excluded in name for name in names), excluded
 
 
@@ -60,9 +60,9 @@ def test_zip_holds_every_module_the_algorithms_import(plugin_zip):
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level:
                 module = ".".join(package[:len(package) + 1 - node.level] + (node.module,))
-                if module.split(".")[0] == "model":
+                if module.split(".")[0] == "sarlulc":
                     imported.add(module)
-    assert "model.inference.engine" in imported
+    assert "sarlulc.inference.engine" in imported
     for module in sorted(imported):
         path = "sar_lulc/" + module.replace(".", "/")
         assert f"{path}.py" in names or f"{path}/__init__.py" in names, module

@@ -11,8 +11,8 @@ import torch
 from osgeo import gdal
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedback
 
-from model.inference.metadata import ModelContract
-from model.net import published
+from sarlulc.inference.contract import ModelContract
+from sarlulc.training import published
 from tests.test_net_published import FIXTURE
 
 CLASSES = "code,name,color\n" + "".join(f"{10 + i},Class {chr(65 + i)},#10203{i}\n" for i in range(9))

@@ -223,8 +223,8 @@ def test_dependency_dialog_shows_the_status_qgis_python_and_target(qgis_iface):
 def test_labels_are_short_and_the_tile_size_label_names_what_the_bundled_model_takes(sarlulc_provider,
                                                                                      algorithm_id):
     """Long labels made the default-size dialog scroll sideways, hiding the "…" buttons."""
-    from sar_lulc.model.inference.metadata import bundled_model_path
-    from sar_lulc.model.inference.session import ModelSession
+    from sar_lulc.sarlulc.inference.contract import bundled_model_path
+    from sar_lulc.sarlulc.inference.session import ModelSession
 
     alg = algorithm(algorithm_id)
     labels = {p.name(): p.description() for p in alg.parameterDefinitions()}

@@ -10,12 +10,12 @@ import pytest
 from osgeo import gdal
 from qgis.core import QgsApplication, QgsProcessingException
 
-from model.inference.metadata import ModelContract
+from sarlulc.inference.contract import ModelContract
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "sf_airsar"
 needs_sf = pytest.mark.skipif(not (SHARED / "sf_airsar_label.tif").exists(),
                               reason="the shared real data (../shared/data) is not here")
-REMAP = Path(__file__).resolve().parents[1] / "model" / "net" / "remap_tables" / "polsf-sf-airsar.csv"
+REMAP = Path(__file__).resolve().parents[1] / "sarlulc" / "training" / "remap_tables" / "polsf-sf-airsar.csv"
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from model.inference import engine, session as session_module, settings
-from model.inference.engine import RunOptions, segment
-from model.inference.errors import InferenceError, OptionError
-from model.inference.memory import GPU_MAX_BATCH, MODEL_BYTES_PER_PIXEL, gpu_batch_size
-from model.inference.session import HALF_PRECISION_AGREEMENT, ModelSession
-from model.inference.windows import TilePlan
+from sarlulc.inference import engine, session as session_module, settings
+from sarlulc.inference.engine import RunOptions, segment
+from sarlulc.errors import InferenceError, OptionError
+from sarlulc.inference.memory import GPU_MAX_BATCH, MODEL_BYTES_PER_PIXEL, gpu_batch_size
+from sarlulc.inference.session import HALF_PRECISION_AGREEMENT, ModelSession
+from sarlulc.rasters.windows import TilePlan
 
 from .factories import write_context_lulc_model, write_sar_raster
 

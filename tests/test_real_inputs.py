@@ -1,7 +1,7 @@
 """Real SAR inputs through the engine: units (ALOS-2 DN, linear power, dB), pixel sizes and CRSs
 other than the model's 10 m grid, nodata, speckle filtering and multi-band rasters.
 
-Scenes come from the simulator (`model.simulate`) with backscatter set to the factory pixel
+Scenes come from the simulator (`sarlulc.simulate`) with backscatter set to the factory pixel
 model's class centres, so the model recovers the simulated classes and any difference comes
 from the input handling under test.
 """
@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from model.classes import LULC_CLASSES
-from model.inference.__main__ import main as cli_main
-from model.inference.engine import RunOptions, detect_water, segment
-from model.inference.errors import CancelledError, InputRasterError, OptionError
-from model.inference.reader import BackscatterReader, BandReader, open_raster
-from model.inference.resample import decide_model_grid
-from model.inference.decibels import power_to_db
-from model.inference.sar_input import InputUnits, detect_band_units, sample_valid_values
-from model.inference.windows import Window
-from model.simulate import metres_per_degree, simulate_scene, write_scene
+from sarlulc.products import LULC_CLASSES
+from sarlulc.inference.__main__ import main as cli_main
+from sarlulc.inference.engine import RunOptions, detect_water, segment
+from sarlulc.errors import CancelledError, InputRasterError, OptionError
+from sarlulc.rasters.reading import BackscatterReader, BandReader, open_raster
+from sarlulc.rasters.resample import decide_model_grid
+from sarlulc.sar.decibels import power_to_db
+from sarlulc.sar.units import InputUnits, detect_band_units, sample_valid_values
+from sarlulc.rasters.windows import Window
+from sarlulc.simulate import metres_per_degree, simulate_scene, write_scene
 
 from .factories import (expected_pixel_classes, lulc_centres_db, write_alos2_mosaic_tile, write_context_lulc_model,
                         web_mercator_point, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)

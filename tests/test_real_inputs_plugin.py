@@ -7,7 +7,7 @@ import pytest
 from osgeo import gdal
 from qgis.core import QgsProcessingException
 
-from model.simulate import write_scene
+from sarlulc.simulate import write_scene
 from tests.factories import expected_pixel_classes, write_sar_raster
 from tests.test_plugin_algorithms import RecordingFeedback, assert_same_grid, sidecar_palette
 from tests.test_plugin_headless import QGIS_PROCESS, plugin_zip, qgis_env, qgis_process  # noqa: F401 (fixtures)

@@ -1,4 +1,4 @@
-"""Reading inputs on the model's 10 m grid and writing results back (model/inference/resample.py)."""
+"""Reading inputs on the model's 10 m grid and writing results back (sarlulc/rasters/resample.py)."""
 
 import os
 import time
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from model.inference.errors import CancelledError
-from model.inference.resample import (
-    decide_model_grid, model_grid, open_on_model_grid, utm_epsg, warp_back_to_input_grid)
-from model.inference.decibels import db_to_power, power_to_db
-from model.inference.sar_input import InputUnits, to_db
+from sarlulc.errors import CancelledError
+from sarlulc.rasters.resample import (decide_model_grid, model_grid, open_on_model_grid, utm_epsg,
+                                      warp_back_to_input_grid)
+from sarlulc.sar.decibels import db_to_power, power_to_db
+from sarlulc.sar.units import InputUnits, to_db
 from tests.factories import sar_db_field, write_sar_raster
 
 gdal.UseExceptions()

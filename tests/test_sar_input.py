@@ -1,4 +1,4 @@
-"""Input units, DN calibration (model/inference/sar_input.py, decibels.py), speckle filters (speckle.py) and
+"""Input units, DN calibration (sarlulc/sar/units.py, decibels.py), speckle filters (speckle.py) and
 ground pixel size (resample.py)."""
 
 import math
@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from model.inference.errors import InputRasterError, OptionError
-from model.inference.decibels import db_to_power, power_to_db
-from model.inference.resample import ground_pixel_size_m
-from model.inference.sar_input import (RELATIVE_STRETCH_DB, InputUnits, check_backscatter_band, check_units_fit,
-                                       detect_band_units, detect_units, sample_valid_values, to_db, valid_mask)
-from model.inference.speckle import SpeckleFilter, filter_halo, lee_filter, refined_lee_filter, speckle_filter_db
+from sarlulc.errors import InputRasterError, OptionError
+from sarlulc.sar.decibels import db_to_power, power_to_db
+from sarlulc.rasters.resample import ground_pixel_size_m
+from sarlulc.sar.units import (RELATIVE_STRETCH_DB, InputUnits, check_backscatter_band, check_units_fit,
+                               detect_band_units, detect_units, sample_valid_values, to_db, valid_mask)
+from sarlulc.sar.speckle import SpeckleFilter, filter_halo, lee_filter, refined_lee_filter, speckle_filter_db
 from tests.factories import sar_db_field, web_mercator_point
 
 gdal.UseExceptions()

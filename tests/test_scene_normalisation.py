@@ -10,8 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from model.inference import engine
-from model.inference.reader import open_raster
+from sarlulc.inference import engine
+from sarlulc.rasters.reading import open_raster
 from tests.factories import write_pixel_water_model, write_sar_raster
 
 
@@ -68,8 +68,8 @@ def _coastal_db(width=300, height=220, seed=5):
 
 
 def test_scene_statistics_find_the_land_of_a_scene_mostly_of_water():
-    from model.inference.metadata import NORM_SCENE, NORM_SCENE_LAND
-    from model.inference.normalisation import SceneStatistics
+    from sarlulc.inference.contract import NORM_SCENE, NORM_SCENE_LAND
+    from sarlulc.inference.normalisation import SceneStatistics
     coastal = SceneStatistics.of(_coastal_db().ravel())
     assert coastal.median == pytest.approx(-24.0, abs=0.5)  # the sea's level
     assert coastal.land_median == pytest.approx(-9.0, abs=0.5) == coastal.level(NORM_SCENE_LAND)

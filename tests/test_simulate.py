@@ -10,13 +10,13 @@ import pytest
 from osgeo import gdal, osr
 from scipy import ndimage
 
-from model.classes import LULC_CLASSES
-from model.inference.sar_input import InputUnits, to_db
-from model.simulate import HH_L_BAND, draw_variation, metres_per_degree, simulate_scene, write_scene
-from model.simulate.__main__ import main as simulate_cli
-from model.simulate.demo import DEMO_SEED, DEMO_SIZE, write_demo
-from model.simulate.geotiff import NODATA
-from model.simulate.scene import SURFACES
+from sarlulc.products import LULC_CLASSES
+from sarlulc.sar.units import InputUnits, to_db
+from sarlulc.simulate import HH_L_BAND, draw_variation, metres_per_degree, simulate_scene, write_scene
+from sarlulc.simulate.__main__ import main as simulate_cli
+from sarlulc.simulate.demo import DEMO_SEED, DEMO_SIZE, write_demo
+from sarlulc.simulate.geotiff import NODATA
+from sarlulc.simulate.scene import SURFACES
 
 CODE = {name: code for code, name, _ in LULC_CLASSES}
 FOREST = (CODE["Broadleaf forest"], CODE["Needleleaf forest"])
@@ -155,7 +155,7 @@ def test_units_round_trip_through_the_plugin_reader(tmp_path):
 
 
 def test_dn_formula_matches_alos2_calibration():
-    from model.simulate import db_to_dn
+    from sarlulc.simulate import db_to_dn
 
     # DN = sqrt(10^((sigma0 + 83) / 10)): -23 dB -> 10^3 = 1000; -83 dB -> 1; 0 dB -> 14125.4
     np.testing.assert_array_equal(db_to_dn(np.array([-23.0, -83.0, 0.0])), [1000, 1, 14125])

@@ -1,4 +1,4 @@
-"""Many tiles in one run (model/tiles): seam-free against one run over the mosaic, resumable, a damaged
+"""Many tiles in one run (sarlulc/tiles): seam-free against one run over the mosaic, resumable, a damaged
 tile reported while the others finish, cancel, Dask workers, and bad inputs refused before any work.
 
 The scene is cut into a 4 x 4 grid of 100 px tiles; the context model (a 9 px neighbourhood, 64 px
@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from model.inference.engine import RunOptions, segment
-from model.inference.errors import CancelledError
-from model.tiles import run as tiles_run
-from model.tiles.__main__ import main as tiles_cli
-from model.tiles.inputs import TilesError
-from model.tiles.run import map_tiles
+from sarlulc.inference.engine import RunOptions, segment
+from sarlulc.errors import CancelledError
+from sarlulc.tiles import run as tiles_run
+from sarlulc.tiles.__main__ import main as tiles_cli
+from sarlulc.tiles.inputs import TilesError
+from sarlulc.tiles.run import map_tiles
 from tests.factories import write_context_lulc_model, write_sar_raster
 
 GRID, TILE = 4, 100
@@ -95,7 +95,7 @@ def test_without_margins_tile_borders_show_seams(scene, tmp_path, monkeypatch):
 def test_a_tile_index_names_the_tiles(scene, tmp_path):
     """A tile index as gdaltindex (or QGIS's Tile Index) writes it: a footprint per tile, its file in
     ``location``, here relative to the index's folder; half the tiles listed, half mapped."""
-    from model.tiles.inputs import find_tiles
+    from sarlulc.tiles.inputs import find_tiles
 
     listed = sorted(scene["tiles"].glob("t0*.tif")) + sorted(scene["tiles"].glob("t1*.tif"))
     index = scene["tiles"].parent / "index.gpkg"
@@ -139,7 +139,7 @@ def test_cancel_keeps_finished_tiles_and_a_rerun_does_only_the_rest(scene, tmp_p
     done_before = set(json.loads((out / "manifest.json").read_text())["tiles"])
     # What a kill leaves: a tile's COG put in place but not recorded, and a partial file of a dead process.
     gdal.Translate(str(out / "tiles" / "t33.tif"), scene["whole"], format="COG", srcWin=[0, 0, 10, 10])
-    from model.inference.transaction import _HOST
+    from sarlulc.rasters.transaction import _HOST
     dead_partial = out / "tiles" / f".t32.tif.sarlulc-{_HOST}-999999-0123abcd.partial.tif"
     dead_partial.write_bytes(b"half")
     ran = []

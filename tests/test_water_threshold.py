@@ -13,12 +13,11 @@ import pytest
 from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsRasterLayer
 
-from model.classes import WATER_CLASSES
-from model.inference import engine
-from model.inference.errors import CancelledError, OptionError
-from model.inference.metadata import ModelContract, bundled_model_path
-from model.inference.threshold import (fit_two_gaussians, kittler_illingworth_threshold, otsu_threshold,
-                                       sample_grid)
+from sarlulc.products import WATER_CLASSES
+from sarlulc.inference import engine
+from sarlulc.errors import CancelledError, OptionError
+from sarlulc.inference.contract import ModelContract, bundled_model_path
+from sarlulc.inference.threshold import fit_two_gaussians, kittler_illingworth_threshold, otsu_threshold, sample_grid
 from tests.factories import (DEMO_LIKE_DISTRIBUTION, water_land_scene, write_changed_backscatter, write_pixel_water_model,
                              write_sar_raster)
 from tests.test_plugin_algorithms import RecordingFeedback, assert_same_grid, palette, sidecar_palette

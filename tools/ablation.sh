@@ -16,23 +16,23 @@ PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-5}
 mkdir -p "$OUT"
 for split in "train 1 48" "val 2 10" "test 3 12"; do
     set -- $split
-    [ -f "$DATA/$1/manifest.json" ] || $PY -m model.simulate --out "$DATA/$1" --count "$3" --size 512 --seed "$2" \
+    [ -f "$DATA/$1/manifest.json" ] || $PY -m sarlulc.simulate --out "$DATA/$1" --count "$3" --size 512 --seed "$2" \
         --holes --variability none
 done
 
 run() {  # name, extra train args...
     local name=$1; shift
-    $PY -m model.net.train --task lulc --train "$DATA/train" --val "$DATA/val" --out "$OUT/$name" \
+    $PY -m sarlulc.training.train --task lulc --train "$DATA/train" --val "$DATA/val" --out "$OUT/$name" \
         --config tiny-cpu --epochs "$EPOCHS" --samples-per-epoch "$SAMPLES" --crop-size "$CROP" \
         --batch-size 8 --lr 6e-4 --threads 1 --workers 1 --seed 0 "$@" > "$OUT/$name.log" 2>&1
-    $PY -m model.net.export --checkpoint "$OUT/$name/best.pt" --out "$OUT/$name/model.onnx" \
+    $PY -m sarlulc.training.export --checkpoint "$OUT/$name/best.pt" --out "$OUT/$name/model.onnx" \
         --tile-size 256 --tile-overlap 64 --trained-on "ablation run $name" >> "$OUT/$name.log" 2>&1
     $PY tools/evaluate_set.py --model "$OUT/$name/model.onnx" --task lulc --data "$DATA/test" \
         --out "$OUT/$name/heldout" >> "$OUT/$name.log" 2>&1
 }
 
 pretrain() {
-    $PY -m model.net.pretrain --data "$DATA/train" --out "$OUT/pretrain" --config tiny-cpu \
+    $PY -m sarlulc.training.pretrain --data "$DATA/train" --out "$OUT/pretrain" --config tiny-cpu \
         --epochs "$PRETRAIN_EPOCHS" --samples-per-epoch "$SAMPLES" --crop-size "$CROP" --batch-size 8 \
         --threads 1 --workers 1 --seed 0 > "$OUT/pretrain.log" 2>&1
 }

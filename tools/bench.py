@@ -35,13 +35,13 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from model.inference.engine import RunOptions, segment  # noqa: E402
-from model.inference.metadata import ModelContract, bundled_model_path  # noqa: E402
-from model.inference.reader import BandReader, open_raster  # noqa: E402
-from model.inference.normalisation import SceneStatistics, prepare_input  # noqa: E402
-from model.inference.session import DEVICES, PRECISIONS, ModelSession  # noqa: E402
-from model.inference.windows import TilePlan  # noqa: E402
-from model.inference.errors import gdal_exceptions  # noqa: E402
+from sarlulc.inference.engine import RunOptions, segment  # noqa: E402
+from sarlulc.inference.contract import ModelContract, bundled_model_path  # noqa: E402
+from sarlulc.rasters.reading import BandReader, open_raster  # noqa: E402
+from sarlulc.inference.normalisation import SceneStatistics, prepare_input  # noqa: E402
+from sarlulc.inference.session import DEVICES, PRECISIONS, ModelSession  # noqa: E402
+from sarlulc.rasters.windows import TilePlan  # noqa: E402
+from sarlulc.errors import gdal_exceptions  # noqa: E402
 
 
 def bench_model(folder: pathlib.Path, conv_layers: int) -> pathlib.Path:

@@ -32,8 +32,8 @@ def class_raster(folder: pathlib.Path, size: int) -> str:
     import numpy as np
     from osgeo import gdal, osr
 
-    from model.classes import LULC_CLASSES
-    from model.inference.writer import OutputRaster, all_or_none
+    from sarlulc.products import LULC_CLASSES
+    from sarlulc.rasters.writer import OutputRaster, all_or_none
     from tests.factories import expected_pixel_classes, sar_db_field
 
     path = folder / f"classes_{size}.tif"

@@ -1,4 +1,4 @@
-"""Figures of the many-tile run (model/tiles): figures and ratios, not pass/fail.
+"""Figures of the many-tile run (sarlulc/tiles): figures and ratios, not pass/fail.
 
     make bench-tiles                                   # 1024 px scene as a 4 x 4 grid, bundled LULC model
     make bench-tiles ARGS="--size 2048 --workers 2"
@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from osgeo import gdal  # noqa: E402
 
-from model.inference.engine import RunOptions, segment  # noqa: E402
-from model.inference.metadata import ModelContract, bundled_model_path  # noqa: E402
-from model.tiles.run import map_tiles, read_window  # noqa: E402
+from sarlulc.inference.engine import RunOptions, segment  # noqa: E402
+from sarlulc.inference.contract import ModelContract, bundled_model_path  # noqa: E402
+from sarlulc.tiles.run import map_tiles, read_window  # noqa: E402
 
 JAPAN_TILES, JAPAN_TILE_PX = 131, 12000
 
@@ -51,7 +51,7 @@ def make_tiles(folder: pathlib.Path, size: int, grid: int) -> tuple[str, pathlib
 
 def window_pixels(size: int, grid: int, margin: int, stride: int) -> int:
     """Pixels the engine runs over for the tiles of a grid (each tile's window with its margins)."""
-    from model.inference.windows import Window
+    from sarlulc.rasters.windows import Window
 
     step = size // grid
     return sum(read_window(Window(c * step, r * step, step, step), margin, stride, size, size).width

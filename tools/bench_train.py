@@ -22,26 +22,26 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from model.net import engine  # noqa: E402
-from model.net.configs import NAMED_CONFIGS, named_config  # noqa: E402
-from model.net.losses import FocalDiceLoss  # noqa: E402
-from model.net.mixmae import MixMAE  # noqa: E402
-from model.net.segmentor import Segmentor  # noqa: E402
-from model.inference.errors import gdal_exceptions  # noqa: E402
+from sarlulc.training import plumbing  # noqa: E402
+from sarlulc.networks.configs import NAMED_CONFIGS, named_config  # noqa: E402
+from sarlulc.training.losses import FocalDiceLoss  # noqa: E402
+from sarlulc.training.mixmae import MixMAE  # noqa: E402
+from sarlulc.networks.segmentor import Segmentor  # noqa: E402
+from sarlulc.errors import gdal_exceptions  # noqa: E402
 
 
-def step_rate(model: torch.nn.Module, loss_of, images: torch.Tensor, runtime: engine.Runtime, amp: str,
+def step_rate(model: torch.nn.Module, loss_of, images: torch.Tensor, runtime: plumbing.Runtime, amp: str,
               iterations: int) -> float:
     """Images per second of full training steps (the first, warm-up step not timed)."""
-    optimizer = engine.adamw(model, 1e-4, 0.05)
-    scaler = engine.grad_scaler(runtime, amp)
+    optimizer = plumbing.adamw(model, 1e-4, 0.05)
+    scaler = plumbing.grad_scaler(runtime, amp)
     model.train()
     elapsed = 0.0
     for step in range(iterations + 1):
         if runtime.device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
-        with engine.autocast(runtime, amp):
+        with plumbing.autocast(runtime, amp):
             loss = loss_of(model, images)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", default="tiny-cpu,paper", help="comma-separated: " + ", ".join(NAMED_CONFIGS))
     p.add_argument("--device", default="cpu")
-    p.add_argument("--amp", choices=sorted(engine.AMP_DTYPES) + ["auto"], default="none")
+    p.add_argument("--amp", choices=sorted(plumbing.AMP_DTYPES) + ["auto"], default="none")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--crop-size", type=int, default=256)
     p.add_argument("--iterations", type=int, default=3, help="timed steps per measurement")
@@ -69,8 +69,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    runtime = engine.Runtime(torch.device(args.device))
-    amp = engine.resolve_amp(args.amp, runtime)
+    runtime = plumbing.Runtime(torch.device(args.device))
+    amp = plumbing.resolve_amp(args.amp, runtime)
     torch.manual_seed(0)
     images = torch.randn(args.batch_size, 1, args.crop_size, args.crop_size, device=runtime.device)
     valid = torch.ones_like(images, dtype=torch.bool)

@@ -5,8 +5,8 @@ on real scenes (fewer, harder crops than the simulated ones) its probabilities s
 simulated ones. This runs the model through the plugin's engine on each pair (as
 `tools/evaluate_set.py` does), keeps its water probability, and scores water IoU at every
 candidate threshold over the pixels training learnt from: for a profile with per-chip screening
-(ETCI 2021), the chips whose labelled water the SAR shows (`model.net.sampling.screen_water_chips`).
-It prints the best threshold alone on the last line of stdout, for `model.net.export
+(ETCI 2021), the chips whose labelled water the SAR shows (`sarlulc.training.sampling.screen_water_chips`).
+It prints the best threshold alone on the last line of stdout, for `sarlulc.training.export
 --water-threshold`, and writes every figure to --out. Give it the real validation scenes that
 also chose the epoch (tools/train_bundled.sh), never the test scenes.
 """
@@ -24,15 +24,15 @@ from osgeo import gdal
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from model.inference import engine  # noqa: E402
-from model.net.rasters import LabelRaster, ReadOptions, SarRaster  # noqa: E402
-from model.net.sampling import chip_mask, screen_water_chips  # noqa: E402
-from model.net.sources import find_pairs  # noqa: E402
+from sarlulc.inference import engine  # noqa: E402
+from sarlulc.training.rasters import LabelRaster, ReadOptions, SarRaster  # noqa: E402
+from sarlulc.training.sampling import chip_mask, screen_water_chips  # noqa: E402
+from sarlulc.training.sources import find_pairs  # noqa: E402
 from tools.evaluate_set import engine_ready  # noqa: E402
-from model.inference.errors import gdal_exceptions  # noqa: E402
+from sarlulc.errors import gdal_exceptions  # noqa: E402
 
 CANDIDATES = tuple(round(t, 2) for t in np.arange(0.2, 0.951, 0.05))
-WATER, NODATA = 1, 0  # codes of the engine-ready reference (model.net.sources: water, nodata)
+WATER, NODATA = 1, 0  # codes of the engine-ready reference (sarlulc.training.sources: water, nodata)
 
 
 def _read(path: str) -> np.ndarray:

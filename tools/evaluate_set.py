@@ -4,7 +4,7 @@ Each SAR raster goes through the plugin's own inference engine (exactly what the
 algorithms run); the confusion matrices of all scenes are summed, then written as CSV, HTML
 and a JSON summary. Used by `make train-bundled` and the ablation runs.
 
-Pairs come from folders or list files (model/net/sources.py). A pair of another data profile
+Pairs come from folders or list files (sarlulc/training/sources.py). A pair of another data profile
 (e.g. `profile=etci2021`) is first written as an engine-ready pair in a temporary folder: a
 nominal 10 m grid where the files have no georeferencing (ETCI chips carry none), labels mapped
 to the plugin's codes, and pixels without information (e.g. saturated ETCI chips) left out of
@@ -30,24 +30,24 @@ from osgeo import gdal, osr
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from model.classes import WATER_BAND, WATER_NODATA  # noqa: E402
-from model.evaluation import Evaluation, evaluate, write_reports  # noqa: E402
-from model.inference import engine  # noqa: E402
-from model.inference.reader import BackscatterReader, BandReader, open_raster  # noqa: E402
-from model.inference.sar_input import InputUnits, detect_band_units, sample_valid_values, to_db  # noqa: E402
-from model.inference.threshold import otsu_threshold  # noqa: E402
-from model.inference.writer import OutputRaster, all_or_none  # noqa: E402
-from model.net.rasters import LabelRaster, ReadOptions, SarRaster  # noqa: E402
-from model.net.sources import PROFILES, Scene, find_pairs  # noqa: E402
-from model.inference.windows import Window  # noqa: E402
-from model.inference.errors import gdal_exceptions  # noqa: E402
+from sarlulc.products import WATER_BAND, WATER_NODATA  # noqa: E402
+from sarlulc.evaluation import Evaluation, evaluate, write_reports  # noqa: E402
+from sarlulc.inference import engine  # noqa: E402
+from sarlulc.rasters.reading import BackscatterReader, BandReader, open_raster  # noqa: E402
+from sarlulc.sar.units import InputUnits, detect_band_units, sample_valid_values, to_db  # noqa: E402
+from sarlulc.inference.threshold import otsu_threshold  # noqa: E402
+from sarlulc.rasters.writer import OutputRaster, all_or_none  # noqa: E402
+from sarlulc.training.rasters import LabelRaster, ReadOptions, SarRaster  # noqa: E402
+from sarlulc.training.sources import PROFILES, Scene, find_pairs  # noqa: E402
+from sarlulc.rasters.windows import Window  # noqa: E402
+from sarlulc.errors import gdal_exceptions  # noqa: E402
 
 NOMINAL_GRID_EPSG, NOMINAL_ORIGIN, NOMINAL_PIXEL_M = 32633, (500000.0, 5000000.0), 10.0
 
 
 def engine_ready(scene: Scene, folder: pathlib.Path, shift_db: float,
                  rows: int = 1024) -> tuple[str, str, InputUnits | str]:
-    """(SAR path, label path, INPUT_UNITS) the engine and model.evaluation can read for ``scene``,
+    """(SAR path, label path, INPUT_UNITS) the engine and sarlulc.evaluation can read for ``scene``,
     written strip by strip."""
     profile = PROFILES[scene.profile]
     if scene.profile == "sarlulc" and not shift_db:

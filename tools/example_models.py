@@ -1,4 +1,4 @@
-"""`make example-models`: write the example Processing models shipped in models/.
+"""`make example-models`: write the example Processing models shipped in example_models/.
 
 The models are built from the algorithms' current parameter definitions: every parameter a child
 step does not take from a model input gets its default as a fixed value, so the saved model is
@@ -6,7 +6,7 @@ valid in the Model Designer (a parameter added later and missing from a saved mo
 as "mandatory"). Run again after changing an algorithm's parameters; tests/test_example_models.py
 fails until then.
 
-    python tools/example_models.py [--output-dir models]
+    python tools/example_models.py [--output-dir example_models]
 """
 
 import argparse
@@ -138,7 +138,7 @@ def in_dialog_order(model: QgsProcessingModelAlgorithm, names: list[str]) -> Qgs
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", type=Path, default=REPO / "models")
+    parser.add_argument("--output-dir", type=Path, default=REPO / "example_models")
     args = parser.parse_args(argv)
     application = QgsApplication([], False)
     application.initQgis()

@@ -17,15 +17,13 @@ REPO = Path(__file__).resolve().parent.parent
 PLUGIN_NAME = "sar_lulc"
 # What the installed plugin needs, relative to the repository root (folders taken recursively).
 TOP_FILES = ("metadata.txt", "__init__.py", "plugin.py", "dependencies.py", "requirements-runtime.txt",
-             "README.md", "LICENSE", "model/MODEL_CARD.md")
-# demo/: the small simulated scene (and its reference map) to try the algorithms on; models/: the
-# example Processing models the provider lists under "Example models"; model/net: the training that
-# sarlulc:train runs (imported only then, with the optional PyTorch extra of the dependency dialog).
-FOLDERS = ("processing_provider", "ui", "model/inference", "model/fieldwork", "model/tiles", "model/net", "demo",
-           "models")
-# The model package's own modules (legend, evaluation...) but not the simulator (model/simulate),
-# which the plugin never imports.
-MODEL_MODULES = "model/*.py"
+             "README.md", "LICENSE", "model/MODEL_CARD.md", "model/CONTRACT.md")
+# sarlulc/: the QGIS-free library, training included (imported by sarlulc:train only, with the optional
+# PyTorch extra of the dependency dialog), but not the simulator, which the plugin never imports;
+# demo/: the small simulated scene (and its reference map) to try the algorithms on; example_models/: the
+# example Processing models the provider lists under "Example models".
+FOLDERS = ("processing_provider", "ui", "sarlulc", "demo", "example_models")
+LEFT_OUT = ("sarlulc/simulate",)
 BUNDLED_MODELS = ("model/weights/lulc.onnx", "model/weights/water.onnx")
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
 
@@ -43,11 +41,11 @@ def plugin_files(require_models: bool) -> list[Path]:
         raise SystemExit(f"package: the bundled model(s) {', '.join(missing_models)} are missing; "
                          f"build them first (make train-bundled), or pass --allow-missing-models.")
     files = [REPO / name for name in TOP_FILES if (REPO / name).is_file()]
-    files += sorted(REPO.glob(MODEL_MODULES))
     files += [REPO / name for name in BUNDLED_MODELS if (REPO / name).is_file()]
     for folder in FOLDERS:
         files += sorted(path for path in (REPO / folder).rglob("*")
-                        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in SKIPPED_SUFFIXES)
+                        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in SKIPPED_SUFFIXES
+                        and not any(path.relative_to(REPO).as_posix().startswith(left + "/") for left in LEFT_OUT))
     return files
 
 

@@ -4,10 +4,10 @@
 # calibration error of +-1.5 dB per crop; 8-bit stretches (ETCI) are read as relative brightness,
 # anchored on their land level as the plugin anchors any 8-bit input (model/README.md).
 #  - Land cover: simulated ALOS-2-like HH scenes (per-scene variability; train / val / test seeds never
-#    overlap; model/simulate/README.md) and the real AIRSAR L-band San Francisco scene, split in space:
+#    overlap; sarlulc/simulate/README.md) and the real AIRSAR L-band San Francisco scene, split in space:
 #    rows 0-439 train, rows 456-583 validate, rows 600-899 (the southern third) are the held-out test.
 #  - Water: simulated scenes, the real ETCI 2021 VV scenes Bangladesh and Nebraska (chips whose labelled
-#    water the SAR does not show are screened, model/net/sampling.py) and the calibrated Sen1Floods11 chips
+#    water the SAR does not show are screened, sarlulc/training/sampling.py) and the calibrated Sen1Floods11 chips
 #    India, Bolivia and Ghana_53713; the epoch and the default threshold are chosen on the real
 #    validation chip USA_905409; held out of everything: ETCI North Alabama and the Sen1Floods11 chips
 #    Nigeria, Mekong, Spain and Ghana_97059.
@@ -26,8 +26,8 @@ EPOCHS_LULC=${EPOCHS_LULC:-18}
 EPOCHS_WATER=${EPOCHS_WATER:-14}
 SAMPLES=${SAMPLES:-1600}
 CROP=${CROP:-128}
-TRAINED_ON_LULC="simulated ALOS-2-like HH scenes with per-scene variability (model/simulate, training seed 1) and the real AIRSAR L-band HH scene of San Francisco, rows 0-439 (PolSF labels, NASA-JPL data); not real ALOS-2 data"
-TRAINED_ON_WATER="real Sentinel-1 scenes: ETCI 2021 Bangladesh and Nebraska (8-bit VV, NASA IMPACT competition data) and the Sen1Floods11 hand-labelled chips India_900498, Bolivia_312675, Ghana_53713 (calibrated VV); simulated ALOS-2-like HH scenes (model/simulate, seed 1)"
+TRAINED_ON_LULC="simulated ALOS-2-like HH scenes with per-scene variability (sarlulc/simulate, training seed 1) and the real AIRSAR L-band HH scene of San Francisco, rows 0-439 (PolSF labels, NASA-JPL data); not real ALOS-2 data"
+TRAINED_ON_WATER="real Sentinel-1 scenes: ETCI 2021 Bangladesh and Nebraska (8-bit VV, NASA IMPACT competition data) and the Sen1Floods11 hand-labelled chips India_900498, Bolivia_312675, Ghana_53713 (calibrated VV); simulated ALOS-2-like HH scenes (sarlulc/simulate, seed 1)"
 
 for file in etci2021/README.md sen1floods11/README.md sf_airsar/README.md; do
     if [ ! -f "$SHARED/$file" ]; then
@@ -36,13 +36,13 @@ for file in etci2021/README.md sen1floods11/README.md sf_airsar/README.md; do
     fi
 done
 simulate() {  # name seed count
-    [ -f "$DATA/sim/$1/manifest.json" ] || $PY -m model.simulate --out "$DATA/sim/$1" --count "$3" --size 512 --seed "$2" --holes
+    [ -f "$DATA/sim/$1/manifest.json" ] || $PY -m sarlulc.simulate --out "$DATA/sim/$1" --count "$3" --size 512 --seed "$2" --holes
 }
 simulate train 1 48
 simulate val 2 10
 simulate test 3 12
 
-# List files that read the real data in place (profiles of model/net/sources.py).
+# List files that read the real data in place (profiles of sarlulc/training/sources.py).
 lists="$DATA/real"
 mkdir -p "$lists"
 shared=$(cd "$SHARED" && pwd)
@@ -68,7 +68,7 @@ start=$(date +%s)
 train() {  # task epochs val-every val-tiles val-sources train-sources...
     local task=$1 epochs=$2 every=$3 tiles=$4 val=$5
     shift 5
-    $PY -m model.net.train --task "$task" --train "$@" --val $val --out "$OUT/$task" --config tiny-cpu \
+    $PY -m sarlulc.training.train --task "$task" --train "$@" --val $val --out "$OUT/$task" --config tiny-cpu \
         --crop-size "$CROP" --batch-size 8 --threads 1 --workers 0 --seed 0 --epochs "$epochs" \
         --samples-per-epoch "$SAMPLES" --lr 6e-4 --alpha 0.5 --norm-mode fixed --level-jitter 1.5 --gain-jitter 0.1 \
         --balanced-share 0.3 --val-every "$every" --val-max-tiles "$tiles" > "$OUT/$task.train.log" 2>&1
@@ -80,19 +80,19 @@ lulc_pid=$!
 wait $water_pid && wait $lulc_pid
 echo "training took $(( $(date +%s) - start )) s on $(nproc) cores ($(uname -m))"
 
-$PY -m model.net.export --checkpoint "$OUT/lulc/best.pt" --out "$WEIGHTS/lulc.onnx" --tile-size 256 \
+$PY -m sarlulc.training.export --checkpoint "$OUT/lulc/best.pt" --out "$WEIGHTS/lulc.onnx" --tile-size 256 \
     --tile-overlap 64 --trained-on "$TRAINED_ON_LULC"
 # The water model's default probability thresholds (tools/choose_water_threshold.py), never on a test scene:
 # for calibrated inputs the best water IoU on the real validation chip, for relative (8-bit) inputs on the
 # screened chips of the ETCI training scene Nebraska (its probabilities on anchored 8-bit input sit lower).
-$PY -m model.net.export --checkpoint "$OUT/water/best.pt" --out "$OUT/water/model.onnx" --tile-size 256 \
+$PY -m sarlulc.training.export --checkpoint "$OUT/water/best.pt" --out "$OUT/water/model.onnx" --tile-size 256 \
     --tile-overlap 64 --trained-on "$TRAINED_ON_WATER"
 etci nebraska_20170213t002121 > "$lists/etci_threshold.txt"
 threshold=$($PY tools/choose_water_threshold.py --model "$OUT/water/model.onnx" --data "$lists/s1f_val.txt" \
     --out "$OUT/water/threshold.json" | tail -n 1)
 relative=$($PY tools/choose_water_threshold.py --model "$OUT/water/model.onnx" --data "$lists/etci_threshold.txt" \
     --out "$OUT/water/threshold_relative.json" | tail -n 1)
-$PY -m model.net.export --checkpoint "$OUT/water/best.pt" --out "$WEIGHTS/water.onnx" --tile-size 256 \
+$PY -m sarlulc.training.export --checkpoint "$OUT/water/best.pt" --out "$WEIGHTS/water.onnx" --tile-size 256 \
     --tile-overlap 64 --trained-on "$TRAINED_ON_WATER" --water-threshold "$threshold" \
     --water-threshold-relative "$relative"
 

@@ -16,17 +16,18 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ...model.classes import LULC_CLASSES, WATER_CLASSES
-from ...model.evaluation import NOT_WATER, EvaluationError, check_report_paths, evaluate, evaluate_points, write_reports
-from ...model.fieldwork.legend import read_legend
-from ...model.inference.sar_input import PROBABILITY_BAND, WATER_BAND
+from ...sarlulc.products import LULC_CLASSES, WATER_CLASSES
+from ...sarlulc.evaluation import (NOT_WATER, EvaluationError, check_report_paths, evaluate, evaluate_points,
+                                   write_reports)
+from ...sarlulc.fieldwork.legend import read_legend
+from ...sarlulc.sar.units import PROBABILITY_BAND, WATER_BAND
 from ..algorithm import PluginAlgorithm
 from ..checks import parameter_problem
 from ..compat import GEOMETRY_POINT, LAYER_VECTOR, SOURCE_RASTER, SOURCE_VECTOR_POINT
 from ..messages import engine_errors
 from . import TOOLBOX_GROUP
 
-# (label shown to users, task passed to model.evaluation)
+# (label shown to users, task passed to sarlulc.evaluation)
 TASK_CHOICES = (("Land use / land cover (9 classes)", "lulc"), ("Water mask (water / not water)", "water"))
 # The observed-class field of a field package's "field_checks" layer: used when no field is given.
 FIELD_CHECKS_FIELD = "class_observed"

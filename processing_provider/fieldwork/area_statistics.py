@@ -18,7 +18,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ...model.fieldwork.statistics import Zone, class_areas, write_html
+from ...sarlulc.fieldwork.statistics import Zone, class_areas, write_html
 from ..algorithm import PluginAlgorithm
 from ..compat import (
     FIELD_DOUBLE,

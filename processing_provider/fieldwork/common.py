@@ -9,8 +9,8 @@ from pathlib import Path
 from osgeo import gdal, ogr
 from qgis.core import QgsPalettedRasterRenderer, QgsProcessingException
 
-from ...model.fieldwork.legend import ClassEntry, ClassLegend, open_class_raster, read_legend
-from ...model.inference.writer import check_outputs
+from ...sarlulc.fieldwork.legend import ClassEntry, ClassLegend, open_class_raster, read_legend
+from ...sarlulc.rasters.writer import check_outputs
 from ..checks import destination_file, destination_of
 from ..messages import engine_errors
 

@@ -29,9 +29,9 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QDate, QSize, Qt
 
-from ...model.fieldwork.legend import INTEGER_TYPES, read_legend
-from ...model.inference.metadata import PROVENANCE_MODEL, PROVENANCE_TASK, PROVENANCE_TRAINED_ON
-from ...model.inference.sar_input import sample_shape
+from ...sarlulc.fieldwork.legend import INTEGER_TYPES, read_legend
+from ...sarlulc.inference.contract import PROVENANCE_MODEL, PROVENANCE_TASK, PROVENANCE_TRAINED_ON
+from ...sarlulc.sar.units import sample_shape
 from ..algorithm import PluginAlgorithm
 from ..compat import (
     ALGORITHM_NO_THREADING,

@@ -23,8 +23,8 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from ...model.inference.metadata import PROVENANCE_TASK
-from ...model.inference.transaction import PendingFiles
+from ...sarlulc.inference.contract import PROVENANCE_TASK
+from ...sarlulc.rasters.transaction import PendingFiles
 from .. import styling
 from ..algorithm import PluginAlgorithm
 from ..checks import geopackage_tables

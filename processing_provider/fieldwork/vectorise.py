@@ -20,9 +20,9 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from ...model.fieldwork.areas import pixel_areas
-from ...model.fieldwork.generalise import CODE_FIELD, MAJORITY_SIZES, generalise, polygonise
-from ...model.fieldwork.legend import open_class_raster
+from ...sarlulc.fieldwork.areas import pixel_areas
+from ...sarlulc.fieldwork.generalise import CODE_FIELD, MAJORITY_SIZES, generalise, polygonise
+from ...sarlulc.fieldwork.legend import open_class_raster
 from ..algorithm import PluginAlgorithm
 from ..compat import (
     AREA_HECTARES,

@@ -8,8 +8,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ...model.inference.calibrate import OUTPUT_NODATA, calibrate_dn
-from ...model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, check_calibration_factor
+from ...sarlulc.calibrate import OUTPUT_NODATA, calibrate_dn
+from ...sarlulc.sar.units import ALOS2_CALIBRATION_FACTOR_DB, check_calibration_factor
 from ..algorithm import PluginAlgorithm
 from ..checks import parameter_problem
 from ..compat import NUMBER_DOUBLE

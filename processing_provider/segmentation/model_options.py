@@ -1,11 +1,11 @@
 """The parameters that say how a model reads the SAR input and runs over it, and the engine's RunOptions
 made from them: shared by Segment, Water Detect and Segment Tiles (the same names in all three). Each parameter
-sets one RunOptions field and takes its choices and default from that field (model/inference/options.py), as the
+sets one RunOptions field and takes its choices and default from that field (sarlulc/inference/options.py), as the
 command line does."""
 
 from qgis.core import QgsProcessingParameterNumber
 
-from ...model.inference.options import RunOptions, option_default, option_words
+from ...sarlulc.inference.options import RunOptions, option_default, option_words
 from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, PARAMETER_OPTIONAL
 from ..parameters import BUNDLED_TILE_SIZE
 

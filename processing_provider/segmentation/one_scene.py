@@ -14,9 +14,9 @@ from qgis.core import (
 )
 
 from ...dependencies import onnxruntime_problem
-from ...model.inference.area import AreaOfInterest
-from ...model.inference.engine import check_options
-from ...model.inference.session import check_model_file
+from ...sarlulc.rasters.area import AreaOfInterest
+from ...sarlulc.inference.engine import check_options
+from ...sarlulc.inference.session import check_model_file
 from .. import styling
 from ..checks import parameter_problem
 from ..compat import SOURCE_VECTOR_POLYGON

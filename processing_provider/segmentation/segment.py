@@ -1,7 +1,7 @@
 """SAR LULC Segment (sarlulc:segment): a land-use/land-cover class map from HH backscatter."""
 
-from ...model.classes import LULC_CLASSES
-from ...model.inference.engine import segment
+from ...sarlulc.products import LULC_CLASSES
+from ...sarlulc.inference.engine import segment
 from .. import styling
 from ..algorithm import PluginAlgorithm
 from ..help_texts import help_text

@@ -21,8 +21,8 @@ from qgis.core import (
 )
 
 from ...dependencies import onnxruntime_problem, qgis_python
-from ...model.inference.engine import check_options
-from ...model.inference.errors import InferenceError
+from ...sarlulc.inference.engine import check_options
+from ...sarlulc.errors import InferenceError
 from .. import styling
 from ..algorithm import PluginAlgorithm
 from ..compat import FILE_FOLDER, NUMBER_INTEGER, SOURCE_RASTER, SOURCE_VECTOR_POLYGON
@@ -152,7 +152,7 @@ class SegmentTilesAlgorithm(ModelOptionsMixin, PluginAlgorithm):
         problem = onnxruntime_problem()
         if problem:
             raise QgsProcessingException(problem)
-        from ...model.tiles.run import map_tiles
+        from ...sarlulc.tiles.run import map_tiles
 
         parameters = self.with_option_texts(parameters)
         task = self.task(parameters, context)

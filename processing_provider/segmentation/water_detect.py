@@ -1,7 +1,7 @@
 """Water Detect (sarlulc:waterdetect): a water mask from HH backscatter."""
 
-from ...model.inference.engine import detect_water
-from ...model.inference.threshold import ASHMAN_D_MIN, MIN_WATER_CONTRAST_DB, SAMPLE_TILE, WATER_CEILINGS
+from ...sarlulc.inference.engine import detect_water
+from ...sarlulc.inference.threshold import ASHMAN_D_MIN, MIN_WATER_CONTRAST_DB, SAMPLE_TILE, WATER_CEILINGS
 from .. import styling
 from ..algorithm import PluginAlgorithm
 from ..help_texts import help_text

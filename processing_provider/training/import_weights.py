@@ -1,8 +1,8 @@
 """Import published weights (``sarlulc:importweights``): the SAR-W-SimMIM authors' segmentation
 checkpoint turned into the plugin's ONNX model with its contract.
 
-The import itself is model/net/published.py (torch, no QGIS), the same as
-``python -m model.net.published``; this file turns the parameters into its call and its messages
+The import itself is sarlulc/training/published.py (torch, no QGIS), the same as
+``python -m sarlulc.training.published``; this file turns the parameters into its call and its messages
 into feedback. Like training it needs the optional PyTorch extra.
 """
 
@@ -20,7 +20,7 @@ from ..algorithm import PluginAlgorithm
 from ..compat import NUMBER_DOUBLE
 from . import TOOLBOX_GROUP
 
-# model/net/published.py's, repeated so that the dialog and its checks need no torch (a test compares them).
+# sarlulc/training/published.py's, repeated so that the dialog and its checks need no torch (a test compares them).
 DEFAULT_GSD_M = 10.0
 CHECKPOINT_SUFFIXES = (".pth", ".pt")
 
@@ -50,7 +50,7 @@ class ImportWeightsAlgorithm(PluginAlgorithm):
             "(\"Class 1 (output 0)\" ...), since their class names are not published with their code. "
             "<b>Pixel size</b>: the ground sampling distance of their tiles (10 m, the JAXA land-cover map's "
             "grid, unless the authors say otherwise).</p>"
-            "<h3>What it checks</h3><p>The network is our re-implementation of theirs (model/net/published.py), "
+            "<h3>What it checks</h3><p>The network is our re-implementation of theirs (sarlulc/training/published.py), "
             "tested against outputs of their own code; the exported model must give the torch network's "
             "outputs through ONNX Runtime. Refused before any work, saying why: a file that is not a .pth or .pt "
             "checkpoint, or cannot be read as one, a pretraining (encoder-only) checkpoint, tensors that do not "
@@ -85,7 +85,7 @@ class ImportWeightsAlgorithm(PluginAlgorithm):
         problem = torch_problem("Importing published weights")
         if problem:
             raise QgsProcessingException(problem)
-        from ...model.net.published import CheckpointRefused, ExportMismatch, ImportCancelled, import_checkpoint
+        from ...sarlulc.training.published import CheckpointRefused, ExportMismatch, ImportCancelled, import_checkpoint
 
         out = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         try:

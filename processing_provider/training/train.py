@@ -1,7 +1,7 @@
 """Train / fine-tune model (``sarlulc:train``): a model for the user's area from their SAR and labels.
 
-The training itself is model/net/finetune.py (torch, no QGIS), the same as
-``python -m model.net.finetune``; this file turns the parameters into its request and its
+The training itself is sarlulc/training/finetune.py (torch, no QGIS), the same as
+``python -m sarlulc.training.finetune``; this file turns the parameters into its request and its
 messages into feedback. torch is an optional dependency: without it the run is refused with
 how to install it.
 """
@@ -18,8 +18,8 @@ from qgis.core import (
 )
 
 from ...dependencies import torch_problem
-from ...model.inference.sar_input import ALOS2_CALIBRATION_FACTOR_DB, InputUnits
-from ...model.inference.session import DEVICES
+from ...sarlulc.sar.units import ALOS2_CALIBRATION_FACTOR_DB, InputUnits
+from ...sarlulc.inference.session import DEVICES
 from ..algorithm import PluginAlgorithm
 from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_MAP_LAYER, SOURCE_RASTER
 from ..parameters import TASK_CHOICES
@@ -29,7 +29,7 @@ STARTS = (("bundled model (fine-tune)", "bundled"), ("random weights (from scrat
 
 
 class TrainAlgorithm(PluginAlgorithm):
-    """Trains or fine-tunes a model on the user's SAR rasters and labels (model/net/finetune.py)."""
+    """Trains or fine-tunes a model on the user's SAR rasters and labels (sarlulc/training/finetune.py)."""
 
     GROUP = TOOLBOX_GROUP
     INPUTS = "INPUTS"
@@ -72,7 +72,7 @@ class TrainAlgorithm(PluginAlgorithm):
             "class names. Codes are the legend's (1 Water, 2 Built-up, 3 Paddy field, 4 Cropland, 5 Grassland, "
             "6 Broadleaf forest, 7 Needleleaf forest, 8 Bare land, 9 Solar panel; 0 = no label); other codes "
             "need a <b>remap table</b> (CSV source_code,source_name,class_code, like those in the plugin's "
-            "model/net/remap_tables, e.g. JAXA's HRLULC). Water task: 1 is water, 2-9 land.</p>"
+            "sarlulc/training/remap_tables, e.g. JAXA's HRLULC). Water task: 1 is water, 2-9 land.</p>"
             "<h3>Your own classes</h3><p>A <b>class table</b> (CSV code,name,color, one row per class, e.g. "
             "<code>3,Open water,#0022ff</code>; codes 1-254, each code and name once) makes a model of those "
             "classes instead of the legend's 9: the reference holds their codes (or, in a class field, their "
@@ -156,7 +156,7 @@ class TrainAlgorithm(PluginAlgorithm):
         problem = torch_problem()
         if problem:
             raise QgsProcessingException(problem)
-        from ...model.net.finetune import TrainingCancelled, TrainingRefused, TrainRequest, train_for_area
+        from ...sarlulc.training.finetune import TrainingCancelled, TrainingRefused, TrainRequest, train_for_area
 
         parameters = self.with_option_texts(parameters)
         start = self.parameterAsFile(parameters, self.START_MODEL, context) or \

@@ -1,2 +1,0 @@
-"""Many tiles in one run (a country of ALOS-2 mosaic tiles): seam-free, resumable, on one or many
-workers. `map_tiles` is the entry point; ``python -m model.tiles`` the command line."""
