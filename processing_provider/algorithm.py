@@ -17,7 +17,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..dependencies import PLUGIN_DIR
 from ..sarlulc.errors import InferenceError, gdal_exceptions
-from ..sarlulc.rasters.writer import check_distinct_files
+from ..sarlulc.rasters.output_checks import check_distinct_files
 from .checks import file_extension_problem, geopackage_problem, run_files, unacceptable_value_problem
 from .compat import NUMBER_INTEGER, PARAMETER_ADVANCED
 

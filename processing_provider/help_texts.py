@@ -1,7 +1,7 @@
 """The help texts Segment, Water Detect and Segment Tiles share (HTML for the Processing help panel), and
 ``help_text``, which puts one algorithm's help together: what a user reads first, then the details."""
 
-from ..sarlulc.rasters.writer import format_list
+from ..sarlulc.rasters.output_checks import format_list
 from .parameters import BUNDLED_TILE_SIZE
 
 INPUT_HELP = (

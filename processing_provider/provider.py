@@ -3,7 +3,7 @@
 from qgis.core import QgsApplication, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from ..sarlulc.rasters.writer import OUTPUT_FORMATS
+from ..sarlulc.rasters.output_checks import OUTPUT_FORMATS
 from .algorithm import ICON_PATH
 from .evaluation.evaluate import EvaluateAlgorithm
 from .example_models import example_models

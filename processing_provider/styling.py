@@ -36,7 +36,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
-from ..sarlulc.rasters.writer import STYLE_MARKER, style_sidecar_path
+from ..sarlulc.rasters.output_checks import STYLE_MARKER, style_sidecar_path
 from .compat import SHADER_LINEAR
 
 # Value of a water pixel in the water raster (CONTRACT.md: 1 water, 0 not water, 255 nodata).

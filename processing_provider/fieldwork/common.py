@@ -10,7 +10,7 @@ from osgeo import gdal, ogr
 from qgis.core import QgsPalettedRasterRenderer, QgsProcessingException
 
 from ...sarlulc.fieldwork.legend import ClassEntry, ClassLegend, open_class_raster, read_legend
-from ...sarlulc.rasters.writer import check_outputs
+from ...sarlulc.rasters.output_checks import check_outputs
 from ..checks import destination_file, destination_of
 from ..messages import engine_errors
 

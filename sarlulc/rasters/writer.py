@@ -21,9 +21,6 @@ from .output_checks import OUTPUT_FORMATS, output_driver
 from .resample import DEFAULT_CREATION_OPTIONS, warp_back_to_input_grid
 from .transaction import GDAL_COMPANIONS, PendingFiles, hidden_path
 from .windows import Window
-# This module was their home: processing_provider/ and sarlulc/training/ import them from here (and PendingFiles,
-# OUTPUT_FORMATS above).
-from .output_checks import STYLE_MARKER, check_distinct_files, check_outputs, format_list, style_sidecar_path
 
 
 def raster_bytes(path, pixels: int, data_type: int) -> int:

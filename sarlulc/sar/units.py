@@ -13,10 +13,9 @@ from enum import Enum
 import numpy as np
 from osgeo import gdal
 
-from ..products import PROBABILITY_BAND, RESULT_BAND_DESCRIPTIONS, WATER_BAND
+from ..products import RESULT_BAND_DESCRIPTIONS
 from .decibels import TINY_POWER, power_to_db
 from ..errors import InputRasterError, OptionError
-from .speckle import SpeckleFilter
 
 ALOS2_CALIBRATION_FACTOR_DB = -83.0
 """PALSAR-2 CF: sigma0 [dB] = 10*log10(DN^2) + CF (JAXA, PALSAR-2 calibration factor)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..sar.units import ALOS2_CALIBRATION_FACTOR_DB, UNITS_FLAGS, InputUnits
 from ..errors import InferenceError
-from ..rasters.writer import check_distinct_files
+from ..rasters.output_checks import check_distinct_files
 
 
 START_BUNDLED, START_SCRATCH = "bundled", "scratch"

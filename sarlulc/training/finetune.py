@@ -42,7 +42,7 @@ from ..evaluation import Evaluation
 from ..errors import InferenceError, gdal_exceptions
 from ..inference.contract import NORM_FIXED, ClassInfo, InputDistribution, ModelContract, bundled_model_path
 from ..sar.units import UNITS_FLAGS
-from ..rasters.writer import PendingFiles
+from ..rasters.transaction import PendingFiles
 from . import plumbing
 from .area_classes import LEGEND_CLASSES, given_classes, same_classes, training_legend, with_classes
 from .area_labels import AreaLabels, HeldOut, hold_out, read_area, remap_table

@@ -37,7 +37,8 @@ from torch import nn
 from ..products import LULC_CLASSES
 from ..errors import InferenceError
 from ..inference.contract import ClassInfo, ModelContract
-from ..rasters.writer import PendingFiles, check_distinct_files
+from ..rasters.transaction import PendingFiles
+from ..rasters.output_checks import check_distinct_files
 from .class_table import ClassTableError, read_class_table
 from .input_statistics import Normalisation
 from .export import OPSET, contract_for, export_onnx, parity
