@@ -16,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer
+from qgis.core import Qgis, QgsApplication, QgsProject
 from qgis.PyQt.QtCore import QThreadPool, QTimer
 from qgis.PyQt.QtWidgets import QApplication, QLabel, QProgressBar, QPushButton, QScrollArea, QTextEdit
 from qgis.utils import iface

@@ -12,7 +12,7 @@ import pytest
 from osgeo import gdal
 from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingModelAlgorithm
 
-from tests.factories import expected_pixel_classes, write_sar_raster
+from tests.factories import expected_pixel_classes
 from tests.test_plugin_algorithms import contract_palette, input_db_and_valid, read_band, sidecar_palette
 
 REPO = Path(__file__).resolve().parent.parent
