@@ -29,6 +29,7 @@ from osgeo import gdal, osr
 from .products import LULC_CLASSES, WATER_CLASSES
 from .html_report import escape, key_value_rows, page, row, svg_open, swatch
 from .errors import InferenceError, gdal_exceptions
+from .fieldwork.legend import read_legend
 from .inference.contract import TASKS
 from .rasters.reading import open_raster, reading
 from .rasters.output_checks import check_outputs
@@ -148,7 +149,7 @@ def evaluate(prediction_path, reference_path, task: str = "lulc",
     if not counts:
         raise EvaluationError("No pixel has data in both the prediction and the reference (they do not overlap, "
                               "or one is entirely nodata): check that the rasters cover the same area.")
-    return _evaluation(task, counts, "pixels")
+    return _evaluation(task, counts, "pixels", _named_classes(prediction, task))
 
 
 def evaluate_points(prediction_path, points, task: str = "lulc",
@@ -189,11 +190,12 @@ def evaluate_points(prediction_path, points, task: str = "lulc",
     _accumulate(counts, reference, prediction_codes)
     if progress:
         progress(1.0)
-    return _evaluation(task, counts, "points"), left_out
+    return _evaluation(task, counts, "points", _named_classes(prediction, task)), left_out
 
 
-def _evaluation(task: str, counts: dict[tuple[int, int], int], unit: str) -> Evaluation:
-    classes = _class_list(task, {code for pair in counts for code in pair})
+def _evaluation(task: str, counts: dict[tuple[int, int], int], unit: str,
+                named: tuple[tuple[int, str, str], ...] | None = None) -> Evaluation:
+    classes = _class_list(task, {code for pair in counts for code in pair}, named)
     index = {code: i for i, (code, _, _) in enumerate(classes)}
     matrix = np.zeros((len(classes), len(classes)), np.int64)
     for (ref_code, pred_code), count in counts.items():
@@ -261,9 +263,18 @@ def _accumulate(counts: dict[tuple[int, int], int], ref: np.ndarray, pred: np.nd
         counts[key] = counts.get(key, 0) + int(pairs[flat])
 
 
-def _class_list(task: str, observed: set[int]) -> tuple[tuple[int, str, str], ...]:
-    """The task's legend, plus any other code found in the data (so nothing is dropped silently)."""
-    legend = LULC_CLASSES if task == "lulc" else (NOT_WATER,) + WATER_CLASSES
+def _named_classes(prediction: gdal.Dataset, task: str) -> tuple[tuple[int, str, str], ...] | None:
+    """The classes a land-cover prediction names itself (a model trained with its own classes writes their
+    names and colours), or None: the 9-class legend."""
+    legend = read_legend(prediction) if task == "lulc" else None
+    return tuple((entry.code, entry.name, entry.color) for entry in legend.entries) if legend else None
+
+
+def _class_list(task: str, observed: set[int],
+                named: tuple[tuple[int, str, str], ...] | None = None) -> tuple[tuple[int, str, str], ...]:
+    """The prediction's own classes (``named``), else the task's legend, plus any other code found in the data
+    (so nothing is dropped silently)."""
+    legend = named or (LULC_CLASSES if task == "lulc" else (NOT_WATER,) + WATER_CLASSES)
     known = {code for code, _, _ in legend}
     extra = tuple((code, f"Code {code}", _UNKNOWN_COLOUR) for code in sorted(observed - known))
     return tuple(sorted(tuple(legend) + extra))

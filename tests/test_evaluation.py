@@ -86,6 +86,26 @@ def test_codes_outside_the_legend_are_reported_not_dropped(tmp_path):
     assert extra and extra[0].name == "Code 12" and extra[0].predicted_pixels == 1
 
 
+def test_a_prediction_with_its_own_classes_is_scored_under_their_names(tmp_path):
+    """A model trained with its own classes (sarlulc:train with a class table) writes their names and colours;
+    the scores name those classes, not the 9-class legend's for the same codes."""
+    reference = write_classes(tmp_path / "r.tif", REFERENCE)
+    prediction = str(tmp_path / "p.tif")
+    dataset = gdal.GetDriverByName("GTiff").CreateCopy(prediction, gdal.Open(reference))
+    band = dataset.GetRasterBand(1)
+    band.WriteArray(PREDICTION.astype(np.uint8))
+    table = gdal.ColorTable()
+    for code, colour in ((1, (216, 179, 101)), (2, (154, 205, 50)), (3, (31, 78, 156))):
+        table.SetColorEntry(code, colour + (255,))
+    band.SetColorTable(table)
+    band.SetCategoryNames(["", "Bare soil", "Hills", "Water"])
+    band = dataset = None
+    result = evaluate(prediction, reference)
+    assert result.classes == ((1, "Bare soil", "#d8b365"), (2, "Hills", "#9acd32"), (3, "Water", "#1f4e9c"))
+    assert [m.name for m in result.per_class] == ["Bare soil", "Hills", "Water"]
+    assert result.overall_accuracy == pytest.approx(4 / 6) and result.miou == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+
+
 def test_streaming_windows_give_the_whole_raster_result(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     reference = rng.integers(0, 10, (700, 300))
