@@ -120,8 +120,8 @@ def _ratio(numerator: int, denominator: int) -> float:
 
 def evaluate(prediction_path, reference_path, task: str = "lulc",
              progress: Callable[[float], None] | None = None) -> Evaluation:
-    """Compare two class rasters (band 1 each) on the same grid. lulc: the 9-class legend plus any
-    other code found; water: both rasters binarised (code 1 = water, other valid codes = not water).
+    """Compare two class rasters (band 1 each) on the same grid. lulc: the classes the prediction names
+    (else the 9-class legend) plus any other code found; water: both rasters binarised (code 1 = water, other valid codes = not water).
     `progress(fraction)` is called after every window; raise from it to stop."""
     if task not in TASKS:
         raise EvaluationError(f"Unknown task {task!r}: use one of {', '.join(TASKS)}.")
@@ -395,7 +395,8 @@ def main(argv=None) -> int:
     parser.add_argument("prediction", help="predicted class raster (e.g. the output of SAR LULC Segment)")
     parser.add_argument("reference", help="reference class raster on the same grid")
     parser.add_argument("--task", choices=TASKS, default="lulc",
-                        help="lulc: 9-class legend; water: code 1 = water, any other valid code = not water")
+                        help="lulc: the classes the prediction names (a model's own), else the 9-class legend; "
+                             "water: code 1 = water, any other valid code = not water")
     parser.add_argument("--out-csv", help="write the per-class table and confusion matrix here")
     parser.add_argument("--out-html", help="write an HTML report with the confusion-matrix heat map here")
     args = parser.parse_args(argv)
