@@ -121,8 +121,8 @@ def _ratio(numerator: int, denominator: int) -> float:
 def evaluate(prediction_path, reference_path, task: str = "lulc",
              progress: Callable[[float], None] | None = None) -> Evaluation:
     """Compare two class rasters (band 1 each) on the same grid. lulc: the classes the prediction names
-    (else the 9-class legend) plus any other code found; water: both rasters binarised (code 1 = water, other valid codes = not water).
-    `progress(fraction)` is called after every window; raise from it to stop."""
+    (else the 9-class legend) plus any other code found; water: both rasters binarised (code 1 = water,
+    other valid codes = not water). `progress(fraction)` is called after every window; raise from it to stop."""
     if task not in TASKS:
         raise EvaluationError(f"Unknown task {task!r}: use one of {', '.join(TASKS)}.")
     prediction = open_raster(prediction_path, "prediction raster")
