@@ -28,7 +28,8 @@ class DistributionCheck:
     warnings: list[str]
 
 
-def _percentile_label(percentile: float) -> str:
+def percentile_label(percentile: float) -> str:
+    """1st, 2nd, 3rd, 11th, 99th: a percentile as people write it."""
     number = f"{percentile:g}"
     suffix = "th" if number.endswith(("11", "12", "13")) else {"1": "st", "2": "nd", "3": "rd"}.get(number[-1], "th")
     return number + suffix
@@ -93,7 +94,7 @@ def _percentile_warnings(values: np.ndarray, percentiles, input_reference: float
         if gap > MARGIN_DB:
             word, side = ("darker", "below") if darker else ("brighter", "above")
             warnings.append(
-                f"Input {word} than the model's training data: its {_percentile_label(percentile)} percentile "
+                f"Input {word} than the model's training data: its {percentile_label(percentile)} percentile "
                 f"{value:.1f} dB{relative} is {gap:.1f} dB {side} the training pixels' ({trained:g} dB{training}): "
                 f"{_ADVICE}.")
     return warnings

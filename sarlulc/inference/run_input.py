@@ -8,7 +8,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from ..rasters.coverage import DataCoverage
-from .distribution import MARGIN_DB
+from .distribution import MARGIN_DB, percentile_label
 from ..errors import InputRasterError
 from .contract import SCENE_NORM_MODES, ModelContract
 from .options import RunOptions
@@ -148,17 +148,9 @@ def familiar_range(contract: ModelContract, log) -> tuple[float, float] | None:
     (low_p, low), (high_p, high) = distribution.pixel_db_percentiles[0], distribution.pixel_db_percentiles[-1]
     familiar = (low - MARGIN_DB, high + MARGIN_DB)
     log(f"Confidence: pixels outside {familiar[0]:.1f}..{familiar[1]:.1f} dB (the model's training pixels' "
-        f"{_ordinal(low_p)}..{_ordinal(high_p)} percentiles, +-{MARGIN_DB:g} dB) get at most the chance level "
-        f"1/{len(contract.classes)}: the model has not seen such backscatter")
+        f"{percentile_label(low_p)}..{percentile_label(high_p)} percentiles, +-{MARGIN_DB:g} dB) get at most the "
+        f"chance level 1/{len(contract.classes)}: the model has not seen such backscatter")
     return familiar
-
-
-def _ordinal(number: float) -> str:
-    """1st, 2nd, 3rd, 11th, 99th (a percentile as people write it)."""
-    text = f"{number:g}"
-    if not text.isdigit() or 10 <= int(text) % 100 <= 20:
-        return f"{text}th"
-    return text + {1: "st", 2: "nd", 3: "rd"}.get(int(text) % 10, "th")
 
 
 def anchor_relative(input_reader: BackscatterReader, source: BackscatterReader, log) -> None:
