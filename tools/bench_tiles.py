@@ -1,20 +1,23 @@
 """Figures of the many-tile run (sarlulc/tiles): figures and ratios, not pass/fail.
 
-    make bench-tiles                                   # 1024 px scene as a 4 x 4 grid, bundled LULC model
+    make bench-tiles                                   # 4096 px scene as a 4 x 4 grid, bundled LULC model
     make bench-tiles ARGS="--size 2048 --workers 2"
 
 One scene is cut into a grid of tiles and mapped (a) in one run over the whole scene (segment(), all
 cores), (b) as tiles on 1 worker of 1 thread (no Dask), (c) on 1 worker with all cores, (d) on a Dask
 LocalCluster of N workers of 1 thread each. For each: wall time, per-tile time, throughput in Mpx/s of
-map made, and the agreement of its mosaic with (a). Then the serial share of a run (planning: finding and
-checking tiles, the inputs' VRT, the manifest; the mosaic VRT; Dask's start), and an estimate for Japan
-(131 tiles of 12000 x 12000 px) on this machine from the measured rate per pixel the engine runs (each
-tile's window with its margins) and the measured serial costs.
+map made, and the agreement of its mosaic with (a). Then the scaling of (d) over (b), for the whole run
+and per tile (a long run's rate, without Dask's start and the last tile's wait), against the most this
+machine allows: the model alone, in one process and in N side by side. Then the serial share of a run
+(planning: finding and checking tiles, the inputs' VRT, the manifest; the mosaic VRT; Dask's start), and
+an estimate for Japan (131 tiles of 12000 x 12000 px) on this machine from the measured rate per pixel the
+engine runs (each tile's window with its margins) and the measured serial costs.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import pathlib
 import shutil
@@ -59,6 +62,30 @@ def window_pixels(size: int, grid: int, margin: int, stride: int) -> int:
                for r in range(grid) for c in range(grid))
 
 
+def model_loop_seconds(model: str, batches: int) -> float:
+    """Seconds one process takes to run ``batches`` batches of four 256 px tiles through the model on
+    one ONNX Runtime thread: the engine's work with nothing around it."""
+    from sarlulc.inference.session import CPU, load_session
+
+    session = load_session(model, [CPU], threads=1)
+    name = session.get_inputs()[0].name
+    tiles = np.random.default_rng(0).normal(size=(4, 1, 256, 256)).astype(np.float32)
+    session.run(None, {name: tiles})
+    started = time.perf_counter()
+    for _ in range(batches):
+        session.run(None, {name: tiles})
+    return time.perf_counter() - started
+
+
+def machine_ceiling(model: str, processes: int, batches: int = 24) -> float:
+    """How much faster ``processes`` processes of one thread run the model than one: the most any
+    number of workers can gain on this machine (shared caches and memory bandwidth take the rest)."""
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        alone = pool.apply(model_loop_seconds, (model, batches))
+        side_by_side = pool.starmap(model_loop_seconds, [(model, batches)] * processes)
+    return processes * alone / max(side_by_side)
+
+
 def agreement(path: str, reference: np.ndarray) -> float:
     classes = gdal.Open(path).ReadAsArray()
     valid = reference > 0
@@ -67,7 +94,7 @@ def agreement(path: str, reference: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=1024, help="scene edge in px (default 1024)")
+    parser.add_argument("--size", type=int, default=4096, help="scene edge in px (default 4096)")
     parser.add_argument("--grid", type=int, default=4, help="tiles per side (default 4)")
     parser.add_argument("--workers", type=int, default=2, help="Dask workers of (d) (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
@@ -109,6 +136,9 @@ def main() -> None:
         print(f"Scaling: {args.workers} workers x 1 thread run the tiles {busy_one / busy_many:.2f}x as fast as 1 "
               f"worker x 1 thread ({busy_one:.1f} s -> {busy_many:.1f} s, Dask's start included; whole run "
               f"{one_s / many_s:.2f}x)")
+        per_tile = np.mean(one.tile_seconds) / np.mean(many.tile_seconds) * args.workers
+        print(f"Per tile (a long run's rate): {per_tile:.2f}x; the model alone in {args.workers} processes side by "
+              f"side runs {machine_ceiling(str(model), args.workers):.2f}x as fast as in one (this machine's ceiling)")
         serial = many.plan_seconds + many.mosaic_seconds
         print(f"Serial share of (d): planning {many.plan_seconds:.2f} s + mosaic {many.mosaic_seconds:.2f} s = "
               f"{serial / many_s:.1%} of {many_s:.1f} s; Dask start and scheduling about "

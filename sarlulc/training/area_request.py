@@ -34,7 +34,7 @@ class TrainRequest:
     class_field: str | None = None
     remap: str | None = None  # a shipped table's name (sarlulc/training/remap_tables) or a CSV file
     band: int = 1
-    input_units: str = "auto"  # a key of sar_input.UNITS_FLAGS or an InputUnits value
+    input_units: str = "auto"  # a key of units.UNITS_FLAGS or an InputUnits value
     calibration_factor: float = ALOS2_CALIBRATION_FACTOR_DB
     start: str = START_BUNDLED  # "bundled", "scratch" or a plugin .onnx model
     epochs: int = 6

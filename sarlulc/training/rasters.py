@@ -109,7 +109,7 @@ class SarRaster:
             self.resampling = resampling_to_model(dataset, options.gsd_m)
             self.read_units = InputUnits.LINEAR  # the view holds linear power, nodata 0
         self._reader, self._pid, self._sample = None, None, sample  # sample: what sample_db() returns, if known
-        # a relative input's land level is anchored as the engine anchors it (engine._anchor_relative)
+        # a relative input's land level is anchored as the engine anchors it (run_input.anchor_relative)
         self.offset_db = facts.get("offset_db", 0.0) if facts else 0.0
         if facts:
             self.scene = SceneStatistics(**facts["scene"])

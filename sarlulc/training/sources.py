@@ -53,7 +53,7 @@ PROFILES = {
     # ETCI 2021 flood chips (../shared/data/etci2021): 8-bit stretched Sentinel-1 VV brightness, 0 = no chip,
     # 255 = saturated white chips (no information); labels 0 not water, 1 flood, 2 permanent water, 255 nodata.
     # The stretch is not published: read as relative brightness, as the plugin reads any 8-bit input (the
-    # fitted nominal stretch, then the scene's land level anchored; sar_input.RELATIVE_STRETCH_DB).
+    # fitted nominal stretch, then the scene's land level anchored; units.RELATIVE_STRETCH_DB).
     "etci2021": DataProfile(units=InputUnits.RELATIVE, sar_invalid=(255.0,),
                             label_map={0: NOT_WATER_CODE, 1: WATER_CLASSES[0][0], 2: WATER_CLASSES[0][0]},
                             water_only=True, label_chip=256),
