@@ -62,14 +62,14 @@ def window_pixels(size: int, grid: int, margin: int, stride: int) -> int:
                for r in range(grid) for c in range(grid))
 
 
-def model_loop_seconds(model: str, batches: int) -> float:
-    """Seconds one process takes to run ``batches`` batches of four 256 px tiles through the model on
-    one ONNX Runtime thread: the engine's work with nothing around it."""
+def model_loop_seconds(model: str, tile_size: int, batches: int) -> float:
+    """Seconds one process takes to run ``batches`` batches of four tiles through the model on one
+    ONNX Runtime thread: the engine's work with nothing around it."""
     from sarlulc.inference.session import CPU, load_session
 
     session = load_session(model, [CPU], threads=1)
     name = session.get_inputs()[0].name
-    tiles = np.random.default_rng(0).normal(size=(4, 1, 256, 256)).astype(np.float32)
+    tiles = np.random.default_rng(0).normal(size=(4, 1, tile_size, tile_size)).astype(np.float32)
     session.run(None, {name: tiles})
     started = time.perf_counter()
     for _ in range(batches):
@@ -77,12 +77,12 @@ def model_loop_seconds(model: str, batches: int) -> float:
     return time.perf_counter() - started
 
 
-def machine_ceiling(model: str, processes: int, batches: int = 24) -> float:
+def machine_ceiling(model: str, tile_size: int, processes: int, batches: int = 24) -> float:
     """How much faster ``processes`` processes of one thread run the model than one: the most any
     number of workers can gain on this machine (shared caches and memory bandwidth take the rest)."""
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        alone = pool.apply(model_loop_seconds, (model, batches))
-        side_by_side = pool.starmap(model_loop_seconds, [(model, batches)] * processes)
+        alone = pool.apply(model_loop_seconds, (model, tile_size, batches))
+        side_by_side = pool.starmap(model_loop_seconds, [(model, tile_size, batches)] * processes)
     return processes * alone / max(side_by_side)
 
 
@@ -138,7 +138,7 @@ def main() -> None:
               f"{one_s / many_s:.2f}x)")
         per_tile = np.mean(one.tile_seconds) / np.mean(many.tile_seconds) * args.workers
         print(f"Per tile (a long run's rate): {per_tile:.2f}x; the model alone in {args.workers} processes side by "
-              f"side runs {machine_ceiling(str(model), args.workers):.2f}x as fast as in one (this machine's ceiling)")
+              f"side runs {machine_ceiling(str(model), contract.tile_size, args.workers):.2f}x as fast as in one (this machine's ceiling)")
         serial = many.plan_seconds + many.mosaic_seconds
         print(f"Serial share of (d): planning {many.plan_seconds:.2f} s + mosaic {many.mosaic_seconds:.2f} s = "
               f"{serial / many_s:.1%} of {many_s:.1f} s; Dask start and scheduling about "
