@@ -137,8 +137,9 @@ def main() -> None:
               f"worker x 1 thread ({busy_one:.1f} s -> {busy_many:.1f} s, Dask's start included; whole run "
               f"{one_s / many_s:.2f}x)")
         per_tile = np.mean(one.tile_seconds) / np.mean(many.tile_seconds) * args.workers
+        ceiling = machine_ceiling(str(model), contract.tile_size, args.workers)
         print(f"Per tile (a long run's rate): {per_tile:.2f}x; the model alone in {args.workers} processes side by "
-              f"side runs {machine_ceiling(str(model), contract.tile_size, args.workers):.2f}x as fast as in one (this machine's ceiling)")
+              f"side runs {ceiling:.2f}x as fast as in one (this machine's ceiling)")
         serial = many.plan_seconds + many.mosaic_seconds
         print(f"Serial share of (d): planning {many.plan_seconds:.2f} s + mosaic {many.mosaic_seconds:.2f} s = "
               f"{serial / many_s:.1%} of {many_s:.1f} s; Dask start and scheduling about "
