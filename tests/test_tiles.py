@@ -206,6 +206,33 @@ def test_a_damaged_tile_is_reported_and_the_others_finish(scene, tile_copies, tm
     assert np.array_equal(read(again.mosaic), scene["classes"])
 
 
+def test_a_result_gdal_cannot_read_into_the_mosaic_is_reported_and_redone(scene, tmp_path, monkeypatch):
+    """GDAL's BuildVRT skips a file it cannot open with only a warning: the mosaic would have a silent hole.
+    A tile's result damaged after it was written is reported failed, forgotten, and run again next time."""
+    real_run_tile = tiles_run.run_tile
+
+    def damage_t03(job, *args):
+        result = real_run_tile(job, *args)
+        if job.name == "t03":
+            pathlib.Path(job.outputs["classes"]).write_bytes(b"not a GeoTIFF any more")
+        return result
+
+    monkeypatch.setattr(tiles_run, "run_tile", damage_t03)
+    warnings = []
+    report = map_tiles(scene["tiles"], tmp_path / "out", model_path=scene["model"], warn=warnings.append)
+    assert list(report.failed) == ["t03"] and "t03" not in report.run
+    assert "could not be read into the mosaic" in report.failed["t03"] and "t03.tif" in report.failed["t03"]
+    assert any("t03" in warning for warning in warnings) and "t03:" in report.summary()
+    classes = read(report.mosaic)
+    assert (classes[:TILE, 3 * TILE:] == 0).all()  # its place is nodata, and the summary says why
+    assert np.array_equal(classes[TILE:], scene["classes"][TILE:])
+    assert "t03" not in json.loads((tmp_path / "out" / "manifest.json").read_text())["tiles"]
+    monkeypatch.setattr(tiles_run, "run_tile", real_run_tile)
+    again = map_tiles(scene["tiles"], tmp_path / "out", model_path=scene["model"])
+    assert again.run == ["t03"] and not again.failed
+    assert np.array_equal(read(again.mosaic), scene["classes"])
+
+
 def test_the_mosaic_cog_is_written_on_request(scene, tmp_path):
     report = map_tiles(scene["tiles"], tmp_path / "out", model_path=scene["model"], mosaic_cog=True)
     cog = gdal.Open(report.mosaic_cog)

@@ -28,7 +28,7 @@ from ..sar.speckle import filter_halo
 from ..rasters.windows import Window
 from ..rasters.output_checks import style_sidecar_path
 from ..rasters.transaction import PendingFiles, remove_stale_files
-from .inputs import TileSet, check_tiles, find_tiles
+from .inputs import TileSet, TilesError, check_tiles, find_tiles
 from .job import CLASSES, SCORES, TileJob, TileResult, file_checksum, run_tile
 from .manifest import Manifest, input_fingerprint, result_options
 
@@ -113,7 +113,7 @@ def map_tiles(source, output_folder, task: str = "lulc", model_path=None, option
     if tileset.units is not InputUnits.AUTO:
         options = dataclasses.replace(options, input_units=tileset.units)  # one decision for all tiles
     mosaic_path = str(folder / INPUTS_VRT)
-    _build_vrt(mosaic_path, [tile.path for tile in tileset.tiles])
+    _write_inputs_vrt(mosaic_path, [tile.path for tile in tileset.tiles])
     _note_resampling(mosaic_path, contract, log)
     if workers > 1 and not scheduler and options.threads is None:  # local workers share the cores
         options = dataclasses.replace(options, threads=max(1, (os.cpu_count() or 1) // workers))
@@ -250,13 +250,15 @@ def _output_folder(path) -> pathlib.Path:
     return folder.resolve()
 
 
-def _build_vrt(path: str, files: list[str]) -> None:
+def _write_inputs_vrt(path: str, files: list[str]) -> None:
     """A VRT of ``files`` (on one grid, checked), written under another name and renamed."""
     partial = pathlib.Path(path).with_name(f".{pathlib.Path(path).name}.{os.getpid()}.partial.vrt")
-    dataset = gdal.BuildVRT(str(partial), files)
-    if dataset is None:
-        raise OutputError(f"Could not write the mosaic '{path}' (GDAL: {gdal.GetLastErrorMsg()}).")
-    dataset = None
+    left_out = build_vrt(partial, files, path)
+    if left_out:
+        partial.unlink(missing_ok=True)
+        raise TilesError("These tiles could not be read into the mosaic of the inputs: "
+                         + "; ".join(f"{name} ({reason})" for name, reason in left_out.items())
+                         + ". Check that they are readable (copy or download them again), then run again.")
     text = partial.read_text().replace(partial.name, pathlib.Path(path).name)
     partial.write_text(text)
     os.replace(partial, path)
@@ -280,15 +282,13 @@ def _write_mosaics(report: TilesReport, manifest: Manifest, tileset: TileSet, ta
     if not finished:
         return
     with PendingFiles() as pending:
-        for role in roles:
-            final = folder / f"{MOSAIC_NAMES[task][role]}.vrt"
-            files = [str(folder / manifest.tiles[name]["outputs"][role]["file"]) for name in finished]
-            written = pending.new(final)
-            dataset = gdal.BuildVRT(str(written), files)
-            _copy_legend(files[0], dataset)
-            dataset = None
+        mosaics = {role: (final, pending.new(final)) for role in roles
+                   for final in [folder / f"{MOSAIC_NAMES[task][role]}.vrt"]}
+        finished = _build_output_vrts(mosaics, finished, report, manifest, folder, warn)
+        for role, (final, written_path) in mosaics.items():
+            _copy_legend(str(folder / manifest.tiles[finished[0]]["outputs"][role]["file"]), written_path)
             if style is not None:
-                style(written, pending.new(style_sidecar_path(final)), final, contract, role == CLASSES)
+                style(written_path, pending.new(style_sidecar_path(final)), final, contract, role == CLASSES)
             setattr(report, "mosaic" if role == CLASSES else "scores_mosaic", str(final))
             if mosaic_cog and role == CLASSES:
                 if report.failed:
@@ -296,7 +296,7 @@ def _write_mosaics(report: TilesReport, manifest: Manifest, tileset: TileSet, ta
                          f"finished (run again after fixing them).")
                     continue
                 cog = folder / f"{MOSAIC_NAMES[task][role]}.tif"
-                gdal.Translate(str(pending.new(cog)), str(written), format="COG",
+                gdal.Translate(str(pending.new(cog)), str(written_path), format="COG",
                                creationOptions=["COMPRESS=DEFLATE", "BLOCKSIZE=512", "BIGTIFF=IF_SAFER",
                                                 "RESAMPLING=NEAREST"],
                                callback=lambda complete, *_: 0 if is_cancelled() else (progress(100 * complete) or 1))
@@ -306,8 +306,56 @@ def _write_mosaics(report: TilesReport, manifest: Manifest, tileset: TileSet, ta
                 report.mosaic_cog = str(cog)
 
 
-def _copy_legend(tile_path: str, mosaic: gdal.Dataset) -> None:
+def _build_output_vrts(mosaics: dict[str, tuple[pathlib.Path, pathlib.Path]], finished: list[str],
+                       report: TilesReport, manifest: Manifest, folder: pathlib.Path, warn) -> list[str]:
+    """The VRT of each role (``mosaics``: role -> (final path, hidden path written)) over the ``finished``
+    tiles; returns the tiles they hold. A tile whose file GDAL
+    cannot read into the mosaic (gone, damaged) is reported failed and forgotten, so the next run redoes it,
+    and the mosaic is built without it (a hole the summary names, never a silent one)."""
+    while True:
+        left_out: dict[str, str] = {}
+        for role, (final, written) in mosaics.items():
+            files = {str(folder / manifest.tiles[name]["outputs"][role]["file"]): name for name in finished}
+            skipped = build_vrt(written, list(files), final)
+            for file, reason in skipped.items():
+                left_out.setdefault(files[file], f"its result '{file}' could not be read into the mosaic ({reason})")
+        if not left_out:
+            return finished
+        for name, message in left_out.items():
+            report.failed[name] = message + "; it is run again next time."
+            warn(f"tile {name} failed: {report.failed[name]}")
+            manifest.forget(name)
+            for done in (report.run, report.skipped):
+                if name in done:
+                    done.remove(name)
+        finished = [name for name in finished if name not in left_out]
+        if not finished:
+            raise OutputError(f"No tile's result could be read into the mosaic ({'; '.join(left_out.values())}). "
+                              f"Run again with the same output folder to redo them.")
+
+
+def build_vrt(path, files: list[str], shown) -> dict[str, str]:
+    """Write ``gdal.BuildVRT(path, files)``; returns the files GDAL left out, each with its reason: GDAL skips
+    a file it cannot open, or that does not match the others, with no more than a warning (``shown``: the
+    name the user knows, for errors)."""
+    messages: list[str] = []
+    gdal.PushErrorHandler(lambda kind, number, message: messages.append(message))
+    try:
+        dataset = gdal.BuildVRT(str(path), files)
+    finally:
+        gdal.PopErrorHandler()
+    if dataset is None:
+        raise OutputError(f"Could not write the mosaic '{shown}' (GDAL: {'; '.join(messages) or 'no reason given'}).")
+    included = {os.path.realpath(name) for name in dataset.GetFileList() or []}
+    dataset = None  # closing writes it
+    unexplained = "; ".join(messages) or "no reason given"
+    return {name: next((message for message in messages if name in message), unexplained)
+            for name in files if os.path.realpath(name) not in included}
+
+
+def _copy_legend(tile_path: str, mosaic_path: pathlib.Path) -> None:
     """What BuildVRT leaves out: the class names, the band description and the model's provenance."""
+    mosaic = gdal.Open(str(mosaic_path), gdal.GA_Update)
     tile = gdal.Open(tile_path)
     metadata = tile.GetMetadata()  # first: it loads the .aux.xml, where a GeoTIFF keeps its class names
     band, mosaic_band = tile.GetRasterBand(1), mosaic.GetRasterBand(1)
