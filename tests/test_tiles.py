@@ -120,8 +120,9 @@ def test_a_tile_index_names_the_tiles(scene, tmp_path):
 def test_two_local_dask_workers_give_the_same_mosaic(scene, tmp_path):
     pytest.importorskip("distributed")
     logs = []
-    report = map_tiles(scene["tiles"], tmp_path / "out", model_path=scene["model"], workers=2, log=logs.append)
-    assert len(report.run) == GRID * GRID and not report.failed
+    report = map_tiles(scene["tiles"], tmp_path / "out", model_path=scene["model"], workers=2, log=logs.append,
+                       warn=logs.append)
+    assert len(report.run) == GRID * GRID and not report.failed, f"{report.summary()}; log: {logs}"
     assert any(line.startswith("Dask: 2 worker(s)") for line in logs)
     mosaic = read(report.mosaic)
     differing = {f"t{row}{column}": int((mosaic != scene["classes"])[row * TILE:(row + 1) * TILE,
