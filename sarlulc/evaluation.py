@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 from osgeo import gdal, osr
 
-from .products import LULC_CLASSES, WATER_CLASSES
+from .products import LULC_CLASSES, NOT_WATER, WATER_CLASSES
 from .html_report import escape, key_value_rows, page, row, svg_open, swatch
 from .errors import InferenceError, gdal_exceptions
 from .fieldwork.legend import read_legend
@@ -37,7 +37,6 @@ from .rasters.transaction import PendingFiles
 
 
 WATER_CODE = WATER_CLASSES[0][0]
-NOT_WATER = (0, "Not water", "#d9d9d9")
 _UNKNOWN_COLOUR = "#999999"
 _WINDOW_PIXELS = 1 << 22  # about 4 M pixels per window and raster: a few tens of MB at most
 _FIX_GRID = ("Resample the prediction to the reference grid with Warp (Raster ▸ Projections ▸ Warp, or gdalwarp) "

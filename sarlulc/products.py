@@ -20,6 +20,7 @@ LULC_CLASSES = (
 
 # The water task's single positive class.
 WATER_CLASSES = ((1, "Water", "#1f78b4"),)
+NOT_WATER = (0, "Not water", "#f0f0f0")  # the water mask's other class, as maps and reports show it
 
 # What the plugin's result rasters are: nodata values and band descriptions. The descriptions are also how
 # a SAR LULC result is recognised when it is offered as input (a 0..1 confidence raster would otherwise

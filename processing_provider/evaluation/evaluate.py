@@ -16,11 +16,9 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ...sarlulc.products import LULC_CLASSES, WATER_CLASSES
-from ...sarlulc.evaluation import (NOT_WATER, EvaluationError, check_report_paths, evaluate, evaluate_points,
-                                   write_reports)
+from ...sarlulc.evaluation import EvaluationError, check_report_paths, evaluate, evaluate_points, write_reports
 from ...sarlulc.fieldwork.legend import read_legend
-from ...sarlulc.products import PROBABILITY_BAND, WATER_BAND
+from ...sarlulc.products import LULC_CLASSES, NOT_WATER, PROBABILITY_BAND, WATER_BAND, WATER_CLASSES
 from ..algorithm import PluginAlgorithm
 from ..checks import parameter_problem
 from ..compat import GEOMETRY_POINT, LAYER_VECTOR, SOURCE_RASTER, SOURCE_VECTOR_POINT

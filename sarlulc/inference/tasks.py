@@ -10,8 +10,8 @@ from osgeo import gdal
 from .blending import to_probabilities
 from .contract import ModelContract
 from .output_specs import OutputSpec
-from ..products import (CLASSES_BAND, CONFIDENCE_BAND, LULC_NODATA, PROBABILITY_BAND, SCORE_NODATA, WATER_BAND,
-                        WATER_NODATA)
+from ..products import (CLASSES_BAND, CONFIDENCE_BAND, LULC_NODATA, NOT_WATER, PROBABILITY_BAND, SCORE_NODATA,
+                        WATER_BAND, WATER_NODATA)
 
 
 class Task:
@@ -81,7 +81,7 @@ class _Water(Task):
     def _main_spec(self, contract, output_path):
         water = contract.classes[0]
         return OutputSpec(output_path, gdal.GDT_Byte, WATER_NODATA, WATER_BAND,
-                          [(0, "Not water", "#f0f0f0"), (1, water.name, water.color)], "nearest",
+                          [NOT_WATER, (1, water.name, water.color)], "nearest",
                           contract.provenance()), PROBABILITY_BAND
 
     def classes(self, contract, water_threshold, scores):

@@ -10,7 +10,7 @@ import pathlib
 
 import numpy as np
 
-from ..products import LULC_CLASSES, WATER_CLASSES
+from ..products import LULC_CLASSES, NOT_WATER, WATER_CLASSES
 from ..inference.contract import ClassInfo
 from .area_request import TrainingRefused, TrainRequest
 from .class_table import ClassTableError, raster_classes, read_class_table
@@ -84,7 +84,7 @@ def with_classes(model: Segmentor, count: int) -> tuple[Segmentor, list[str]]:
 def training_legend(task: str, classes: tuple[ClassInfo, ...]) -> tuple[tuple[int, str, str], ...]:
     """(code, name, colour) per training channel, for the scores and the report."""
     if task == "water":
-        return ((0, "Not water", "#cccccc"), WATER_CLASSES[0])
+        return (NOT_WATER, WATER_CLASSES[0])
     return tuple((c.code, c.name, c.color) for c in classes)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..products import LULC_CLASSES, WATER_CLASSES
+from ..products import LULC_CLASSES, NOT_WATER, WATER_CLASSES
 from . import plumbing
 from ..networks.configs import NAMED_CONFIGS, EncoderConfig, NetConfig, named_config
 from ..inference.contract import NORM_FIXED, NORM_MODES
@@ -95,7 +95,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def class_legend(task: str) -> list[str]:
     """Names of the training channels' classes (water: background + water)."""
-    return ["Not water", WATER_CLASSES[0][1]] if task == "water" else [name for _, name, _ in LULC_CLASSES]
+    return [NOT_WATER[1], WATER_CLASSES[0][1]] if task == "water" else [name for _, name, _ in LULC_CLASSES]
 
 
 def split_pairs(args, runtime: plumbing.Runtime):
