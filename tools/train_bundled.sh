@@ -22,11 +22,11 @@ OUT=${OUT:-runs/bundled}
 DATA=${DATA:-data/varied}
 SHARED=${SHARED:-../shared/data}
 WEIGHTS=${WEIGHTS:-model/weights}
-EPOCHS_LULC=${EPOCHS_LULC:-18}
+EPOCHS_LULC=${EPOCHS_LULC:-30}
 EPOCHS_WATER=${EPOCHS_WATER:-14}
 SAMPLES=${SAMPLES:-1600}
 CROP=${CROP:-128}
-TRAINED_ON_LULC="simulated ALOS-2-like HH scenes with per-scene variability (sarlulc/simulate, training seed 1) and the real AIRSAR L-band HH scene of San Francisco, rows 0-439 (PolSF labels, NASA-JPL data); not real ALOS-2 data"
+TRAINED_ON_LULC="simulated ALOS-2-like HH scenes with per-scene variability (sarlulc/simulate, training seed 1) and the real AIRSAR L-band HH scene of San Francisco, rows 0-439 (PolSF labels, NASA-JPL data), a quarter of the crops; not real ALOS-2 data"
 TRAINED_ON_WATER="real Sentinel-1 scenes: ETCI 2021 Bangladesh and Nebraska (8-bit VV, NASA IMPACT competition data) and the Sen1Floods11 hand-labelled chips India_900498, Bolivia_312675, Ghana_53713 (calibrated VV); simulated ALOS-2-like HH scenes (sarlulc/simulate, seed 1)"
 
 for file in etci2021/README.md sen1floods11/README.md sf_airsar/README.md; do
@@ -65,17 +65,17 @@ sf_part test 600 300
 
 mkdir -p "$OUT"
 start=$(date +%s)
-train() {  # task epochs val-every val-tiles val-sources train-sources...
-    local task=$1 epochs=$2 every=$3 tiles=$4 val=$5
-    shift 5
+train() {  # task epochs val-every val-tiles val-sources extra-flags train-sources...
+    local task=$1 epochs=$2 every=$3 tiles=$4 val=$5 extra=$6
+    shift 6
     $PY -m sarlulc.training.train --task "$task" --train "$@" --val $val --out "$OUT/$task" --config tiny-cpu \
         --crop-size "$CROP" --batch-size 8 --threads 1 --workers 0 --seed 0 --epochs "$epochs" \
         --samples-per-epoch "$SAMPLES" --lr 6e-4 --alpha 0.5 --norm-mode fixed --level-jitter 1.5 --gain-jitter 0.1 \
-        --balanced-share 0.3 --val-every "$every" --val-max-tiles "$tiles" > "$OUT/$task.train.log" 2>&1
+        --balanced-share 0.3 --val-every "$every" --val-max-tiles "$tiles" $extra > "$OUT/$task.train.log" 2>&1
 }
-train water "$EPOCHS_WATER" 1 200 "$lists/s1f_val.txt" "$DATA/sim/train" "$lists/etci_train.txt" "$lists/s1f_train.txt" &
+train water "$EPOCHS_WATER" 1 200 "$lists/s1f_val.txt" "" "$DATA/sim/train" "$lists/etci_train.txt" "$lists/s1f_train.txt" &
 water_pid=$!
-train lulc "$EPOCHS_LULC" 2 120 "$DATA/sim/val $lists/sf_val.txt" "$DATA/sim/train" "$lists/sf_train.txt" &
+train lulc "$EPOCHS_LULC" 2 120 "$DATA/sim/val $lists/sf_val.txt" "--profile-share sf_airsar=0.25" "$DATA/sim/train" "$lists/sf_train.txt" &
 lulc_pid=$!
 wait $water_pid && wait $lulc_pid
 echo "training took $(( $(date +%s) - start )) s on $(nproc) cores ($(uname -m))"
