@@ -253,7 +253,7 @@ def _output_folder(path) -> pathlib.Path:
 def _write_inputs_vrt(path: str, files: list[str]) -> None:
     """A VRT of ``files`` (on one grid, checked), written under another name and renamed."""
     partial = pathlib.Path(path).with_name(f".{pathlib.Path(path).name}.{os.getpid()}.partial.vrt")
-    left_out = build_vrt(partial, files, path)
+    left_out = _build_vrt(partial, files, path)
     if left_out:
         partial.unlink(missing_ok=True)
         raise TilesError("These tiles could not be read into the mosaic of the inputs: "
@@ -309,14 +309,14 @@ def _write_mosaics(report: TilesReport, manifest: Manifest, tileset: TileSet, ta
 def _build_output_vrts(mosaics: dict[str, tuple[pathlib.Path, pathlib.Path]], finished: list[str],
                        report: TilesReport, manifest: Manifest, folder: pathlib.Path, warn) -> list[str]:
     """The VRT of each role (``mosaics``: role -> (final path, hidden path written)) over the ``finished``
-    tiles; returns the tiles they hold. A tile whose file GDAL
-    cannot read into the mosaic (gone, damaged) is reported failed and forgotten, so the next run redoes it,
-    and the mosaic is built without it (a hole the summary names, never a silent one)."""
+    tiles; returns the tiles they hold. A tile whose file GDAL cannot read into the mosaic (gone, damaged)
+    is reported failed and forgotten, so the next run redoes it, and the mosaic is built without it (a hole
+    the summary names, never a silent one)."""
     while True:
         left_out: dict[str, str] = {}
         for role, (final, written) in mosaics.items():
             files = {str(folder / manifest.tiles[name]["outputs"][role]["file"]): name for name in finished}
-            skipped = build_vrt(written, list(files), final)
+            skipped = _build_vrt(written, list(files), final)
             for file, reason in skipped.items():
                 left_out.setdefault(files[file], f"its result '{file}' could not be read into the mosaic ({reason})")
         if not left_out:
@@ -334,7 +334,7 @@ def _build_output_vrts(mosaics: dict[str, tuple[pathlib.Path, pathlib.Path]], fi
                               f"Run again with the same output folder to redo them.")
 
 
-def build_vrt(path, files: list[str], shown) -> dict[str, str]:
+def _build_vrt(path, files: list[str], shown) -> dict[str, str]:
     """Write ``gdal.BuildVRT(path, files)``; returns the files GDAL left out, each with its reason: GDAL skips
     a file it cannot open, or that does not match the others, with no more than a warning (``shown``: the
     name the user knows, for errors)."""
