@@ -12,7 +12,8 @@ import numpy as np
 import processing
 import pytest
 from osgeo import gdal
-from qgis.core import QgsFeature, QgsGeometry, QgsProcessingException, QgsRectangle, QgsVectorLayer
+from qgis.core import (QgsFeature, QgsGeometry, QgsProcessingException, QgsProcessingFeedback, QgsRectangle,
+                       QgsVectorLayer)
 from qgis.PyQt.QtGui import QColor, QImage
 
 from sarlulc.products import LULC_CLASSES
@@ -145,6 +146,22 @@ def test_atlas_has_one_page_per_cell_and_a_geopdf_per_sheet(segmented_scene, sar
     # Each sheet is centred on its cell: the sheets' georeferences differ by the cells' offset.
     first, second = (gdal.Open(str(tmp_path / f"atlas_sheet_{page}.pdf")).GetGeoTransform() for page in (1, 2))
     assert second[0] - first[0] == pytest.approx(1200, abs=60) and first[3] - second[3] == pytest.approx(1000, abs=60)
+
+
+def test_a_cancel_after_the_pdf_leaves_the_earlier_map_as_it_was(segmented_scene, sarlulc_provider, tmp_path):
+    # An earlier map of the same name; this run is cancelled once its PDF and GeoPDF sheets are written,
+    # while the PNG pages are: none of its files may replace the earlier ones, none may be left behind.
+    cells = grid_layer([QgsRectangle(500000, 3999000, 501200, 4000000), QgsRectangle(501200, 3998000, 502400, 3999000)])
+    earlier = {name: f"earlier {name}".encode() for name in ("atlas.pdf", "atlas_sheet_1.pdf", "atlas.png")}
+    for name, content in earlier.items():
+        (tmp_path / name).write_bytes(content)
+    feedback = QgsProcessingFeedback()
+    feedback.progressChanged.connect(lambda progress: progress >= 80 and feedback.cancel())
+    with pytest.raises(QgsProcessingException, match="Cancelled by the user; no map was written"):
+        processing.run("sarlulc:fieldmap", {"LAYERS": [segmented_scene["classes"]], "ATLAS": cells,
+                                            "OUTPUT": str(tmp_path / "atlas.pdf"),
+                                            "OUTPUT_PNG": str(tmp_path / "atlas.png")}, feedback=feedback)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == earlier
 
 
 def test_bad_inputs_are_refused_before_anything_is_written(segmented_scene, sarlulc_provider, tmp_path,

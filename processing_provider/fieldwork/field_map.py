@@ -1,7 +1,6 @@
 """Field Map (sarlulc:fieldmap): result layers → a print-ready PDF (GeoPDF) and PNG through a QGIS print layout."""
 
 import contextlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from qgis.PyQt.QtCore import QDate, QSize, Qt
 
 from ...sarlulc.fieldwork.legend import INTEGER_TYPES, read_legend
 from ...sarlulc.inference.contract import PROVENANCE_MODEL, PROVENANCE_TASK, PROVENANCE_TRAINED_ON
+from ...sarlulc.rasters.transaction import PendingFiles
 from ...sarlulc.sar.units import sample_shape
 from ..algorithm import PluginAlgorithm
 from ..compat import (
@@ -44,7 +44,7 @@ from ..compat import (
     SOURCE_VECTOR_POLYGON,
 )
 from .. import styling
-from ..messages import cancelled
+from ..messages import cancelled, engine_errors
 from . import TOOLBOX_GROUP
 from .common import check_destination, ogr_source_parts
 from .field_map_layout import GRIDS, ORIENTATIONS, PAPER_SIZES_MM, MapSheet, build_layout
@@ -94,6 +94,7 @@ def shortened(text: str, characters: int) -> str:
 
 # 1:100 million: a continent on an A4 sheet; larger scales make no map (and QGIS fails to export them).
 MAX_SCALE = 1e8
+
 
 class FieldMapAlgorithm(PluginAlgorithm):
     """Lays the results out on a page with everything a field team needs, and exports it."""
@@ -233,13 +234,16 @@ class FieldMapAlgorithm(PluginAlgorithm):
             feedback.reportError("GeoPDF is not available: this GDAL's PDF driver cannot write it (GDAL 3 with "
                                  "PDF creation support is needed). A plain PDF is written.", fatalError=False)
             georeference = False
-        pages = self.export_pdf(layout, pdf_path, georeference,
-                                self.parameterAsInt(parameters, self.DPI, context), feedback)
+        # Every file of the map (PDF, per-sheet GeoPDFs, PNG pages) is written under a hidden name and put in
+        # place together once all are complete: a failure or cancel leaves the earlier map as it was.
+        with engine_errors(), PendingFiles() as transaction:
+            pages = self.export_pdf(layout, pdf_path, georeference,
+                                    self.parameterAsInt(parameters, self.DPI, context), feedback, transaction)
+            outputs = {self.OUTPUT: pdf_path, self.PAGES: pages, self.GEOREFERENCED: georeference}
+            if png_path:
+                outputs[self.OUTPUT_PNG] = self.export_png(layout, png_path, feedback, transaction)
         feedback.pushInfo(f"{pages} page(s) of {sheet.paper} {sheet.orientation} written to {pdf_path}"
                           + (" (GeoPDF: georeferenced)" if georeference and pages == 1 else ""))
-        outputs = {self.OUTPUT: pdf_path, self.PAGES: pages, self.GEOREFERENCED: georeference}
-        if png_path:
-            outputs[self.OUTPUT_PNG] = self.export_png(layout, png_path, feedback)
         return outputs
 
     def styled_copy(self, layer: QgsMapLayer, context, feedback) -> QgsMapLayer:
@@ -300,7 +304,7 @@ class FieldMapAlgorithm(PluginAlgorithm):
                      f"with the SAR LULC plugin for QGIS {Qgis.version().split('-')[0]}.")
         return lines
 
-    def export_pdf(self, layout, pdf_path, georeference, dpi, feedback) -> int:
+    def export_pdf(self, layout, pdf_path, georeference, dpi, feedback, transaction: PendingFiles) -> int:
         """The PDF (all pages), and with an atlas and GeoPDF one georeferenced PDF per sheet beside it: QGIS 3.22
         georeferences single-page exports only. Returns the page count."""
         settings = QgsLayoutExporter.PdfExportSettings()
@@ -310,9 +314,11 @@ class FieldMapAlgorithm(PluginAlgorithm):
         settings.textRenderFormat = Qgis.TextRenderFormat.AlwaysText  # searchable text
         atlas = layout.atlas()
         if not atlas.enabled():
-            self.write_pdf(lambda path: (QgsLayoutExporter(layout).exportToPdf(path, settings), ""), pdf_path, feedback)
+            self.write_pdf(lambda path: (QgsLayoutExporter(layout).exportToPdf(path, settings), ""), pdf_path,
+                           feedback, transaction)
             return layout.pageCollection().pageCount()
-        self.write_pdf(lambda path: QgsLayoutExporter.exportToPdf(atlas, path, settings, feedback), pdf_path, feedback)
+        self.write_pdf(lambda path: QgsLayoutExporter.exportToPdf(atlas, path, settings, feedback), pdf_path,
+                       feedback, transaction)
         pages = atlas.count()
         if georeference:
             exporter = QgsLayoutExporter(layout)
@@ -321,7 +327,7 @@ class FieldMapAlgorithm(PluginAlgorithm):
             for page in range(pages):
                 atlas.seekTo(page)
                 sheet = Path(pdf_path).with_name(f"{Path(pdf_path).stem}_sheet_{page + 1}.pdf")
-                self.write_pdf(lambda path: (exporter.exportToPdf(path, settings), ""), sheet, feedback)
+                self.write_pdf(lambda path: (exporter.exportToPdf(path, settings), ""), sheet, feedback, transaction)
                 sheets.append(sheet.name)
                 feedback.setProgress(40 + 40 * (page + 1) / pages)
             atlas.endRender()
@@ -329,24 +335,21 @@ class FieldMapAlgorithm(PluginAlgorithm):
                               f"{', '.join(sheets)}")
         return pages
 
-    def write_pdf(self, export, pdf_path, feedback) -> None:
-        """Run ``export(path)`` into a temporary file beside ``pdf_path`` and rename it: never a half-written PDF."""
-        partial = Path(pdf_path).with_name(f".{Path(pdf_path).name}.partial.pdf")
-        result, error = export(str(partial))
+    @staticmethod
+    def write_pdf(export, pdf_path, feedback, transaction: PendingFiles) -> None:
+        """Run ``export(path)`` into the transaction's hidden file for ``pdf_path``."""
+        result, error = export(str(transaction.new(pdf_path)))
         if result != QgsLayoutExporter.ExportResult.Success:
-            partial.unlink(missing_ok=True)
             if feedback.isCanceled():
                 raise cancelled("no map was written")
             raise QgsProcessingException(f"The PDF could not be written to '{pdf_path}' (QGIS layout export error "
                                          f"{int(result)}{': ' + error if error else ''}). Check the folder and the "
                                          "free disk space.")
-        os.replace(partial, pdf_path)
 
-    def export_png(self, layout, png_path, feedback) -> str:
-        """The page (each atlas page: name.png, name_2.png, ...) as PNG at 150 dpi."""
+    def export_png(self, layout, png_path, feedback, transaction: PendingFiles) -> str:
+        """The page (each atlas page: name.png, name_2.png, ...) as PNG at 150 dpi, into the transaction."""
         atlas = layout.atlas()
         exporter = QgsLayoutExporter(layout)
-        paths = []
         if atlas.enabled():
             atlas.beginRender()
             atlas.first()
@@ -354,14 +357,13 @@ class FieldMapAlgorithm(PluginAlgorithm):
             path = Path(png_path) if page == 0 else Path(png_path).with_name(
                 f"{Path(png_path).stem}_{page + 1}{Path(png_path).suffix}")
             image = exporter.renderPageToImage(0, QSize(), 150)
-            if image.isNull() or not image.save(str(path), "PNG"):
+            if image.isNull() or not image.save(str(transaction.new(path)), "PNG"):
                 raise QgsProcessingException(f"The PNG '{path}' could not be written. Check the folder.")
-            paths.append(path)
             if atlas.enabled():
                 atlas.next()
             if feedback.isCanceled():
-                break
+                raise cancelled("no map was written")
         if atlas.enabled():
             atlas.endRender()
         feedback.setProgress(100)
-        return str(paths[0])
+        return str(png_path)

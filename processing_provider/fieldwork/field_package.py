@@ -1,6 +1,5 @@
 """Field Package (sarlulc:fieldpackage): one offline GeoPackage for tablets, with an optional QGIS project."""
 
-import os
 from pathlib import Path
 
 from osgeo import gdal, ogr, osr
@@ -336,9 +335,8 @@ class FieldPackageAlgorithm(ClassRasterMixin, PluginAlgorithm):
             project.addMapLayer(layer, False)
             node = project.layerTreeRoot().addLayer(layer)  # in this order, top first
             node.setItemVisibilityChecked(layer.id() not in hidden)
-        partial = Path(project_path).with_name(f".{Path(project_path).stem}.partial.qgz")
-        if not project.write(str(partial)):
-            partial.unlink(missing_ok=True)
-            raise QgsProcessingException(f"The QGIS project '{project_path}' could not be written: {project.error()}")
-        os.replace(partial, project_path)
+        with engine_errors(), PendingFiles() as transaction:  # beside the package: the same relative paths
+            if not project.write(str(transaction.new(project_path))):
+                raise QgsProcessingException(f"The QGIS project '{project_path}' could not be written: "
+                                             f"{project.error()}")
         return str(project_path)
