@@ -9,7 +9,7 @@ import sys
 import numpy as np
 from osgeo import gdal
 
-from tests.factories import write_pixel_water_model
+from tests.factories import write_class_raster, write_pixel_water_model, write_sar_raster
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -51,3 +51,50 @@ def test_the_threshold_is_scored_on_the_chips_training_learnt_from(tmp_path):
     assert run.stdout.strip().splitlines()[-1] == str(figures["best"])
     assert ious[str(figures["best"])] == max(ious.values())
     assert "scene_vv.tif: 196608 pixels scored" in run.stderr  # three chips of 256 x 256
+
+
+def _calibrated_pair(folder: pathlib.Path) -> pathlib.Path:
+    """A simulated-format scene in dB: a lake whose water is spread over -24..-18.5 dB (the toy model
+    gives it p 0.58..0.98 as it is, 0.34..0.95 when the scene is 1.5 dB brighter) in land at -12 dB."""
+    rng = np.random.default_rng(5)
+    db = rng.normal(-12.0, 0.5, (128, 128))
+    labels = np.full((128, 128), 2, np.uint8)  # built-up: land
+    db[32:96, 32:96] = rng.uniform(-24.0, -18.5, (64, 64))
+    labels[32:96, 32:96] = 1
+    folder.mkdir()
+    write_sar_raster(folder / "lake_sar.tif", 128, 128, values=db)
+    write_class_raster(folder / "lake_label.tif", labels)
+    return folder
+
+
+def _choose(model, data, out, *extra):
+    return subprocess.run([sys.executable, str(REPO / "tools" / "choose_water_threshold.py"), "--model", model,
+                           "--data", *data, "--out", str(out), *extra],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+
+
+def test_the_threshold_can_be_chosen_to_hold_under_a_calibration_error(tmp_path):
+    scenes = _calibrated_pair(tmp_path / "scenes")
+    model = write_pixel_water_model(tmp_path / "water.onnx", water_below_db=-18.0)
+    plain = _choose(model, [str(scenes)], tmp_path / "plain.json")
+    robust = _choose(model, [str(scenes)], tmp_path / "robust.json", "--shifts", "-1.5", "0", "1.5")
+    assert plain.returncode == 0 and robust.returncode == 0, plain.stderr + robust.stderr
+    plain_figures, figures = (json.loads((tmp_path / name).read_text()) for name in ("plain.json", "robust.json"))
+    # As it is, every threshold up to 0.55 finds the whole lake: the tie goes to 0.5.
+    assert plain_figures["best"] == 0.5 and plain_figures["water_iou"]["0.5"] == 1.0
+    # 1.5 dB brighter, 0.5 loses the lake's brightest water; only 0.2..0.3 keep all of it at every shift.
+    per_shift = figures["per_set"][str(scenes)]
+    assert per_shift["1.5"]["0.5"] < 0.9 and per_shift["0"]["0.5"] == 1.0
+    assert figures["best"] == 0.3 and figures["water_iou"]["0.3"] == 1.0
+    assert figures["water_iou"]["0.5"] == min(per_shift[shift]["0.5"] for shift in ("-1.5", "0", "1.5"))
+    assert robust.stdout.strip().splitlines()[-1] == "0.3"
+    assert "lake_sar.tif (+1.5 dB): 16384 pixels scored" in robust.stderr
+
+
+def test_a_calibration_error_is_refused_on_relative_brightness(tmp_path):
+    listing = _etci_like_pair(tmp_path)
+    model = write_pixel_water_model(tmp_path / "water.onnx")
+    run = _choose(model, [str(listing)], tmp_path / "threshold.json", "--shifts", "0", "1.5")
+    assert run.returncode == 2
+    assert "scene_vv.tif: relative brightness" in run.stderr and "--shifts only with calibrated sets" in run.stderr
+    assert not (tmp_path / "threshold.json").exists()
