@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..products import LULC_CLASSES, NOT_WATER, WATER_CLASSES
 from . import plumbing
+from .area_classes import LEGEND_CLASSES, training_legend
 from ..networks.configs import NAMED_CONFIGS, EncoderConfig, NetConfig, named_config
 from ..inference.contract import NORM_FIXED, NORM_MODES
 from .datasets import SegmentationCrops, SegmentationTiles
@@ -91,11 +91,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.batch_size < 1 or args.epochs < 1 or args.samples_per_epoch < args.batch_size:
         p.error("--batch-size and --epochs must be >= 1 and --samples-per-epoch >= --batch-size")
     return args
-
-
-def class_legend(task: str) -> list[str]:
-    """Names of the training channels' classes (water: background + water)."""
-    return [NOT_WATER[1], WATER_CLASSES[0][1]] if task == "water" else [name for _, name, _ in LULC_CLASSES]
 
 
 def split_pairs(args, runtime: plumbing.Runtime):
@@ -188,14 +183,14 @@ def run(args, runtime: plumbing.Runtime):
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     binary = args.task == "water"
-    names = class_legend(args.task)
+    names = [name for _, name, _ in training_legend(args.task, LEGEND_CLASSES)]
     resume = torch.load(args.resume, map_location="cpu") if args.resume else None
     if resume is not None:
         config = NetConfig.from_dict(resume["net_config"])
         runtime.log(f"resuming from {args.resume} after epoch {resume['epoch']} (network config from the checkpoint)")
     else:
         overrides = {k: v for k, v in (("hr_injection", args.hr_injection), ("refine_up", args.refine_up)) if v is not None}
-        config = named_config(args.config, num_classes=1 if binary else len(LULC_CLASSES), **overrides)
+        config = named_config(args.config, num_classes=1 if binary else len(names), **overrides)
     model = Segmentor(config)
     norm_source = {}
     if args.pretrained_encoder and resume is None:
@@ -322,7 +317,7 @@ def run(args, runtime: plumbing.Runtime):
             if improved:
                 plumbing.save_atomic(state, args.out / "best.pt")
             plumbing.write_json({"task": args.task, "classes": names, "best_score": best, "epochs": history},
-                              args.out / "metrics.json")
+                                args.out / "metrics.json")
     runtime.log(f"done: best {'water IoU' if binary else 'mIoU'} {best:.4f}; checkpoints in {args.out}")
 
 
