@@ -17,6 +17,8 @@ from qgis.core import (QgsFeature, QgsGeometry, QgsProcessingException, QgsProce
 from qgis.PyQt.QtGui import QColor, QImage
 
 from sarlulc.products import LULC_CLASSES
+from tests.factories import write_class_raster
+from tests.test_fieldwork_areastats import WarningFeedback
 from tests.test_plugin_bad_input import unwritable_folder  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils is missing (tools/bootstrap.sh "
@@ -241,6 +243,38 @@ def test_a_class_raster_without_its_style_gets_its_own_legend_of_the_classes_pre
     assert all(names[code] in text for code in present)
     assert not [name for code, name in names.items() if code not in present and name in text]
     assert not re.search(r"^\s*(1[0-9]{2}|2[0-5][0-9])\s*$", text, re.MULTILINE)  # no numbered palette rows
+
+
+def words_in_box(path) -> list[tuple[str, float, float, float, float]]:
+    """(word, x min, y min, x max, y max) in points of the PDF's first page, as pdftotext -bbox reads them."""
+    html = subprocess.run(["pdftotext", "-bbox", "-f", "1", "-l", "1", str(path), "-"], check=True,
+                          capture_output=True, text=True).stdout
+    return [(word, float(x0), float(y0), float(x1), float(y1)) for x0, y0, x1, y1, word in
+            re.findall(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>', html)]
+
+
+def test_a_legend_of_many_classes_stays_beside_the_overview_and_says_when_it_cannot_fit(sarlulc_provider, tmp_path):
+    """A custom model of 24 classes: the legend's columns never run under the overview inset; where the panel
+    cannot hold them (A4 portrait beside the overview) the log says so and what to choose; on A3 they fit."""
+    from sar_lulc.processing_provider.fieldwork.field_map_layout import MARGIN
+
+    legend = [(code, f"Class {code} of a custom model", f"#{code * 10:02x}{255 - code * 10:02x}80")
+              for code in range(1, 25)]
+    codes = np.repeat(np.arange(1, 25, dtype=np.uint8), 10)[None].repeat(200, 0)  # 10 px stripes, every class
+    classes = write_class_raster(tmp_path / "codes.tif", codes, legend=legend)
+    for paper, page_width_mm, fits in (("A4", 210.0, False), ("A3", 297.0, True)):
+        feedback = WarningFeedback()
+        pdf = tmp_path / f"{paper}.pdf"
+        processing.run("sarlulc:fieldmap", {"LAYERS": [classes], "TITLE": "Custom classes", "PAPER": paper,
+                                            "ORIENTATION": "portrait", "OVERVIEW": True, "OUTPUT": str(pdf)},
+                       feedback=feedback)
+        overview_left_pt = (page_width_mm - MARGIN - 70.0) * 72 / 25.4
+        labels = [box for box in words_in_box(pdf) if box[0] == "custom"]
+        assert len(labels) == 24 or not fits  # every class in the legend (on A4 the last run off the page)
+        assert max(x1 for _, _, _, x1, _ in labels) < overview_left_pt
+        warned = any("The legend does not fit its panel on an A4 portrait sheet beside the overview" in message
+                     and "choose A3, landscape or no overview" in message for message in feedback.warnings)
+        assert warned != fits, feedback.warnings
 
 
 def test_a_long_training_note_is_cut_so_the_footer_fits_the_page():

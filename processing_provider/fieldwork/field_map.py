@@ -227,6 +227,12 @@ class FieldMapAlgorithm(PluginAlgorithm):
             raise QgsProcessingException(f"The atlas layer '{atlas_layer.name()}' has no feature: give a polygon "
                                          "layer with one polygon per page, or leave the atlas empty.")
         layout = build_layout(project, sheet, results, background, atlas_layer)
+        if not layout.legend_fits:
+            feedback.reportError(
+                f"The legend does not fit its panel on an {sheet.paper} {sheet.orientation} sheet"
+                + (" beside the overview" if sheet.overview else "") + ": it runs past the panel, over the "
+                "footer. For this many classes choose A3, landscape" + (" or no overview" if sheet.overview else "")
+                + ".", fatalError=False)
         feedback.setProgress(10)
 
         georeference = self.parameterAsBoolean(parameters, self.GEOPDF, context)

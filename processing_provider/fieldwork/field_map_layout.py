@@ -190,6 +190,37 @@ def build_layout(project, sheet: MapSheet, result_layers, background_layers, atl
     return layout
 
 
+def _fit_legend(legend: QgsLayoutItemLegend, width: float, height: float) -> bool:
+    """Lay the legend out in the panel (``width`` x ``height`` mm): more columns while the classes do not fit its
+    height and the columns fit its width (beside a portrait sheet's overview, the room left of it), then smaller
+    labels (8, 7, 6 pt) for a model of many classes. False if even that does not fit. The legend sizes itself
+    only when drawn, so its size is measured here with the renderer it will use."""
+    def size():
+        return QgsLegendRenderer(legend.model(), legend.legendSettings()).minimumSize()
+
+    for label_points, symbol_height in ((8, 3.5), (7, 3.0), (6, 2.5)):
+        legend.setSymbolWidth(5.0)
+        legend.setSymbolHeight(symbol_height)
+        for style, points, bold in ((QgsLegendStyle.Style.Title, 11, True),
+                                    (QgsLegendStyle.Style.Group, label_points + 1, True),
+                                    (QgsLegendStyle.Style.Subgroup, label_points + 1, True),
+                                    (QgsLegendStyle.Style.SymbolLabel, label_points, False)):
+            font = QFont(FONT)
+            font.setPointSizeF(points)
+            font.setBold(bold)
+            legend.rstyle(style).setFont(font)
+        legend.setColumnCount(1)
+        while size().height() > height and legend.columnCount() < 4:
+            legend.setColumnCount(legend.columnCount() + 1)
+            legend.setSplitLayer(True)
+            if size().width() > width:
+                legend.setColumnCount(legend.columnCount() - 1)
+                break
+        if size().height() <= height:
+            return True
+    return False
+
+
 def _largest_feature_extent(layer, crs, project) -> QgsRectangle:
     """The largest bounding box of the layer's features in ``crs`` (what the biggest atlas page shows)."""
     transform = QgsCoordinateTransform(layer.crs(), crs, project)
@@ -316,23 +347,10 @@ def _add_panel(layout, main_map, sheet, result_layers, background_layers, x, y, 
             QgsMapLayerLegendUtils.setLegendNodeOrder(node, shown)
             legend.model().refreshLayerLegend(node)
     legend.setLinkedMap(main_map)
-    legend.setSymbolWidth(5.0)
-    legend.setSymbolHeight(3.5)
-    for style, size, bold in ((QgsLegendStyle.Style.Title, 11, True), (QgsLegendStyle.Style.Group, 9, True),
-                              (QgsLegendStyle.Style.Subgroup, 9, True), (QgsLegendStyle.Style.SymbolLabel, 8, False)):
-        font = QFont(FONT)
-        font.setPointSizeF(size)
-        font.setBold(bold)
-        legend.rstyle(style).setFont(font)
     legend.setResizeToContents(True)
     layout.addLayoutItem(legend)
     legend.attemptMove(QgsLayoutPoint(legend_x, legend_y, LAYOUT_MILLIMETERS))
-    # More columns when the classes do not fit the panel's height (the legend sizes itself only when drawn,
-    # so its size is measured here with the renderer it will use).
-    while QgsLegendRenderer(legend.model(), legend.legendSettings()).minimumSize().height() > bottom - legend_y \
-            and legend.columnCount() < 4:
-        legend.setColumnCount(legend.columnCount() + 1)
-        legend.setSplitLayer(True)
+    layout.legend_fits = _fit_legend(legend, legend_width, bottom - legend_y)  # the algorithm warns if not
     legend.setFrameEnabled(False)
     legend.setBackgroundEnabled(False)
     layout.legend_tree = root  # the legend's model does not own its tree: it lives as long as the layout
