@@ -96,6 +96,17 @@ def shortened(text: str, characters: int) -> str:
 MAX_SCALE = 1e8
 
 
+@contextlib.contextmanager
+def atlas_rendering(atlas):
+    """The atlas between beginRender and endRender, also when a page fails or is cancelled (a layout left
+    rendering crashes QGIS when it is deleted)."""
+    atlas.beginRender()
+    try:
+        yield atlas
+    finally:
+        atlas.endRender()
+
+
 class FieldMapAlgorithm(PluginAlgorithm):
     """Lays the results out on a page with everything a field team needs, and exports it."""
 
@@ -242,12 +253,21 @@ class FieldMapAlgorithm(PluginAlgorithm):
             georeference = False
         # Every file of the map (PDF, per-sheet GeoPDFs, PNG pages) is written under a hidden name and put in
         # place together once all are complete: a failure or cancel leaves the earlier map as it was.
-        with engine_errors(), PendingFiles() as transaction:
-            pages = self.export_pdf(layout, pdf_path, georeference,
-                                    self.parameterAsInt(parameters, self.DPI, context), feedback, transaction)
-            outputs = {self.OUTPUT: pdf_path, self.PAGES: pages, self.GEOREFERENCED: georeference}
-            if png_path:
-                outputs[self.OUTPUT_PNG] = self.export_png(layout, png_path, feedback, transaction)
+        failure = None
+        try:
+            with engine_errors(), PendingFiles() as transaction:
+                pages = self.export_pdf(layout, pdf_path, georeference,
+                                        self.parameterAsInt(parameters, self.DPI, context), feedback, transaction)
+                outputs = {self.OUTPUT: pdf_path, self.PAGES: pages, self.GEOREFERENCED: georeference}
+                if png_path:
+                    outputs[self.OUTPUT_PNG] = self.export_png(layout, png_path, feedback, transaction)
+        except QgsProcessingException as error:
+            failure = str(error)
+        if failure is not None:
+            # Raised afresh, without the export's frames: they hold the layout, and a layout that outlives its
+            # project (as the caller keeps the exception) crashes QGIS when it is finally deleted.
+            del layout, project
+            raise QgsProcessingException(failure)
         feedback.pushInfo(f"{pages} page(s) of {sheet.paper} {sheet.orientation} written to {pdf_path}"
                           + (" (GeoPDF: georeferenced)" if georeference and pages == 1 else ""))
         return outputs
@@ -328,15 +348,15 @@ class FieldMapAlgorithm(PluginAlgorithm):
         pages = atlas.count()
         if georeference:
             exporter = QgsLayoutExporter(layout)
-            atlas.beginRender()
             sheets = []
-            for page in range(pages):
-                atlas.seekTo(page)
-                sheet = Path(pdf_path).with_name(f"{Path(pdf_path).stem}_sheet_{page + 1}.pdf")
-                self.write_pdf(lambda path: (exporter.exportToPdf(path, settings), ""), sheet, feedback, transaction)
-                sheets.append(sheet.name)
-                feedback.setProgress(40 + 40 * (page + 1) / pages)
-            atlas.endRender()
+            with atlas_rendering(atlas):
+                for page in range(pages):
+                    atlas.seekTo(page)
+                    sheet = Path(pdf_path).with_name(f"{Path(pdf_path).stem}_sheet_{page + 1}.pdf")
+                    self.write_pdf(lambda path: (exporter.exportToPdf(path, settings), ""), sheet, feedback,
+                                   transaction)
+                    sheets.append(sheet.name)
+                    feedback.setProgress(40 + 40 * (page + 1) / pages)
             feedback.pushInfo(f"QGIS georeferences single-page PDFs only: one GeoPDF per sheet for field apps: "
                               f"{', '.join(sheets)}")
         return pages
@@ -356,20 +376,16 @@ class FieldMapAlgorithm(PluginAlgorithm):
         """The page (each atlas page: name.png, name_2.png, ...) as PNG at 150 dpi, into the transaction."""
         atlas = layout.atlas()
         exporter = QgsLayoutExporter(layout)
-        if atlas.enabled():
-            atlas.beginRender()
-            atlas.first()
-        for page in range(atlas.count() if atlas.enabled() else 1):
-            path = Path(png_path) if page == 0 else Path(png_path).with_name(
-                f"{Path(png_path).stem}_{page + 1}{Path(png_path).suffix}")
-            image = exporter.renderPageToImage(0, QSize(), 150)
-            if image.isNull() or not image.save(str(transaction.new(path)), "PNG"):
-                raise QgsProcessingException(f"The PNG '{path}' could not be written. Check the folder.")
-            if atlas.enabled():
-                atlas.next()
-            if feedback.isCanceled():
-                raise cancelled("no map was written")
-        if atlas.enabled():
-            atlas.endRender()
+        with atlas_rendering(atlas) if atlas.enabled() else contextlib.nullcontext():
+            for page in range(atlas.count() if atlas.enabled() else 1):
+                if atlas.enabled():
+                    atlas.seekTo(page)
+                path = Path(png_path) if page == 0 else Path(png_path).with_name(
+                    f"{Path(png_path).stem}_{page + 1}{Path(png_path).suffix}")
+                image = exporter.renderPageToImage(0, QSize(), 150)
+                if image.isNull() or not image.save(str(transaction.new(path)), "PNG"):
+                    raise QgsProcessingException(f"The PNG '{path}' could not be written. Check the folder.")
+                if feedback.isCanceled():
+                    raise cancelled("no map was written")
         feedback.setProgress(100)
         return str(png_path)
