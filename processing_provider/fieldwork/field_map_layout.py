@@ -198,8 +198,8 @@ def _fit_legend(legend: QgsLayoutItemLegend, width: float, height: float) -> boo
     def size():
         return QgsLegendRenderer(legend.model(), legend.legendSettings()).minimumSize()
 
+    legend.setSymbolWidth(5.0)
     for label_points, symbol_height in ((8, 3.5), (7, 3.0), (6, 2.5)):
-        legend.setSymbolWidth(5.0)
         legend.setSymbolHeight(symbol_height)
         for style, points, bold in ((QgsLegendStyle.Style.Title, 11, True),
                                     (QgsLegendStyle.Style.Group, label_points + 1, True),

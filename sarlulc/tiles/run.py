@@ -251,17 +251,15 @@ def _output_folder(path) -> pathlib.Path:
 
 
 def _write_inputs_vrt(path: str, files: list[str]) -> None:
-    """A VRT of ``files`` (on one grid, checked), written under another name and renamed."""
-    partial = pathlib.Path(path).with_name(f".{pathlib.Path(path).name}.{os.getpid()}.partial.vrt")
-    left_out = _build_vrt(partial, files, path)
-    if left_out:
-        partial.unlink(missing_ok=True)
-        raise TilesError("These tiles could not be read into the mosaic of the inputs: "
-                         + "; ".join(f"{name} ({reason})" for name, reason in left_out.items())
-                         + ". Check that they are readable (copy or download them again), then run again.")
-    text = partial.read_text().replace(partial.name, pathlib.Path(path).name)
-    partial.write_text(text)
-    os.replace(partial, path)
+    """A VRT of ``files`` (on one grid, checked), through the output transaction: put in place only whole."""
+    with PendingFiles() as pending:
+        partial = pending.new(path)
+        left_out = _build_vrt(partial, files, path)
+        if left_out:
+            raise TilesError("These tiles could not be read into the mosaic of the inputs: "
+                             + "; ".join(f"{name} ({reason})" for name, reason in left_out.items())
+                             + ". Check that they are readable (copy or download them again), then run again.")
+        partial.write_text(partial.read_text().replace(partial.name, pathlib.Path(path).name))
 
 
 def _note_resampling(mosaic_path: str, contract: ModelContract, log) -> None:
