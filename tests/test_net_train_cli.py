@@ -101,6 +101,46 @@ def test_train_cli_writes_checkpoints_metrics_and_resumes(scenes, tmp_path, caps
     assert [e["epoch"] for e in json.loads((out / "metrics.json").read_text())["epochs"]] == [1, 2]
 
 
+def test_weight_average_ramps_up_and_follows_the_trained_weights():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = plumbing.WeightAverage(model, decay=0.99)
+    start = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model[1].num_batches_tracked.fill_(5)
+    average.update(model)
+    # first step: decay ramps from 2/11, so the average moves most of the way to the new weights
+    assert torch.allclose(average.model[0].weight, start + 9 / 11)
+    assert int(average.model[1].num_batches_tracked) == 5
+    assert not any(p.requires_grad for p in average.model.parameters())
+    for _ in range(2000):
+        average.update(model)
+    assert torch.allclose(average.model[0].weight, model[0].weight, atol=1e-6)
+
+
+def test_train_cli_validates_and_saves_the_weight_average_and_resumes_it(scenes, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(["--train", str(scenes), "--out", str(out), *FAST, "--ema-decay", "0.9"]) == 0
+    assert "moving average of the weights (decay 0.9" in capsys.readouterr().out
+    last = torch.load(out / "last.pt")
+    assert last["average_steps"] == 2
+    differs = [k for k, v in last["model"].items() if v.is_floating_point()
+               and not torch.equal(v, last["trained_model"][k])]
+    assert differs, "the saved weights are the average, not the last step's"
+    resumed = FAST.copy()
+    resumed[1] = "2"
+    train.main(["--train", str(scenes), "--out", str(out), *resumed, "--ema-decay", "0.9",
+                "--resume", str(out / "last.pt")])
+    assert torch.load(out / "last.pt")["average_steps"] == 4
+
+
+@pytest.mark.parametrize("decay", ["1", "-0.1"])
+def test_a_weight_average_decay_outside_0_1_is_refused(scenes, tmp_path, capsys, decay):
+    with pytest.raises(SystemExit):
+        train.main(["--train", str(scenes), "--out", str(tmp_path / "run"), *FAST, "--ema-decay", decay])
+    assert "--ema-decay must be in [0, 1)" in capsys.readouterr().err
+
+
 def test_pretrained_encoder_feeds_an_ablation_run(scenes, tmp_path, capsys):
     pre = tmp_path / "pre"
     assert pretrain.main(["--data", str(scenes), "--out", str(pre), *FAST]) == 0

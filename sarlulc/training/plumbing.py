@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import json
 import math
@@ -165,6 +166,28 @@ def adamw(model: torch.nn.Module, lr: float, weight_decay: float,
         (no_decay if parameter.ndim <= 1 or name.endswith(no_decay_names) else decay).append(parameter)
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+class WeightAverage:
+    """Exponential moving average of a model's weights (parameters and batch-norm statistics), the weights
+    that are validated and saved: with small CPU batches the last step's weights swing from epoch to epoch.
+    The decay ramps up from 0 over the first steps, so the average does not remember the random start."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, steps: int = 0):
+        self.decay, self.steps = decay, steps
+        self.model = copy.deepcopy(model).eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+
+    def update(self, model: torch.nn.Module) -> None:
+        self.steps += 1
+        keep = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        with torch.no_grad():
+            for average, current in zip(self.model.state_dict().values(), model.state_dict().values()):
+                if average.is_floating_point():
+                    average.lerp_(current, 1.0 - keep)
+                else:
+                    average.copy_(current)
 
 
 def all_reduce_sum(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:

@@ -72,6 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-4, help="AdamW peak learning rate")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup length, epochs")
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="validate and save an exponential moving average of the weights with this decay per step "
+                        "(e.g. 0.998); 0 = the last step's weights")
     p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and after the last)")
     p.add_argument("--val-max-tiles", type=int,
                    help="validate on at most this many tiles, a random subset fixed by --seed (default: all tiles "
@@ -86,6 +89,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                               (item.split("=", 1) for item in args.profile_share)}
     except ValueError:
         p.error(f"--profile-share takes PROFILE=SHARE, e.g. etci2021=0.75; got {' '.join(args.profile_share)}")
+    if not 0.0 <= args.ema_decay < 1.0:
+        p.error(f"--ema-decay must be in [0, 1), got {args.ema_decay:g}")
     if args.crop_size % 32:
         p.error(f"--crop-size must be a multiple of 32, got {args.crop_size}")
     if args.batch_size < 1 or args.epochs < 1 or args.samples_per_epoch < args.batch_size:
@@ -261,11 +266,19 @@ def run(args, runtime: plumbing.Runtime):
     scaler = plumbing.grad_scaler(runtime, args.amp)
     start_epoch, best, history = 0, -1.0, []
     if resume is not None:
-        plumbing.unwrap(model).load_state_dict(resume["model"])
+        plumbing.unwrap(model).load_state_dict(resume.get("trained_model", resume["model"]))
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         scaler.load_state_dict(resume["scaler"])
         start_epoch, best, history = resume["epoch"], resume["best_score"], resume["history"]
+    average = None
+    if args.ema_decay:
+        average = plumbing.WeightAverage(plumbing.unwrap(model), args.ema_decay,
+                                         resume.get("average_steps", 0) if resume else 0)
+        if resume is not None and "trained_model" in resume:
+            average.model.load_state_dict(resume["model"])
+        runtime.log(f"validating and saving a moving average of the weights (decay {args.ema_decay:g} per step)")
+    validated = average.model if average else model
 
     for epoch in range(start_epoch, args.epochs):
         started = time.time()
@@ -284,6 +297,8 @@ def run(args, runtime: plumbing.Runtime):
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if average:
+                average.update(plumbing.unwrap(model))
             total += torch.stack([loss.detach().float(), torch.ones((), device=runtime.device)])
             batches += 1
         total = plumbing.all_reduce_sum(total, runtime)
@@ -291,7 +306,7 @@ def run(args, runtime: plumbing.Runtime):
                   "lr": optimizer.param_groups[0]["lr"]}
         improved = False
         if (epoch + 1) % args.val_every == 0 or epoch + 1 == args.epochs:
-            confusion = evaluate(model, val_loader, len(names), binary, runtime, args.amp)
+            confusion = evaluate(validated, val_loader, len(names), binary, runtime, args.amp)
             ious = iou_per_class(confusion)
             miou = float(np.nanmean(ious)) if np.isfinite(ious).any() else 0.0
             score = float(ious[1]) if binary and np.isfinite(ious[1]) else miou
@@ -307,12 +322,14 @@ def run(args, runtime: plumbing.Runtime):
         record["seconds"] = round(time.time() - started, 1)
         history.append(record)
         if runtime.is_main:
-            state = {"model": plumbing.unwrap(model).state_dict(), "net_config": config.to_dict(), "task": args.task,
+            state = {"model": plumbing.unwrap(validated).state_dict(), "net_config": config.to_dict(), "task": args.task,
                      "normalisation": normalisation.to_dict(), "class_weights": weights.tolist(),
                      "input_distribution": distribution, "gsd_m": options.gsd_m,
                      "epoch": epoch + 1, "best_score": best, "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "history": history,
                      "args": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()}}
+            if average:
+                state.update(trained_model=plumbing.unwrap(model).state_dict(), average_steps=average.steps)
             plumbing.save_atomic(state, args.out / "last.pt")
             if improved:
                 plumbing.save_atomic(state, args.out / "best.pt")
