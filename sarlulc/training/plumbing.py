@@ -62,6 +62,20 @@ def shutdown(runtime: Runtime):
         dist.destroy_process_group()
 
 
+def add_schedule_arguments(parser, *, epochs: int, samples_per_epoch: int, batch_size: int, crop_size: int,
+                           lr: float, warmup_epochs: float, batch_help: str = "per process",
+                           crop_help: str = "crop edge, px (multiple of 32)") -> None:
+    """The optimisation schedule train and pretrain share; each passes its own defaults."""
+    parser.add_argument("--epochs", type=int, default=epochs, help="training length; the schedule spans all epochs")
+    parser.add_argument("--samples-per-epoch", type=int, default=samples_per_epoch,
+                        help="random crops per epoch (all ranks together)")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=batch_help)
+    parser.add_argument("--crop-size", type=int, default=crop_size, help=crop_help)
+    parser.add_argument("--lr", type=float, default=lr, help="AdamW peak learning rate")
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--warmup-epochs", type=float, default=warmup_epochs, help="linear warmup length, epochs")
+
+
 def add_runtime_arguments(parser) -> None:
     """The options train and pretrain share: input normalisation, resuming, hardware, seed."""
     parser.add_argument("--norm-mean", type=float, help="fix the input mean (dB) instead of computing it")

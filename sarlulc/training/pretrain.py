@@ -51,13 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--norm-mode", choices=NORM_MODES, default=NORM_FIXED,
                    help="input normalisation: fixed (dB statistics of the data), scene (each raster's median "
                         "removed first) or scene-land (the median of each raster's brighter population removed first)")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--samples-per-epoch", type=int, default=4000, help="random crops per epoch (all ranks together)")
-    p.add_argument("--batch-size", type=int, default=16, help="per process; even (images are mixed in pairs)")
-    p.add_argument("--crop-size", type=int, default=256, help="crop edge, px (multiple of 32)")
-    p.add_argument("--lr", type=float, default=3e-4, help="AdamW peak learning rate")
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup-epochs", type=float, default=5.0)
+    plumbing.add_schedule_arguments(p, epochs=100, samples_per_epoch=4000, batch_size=16, crop_size=256, lr=3e-4,
+                                    warmup_epochs=5.0, batch_help="per process; even (images are mixed in pairs)")
     add_read_arguments(p)
     plumbing.add_runtime_arguments(p)
     args = p.parse_args(argv)

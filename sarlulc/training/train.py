@@ -65,13 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--profile-share", action="append", default=[], metavar="PROFILE=SHARE",
                    help="share of the training crops drawn from the sources of one data profile (e.g. "
                         "etci2021=0.75); profiles not named split the rest equally (default: equal shares)")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--samples-per-epoch", type=int, default=2000, help="random crops per epoch (all ranks together)")
-    p.add_argument("--batch-size", type=int, default=8, help="per process")
-    p.add_argument("--crop-size", type=int, default=256, help="training crop and validation tile edge, px")
-    p.add_argument("--lr", type=float, default=2e-4, help="AdamW peak learning rate")
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup length, epochs")
+    plumbing.add_schedule_arguments(p, epochs=50, samples_per_epoch=2000, batch_size=8, crop_size=256, lr=2e-4,
+                                    warmup_epochs=1.0, crop_help="training crop and validation tile edge, px (multiple of 32)")
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="validate and save an exponential moving average of the weights with this decay per step "
                         "(e.g. 0.998); 0 = the last step's weights")
