@@ -270,3 +270,26 @@ def test_swapped_or_mismatched_rasters_are_refused_before_any_file(segmented_sce
         processing.run("sarlulc:fieldpackage", {"CLASSES": segmented_scene["classes"], "WATER": str(other_crs),
                                                 "OUTPUT": str(gpkg)})
     assert not gpkg.exists()
+
+
+
+def test_a_project_that_cannot_be_written_fails_clearly_and_keeps_the_package(segmented_scene, tmp_path, monkeypatch):
+    from sar_lulc.processing_provider.fieldwork import field_package
+
+    class FullDisk(QgsProject):
+        def write(self, path=None):
+            return False
+
+        def error(self):
+            return "No space left on device"
+
+    monkeypatch.setattr(field_package, "QgsProject", FullDisk)
+    gpkg, project = tmp_path / "survey.gpkg", tmp_path / "survey.qgz"
+    with pytest.raises(QgsProcessingException, match=r"could not be written: No space left on device\. The field "
+                                                     r"package itself is complete"):
+        processing.run("sarlulc:fieldpackage", {"CLASSES": segmented_scene["classes"], "OUTPUT": str(gpkg),
+                                                "OUTPUT_PROJECT": str(project)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["survey.gpkg"]
+    source = ogr.Open(str(gpkg))
+    assert source.GetLayerByName("field_checks") is not None
+    source = None

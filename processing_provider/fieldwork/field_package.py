@@ -335,8 +335,17 @@ class FieldPackageAlgorithm(ClassRasterMixin, PluginAlgorithm):
             project.addMapLayer(layer, False)
             node = project.layerTreeRoot().addLayer(layer)  # in this order, top first
             node.setItemVisibilityChecked(layer.id() not in hidden)
-        with engine_errors(), PendingFiles() as transaction:  # beside the package: the same relative paths
-            if not project.write(str(transaction.new(project_path))):
-                raise QgsProcessingException(f"The QGIS project '{project_path}' could not be written: "
-                                             f"{project.error()}")
+        failure = None
+        try:
+            with engine_errors(), PendingFiles() as transaction:  # beside the package: the same relative paths
+                if not project.write(str(transaction.new(project_path))):
+                    raise QgsProcessingException(f"The QGIS project '{project_path}' could not be written: "
+                                                 f"{project.error()}.")
+        except QgsProcessingException as error:
+            failure = str(error)
+        if failure is not None:
+            # Raised afresh, without this frame: the caller keeps the exception, and a project (with its layers)
+            # that outlives QGIS crashes it at exit.
+            del project, layers
+            raise QgsProcessingException(f"{failure} The field package itself is complete: {package}")
         return str(project_path)
