@@ -136,10 +136,12 @@ def worker_environment(name: str) -> str | None:
     return os.environ.get(name)
 
 
-def test_local_workers_keep_the_default_memory_allocator():
+def test_local_workers_keep_the_default_memory_allocator(monkeypatch):
     """Dask's nannies set MALLOC_TRIM_THRESHOLD_, which slows the engine's large numpy blocks by about
-    9 %; the plugin's local workers run without it (their other settings stay Dask's)."""
+    9 %; the plugin's local workers run without it (their other settings stay Dask's, checked here with
+    no OMP_NUM_THREADS of the caller's, which the workers would inherit)."""
     pytest.importorskip("distributed")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     from distributed import Client
 
     from sarlulc.tiles.cluster import start_local_cluster
