@@ -272,7 +272,6 @@ def test_swapped_or_mismatched_rasters_are_refused_before_any_file(segmented_sce
     assert not gpkg.exists()
 
 
-
 def test_a_project_that_cannot_be_written_fails_clearly_and_keeps_the_package(segmented_scene, tmp_path, monkeypatch):
     from sar_lulc.processing_provider.fieldwork import field_package
 

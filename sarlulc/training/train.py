@@ -66,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="share of the training crops drawn from the sources of one data profile (e.g. "
                         "etci2021=0.75); profiles not named split the rest equally (default: equal shares)")
     plumbing.add_schedule_arguments(p, epochs=50, samples_per_epoch=2000, batch_size=8, crop_size=256, lr=2e-4,
-                                    warmup_epochs=1.0, crop_help="training crop and validation tile edge, px (multiple of 32)")
+                                    warmup_epochs=1.0,
+                                    crop_help="training crop and validation tile edge, px (multiple of 32)")
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="validate and save an exponential moving average of the weights with this decay per step "
                         "(e.g. 0.998); 0 = the last step's weights")
@@ -317,7 +318,8 @@ def run(args, runtime: plumbing.Runtime):
         record["seconds"] = round(time.time() - started, 1)
         history.append(record)
         if runtime.is_main:
-            state = {"model": plumbing.unwrap(validated).state_dict(), "net_config": config.to_dict(), "task": args.task,
+            state = {"model": plumbing.unwrap(validated).state_dict(), "net_config": config.to_dict(),
+                     "task": args.task,
                      "normalisation": normalisation.to_dict(), "class_weights": weights.tolist(),
                      "input_distribution": distribution, "gsd_m": options.gsd_m,
                      "epoch": epoch + 1, "best_score": best, "optimizer": optimizer.state_dict(),
