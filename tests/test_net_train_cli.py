@@ -134,6 +134,17 @@ def test_train_cli_validates_and_saves_the_weight_average_and_resumes_it(scenes,
     assert torch.load(out / "last.pt")["average_steps"] == 4
 
 
+def test_resuming_an_averaged_run_without_the_option_continues_the_average(scenes, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(["--train", str(scenes), "--out", str(out), *FAST, "--ema-decay", "0.9"]) == 0
+    resumed = FAST.copy()
+    resumed[1] = "2"
+    train.main(["--train", str(scenes), "--out", str(out), *resumed, "--resume", str(out / "last.pt")])
+    assert "continuing it" in capsys.readouterr().out
+    last = torch.load(out / "last.pt")
+    assert last["average_steps"] == 4 and last["args"]["ema_decay"] == 0.9
+
+
 @pytest.mark.parametrize("decay", ["1", "-0.1"])
 def test_a_weight_average_decay_outside_0_1_is_refused(scenes, tmp_path, capsys, decay):
     with pytest.raises(SystemExit):

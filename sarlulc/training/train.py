@@ -70,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                     crop_help="training crop and validation tile edge, px (multiple of 32)")
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="validate and save an exponential moving average of the weights with this decay per step "
-                        "(e.g. 0.998); 0 = the last step's weights")
+                        "(e.g. 0.998); 0 = the last step's weights (--resume continues a saved average)")
     p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and after the last)")
     p.add_argument("--val-max-tiles", type=int,
                    help="validate on at most this many tiles, a random subset fixed by --seed (default: all tiles "
@@ -268,6 +268,9 @@ def run(args, runtime: plumbing.Runtime):
         scaler.load_state_dict(resume["scaler"])
         start_epoch, best, history = resume["epoch"], resume["best_score"], resume["history"]
     average = None
+    if resume is not None and "trained_model" in resume and not args.ema_decay:
+        args.ema_decay = resume["args"]["ema_decay"]
+        runtime.log("the checkpoint holds a moving average of the weights: continuing it")
     if args.ema_decay:
         average = plumbing.WeightAverage(plumbing.unwrap(model), args.ema_decay,
                                          resume.get("average_steps", 0) if resume else 0)
