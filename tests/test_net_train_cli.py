@@ -118,7 +118,8 @@ def test_weight_average_ramps_up_and_follows_the_trained_weights():
     assert torch.allclose(average.model[0].weight, model[0].weight, atol=1e-6)
 
 
-def test_train_cli_validates_and_saves_the_weight_average_and_resumes_it(scenes, tmp_path, capsys):
+@pytest.mark.parametrize("option_again", [True, False], ids=["option given again", "option not given again"])
+def test_train_cli_validates_and_saves_the_weight_average_and_resumes_it(scenes, tmp_path, capsys, option_again):
     out = tmp_path / "run"
     assert train.main(["--train", str(scenes), "--out", str(out), *FAST, "--ema-decay", "0.9"]) == 0
     assert "moving average of the weights (decay 0.9" in capsys.readouterr().out
@@ -129,18 +130,9 @@ def test_train_cli_validates_and_saves_the_weight_average_and_resumes_it(scenes,
     assert differs, "the saved weights are the average, not the last step's"
     resumed = FAST.copy()
     resumed[1] = "2"
-    train.main(["--train", str(scenes), "--out", str(out), *resumed, "--ema-decay", "0.9",
-                "--resume", str(out / "last.pt")])
-    assert torch.load(out / "last.pt")["average_steps"] == 4
-
-
-def test_resuming_an_averaged_run_without_the_option_continues_the_average(scenes, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert train.main(["--train", str(scenes), "--out", str(out), *FAST, "--ema-decay", "0.9"]) == 0
-    resumed = FAST.copy()
-    resumed[1] = "2"
-    train.main(["--train", str(scenes), "--out", str(out), *resumed, "--resume", str(out / "last.pt")])
-    assert "continuing it" in capsys.readouterr().out
+    option = ["--ema-decay", "0.9"] if option_again else []
+    train.main(["--train", str(scenes), "--out", str(out), *resumed, *option, "--resume", str(out / "last.pt")])
+    assert ("continuing it" in capsys.readouterr().out) != option_again
     last = torch.load(out / "last.pt")
     assert last["average_steps"] == 4 and last["args"]["ema_decay"] == 0.9
 

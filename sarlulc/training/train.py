@@ -267,10 +267,10 @@ def run(args, runtime: plumbing.Runtime):
         scheduler.load_state_dict(resume["scheduler"])
         scaler.load_state_dict(resume["scaler"])
         start_epoch, best, history = resume["epoch"], resume["best_score"], resume["history"]
+        if "trained_model" in resume and not args.ema_decay:
+            args.ema_decay = resume["args"]["ema_decay"]
+            runtime.log("the checkpoint holds a moving average of the weights: continuing it")
     average = None
-    if resume is not None and "trained_model" in resume and not args.ema_decay:
-        args.ema_decay = resume["args"]["ema_decay"]
-        runtime.log("the checkpoint holds a moving average of the weights: continuing it")
     if args.ema_decay:
         average = plumbing.WeightAverage(plumbing.unwrap(model), args.ema_decay,
                                          resume.get("average_steps", 0) if resume else 0)
