@@ -57,6 +57,12 @@ def _registered_provider():
     return registry.providerById("sarlulc")
 
 
+@pytest.fixture(scope="session")
+def plugin_parent():
+    """The folder from which the plugin imports as ``sar_lulc``: what a subprocess puts on its sys.path."""
+    return _PLUGIN_PARENT
+
+
 @pytest.fixture
 def sarlulc_provider(qgis_processing):
     """The SAR LULC provider in the initialised Processing registry (registered once, on first use)."""
@@ -71,7 +77,7 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def lulc_model(model_dir):
     """A small LULC model (pixel rule, 64 px tiles) with the project's 9-class legend."""
-    from tests.factories import write_pixel_lulc_model
+    from factories import write_pixel_lulc_model
 
     return write_pixel_lulc_model(model_dir / "lulc.onnx", tile_size=64, tile_overlap=16)
 
@@ -79,7 +85,7 @@ def lulc_model(model_dir):
 @pytest.fixture(scope="session")
 def water_model(model_dir):
     """A small water model: pixels darker than -18 dB are water."""
-    from tests.factories import write_pixel_water_model
+    from factories import write_pixel_water_model
 
     return write_pixel_water_model(model_dir / "water.onnx", tile_size=64, tile_overlap=16)
 
@@ -87,7 +93,7 @@ def water_model(model_dir):
 @pytest.fixture
 def sar_raster(tmp_path):
     """A 150 x 110 px HH dB scene in UTM 54N (not a multiple of the tile size), nodata in one corner."""
-    from tests.factories import write_sar_raster
+    from factories import write_sar_raster
 
     return write_sar_raster(tmp_path / "scene_hh_db.tif", 150, 110, nodata_box=(0, 0, 20, 15))
 
@@ -98,7 +104,7 @@ def segmented_scene(qgis_processing, tmp_path_factory, lulc_model, water_model):
     run through sarlulc:segment and sarlulc:waterdetect. Returns a dict of paths: sar, classes, water."""
     import processing
 
-    from tests.factories import write_sar_raster
+    from factories import write_sar_raster
 
     _registered_provider()
     folder = tmp_path_factory.mktemp("segmented_scene")

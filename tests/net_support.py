@@ -5,7 +5,7 @@ import torch
 from osgeo import gdal, osr
 
 from sarlulc.networks.configs import EncoderConfig, NetConfig
-from tests.factories import write_sar_raster
+from factories import write_sar_raster
 
 torch.set_num_threads(1)  # the test machine is shared: one core for torch
 

@@ -10,7 +10,7 @@ from qgis.core import QgsProcessingException
 from sarlulc.rasters.area import AreaOfInterest, parse_extent
 from sarlulc.inference.engine import RunOptions, detect_water, segment
 from sarlulc.errors import OptionError
-from tests.factories import write_sar_raster
+from factories import write_sar_raster
 
 EPSG = 32654
 ORIGIN = (500000.0, 4000000.0)

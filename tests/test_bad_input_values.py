@@ -18,7 +18,7 @@ import pytest
 from osgeo import gdal, osr
 from qgis.core import QgsProcessingException
 
-from tests.factories import write_nan_lulc_model, write_sar_raster
+from factories import write_nan_lulc_model, write_sar_raster
 
 gdal.UseExceptions()
 

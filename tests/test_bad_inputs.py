@@ -25,7 +25,7 @@ import pytest
 from osgeo import gdal, osr
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
-from tests.factories import write_sar_raster
+from factories import write_sar_raster
 
 gdal.UseExceptions()
 

@@ -15,7 +15,7 @@ from osgeo import gdal
 from sarlulc.inference import engine
 from sarlulc.inference.contract import NORM_FIXED, ModelContract, bundled_model_path
 from sarlulc.simulate.generate import generate_set
-from tests.factories import write_alos2_mosaic_tile, write_changed_backscatter
+from factories import write_alos2_mosaic_tile, write_changed_backscatter
 
 SHIFTS_DB = (-1.5, 1.5)
 # Share of valid pixels whose class a +-1.5 dB shift leaves unchanged. Measured: water 0.95-0.97; land cover

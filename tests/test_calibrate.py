@@ -9,7 +9,7 @@ from osgeo import gdal
 from sarlulc.calibrate import OUTPUT_NODATA, calibrate_dn
 from sarlulc.errors import CancelledError, InputRasterError, OutputError
 from sarlulc.sar.units import InputUnits, detect_band_units
-from tests.factories import write_sar_raster
+from factories import write_sar_raster
 
 gdal.UseExceptions()
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 from osgeo import gdal
 
-from tests.factories import write_class_raster, write_pixel_water_model, write_sar_raster
+from factories import write_class_raster, write_pixel_water_model, write_sar_raster
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ from osgeo import gdal
 from sarlulc import evaluation
 from sarlulc.products import LULC_CLASSES
 from sarlulc.evaluation import EvaluationError, GridMismatchError, evaluate, main, write_csv, write_html
-from tests.factories import write_sar_raster
+from factories import write_sar_raster
 
 # Hand-computed example (codes 1..3):      reference   prediction
 REFERENCE = np.array([[1, 1, 2], [2, 3, 3]])  # 1 1 2        1 2 2

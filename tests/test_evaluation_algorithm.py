@@ -6,7 +6,7 @@ import processing
 from qgis.core import QgsApplication, QgsProcessingException
 
 from sarlulc.evaluation import evaluate
-from tests.factories import write_sar_raster
+from factories import write_sar_raster
 
 @pytest.fixture
 def algorithm_id(sarlulc_provider):

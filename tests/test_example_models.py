@@ -12,8 +12,8 @@ import pytest
 from osgeo import gdal
 from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingModelAlgorithm
 
-from tests.factories import expected_pixel_classes
-from tests.test_plugin_algorithms import contract_palette, input_db_and_valid, read_band, sidecar_palette
+from factories import expected_pixel_classes
+from test_plugin_algorithms import contract_palette, input_db_and_valid, read_band, sidecar_palette
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = sorted((REPO / "example_models").glob("*.model3"))

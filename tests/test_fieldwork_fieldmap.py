@@ -17,9 +17,9 @@ from qgis.core import (QgsFeature, QgsGeometry, QgsProcessingException, QgsProce
 from qgis.PyQt.QtGui import QColor, QImage
 
 from sarlulc.products import LULC_CLASSES
-from tests.factories import write_class_raster
-from tests.test_fieldwork_areastats import WarningFeedback
-from tests.test_plugin_bad_input import unwritable_folder  # noqa: F401 (fixture)
+from factories import write_class_raster
+from test_fieldwork_areastats import WarningFeedback
+from test_plugin_bad_input import unwritable_folder  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils is missing (tools/bootstrap.sh "
                                                                       "installs it: apt-get install poppler-utils)")

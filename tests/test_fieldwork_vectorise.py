@@ -16,8 +16,8 @@ from qgis.core import (
 from scipy import ndimage
 
 from sarlulc.products import LULC_CLASSES
-from tests.factories import write_class_raster
-from tests.test_plugin_bad_input import unwritable_folder  # noqa: F401 (fixture)
+from factories import write_class_raster
+from test_plugin_bad_input import unwritable_folder  # noqa: F401 (fixture)
 
 LEGEND = {code: (name, color) for code, name, color in LULC_CLASSES}
 

@@ -10,8 +10,7 @@ import pytest
 from osgeo import gdal, ogr
 from qgis.core import QgsProcessingException
 
-from tests.conftest import _PLUGIN_PARENT
-from tests.factories import write_sar_raster
+from factories import write_sar_raster
 
 
 @pytest.fixture
@@ -29,10 +28,10 @@ def gdal_defaults():
         ogr.UseExceptions()
 
 
-def test_importing_the_plugin_leaves_gdal_as_it_was():
+def test_importing_the_plugin_leaves_gdal_as_it_was(plugin_parent):
     script = textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {str(_PLUGIN_PARENT)!r})
+        sys.path.insert(0, {str(plugin_parent)!r})
         from osgeo import gdal, ogr
         import sar_lulc.processing_provider.provider, sar_lulc.sarlulc.fieldwork.statistics, sar_lulc.sarlulc.evaluation
         import sar_lulc.sarlulc.inference.engine, sar_lulc.sarlulc.calibrate, sar_lulc.sarlulc.fieldwork.generalise

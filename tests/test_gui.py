@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import write_pixel_lulc_model, write_pixel_water_model, write_sar_raster
+from factories import write_pixel_lulc_model, write_pixel_water_model, write_sar_raster
 
 REPO = Path(__file__).resolve().parent.parent
 QGIS = Path("/usr/bin/qgis")

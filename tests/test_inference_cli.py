@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from .factories import expected_pixel_classes, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster
+from factories import expected_pixel_classes, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster
 
 REPO = Path(__file__).resolve().parent.parent
 

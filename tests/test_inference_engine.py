@@ -14,7 +14,7 @@ from sarlulc.errors import (CancelledError, InferenceError, InputRasterError, Mo
 from sarlulc.rasters.coverage import CELL, READ_CELLS
 from sarlulc.inference.memory import MEMORY_SHARE, run_memory_bytes
 
-from .factories import (expected_pixel_classes, record_band_reads, write_context_lulc_model, write_foreign_onnx,
+from factories import (expected_pixel_classes, record_band_reads, write_context_lulc_model, write_foreign_onnx,
                         write_nan_lulc_model, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)
 
 NODATA = -9999.0
@@ -493,7 +493,7 @@ def test_more_threads_than_cpus_are_capped_and_said(tmp_path, sar_raster, lulc_m
 def test_confidence_is_held_at_chance_where_the_backscatter_is_unlike_the_training(tmp_path):
     """Must-have of issue 19: OUTPUT_CONFIDENCE honest. Pixels 12 dB brighter than anything the model learnt get
     at most 1/9; the others keep the model's confidence."""
-    from tests.factories import DEMO_LIKE_DISTRIBUTION
+    from factories import DEMO_LIKE_DISTRIBUTION
 
     model = write_pixel_lulc_model(tmp_path / "lulc.onnx", tile_size=64, tile_overlap=16,
                                    input_distribution=DEMO_LIKE_DISTRIBUTION)  # training pixels 1..99 %: -24..3 dB

@@ -8,7 +8,7 @@ from sarlulc.products import LULC_CLASSES, WATER_CLASSES
 from sarlulc.errors import ModelContractError
 from sarlulc.inference.contract import ClassInfo, InputDistribution, ModelContract, bundled_model_path
 
-from .factories import write_pixel_lulc_model, write_pixel_water_model
+from factories import write_pixel_lulc_model, write_pixel_water_model
 
 
 def lulc_metadata(**changes):

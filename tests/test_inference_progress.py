@@ -6,7 +6,7 @@ from sarlulc.inference.progress import TimeLeftLog
 from sarlulc.inference.engine import RunOptions, segment
 from sarlulc.inference.session import ModelSession
 
-from .factories import write_pixel_lulc_model, write_sar_raster
+from factories import write_pixel_lulc_model, write_sar_raster
 
 
 @pytest.fixture(scope="module")

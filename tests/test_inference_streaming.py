@@ -15,7 +15,7 @@ from sarlulc.inference.session import ModelSession, cached_graph_path
 from sarlulc.rasters.writer import OutputRaster, write_error
 from sarlulc.rasters.windows import TilePlan
 
-from .factories import (expected_pixel_classes, record_band_reads, write_alos2_mosaic_tile,
+from factories import (expected_pixel_classes, record_band_reads, write_alos2_mosaic_tile,
                         write_context_lulc_model, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)
 
 NODATA = -9999.0

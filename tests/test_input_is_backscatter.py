@@ -12,7 +12,7 @@ from osgeo import gdal
 from sarlulc.inference.engine import RunOptions, detect_water, segment
 from sarlulc.errors import InputRasterError
 
-from .factories import write_pixel_lulc_model, write_pixel_water_model, write_sar_raster
+from factories import write_pixel_lulc_model, write_pixel_water_model, write_sar_raster
 
 REFUSAL = "this is a SAR LULC result ({}), not backscatter: choose the SAR raster"
 

@@ -19,7 +19,7 @@ from sarlulc.training.class_table import ClassTableError, raster_classes, read_c
 from sarlulc.training.finetune import TrainingRefused, TrainRequest, train_for_area
 from sarlulc.training.reference import Grid, ReferenceError, reference_on_grid
 from tests import net_support  # noqa: F401 (one torch thread on the shared test machine)
-from tests.test_net_finetune import QUICK, needs_sf, sf_crop, write_polygons, write_raster  # noqa: F401 (fixture)
+from test_net_finetune import QUICK, needs_sf, sf_crop, write_polygons, write_raster  # noqa: F401 (fixture)
 
 # The PolSF codes of the crop (3 water, 4 urban, 5 parks) as a model's own classes.
 TABLE = "code,name,color\n3,Open water,#0022ff\n4,City,#ff2200\n5,Park,#22aa22\n"

@@ -22,8 +22,8 @@ from sarlulc.training.input_statistics import Normalisation
 from sarlulc.training.rasters import LabelRaster, ReadOptions, SarRaster, label_offset, open_rasters, read_options
 from sarlulc.training.sources import Scene, find_images, find_pairs
 from sarlulc.training.losses import IGNORE_INDEX
-from tests.factories import write_pixel_lulc_model
-from tests.net_support import codes_from_db, write_pair
+from factories import write_pixel_lulc_model
+from net_support import codes_from_db, write_pair
 
 FAST = ["--epochs", "1", "--samples-per-epoch", "4", "--batch-size", "2", "--crop-size", "64",
         "--workers", "0", "--threads", "1"]

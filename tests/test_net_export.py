@@ -12,7 +12,7 @@ from sarlulc.errors import ModelContractError
 from sarlulc.inference.contract import ModelContract
 from sarlulc.training import export
 from sarlulc.networks.segmentor import Segmentor
-from tests.net_support import mini_config
+from net_support import mini_config
 
 NORM = {"norm_clip": [-30.0, 0.0], "norm_mean": -11.5, "norm_std": 5.5}
 

@@ -17,7 +17,7 @@ from sarlulc.sar.units import InputUnits
 from sarlulc.rasters.windows import Window
 from sarlulc.training.input_statistics import normalisation_of
 from sarlulc.training.rasters import ReadOptions, SarRaster
-from tests.factories import sar_db_field, write_alos2_mosaic_tile, write_echo_water_model, write_sar_raster
+from factories import sar_db_field, write_alos2_mosaic_tile, write_echo_water_model, write_sar_raster
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TOLERANCE = 1e-4  # of the normalised input (units of the model's input std)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from sarlulc.training.losses import (IGNORE_INDEX, FocalDiceLoss, binary_dice_loss, binary_focal_loss, class_weights,
                                      dice_loss, focal_loss, sar_power_weights, weighted_reconstruction_loss)
 from sarlulc.networks.segmentor import Segmentor
-from tests.net_support import mini_config
+from net_support import mini_config
 
 COUNTS = [5000, 3000, 1000, 100, 10]
 

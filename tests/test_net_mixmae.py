@@ -5,7 +5,7 @@ import torch
 
 from sarlulc.training.mixmae import CELL, MixMAE
 from sarlulc.networks.segmentor import Segmentor
-from tests.net_support import mini_config
+from net_support import mini_config
 
 
 def _model(**kwargs):

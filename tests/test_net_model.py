@@ -9,7 +9,7 @@ from sarlulc.networks.refine import HighResolutionStem, RefineUpHead
 from sarlulc.networks.segmentor import Segmentor
 from sarlulc.networks.swin import SwinEncoder, attention_mask
 from sarlulc.networks.upernet import adaptive_avg_pool
-from tests.net_support import mini_config
+from net_support import mini_config
 
 
 def n_params(model):

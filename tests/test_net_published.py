@@ -34,7 +34,7 @@ import torch
 from sarlulc.inference import engine
 from sarlulc.inference.contract import ModelContract
 from sarlulc.training import published
-from tests.factories import write_sar_raster
+from factories import write_sar_raster
 
 DATA = pathlib.Path(__file__).parent / "data"
 FIXTURE = DATA / "published_sarwsimmim_tiny.pt"

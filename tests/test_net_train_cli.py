@@ -23,7 +23,7 @@ from sarlulc.training.sampling import label_histogram, label_targets, task_histo
 from sarlulc.training.sources import find_pairs
 from sarlulc.training.losses import IGNORE_INDEX
 from sarlulc.networks.segmentor import Segmentor
-from tests.net_support import mini_config, write_pair
+from net_support import mini_config, write_pair
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--epochs", "1", "--samples-per-epoch", "4", "--batch-size", "2", "--crop-size", "64",

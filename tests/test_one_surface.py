@@ -12,7 +12,7 @@ from osgeo import gdal
 from sarlulc.inference import engine
 from sarlulc.inference.threshold import WATER_CEILINGS
 from sarlulc.simulate.scene import simulate_scene
-from tests.factories import write_alos2_mosaic_tile, write_sar_raster
+from factories import write_alos2_mosaic_tile, write_sar_raster
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SF_SAR = SHARED / "sf_airsar" / "sf_airsar_hh_hv_vv_db.tif"

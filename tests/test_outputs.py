@@ -16,7 +16,7 @@ from qgis.core import QgsPalettedRasterRenderer, QgsRasterLayer
 
 from sarlulc.inference.engine import RunOptions, segment
 from sarlulc.errors import OutputError
-from tests.factories import expected_pixel_classes, write_sar_raster
+from factories import expected_pixel_classes, write_sar_raster
 
 REPO = Path(__file__).resolve().parent.parent
 

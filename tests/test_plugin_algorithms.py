@@ -23,7 +23,7 @@ from qgis.core import (
 )
 
 from sarlulc.inference.contract import ModelContract
-from tests.factories import NORM_MEAN, NORM_STD, expected_pixel_classes, write_sar_raster
+from factories import NORM_MEAN, NORM_STD, expected_pixel_classes, write_sar_raster
 
 
 class RecordingFeedback(QgsProcessingFeedback):

@@ -11,7 +11,7 @@ import processing
 import pytest
 from qgis.core import QgsProcessingException
 
-from tests.factories import write_foreign_onnx, write_sar_raster
+from factories import write_foreign_onnx, write_sar_raster
 
 
 def digest(path):

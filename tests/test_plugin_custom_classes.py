@@ -7,7 +7,7 @@ from osgeo import gdal
 from qgis.core import QgsApplication, QgsPalettedRasterRenderer, QgsProcessingException, QgsRasterLayer
 
 from sarlulc.inference.contract import ModelContract
-from tests.test_plugin_train import needs_sf, sf_crop  # noqa: F401 (fixture)
+from test_plugin_train import needs_sf, sf_crop  # noqa: F401 (fixture)
 
 TABLE = "code,name,color\n3,Open water,#0022ff\n4,City,#ff2200\n5,Park,#22aa22\n"
 EXPECTED = [(3, "Open water", "#0022ff"), (4, "City", "#ff2200"), (5, "Park", "#22aa22")]

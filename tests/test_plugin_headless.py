@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from tests.factories import expected_pixel_classes
+from factories import expected_pixel_classes
 
 REPO = Path(__file__).resolve().parent.parent
 QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")

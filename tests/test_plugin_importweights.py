@@ -13,7 +13,7 @@ from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedb
 
 from sarlulc.inference.contract import ModelContract
 from sarlulc.training import published
-from tests.test_net_published import FIXTURE
+from test_net_published import FIXTURE
 
 CLASSES = "code,name,color\n" + "".join(f"{10 + i},Class {chr(65 + i)},#10203{i}\n" for i in range(9))
 

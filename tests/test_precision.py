@@ -17,7 +17,7 @@ from sarlulc.inference.memory import GPU_MAX_BATCH, MODEL_BYTES_PER_PIXEL, gpu_b
 from sarlulc.inference.session import HALF_PRECISION_AGREEMENT, ModelSession
 from sarlulc.rasters.windows import TilePlan
 
-from .factories import write_context_lulc_model, write_sar_raster
+from factories import write_context_lulc_model, write_sar_raster
 
 
 @pytest.fixture(scope="module")

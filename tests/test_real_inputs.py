@@ -23,7 +23,7 @@ from sarlulc.sar.units import InputUnits, detect_band_units, sample_valid_values
 from sarlulc.rasters.windows import Window
 from sarlulc.simulate import metres_per_degree, simulate_scene, write_scene
 
-from .factories import (expected_pixel_classes, lulc_centres_db, write_alos2_mosaic_tile, write_context_lulc_model,
+from factories import (expected_pixel_classes, lulc_centres_db, write_alos2_mosaic_tile, write_context_lulc_model,
                         web_mercator_point, write_pixel_lulc_model, write_pixel_water_model, write_sar_raster)
 
 LOOKS = 50.0  # multi-looked: class centres are 2.9 dB apart, the speckle about 0.6 dB

@@ -8,10 +8,10 @@ from osgeo import gdal
 from qgis.core import QgsProcessingException
 
 from sarlulc.simulate import write_scene
-from tests.factories import expected_pixel_classes, write_sar_raster
-from tests.test_plugin_algorithms import RecordingFeedback, assert_same_grid, sidecar_palette
-from tests.test_plugin_headless import QGIS_PROCESS, plugin_zip, qgis_env, qgis_process  # noqa: F401 (fixtures)
-from tests.test_real_inputs import class_scene
+from factories import expected_pixel_classes, write_sar_raster
+from test_plugin_algorithms import RecordingFeedback, assert_same_grid, sidecar_palette
+from test_plugin_headless import QGIS_PROCESS, plugin_zip, qgis_env, qgis_process  # noqa: F401 (fixtures)
+from test_real_inputs import class_scene
 
 
 def read(path):

@@ -12,7 +12,7 @@ from sarlulc.rasters.resample import (decide_model_grid, model_grid, open_on_mod
                                       warp_back_to_input_grid)
 from sarlulc.sar.decibels import db_to_power, power_to_db
 from sarlulc.sar.units import InputUnits, to_db
-from tests.factories import sar_db_field, write_sar_raster
+from factories import sar_db_field, write_sar_raster
 
 gdal.UseExceptions()
 

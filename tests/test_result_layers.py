@@ -19,7 +19,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication, QThreadPool
 
-from tests.factories import write_sar_raster
+from factories import write_sar_raster
 
 EPSG = 32654
 

@@ -12,7 +12,7 @@ import pytest
 from osgeo import gdal, ogr, osr
 from qgis.core import QgsProcessingException
 
-from tests.factories import write_sar_raster
+from factories import write_sar_raster
 
 
 def digest(folder: Path) -> dict:

@@ -13,7 +13,7 @@ from sarlulc.rasters.resample import ground_pixel_size_m
 from sarlulc.sar.units import (RELATIVE_STRETCH_DB, InputUnits, check_backscatter_band, check_units_fit,
                                detect_band_units, detect_units, sample_valid_values, to_db, valid_mask)
 from sarlulc.sar.speckle import SpeckleFilter, filter_halo, lee_filter, refined_lee_filter, speckle_filter_db
-from tests.factories import sar_db_field, web_mercator_point
+from factories import sar_db_field, web_mercator_point
 
 gdal.UseExceptions()
 

@@ -12,7 +12,7 @@ import pytest
 
 from sarlulc.inference import engine
 from sarlulc.rasters.reading import open_raster
-from tests.factories import write_pixel_water_model, write_sar_raster
+from factories import write_pixel_water_model, write_sar_raster
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from sarlulc.tiles import run as tiles_run
 from sarlulc.tiles.__main__ import main as tiles_cli
 from sarlulc.tiles.inputs import TilesError
 from sarlulc.tiles.run import map_tiles
-from tests.factories import write_context_lulc_model, write_sar_raster
+from factories import write_context_lulc_model, write_sar_raster
 
 GRID, TILE = 4, 100
 

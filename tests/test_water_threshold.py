@@ -18,10 +18,10 @@ from sarlulc.inference import engine
 from sarlulc.errors import CancelledError, OptionError
 from sarlulc.inference.contract import ModelContract, bundled_model_path
 from sarlulc.inference.threshold import fit_two_gaussians, kittler_illingworth_threshold, otsu_threshold, sample_grid
-from tests.factories import (DEMO_LIKE_DISTRIBUTION, water_land_scene, write_changed_backscatter, write_pixel_water_model,
+from factories import (DEMO_LIKE_DISTRIBUTION, water_land_scene, write_changed_backscatter, write_pixel_water_model,
                              write_sar_raster)
-from tests.test_plugin_algorithms import RecordingFeedback, assert_same_grid, palette, sidecar_palette
-from tests.test_plugin_headless import QGIS_PROCESS, plugin_zip, qgis_env, qgis_process  # noqa: F401 (fixtures)
+from test_plugin_algorithms import RecordingFeedback, assert_same_grid, palette, sidecar_palette
+from test_plugin_headless import QGIS_PROCESS, plugin_zip, qgis_env, qgis_process  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "demo" / "demo_scene_hh_db.tif"
