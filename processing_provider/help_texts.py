@@ -8,7 +8,7 @@ INPUT_HELP = (
     "<h3>Input</h3><p>A georeferenced single-polarisation L-band SAR raster of HH backscatter, "
     "terrain-corrected, like ALOS-2 PALSAR-2 mosaic tiles and L2.1 products or sigma0/gamma0 "
     "exported by SNAP. <b>Band</b>: the HH band of a multi-band raster (the log names the band "
-    "used). The raster needs a CRS; it is only read, never modified.</p>"
+    "used; the models warn on a band named HV or VH, cross-polarised). The raster needs a CRS; it is only read, never modified.</p>"
     "<p><b>Map only this extent</b> (optional; the dialog offers the map canvas's, a layer's or one "
     "drawn): only the raster's pixels within it are read and mapped, and the outputs cover that "
     "window. <b>Map only inside polygons</b> (optional; any CRS, <i>selected features only</i> "

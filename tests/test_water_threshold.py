@@ -18,8 +18,8 @@ from sarlulc.inference import engine
 from sarlulc.errors import CancelledError, OptionError
 from sarlulc.inference.contract import ModelContract, bundled_model_path
 from sarlulc.inference.threshold import fit_two_gaussians, kittler_illingworth_threshold, otsu_threshold, sample_grid
-from factories import (DEMO_LIKE_DISTRIBUTION, water_land_scene, write_changed_backscatter, write_pixel_water_model,
-                             write_sar_raster)
+from factories import (DEMO_LIKE_DISTRIBUTION, water_land_scene, write_alos2_mosaic_tile, write_changed_backscatter,
+                       write_pixel_water_model, write_sar_raster)
 from test_plugin_algorithms import RecordingFeedback, assert_same_grid, palette, sidecar_palette
 from test_plugin_headless import QGIS_PROCESS, plugin_zip, qgis_env, qgis_process  # noqa: F401 (fixtures)
 
@@ -394,3 +394,41 @@ def test_the_bundled_models_read_the_absolute_level_and_flag_inputs_unlike_their
         if name == "dark":  # the numbers: the input's median and how far below the training's it lies
             assert any(re.search(r"Input darker than the model's training data: its 1st percentile -\d+\.\d dB is "
                                  r"\d+\.\d dB below the training pixels'", w) for w in warnings), warnings
+
+
+# ---------------------------------------------------------------- polarisation
+
+@pytest.mark.parametrize("polarisation, water", [("HV", False), ("HH", True)])
+def test_a_mosaic_tile_names_its_polarisation_in_its_file_name_and_sets_the_water_level(
+        water_model, tmp_path, polarisation, water):
+    """JAXA mosaic tiles come as one file per polarisation, the polarisation only in the file name. One
+    population at -20 dB is grassland in HV (cross-polarised water lies below -25 dB) and water in HH."""
+    sar = write_alos2_mosaic_tile(tmp_path / f"N35E135_21_sl_{polarisation}_F02DAR.tif", size=200, strip_rows=80,
+                                  ocean_fraction=1.0, ocean_db=-20.0)
+    _, log, _ = run_threshold(sar, tmp_path / "water.tif", water_model)
+
+    assert f"Using band 1 of 1 ({polarisation}, named by the file name)" in log
+    ceiling = "water ceiling -23 dB" if polarisation == "HV" else "water ceiling -17 dB"
+    assert ceiling in log and ("the scene is water" in log) is water
+    mask, _ = read_mask(tmp_path / "water.tif")
+    share = np.mean(mask[mask != 255] == 1)
+    assert share > 0.95 if water else share < 0.01
+
+
+@pytest.mark.parametrize("description, warned", [("VH", True), ("HV", True), ("VV", False), ("HH", False), ("", False)])
+def test_the_model_on_a_cross_polarised_band_warns_and_says_what_to_run_instead(
+        water_model, tmp_path, description, warned):
+    sar = write_sar_raster(tmp_path / "dual.tif", 96, 96, bands=2)
+    dataset = gdal.Open(sar, gdal.GA_Update)
+    dataset.GetRasterBand(2).SetDescription(description)
+    dataset = None
+    warnings = []
+    engine.detect_water(sar, tmp_path / "water.tif", model_path=water_model, options=engine.RunOptions(band=2),
+                        log=lambda line: None, warn=warnings.append)
+
+    cross = [warning for warning in warnings if "cross-polarised" in warning]
+    assert len(cross) == int(warned)
+    if warned:
+        assert cross[0].startswith(
+            f"Band 2 holds cross-polarised backscatter ({description}, named by its description)")
+        assert "Run the model on the HH band" in cross[0] and "Method threshold" in cross[0]

@@ -20,7 +20,7 @@ METHOD_HELP = (
     "(Otsu when that has no minimum between the two) of their pixels is used. The log gives the "
     "threshold in dB and how it was found. A calibrated input also has its absolute level: a tile "
     "whose darker population lies below the <b>water ceiling</b> of its polarisation (HH {hh:g} dB, "
-    "VV {vv:g} dB, HV/VH {cross:g} dB, from the band's description) shows water too, so a scene mostly "
+    "VV {vv:g} dB, HV/VH {cross:g} dB, from the band's description, else the file name) shows water too, so a scene mostly "
     "under water is split. When no tile shows water beside land, the whole scene's histogram is used "
     "if it holds a dark population, with a warning. When the backscatter forms a <b>single "
     "population</b>, a calibrated scene is all water if that population lies below the ceiling (an "

@@ -21,7 +21,8 @@ from .output_specs import StyleWriter, create_outputs, space_needed, style_files
 from .progress import TimeLeftLog
 from ..rasters.reading import BackscatterReader, BandReader, open_raster
 from ..rasters.resample import check_pixel_size, decide_model_grid
-from .run_input import anchor_relative, band_line, data_coverage, input_units, model_input_reader, no_valid_pixel
+from .run_input import (anchor_relative, band_line, data_coverage, input_units, model_input_reader, no_valid_pixel,
+                        warn_cross_polarised)
 from ..sar.units import sample_valid_values
 from ..sar.speckle import SpeckleFilter
 from .tasks import Task
@@ -107,6 +108,7 @@ class Run:
         if not self.units.calibrated:
             anchor_relative(self.input_reader, self.source, log)
         if self.method.checks_distribution:
+            warn_cross_polarised(dataset, options.band, self.warn)
             distribution = check_input_distribution(self.input_reader.sample_db(), self.contract,
                                                     calibrated=self.units.calibrated)
             log(distribution.summary)

@@ -16,6 +16,7 @@ from ..rasters.reading import BackscatterReader, BandReader
 from .normalisation import SceneStatistics
 from ..rasters.resample import ModelGrid, ground_pixel_size_m, open_on_model_grid, resampling_to_model
 from ..sar.units import DB_RANGE, RELATIVE_LAND_DB, InputUnits, check_units_fit, detect_band_units, sample_shape
+from ..sar.polarisation import band_polarisation
 from ..sar.speckle import SpeckleFilter
 
 
@@ -84,7 +85,21 @@ def _conversion_note(units: InputUnits, options: RunOptions) -> str:
 
 def band_line(dataset: gdal.Dataset, band: int) -> str:
     description = dataset.GetRasterBand(band).GetDescription()
+    polarisation = band_polarisation(dataset, band)
+    if not description and polarisation.name:
+        description = f"{polarisation.name}, named by {polarisation.source}"
     return f"Using band {band} of {dataset.RasterCount}" + (f" ({description})" if description else "")
+
+
+def warn_cross_polarised(dataset: gdal.Dataset, band: int, warn) -> None:
+    """Warn when a model (made for co-polarised HH or VV) is given a band the raster names HV or VH."""
+    polarisation = band_polarisation(dataset, band)
+    if polarisation.cross:
+        warn(f"Band {band} holds cross-polarised backscatter ({polarisation.name}, named by {polarisation.source}); "
+             f"the model was made for co-polarised backscatter (HH or VV): cross-polarised land lies 6-10 dB "
+             f"darker and is mapped as water or dark land. Run the model on the HH band (for a JAXA mosaic tile, "
+             f"the file with _HH_ in its name); for a water mask from this band, use Method threshold, which has "
+             f"a water level for cross-polarised bands.")
 
 
 def model_input_reader(band_reader: BandReader, grid: ModelGrid | None, units: InputUnits,

@@ -32,7 +32,6 @@ then gives no water, with a warning that it cannot tell. numpy and GDAL band met
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,6 +39,7 @@ import numpy as np
 
 from ..errors import CancelledError, InputRasterError
 from ..rasters.windows import Window
+from ..sar.polarisation import band_polarisation
 
 SAMPLE_TILE = 64  # tile edge in pixels (640 m on the 10 m grid)
 MAX_SAMPLE_TILES = 1024  # bounds the read: at most 4 Mpx whatever the raster size
@@ -103,17 +103,12 @@ WATER_CEILINGS = {
 
 
 def water_ceiling(dataset, band: int) -> WaterCeiling:
-    """The water ceiling of band ``band``: by the polarisation its description or metadata names
-    (VV, VH/HV), else HH, the plugin's input."""
-    raster_band = dataset.GetRasterBand(band)
-    texts = [raster_band.GetDescription()] + [f"{key}={value}" for owner in (raster_band, dataset)
-                                               for key, value in (owner.GetMetadata() or {}).items()]
-    words = set(re.findall(r"[A-Z]+", " ".join(texts).upper().replace("_", " ")))
-    if words & {"VH", "HV"} and not words & {"HH", "VV"}:
+    """The water ceiling of band ``band``: by the polarisation the raster names for it (VV, HV/VH;
+    `band_polarisation`), else HH, the plugin's input."""
+    polarisation = band_polarisation(dataset, band)
+    if polarisation.cross:
         return WATER_CEILINGS["cross"]
-    if "VV" in words and "HH" not in words:
-        return WATER_CEILINGS["VV"]
-    return WATER_CEILINGS["HH"]
+    return WATER_CEILINGS["VV" if polarisation.name == "VV" else "HH"]
 
 
 @dataclass(frozen=True)
