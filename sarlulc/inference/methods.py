@@ -109,7 +109,7 @@ class ThresholdMethod:
     def plan(self, run, block_size: int, progress) -> tuple[Settings, None, list]:
         """Found before any output file exists; up to the first tenth of the progress bar."""
         source, log = run.source, run.log
-        ceiling = water_ceiling(run.dataset, run.options.band) if run.units.calibrated else None
+        ceiling = water_ceiling(run.polarisation) if run.units.calibrated else None
         tiles = sample_tiles(source.read, source.band_reader.width, source.band_reader.height,
                              lambda percent: progress(2.0 + 0.08 * percent), run.is_cancelled)
         threshold = find_water_threshold(tiles, ceiling)

@@ -23,6 +23,7 @@ from ..rasters.reading import BackscatterReader, BandReader, open_raster
 from ..rasters.resample import check_pixel_size, decide_model_grid
 from .run_input import (anchor_relative, band_line, data_coverage, input_units, model_input_reader, no_valid_pixel,
                         warn_cross_polarised)
+from ..sar.polarisation import band_polarisation
 from ..sar.units import sample_valid_values
 from ..sar.speckle import SpeckleFilter
 from .tasks import Task
@@ -99,7 +100,8 @@ class Run:
         self.model_path = resolve_model_path(self.task.name, self.model_path)
         self._check_outputs()
         self.contract, self.session, self.defaults = self.method.load(self)
-        log(band_line(dataset, options.band))
+        self.polarisation = band_polarisation(dataset, options.band)
+        log(band_line(dataset, options.band, self.polarisation))
         self.input_reader = BackscatterReader(band_reader, self.units, options.calibration_factor, sample=sample)
         check_pixel_size(dataset, self.contract.gsd_m, str(self.input_path))
         self.grid = decide_model_grid(dataset, self.contract.gsd_m)
@@ -108,7 +110,7 @@ class Run:
         if not self.units.calibrated:
             anchor_relative(self.input_reader, self.source, log)
         if self.method.checks_distribution:
-            warn_cross_polarised(dataset, options.band, self.warn)
+            warn_cross_polarised(options.band, self.polarisation, self.warn)
             distribution = check_input_distribution(self.input_reader.sample_db(), self.contract,
                                                     calibrated=self.units.calibrated)
             log(distribution.summary)

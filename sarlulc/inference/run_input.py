@@ -16,7 +16,7 @@ from ..rasters.reading import BackscatterReader, BandReader
 from .normalisation import SceneStatistics
 from ..rasters.resample import ModelGrid, ground_pixel_size_m, open_on_model_grid, resampling_to_model
 from ..sar.units import DB_RANGE, RELATIVE_LAND_DB, InputUnits, check_units_fit, detect_band_units, sample_shape
-from ..sar.polarisation import band_polarisation
+from ..sar.polarisation import BandPolarisation
 from ..sar.speckle import SpeckleFilter
 
 
@@ -83,17 +83,15 @@ def _conversion_note(units: InputUnits, options: RunOptions) -> str:
     return ""
 
 
-def band_line(dataset: gdal.Dataset, band: int) -> str:
+def band_line(dataset: gdal.Dataset, band: int, polarisation: BandPolarisation) -> str:
     description = dataset.GetRasterBand(band).GetDescription()
-    polarisation = band_polarisation(dataset, band)
     if not description and polarisation.name:
         description = f"{polarisation.name}, named by {polarisation.source}"
     return f"Using band {band} of {dataset.RasterCount}" + (f" ({description})" if description else "")
 
 
-def warn_cross_polarised(dataset: gdal.Dataset, band: int, warn) -> None:
+def warn_cross_polarised(band: int, polarisation: BandPolarisation, warn) -> None:
     """Warn when a model (made for co-polarised HH or VV) is given a band the raster names HV or VH."""
-    polarisation = band_polarisation(dataset, band)
     if polarisation.cross:
         warn(f"Band {band} holds cross-polarised backscatter ({polarisation.name}, named by {polarisation.source}); "
              f"the model was made for co-polarised backscatter (HH or VV): cross-polarised land lies 6-10 dB "

@@ -26,7 +26,7 @@ beside land when their darker population lies below the water ceiling of its pol
 only far below the scene's median, so a scene mostly under water is split too; and a scene of
 one population is all water when that population lies below the ceiling (open ocean, a flooded
 plain), all land otherwise. A relative input (a display stretch) has no level: one population
-then gives no water, with a warning that it cannot tell. numpy and GDAL band metadata only.
+then gives no water, with a warning that it cannot tell. numpy only.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import CancelledError, InputRasterError
 from ..rasters.windows import Window
-from ..sar.polarisation import band_polarisation
+from ..sar.polarisation import BandPolarisation
 
 SAMPLE_TILE = 64  # tile edge in pixels (640 m on the 10 m grid)
 MAX_SAMPLE_TILES = 1024  # bounds the read: at most 4 Mpx whatever the raster size
@@ -102,10 +102,9 @@ WATER_CEILINGS = {
 }
 
 
-def water_ceiling(dataset, band: int) -> WaterCeiling:
-    """The water ceiling of band ``band``: by the polarisation the raster names for it (VV, HV/VH;
-    `band_polarisation`), else HH, the plugin's input."""
-    polarisation = band_polarisation(dataset, band)
+def water_ceiling(polarisation: BandPolarisation) -> WaterCeiling:
+    """The water ceiling of a band of ``polarisation`` (the one the raster names for it: VV, HV/VH),
+    else HH's, the plugin's input."""
     if polarisation.cross:
         return WATER_CEILINGS["cross"]
     return WATER_CEILINGS["VV" if polarisation.name == "VV" else "HH"]
